@@ -1,0 +1,729 @@
+//! Configuration through figment.
+//!
+//! Layers, later wins: built-in defaults < `/etc/avm/config.toml` <
+//! `$XDG_CONFIG_HOME/avm/config.{toml,yaml}` < `--config FILE` < `AVM_*` environment variables
+//! (`AVM_STORE__CACHE_ENTRIES=5000` sets `store.cache_entries`) < command-line flags.
+//!
+//! [`load`] stops at the first problem (as any program must); [`check`] walks the merged
+//! configuration and reports every problem it can find, each with the source that set it.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml, Yaml};
+use figment::value::{Dict, Value as FValue};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::router::Router;
+
+/// Default cap on one node's content, in bytes (8 MiB).
+pub const DEFAULT_MAX_NODE_BYTES: u64 = 8 << 20;
+
+/// The whole avm configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The database file; `~` and `${VAR}` are expanded. Default: `$XDG_DATA_HOME/avm/avm.db`.
+    pub db: Option<String>,
+    /// The agent to act as when no `--agent` is given (none = operator).
+    pub agent: Option<String>,
+    /// Largest accepted node content, in bytes.
+    pub max_node_bytes: u64,
+    /// Days a node stays in `/trash` before it may be purged.
+    pub trash_retention_days: u64,
+    /// Tuning of the embedded SQLite store.
+    pub store: StoreConfig,
+    /// Path patterns and the providers that serve them.
+    pub mounts: Vec<MountConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db: None,
+            agent: None,
+            max_node_bytes: DEFAULT_MAX_NODE_BYTES,
+            trash_retention_days: 30,
+            store: StoreConfig::default(),
+            mounts: vec![MountConfig {
+                pattern: "/**".into(),
+                kind: "memory".into(),
+                ttl: 0,
+                read_only: false,
+                options: Dict::new(),
+            }],
+        }
+    }
+}
+
+/// Tuning of the embedded SQLite store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// How long a writer waits for another process's lock before reporting `busy`.
+    pub busy_timeout_ms: u64,
+    /// Nodes kept in the per-process hot cache.
+    pub cache_entries: usize,
+    /// Read connections in the pool.
+    pub readers: usize,
+    /// Most writes committed in one group-commit transaction.
+    pub group_commit_max: usize,
+    /// SQLite `synchronous`: `normal` (durable across process crashes; the default), `full`
+    /// (also across power loss) or `off`.
+    pub synchronous: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            busy_timeout_ms: 30_000,
+            cache_entries: 20_000,
+            readers: 4,
+            group_commit_max: 512,
+            synchronous: "normal".into(),
+        }
+    }
+}
+
+/// One mount: a path pattern served by a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// Path pattern: literal segments, `{capture}`, `*`, `**` (last).
+    pub pattern: String,
+    /// Provider type (`memory`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Seconds the host caches this mount's reads (0 = no host cache).
+    #[serde(default)]
+    pub ttl: u64,
+    /// Refuse writes through this mount.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Provider-specific options.
+    #[serde(default)]
+    pub options: Dict,
+}
+
+/// Where configuration comes from, besides the fixed files.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--config FILE`.
+    pub file: Option<PathBuf>,
+    /// Read `AVM_*` variables (off in tests that want isolation).
+    pub env: bool,
+    /// Flag overrides as `(dotted key, value)`, applied last.
+    pub flags: Vec<(String, FValue)>,
+    /// Replaces `/etc/avm/config.toml` (tests).
+    pub system_file: Option<PathBuf>,
+}
+
+/// The fixed system-wide config file.
+pub const SYSTEM_CONFIG: &str = "/etc/avm/config.toml";
+
+/// `$XDG_CONFIG_HOME/avm` (or `~/.config/avm`).
+pub fn config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".config")))
+        .map(|d| d.join("avm"))
+}
+
+/// `$XDG_DATA_HOME/avm` (or `~/.local/share/avm`).
+pub fn data_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home().map(|h| h.join(".local/share")))
+        .map(|d| d.join("avm"))
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Environment variables that steer the CLI rather than the configuration.
+const ENV_NOT_CONFIG: &[&str] = &["config", "log", "json"];
+
+/// The files that exist and will be read, in order.
+pub fn files(sources: &Sources) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let system = sources
+        .system_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG));
+    if system.is_file() {
+        out.push(system);
+    }
+    if let Some(dir) = config_dir() {
+        for name in ["config.toml", "config.yaml", "config.yml"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    if let Some(f) = &sources.file {
+        out.push(f.clone());
+    }
+    out
+}
+
+/// The merged figment for `sources`.
+pub fn figment(sources: &Sources) -> Result<Figment> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    for f in files(sources) {
+        fig = merge_file(fig, &f);
+    }
+    if let Some(f) = &sources.file
+        && !f.is_file()
+    {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "config file {} does not exist; check the --config path",
+                f.display()
+            ),
+        ));
+    }
+    if sources.env {
+        fig = fig.merge(
+            Env::prefixed("AVM_")
+                .split("__")
+                .filter(|k| !ENV_NOT_CONFIG.contains(&k.as_str().to_lowercase().as_str())),
+        );
+    }
+    for (key, value) in &sources.flags {
+        fig = fig.merge(Serialized::global(key, value.clone()));
+    }
+    Ok(fig)
+}
+
+fn merge_file(fig: Figment, path: &Path) -> Figment {
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    if yaml {
+        fig.merge(Yaml::file_exact(path))
+    } else {
+        fig.merge(Toml::file_exact(path))
+    }
+}
+
+/// Loads the configuration, failing on the first problem with a message naming its source.
+pub fn load(sources: &Sources) -> Result<Config> {
+    let fig = figment(sources)?;
+    fig.extract::<Config>().map_err(|e| {
+        let first = e.into_iter().next();
+        match first {
+            Some(e) => Error::invalid(format!(
+                "invalid configuration: {}; run `avm config check` to list every problem",
+                describe(&e)
+            )),
+            None => Error::invalid("invalid configuration"),
+        }
+    })
+}
+
+fn describe(e: &figment::Error) -> String {
+    let mut s = String::new();
+    if !e.path.is_empty() {
+        s.push_str(&format!("{}: ", e.path.join(".")));
+    }
+    s.push_str(&e.kind.to_string());
+    if let Some(md) = &e.metadata {
+        match &md.source {
+            Some(src) => s.push_str(&format!(" (from {src})")),
+            None => s.push_str(&format!(" (from {})", md.name)),
+        }
+    }
+    s
+}
+
+/// One problem found by [`check`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Dotted key (`mounts[1].type`), or empty for the whole config.
+    pub key: String,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+    /// Where the value came from, when known.
+    pub source: Option<String>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "db",
+    "agent",
+    "max_node_bytes",
+    "trash_retention_days",
+    "store",
+    "mounts",
+];
+const STORE_KEYS: &[&str] = &[
+    "busy_timeout_ms",
+    "cache_entries",
+    "readers",
+    "group_commit_max",
+    "synchronous",
+];
+const MOUNT_KEYS: &[&str] = &["pattern", "type", "ttl", "read_only", "options"];
+
+/// Checks the configuration from `sources` and reports every problem found. `known_types`
+/// lists the provider types this build can mount.
+pub fn check(sources: &Sources, known_types: &[&str]) -> Vec<Problem> {
+    let fig = match figment(sources) {
+        Ok(f) => f,
+        Err(e) => {
+            return vec![Problem {
+                key: String::new(),
+                message: e.message().to_string(),
+                source: None,
+            }];
+        }
+    };
+    let mut problems = Vec::new();
+    let dict: Dict = match fig.extract::<Dict>() {
+        Ok(d) => d,
+        Err(e) => {
+            for e in e {
+                problems.push(Problem {
+                    key: e.path.join("."),
+                    message: e.kind.to_string(),
+                    source: e.metadata.as_ref().map(source_name),
+                });
+            }
+            return problems;
+        }
+    };
+    let source_of = |key: &str| fig.find_metadata(key).map(source_name);
+    let mut unknown = |key: String, known: &[&str], lookup: &str| {
+        let hint = suggest(key.rsplit('.').next().unwrap_or(&key), known)
+            .map(|s| format!("; did you mean {s:?}?"))
+            .unwrap_or_default();
+        problems.push(Problem {
+            message: format!("unknown key {key:?}{hint} (known: {})", known.join(", ")),
+            source: source_of(lookup),
+            key,
+        });
+    };
+    for key in dict.keys() {
+        if !TOP_KEYS.contains(&key.as_str()) {
+            unknown(key.clone(), TOP_KEYS, key);
+        }
+    }
+    if let Some(FValue::Dict(_, store)) = dict.get("store") {
+        for key in store.keys() {
+            if !STORE_KEYS.contains(&key.as_str()) {
+                let full = format!("store.{key}");
+                unknown(full.clone(), STORE_KEYS, &full);
+            }
+        }
+    }
+    // Type errors, one key at a time so that one bad value does not hide the next.
+    let mut typed = |key: &str, res: std::result::Result<(), figment::Error>| {
+        if let Err(e) = res {
+            problems.push(Problem {
+                key: key.to_string(),
+                message: e.kind.to_string(),
+                source: fig.find_metadata(key).map(source_name),
+            });
+        }
+    };
+    typed("db", fig.extract_inner::<Option<String>>("db").map(drop));
+    typed(
+        "agent",
+        fig.extract_inner::<Option<String>>("agent").map(drop),
+    );
+    typed(
+        "max_node_bytes",
+        fig.extract_inner::<u64>("max_node_bytes").map(drop),
+    );
+    typed(
+        "trash_retention_days",
+        fig.extract_inner::<u64>("trash_retention_days").map(drop),
+    );
+    typed(
+        "store.busy_timeout_ms",
+        fig.extract_inner::<u64>("store.busy_timeout_ms").map(drop),
+    );
+    typed(
+        "store.cache_entries",
+        fig.extract_inner::<usize>("store.cache_entries").map(drop),
+    );
+    typed(
+        "store.readers",
+        fig.extract_inner::<usize>("store.readers").map(drop),
+    );
+    typed(
+        "store.group_commit_max",
+        fig.extract_inner::<usize>("store.group_commit_max")
+            .map(drop),
+    );
+    match fig.extract_inner::<String>("store.synchronous") {
+        Ok(s) if !["normal", "full", "off"].contains(&s.to_lowercase().as_str()) => {
+            problems.push(Problem {
+                key: "store.synchronous".into(),
+                message: format!("{s:?} is not accepted; use normal, full or off"),
+                source: source_of("store.synchronous"),
+            })
+        }
+        Ok(_) => {}
+        Err(e) => problems.push(Problem {
+            key: "store.synchronous".into(),
+            message: e.kind.to_string(),
+            source: source_of("store.synchronous"),
+        }),
+    }
+    if let Ok(0) = fig.extract_inner::<usize>("store.readers") {
+        problems.push(Problem {
+            key: "store.readers".into(),
+            message: "must be at least 1".into(),
+            source: source_of("store.readers"),
+        });
+    }
+    if let Ok(Some(agent)) = fig.extract_inner::<Option<String>>("agent")
+        && let Err(e) = validate_agent_id(&agent)
+    {
+        problems.push(Problem {
+            key: "agent".into(),
+            message: e.message().to_string(),
+            source: source_of("agent"),
+        });
+    }
+    check_mounts(&fig, &dict, known_types, &mut problems);
+    problems
+}
+
+fn check_mounts(fig: &Figment, dict: &Dict, known_types: &[&str], problems: &mut Vec<Problem>) {
+    let mounts = match dict.get("mounts") {
+        None => return,
+        Some(FValue::Array(_, items)) => items,
+        Some(_) => {
+            problems.push(Problem {
+                key: "mounts".into(),
+                message: "must be a list of tables with pattern and type".into(),
+                source: fig.find_metadata("mounts").map(source_name),
+            });
+            return;
+        }
+    };
+    let src = fig.find_metadata("mounts").map(source_name);
+    let mut patterns = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
+        let key = format!("mounts[{i}]");
+        let FValue::Dict(_, d) = m else {
+            problems.push(Problem {
+                key,
+                message: "must be a table with pattern and type".into(),
+                source: src.clone(),
+            });
+            continue;
+        };
+        for k in d.keys() {
+            if !MOUNT_KEYS.contains(&k.as_str()) {
+                let hint = suggest(k, MOUNT_KEYS)
+                    .map(|s| format!("; did you mean {s:?}?"))
+                    .unwrap_or_default();
+                problems.push(Problem {
+                    key: format!("{key}.{k}"),
+                    message: format!("unknown key {k:?}{hint} (known: {})", MOUNT_KEYS.join(", ")),
+                    source: src.clone(),
+                });
+            }
+        }
+        match d.get("type").and_then(|v| v.as_str()) {
+            None => problems.push(Problem {
+                key: format!("{key}.type"),
+                message: format!("missing; one of: {}", known_types.join(", ")),
+                source: src.clone(),
+            }),
+            Some(t) if !known_types.contains(&t) => problems.push(Problem {
+                key: format!("{key}.type"),
+                message: format!(
+                    "unknown provider type {t:?}; one of: {}",
+                    known_types.join(", ")
+                ),
+                source: src.clone(),
+            }),
+            Some(_) => {}
+        }
+        match d.get("pattern").and_then(|v| v.as_str()) {
+            None => problems.push(Problem {
+                key: format!("{key}.pattern"),
+                message: "missing; e.g. pattern = \"/memory/**\"".into(),
+                source: src.clone(),
+            }),
+            Some(p) => patterns.push((p.to_string(), i)),
+        }
+        if let Some(v) = d.get("ttl")
+            && v.to_u128().is_none()
+        {
+            problems.push(Problem {
+                key: format!("{key}.ttl"),
+                message: "must be a whole number of seconds".into(),
+                source: src.clone(),
+            });
+        }
+        if let Some(v) = d.get("read_only")
+            && v.to_bool().is_none()
+        {
+            problems.push(Problem {
+                key: format!("{key}.read_only"),
+                message: "must be true or false".into(),
+                source: src.clone(),
+            });
+        }
+    }
+    if let Err(errs) = Router::new(patterns) {
+        for e in errs {
+            problems.push(Problem {
+                key: "mounts".into(),
+                message: e.message().to_string(),
+                source: src.clone(),
+            });
+        }
+    }
+}
+
+fn source_name(md: &figment::Metadata) -> String {
+    match &md.source {
+        Some(src) => format!("{} ({src})", md.name),
+        None => md.name.to_string(),
+    }
+}
+
+/// The closest known key within edit distance 2, for "did you mean".
+fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Agent ids are path segments: 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+pub fn validate_agent_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with(['.', '-'])
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "agent id {id:?} is not valid; use 1-64 letters, digits, '_', '.' or '-' (not starting with '.' or '-')"
+        )))
+    }
+}
+
+impl Config {
+    /// The database path: `db` with `~` and `${VAR}` expanded, else the XDG default.
+    pub fn db_path(&self) -> Result<PathBuf> {
+        match &self.db {
+            Some(raw) => Ok(PathBuf::from(expand(raw)?)),
+            None => data_dir().map(|d| d.join("avm.db")).ok_or_else(|| {
+                Error::invalid(
+                    "cannot find a default database location: neither XDG_DATA_HOME nor HOME is set; pass --db PATH",
+                )
+            }),
+        }
+    }
+}
+
+/// Expands a leading `~` and `${VAR}` / `$VAR` references (unknown variables are an error).
+pub fn expand(raw: &str) -> Result<String> {
+    let mut s = String::new();
+    let rest = if raw == "~" || raw.starts_with("~/") {
+        let h =
+            home().ok_or_else(|| Error::invalid(format!("{raw:?} uses ~ but HOME is not set")))?;
+        s.push_str(&h.to_string_lossy());
+        &raw[1..]
+    } else {
+        raw
+    };
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            s.push(c);
+            continue;
+        }
+        let braced = chars.peek() == Some(&'{');
+        if braced {
+            chars.next();
+        }
+        let mut name = String::new();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphanumeric() || n == '_' {
+                name.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        if braced && chars.next() != Some('}') {
+            return Err(Error::invalid(format!("{raw:?}: unclosed ${{ in path")));
+        }
+        if name.is_empty() {
+            s.push('$');
+            continue;
+        }
+        let v = std::env::var(&name)
+            .map_err(|_| Error::invalid(format!("{raw:?} refers to ${name}, which is not set")))?;
+        s.push_str(&v);
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        let mut f = std::fs::File::create(&p).unwrap();
+        f.write_all(body.as_bytes()).unwrap();
+        p
+    }
+
+    fn sources(file: Option<PathBuf>) -> Sources {
+        Sources {
+            file,
+            env: false,
+            flags: vec![],
+            system_file: Some(PathBuf::from("/nonexistent/avm.toml")),
+        }
+    }
+
+    #[test]
+    fn defaults_mount_the_memory_store_everywhere() {
+        let c = load(&sources(None)).unwrap();
+        assert_eq!(c.mounts.len(), 1);
+        assert_eq!(c.mounts[0].pattern, "/**");
+        assert_eq!(c.max_node_bytes, DEFAULT_MAX_NODE_BYTES);
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let f = file(&d, "c.toml", "db = \"/tmp/x.db\"\n[store]\nreaders = 2\n");
+        let mut s = sources(Some(f));
+        s.flags.push(("db".into(), FValue::from("/tmp/y.db")));
+        let c = load(&s).unwrap();
+        assert_eq!(c.db.as_deref(), Some("/tmp/y.db"));
+        assert_eq!(c.store.readers, 2);
+        assert_eq!(c.store.cache_entries, StoreConfig::default().cache_entries);
+    }
+
+    #[test]
+    fn yaml_files_are_read_too() {
+        let d = tempfile::tempdir().unwrap();
+        let f = file(
+            &d,
+            "c.yaml",
+            "max_node_bytes: 10\nstore:\n  synchronous: full\n",
+        );
+        let c = load(&sources(Some(f))).unwrap();
+        assert_eq!(c.max_node_bytes, 10);
+        assert_eq!(c.store.synchronous, "full");
+    }
+
+    #[test]
+    fn unknown_key_fails_load_and_check_lists_every_problem() {
+        let d = tempfile::tempdir().unwrap();
+        let f = file(
+            &d,
+            "c.toml",
+            r#"
+dbb = "x"
+max_node_bytes = "lots"
+[store]
+readers = 0
+synchronous = "sometimes"
+colour = 1
+[[mounts]]
+pattern = "/a/{x}"
+type = "memory"
+[[mounts]]
+pattern = "/a/{y}"
+type = "nosuch"
+patern = 1
+"#,
+        );
+        let s = sources(Some(f));
+        let e = load(&s).unwrap_err();
+        assert!(e.message().contains("config check"), "{e}");
+        let problems = check(&s, &["memory"]);
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        for want in [
+            "dbb",
+            "max_node_bytes",
+            "store.readers",
+            "store.synchronous",
+            "store.colour",
+            "mounts[1].type",
+            "mounts[1].patern",
+            "mounts",
+        ] {
+            assert!(keys.contains(&want), "missing {want} in {problems:#?}");
+        }
+        let dbb = problems.iter().find(|p| p.key == "dbb").unwrap();
+        assert!(dbb.message.contains("did you mean \"db\""), "{dbb:?}");
+        assert!(
+            dbb.source.as_deref().unwrap_or("").contains("c.toml"),
+            "{dbb:?}"
+        );
+    }
+
+    #[test]
+    fn a_clean_config_has_no_problems() {
+        assert!(check(&sources(None), &["memory"]).is_empty());
+    }
+
+    #[test]
+    fn missing_config_file_is_reported() {
+        let e = load(&sources(Some(PathBuf::from("/nonexistent/c.toml")))).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn expansion_handles_tilde_and_variables() {
+        let home = std::env::var("HOME").unwrap_or_default();
+        if !home.is_empty() {
+            assert_eq!(expand("~/a").unwrap(), format!("{home}/a"));
+            assert_eq!(expand("${HOME}/b").unwrap(), format!("{home}/b"));
+        }
+        assert!(expand("$AVM_SURELY_UNSET_VARIABLE/x").is_err());
+        assert_eq!(expand("a$").unwrap(), "a$");
+    }
+
+    #[test]
+    fn agent_ids_are_checked() {
+        assert!(validate_agent_id("alice-2").is_ok());
+        for bad in ["", "a/b", "..", "-x", "a b"] {
+            assert!(validate_agent_id(bad).is_err(), "{bad}");
+        }
+    }
+}

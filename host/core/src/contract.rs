@@ -1,0 +1,126 @@
+//! The provider contract: checks every provider must pass, run from each provider's tests.
+//!
+//! Each check returns `Err(description)` instead of panicking so the calling test can report
+//! which clause failed. `writable` providers are also checked for write/read/list agreement.
+
+use crate::error::ErrorKind;
+use crate::provider::{Caller, ListOptions, NodeKind, Provider, Put, Request, WriteInput};
+
+type Check = Result<(), String>;
+
+fn req(path: &str) -> Request {
+    Request::new(path, Caller::Operator)
+}
+
+/// A missing path reads and stats as `NotFound`.
+pub fn missing_is_not_found(p: &dyn Provider, missing: &str) -> Check {
+    match p.read(&req(missing)) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        other => {
+            return Err(format!(
+                "read of missing {missing}: expected not-found, got {other:?}"
+            ));
+        }
+    }
+    match p.stat(&req(missing)) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => Err(format!(
+            "stat of missing {missing}: expected not-found, got {other:?}"
+        )),
+    }
+}
+
+/// A provider that does not declare `write` refuses writes with `ReadOnly` or `Unsupported`.
+pub fn read_only_rejects_writes(p: &dyn Provider, path: &str) -> Check {
+    if p.info().ops.write {
+        return Ok(());
+    }
+    match p.write(&req(path), WriteInput::Text("x".into())) {
+        Err(e) if matches!(e.kind(), ErrorKind::ReadOnly | ErrorKind::Unsupported) => Ok(()),
+        other => Err(format!("write to read-only provider: got {other:?}")),
+    }
+}
+
+/// What is written can be read back, shows in its parent's listing, and stats as a file of
+/// the right size; the parent stats as a directory.
+pub fn write_read_list_agree(p: &dyn Provider, dir: &str) -> Check {
+    if !p.info().ops.write {
+        return Ok(());
+    }
+    let path = format!("{dir}/contract-{}.md", std::process::id());
+    let body = "contract body ✓\n";
+    p.write(
+        &req(&path),
+        WriteInput::Put(Put {
+            content: Some(body.into()),
+            ..Put::default()
+        }),
+    )
+    .map_err(|e| format!("write {path}: {e}"))?;
+    let got = p
+        .read(&req(&path))
+        .map_err(|e| format!("read {path}: {e}"))?;
+    if got.text != body {
+        return Err(format!("read back {:?}, wrote {body:?}", got.text));
+    }
+    let st = p
+        .stat(&req(&path))
+        .map_err(|e| format!("stat {path}: {e}"))?;
+    if st.kind != NodeKind::File || st.size != body.len() as u64 {
+        return Err(format!(
+            "stat {path}: {st:?}, expected a file of {} bytes",
+            body.len()
+        ));
+    }
+    let dst = p.stat(&req(dir)).map_err(|e| format!("stat {dir}: {e}"))?;
+    if dst.kind != NodeKind::Dir {
+        return Err(format!("stat {dir}: {dst:?}, expected a directory"));
+    }
+    let listing = p
+        .list(&req(dir), &ListOptions::default())
+        .map_err(|e| format!("list {dir}: {e}"))?;
+    if !listing
+        .entries
+        .iter()
+        .any(|e| e.path == path && e.kind == NodeKind::File)
+    {
+        return Err(format!("list {dir} lacks {path}: {listing:?}"));
+    }
+    for e in &listing.entries {
+        if e.kind == NodeKind::File {
+            p.read(&req(&e.path))
+                .map_err(|err| format!("listed {} but read fails: {err}", e.path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every declared suffix that is readable on files answers on an existing file (or refuses
+/// with a typed error, never a panic or an `Internal`).
+pub fn declared_suffixes_work(p: &dyn Provider, file: &str) -> Check {
+    for s in p.info().suffixes {
+        if !s.read || s.on == crate::provider::SuffixOn::Dir {
+            continue;
+        }
+        let mut r = req(file);
+        r.suffix = Some(s.name.clone());
+        if let Err(e) = p.read(&r)
+            && e.kind() == ErrorKind::Internal
+        {
+            return Err(format!("{file}:{} failed internally: {e}", s.name));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every check; `dir` must be a writable directory for writable providers.
+pub fn run_all(p: &dyn Provider, dir: &str) -> Check {
+    missing_is_not_found(p, &format!("{dir}/surely-missing-node"))?;
+    read_only_rejects_writes(p, &format!("{dir}/ro"))?;
+    write_read_list_agree(p, dir)?;
+    let path = format!("{dir}/contract-{}.md", std::process::id());
+    if p.info().ops.write {
+        declared_suffixes_work(p, &path)?;
+    }
+    Ok(())
+}

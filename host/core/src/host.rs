@@ -1,0 +1,580 @@
+//! The host: parses addresses, checks the caller, routes to a mount and caches.
+//!
+//! Every front end calls these methods with a raw address string and a [`Caller`]; nothing
+//! reaches a provider without passing through [`Host::resolve`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::address::{Address, is_within, normalize_path};
+use crate::error::{Error, ErrorKind, Result};
+use crate::provider::{
+    Caller, Entry, ListOptions, Listing, NodeKind, Output, Provider, ProviderInfo, RemoveOptions,
+    Request, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec, WriteInput, private_owner,
+};
+use crate::router::Router;
+
+/// A provider mounted at a pattern.
+pub struct Mount {
+    /// The pattern from config.
+    pub pattern: String,
+    /// The provider serving it.
+    pub provider: Arc<dyn Provider>,
+    /// How long the host caches reads from this mount (zero = never).
+    pub ttl: Duration,
+    /// Refuse writes through this mount.
+    pub read_only: bool,
+    info: ProviderInfo,
+}
+
+impl Mount {
+    /// Mounts `provider` at `pattern`.
+    pub fn new(pattern: impl Into<String>, provider: Arc<dyn Provider>) -> Self {
+        let info = provider.info();
+        Mount {
+            pattern: pattern.into(),
+            provider,
+            ttl: Duration::ZERO,
+            read_only: false,
+            info,
+        }
+    }
+
+    /// Sets the host read-cache lifetime.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Marks the mount read-only.
+    pub fn read_only(mut self, ro: bool) -> Self {
+        self.read_only = ro;
+        self
+    }
+
+    /// What the provider declared.
+    pub fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+}
+
+/// Suffixes the host itself answers on every path.
+const HOST_SUFFIXES: &[&str] = &["info"];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Read,
+    Write,
+}
+
+/// The host.
+pub struct Host {
+    router: Router<Mount>,
+    cache: Mutex<HashMap<(Caller, String), (Instant, Output)>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field(
+                "mounts",
+                &self
+                    .router
+                    .routes()
+                    .map(|(p, _)| p.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Expands the `/private` shorthand for agents; operators must name the agent.
+pub fn expand_private(caller: &Caller, path: &str) -> Result<String> {
+    if !is_within(path, "/private") {
+        return Ok(path.to_string());
+    }
+    match caller.private_root() {
+        Some(root) => Ok(format!("{root}{}", &path["/private".len()..])),
+        None => Err(Error::invalid(format!(
+            "{path} uses the /private shorthand, which needs an agent: pass --agent NAME or write /memory/private/NAME/…"
+        ))),
+    }
+}
+
+impl Host {
+    /// Builds a host, reporting every bad or conflicting pattern.
+    pub fn new(mounts: Vec<Mount>) -> std::result::Result<Self, Vec<Error>> {
+        let router = Router::new(mounts.into_iter().map(|m| (m.pattern.clone(), m)).collect())?;
+        Ok(Host {
+            router,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The mounts, most specific first.
+    pub fn mounts(&self) -> impl Iterator<Item = &Mount> {
+        self.router.routes().map(|(_, m)| m)
+    }
+
+    fn declares(&self, base: &str, word: &str) -> bool {
+        if HOST_SUFFIXES.contains(&word) {
+            return true;
+        }
+        self.router
+            .route(base)
+            .is_some_and(|r| r.target.info.suffixes.iter().any(|s| s.name == word))
+    }
+
+    /// Parses `raw`, expands `/private`, checks the caller and routes.
+    fn resolve(&self, caller: &Caller, raw: &str, op: Op) -> Result<(&Mount, Request)> {
+        let addr = Address::parse_with(raw, |base, word| {
+            expand_private(caller, base).is_ok_and(|b| self.declares(&b, word))
+        })?;
+        let path = expand_private(caller, &addr.path)?;
+        self.check_caller(caller, &path)?;
+        let route = self.router.route(&path).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no mount serves {path}; mounted patterns: {}",
+                    self.router
+                        .routes()
+                        .map(|(p, _)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        let mount = route.target;
+        if let Some(word) = &addr.suffix
+            && let Some(spec) = mount.info.suffixes.iter().find(|s| &s.name == word)
+        {
+            check_suffix(spec, &path, op)?;
+            let keys: Vec<&str> = spec.query.iter().map(String::as_str).collect();
+            addr.query.check_keys(&keys, &format!("{path}:{word}"))?;
+        }
+        if op == Op::Write && mount.read_only {
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!("{path} is on the read-only mount {}", mount.pattern),
+            ));
+        }
+        Ok((
+            mount,
+            Request {
+                mount: mount.pattern.clone(),
+                path,
+                captures: route.captures,
+                suffix: addr.suffix,
+                query: addr.query,
+                caller: caller.clone(),
+                deadline: None,
+            },
+        ))
+    }
+
+    /// Refuses access to other agents' private namespaces, naming the rule.
+    fn check_caller(&self, caller: &Caller, path: &str) -> Result<()> {
+        if caller.may_see(path) {
+            return Ok(());
+        }
+        let owner = private_owner(path).unwrap_or("another agent");
+        Err(Error::denied(format!(
+            "agent {} may not access {path}: it is in the private namespace of {owner} (rule: private namespaces belong to their agent)",
+            caller.agent().unwrap_or("?")
+        )))
+    }
+
+    /// Reads a file or suffix.
+    pub fn read(&self, caller: &Caller, raw: &str) -> Result<Output> {
+        let (mount, req) = self.resolve(caller, raw, Op::Read)?;
+        if req.suffix.as_deref() == Some("info")
+            && !mount.info.suffixes.iter().any(|s| s.name == "info")
+        {
+            return Ok(self.info_output(mount, &req));
+        }
+        if mount.ttl.is_zero() {
+            return mount.provider.read(&req);
+        }
+        let key = (caller.clone(), raw.to_string());
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, out)) = cache.get(&key)
+            && at.elapsed() < mount.ttl
+        {
+            return Ok(out.clone());
+        }
+        let out = mount.provider.read(&req)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(key, (Instant::now(), out.clone()));
+        }
+        Ok(out)
+    }
+
+    fn info_output(&self, mount: &Mount, req: &Request) -> Output {
+        let kind = mount
+            .provider
+            .stat(req)
+            .map(|s| s.kind)
+            .unwrap_or(NodeKind::File);
+        let applies = |s: &&SuffixSpec| match s.on {
+            SuffixOn::Any => true,
+            SuffixOn::File => kind == NodeKind::File,
+            SuffixOn::Dir => kind == NodeKind::Dir,
+        };
+        let specs: Vec<&SuffixSpec> = mount.info.suffixes.iter().filter(applies).collect();
+        let mut text = String::new();
+        for s in &specs {
+            let rw = match (s.read, s.write) {
+                (true, true) => "rw",
+                (true, false) => "r ",
+                _ => " w",
+            };
+            text.push_str(&format!(":{:<10} {rw}  {}\n", s.name, s.help));
+        }
+        Output::new(
+            text,
+            json!({
+                "path": req.path,
+                "mount": mount.pattern,
+                "provider": mount.info.kind,
+                "suffixes": specs,
+            }),
+        )
+    }
+
+    /// Attributes of a path.
+    pub fn stat(&self, caller: &Caller, raw: &str) -> Result<Stat> {
+        let (mount, req) = self.resolve(caller, raw, Op::Read)?;
+        mount.provider.stat(&req)
+    }
+
+    /// Lists a directory; entries the caller may not see never appear.
+    pub fn list(&self, caller: &Caller, raw: &str, opts: &ListOptions) -> Result<Listing> {
+        let (mount, req) = self.resolve(caller, raw, Op::Read)?;
+        let mut listing = mount.provider.list(&req, opts)?;
+        listing.entries.retain(|e| caller.may_see(&e.path));
+        if !opts.recursive {
+            self.add_mount_points(&req.path, &mut listing);
+        }
+        Ok(listing)
+    }
+
+    /// Other mounts' literal roots that sit directly under `dir` show up as directories.
+    fn add_mount_points(&self, dir: &str, listing: &mut Listing) {
+        for (pattern, _) in self.router.routes() {
+            let root = pattern.literal_prefix();
+            if root == dir || !is_within(&root, dir) {
+                continue;
+            }
+            let rest = root[dir.len()..].trim_start_matches('/');
+            let first = rest.split('/').next().unwrap_or(rest);
+            let path = crate::address::join(dir, first);
+            if !listing.entries.iter().any(|e| e.path == path) {
+                listing.entries.push(Entry {
+                    path,
+                    kind: NodeKind::Dir,
+                    size: 0,
+                    version: None,
+                    updated_at: None,
+                });
+            }
+        }
+        listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+
+    /// Writes a file or writable suffix.
+    pub fn write(&self, caller: &Caller, raw: &str, input: WriteInput) -> Result<Output> {
+        let (mount, req) = self.resolve(caller, raw, Op::Write)?;
+        self.invalidate(&req.path);
+        mount.provider.write(&req, input)
+    }
+
+    /// Writes many nodes, grouped per provider so each group can commit together. Results come
+    /// back in input order.
+    pub fn write_many(
+        &self,
+        caller: &Caller,
+        items: Vec<(String, WriteInput)>,
+    ) -> Vec<Result<Output>> {
+        let mut results: Vec<Option<Result<Output>>> = (0..items.len()).map(|_| None).collect();
+        let mut groups: Vec<(&Mount, Vec<usize>, Vec<(Request, WriteInput)>)> = Vec::new();
+        for (i, (raw, input)) in items.into_iter().enumerate() {
+            match self.resolve(caller, &raw, Op::Write) {
+                Err(e) => results[i] = Some(Err(e)),
+                Ok((mount, req)) => {
+                    self.invalidate(&req.path);
+                    match groups.iter_mut().find(|(m, _, _)| std::ptr::eq(*m, mount)) {
+                        Some((_, idx, reqs)) => {
+                            idx.push(i);
+                            reqs.push((req, input));
+                        }
+                        None => groups.push((mount, vec![i], vec![(req, input)])),
+                    }
+                }
+            }
+        }
+        for (mount, idx, reqs) in groups {
+            let outs = mount.provider.write_many(reqs);
+            for (i, out) in idx.into_iter().zip(outs) {
+                results[i] = Some(out);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("write_many lost a result"))))
+            .collect()
+    }
+
+    /// Removes a file or subtree (soft delete where the provider has a trash).
+    pub fn remove(&self, caller: &Caller, raw: &str, opts: RemoveOptions) -> Result<Output> {
+        let (mount, req) = self.resolve(caller, raw, Op::Write)?;
+        self.invalidate(&req.path);
+        mount.provider.remove(&req, opts)
+    }
+
+    /// Moves a file or subtree; both ends are checked and must be on the same provider.
+    pub fn rename(&self, caller: &Caller, src: &str, dst: &str, force: bool) -> Result<Output> {
+        let (mount, req) = self.resolve(caller, src, Op::Write)?;
+        let dst_path = expand_private(caller, &normalize_path(dst)?)?;
+        self.check_caller(caller, &dst_path)?;
+        let dst_route = self.router.route(&dst_path).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("no mount serves {dst_path}"))
+        })?;
+        if !std::ptr::eq(dst_route.target, mount) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "cannot move {} to {dst_path}: they are on different mounts ({} and {}); copy and delete instead",
+                    req.path, mount.pattern, dst_route.target.pattern
+                ),
+            ));
+        }
+        if dst_route.target.read_only {
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!("{dst_path} is on the read-only mount {}", mount.pattern),
+            ));
+        }
+        if is_within(&dst_path, &req.path) && dst_path != req.path {
+            return Err(Error::invalid(format!(
+                "cannot move {} into itself ({dst_path})",
+                req.path
+            )));
+        }
+        self.invalidate(&req.path);
+        self.invalidate(&dst_path);
+        mount.provider.rename(&req, &dst_path, force)
+    }
+
+    /// Searches below `scope` on every mount that offers search and could hold paths there.
+    pub fn search(
+        &self,
+        caller: &Caller,
+        scope: &str,
+        opts: &SearchOptions,
+    ) -> Result<Vec<SearchHit>> {
+        if opts.query.trim().is_empty() {
+            return Err(Error::invalid("empty search query: give at least one word"));
+        }
+        let scope = expand_private(caller, &normalize_path(scope)?)?;
+        self.check_caller(caller, &scope)?;
+        let mut hits = Vec::new();
+        let mut searched = 0;
+        for (pattern, mount) in self.router.routes() {
+            if !mount.info.ops.search || !pattern.may_match_within(&scope) {
+                continue;
+            }
+            searched += 1;
+            let mut req = Request::new(scope.clone(), caller.clone());
+            req.mount = mount.pattern.clone();
+            hits.extend(
+                mount
+                    .provider
+                    .search(&req, opts)?
+                    .into_iter()
+                    .filter(|h| caller.may_see(&h.path) && is_within(&h.path, &scope)),
+            );
+        }
+        if searched == 0 {
+            return Err(Error::unsupported("search", &scope));
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(opts.limit);
+        Ok(hits)
+    }
+
+    fn invalidate(&self, path: &str) {
+        if let Ok(mut cache) = self.cache.lock()
+            && !cache.is_empty()
+        {
+            cache.retain(|(_, raw), _| {
+                Address::parse(raw).map_or(true, |a| {
+                    !is_within(&a.path, path) && !is_within(path, &a.path)
+                })
+            });
+        }
+    }
+}
+
+fn check_suffix(spec: &SuffixSpec, path: &str, op: Op) -> Result<()> {
+    let ok = match op {
+        Op::Read => spec.read,
+        Op::Write => spec.write,
+    };
+    if ok {
+        return Ok(());
+    }
+    let what = if op == Op::Write { "written" } else { "read" };
+    Err(Error::new(
+        if op == Op::Write {
+            ErrorKind::ReadOnly
+        } else {
+            ErrorKind::Unsupported
+        },
+        format!("{path}:{} cannot be {what}", spec.name),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{Ops, Put};
+
+    /// A tiny in-memory provider: enough to exercise routing and caller checks.
+    struct Echo(&'static str);
+    impl Provider for Echo {
+        fn info(&self) -> ProviderInfo {
+            ProviderInfo {
+                kind: self.0.into(),
+                description: "echo".into(),
+                ops: Ops {
+                    read: true,
+                    write: true,
+                    ..Ops::default()
+                },
+                suffixes: vec![SuffixSpec::new(
+                    "meta",
+                    SuffixOn::File,
+                    true,
+                    false,
+                    &["pretty"],
+                    "metadata",
+                )],
+            }
+        }
+        fn read(&self, req: &Request) -> Result<Output> {
+            Ok(Output::text(format!(
+                "{}:{}:{}:{}",
+                self.0,
+                req.path,
+                req.suffix.clone().unwrap_or_default(),
+                req.captures.get("sym").cloned().unwrap_or_default()
+            )))
+        }
+        fn write(&self, req: &Request, _: WriteInput) -> Result<Output> {
+            Ok(Output::text(req.path.clone()))
+        }
+        fn stat(&self, _: &Request) -> Result<Stat> {
+            Ok(Stat {
+                kind: NodeKind::File,
+                size: 0,
+                version: None,
+                created_at: None,
+                updated_at: None,
+                accessed_at: None,
+            })
+        }
+    }
+
+    fn host() -> Host {
+        Host::new(vec![
+            Mount::new("/**", Arc::new(Echo("mem"))),
+            Mount::new("/live/{sym}", Arc::new(Echo("live"))).read_only(true),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn routes_by_specificity_and_passes_captures() {
+        let h = host();
+        assert_eq!(
+            h.read(&Caller::Operator, "/a/b.md").unwrap().text,
+            "mem:/a/b.md::"
+        );
+        assert_eq!(
+            h.read(&Caller::Operator, "/live/nvda").unwrap().text,
+            "live:/live/nvda::nvda"
+        );
+    }
+
+    #[test]
+    fn declared_suffixes_split_and_undeclared_stay_in_the_name() {
+        let h = host();
+        assert_eq!(
+            h.read(&Caller::Operator, "/a.md:meta").unwrap().text,
+            "mem:/a.md:meta:"
+        );
+        assert_eq!(
+            h.read(&Caller::Operator, "/a:b.md").unwrap().text,
+            "mem:/a:b.md::"
+        );
+        let e = h.read(&Caller::Operator, "/a.md:meta?bogus=1").unwrap_err();
+        assert!(e.message().contains("accepted keys: pretty"), "{e}");
+        let e = h
+            .write(
+                &Caller::Operator,
+                "/a.md:meta",
+                WriteInput::Text("x".into()),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ReadOnly);
+        let info = h.read(&Caller::Operator, "/a.md:info").unwrap();
+        assert!(info.text.contains(":meta"), "{}", info.text);
+    }
+
+    #[test]
+    fn private_shorthand_expands_for_agents_and_isolates_them() {
+        let h = host();
+        let alice = Caller::Agent("alice".into());
+        assert_eq!(
+            h.read(&alice, "/private/x.md").unwrap().text,
+            "mem:/memory/private/alice/x.md::"
+        );
+        let e = h.read(&alice, "/memory/private/bob/x.md").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.message().contains("rule"), "{e}");
+        let e = h.read(&Caller::Operator, "/private/x.md").unwrap_err();
+        assert!(e.message().contains("--agent"), "{e}");
+        let e = h
+            .rename(&alice, "/private/x.md", "/memory/private/bob/y.md", false)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn read_only_mounts_refuse_writes() {
+        let h = host();
+        let e = h
+            .write(
+                &Caller::Operator,
+                "/live/x",
+                WriteInput::Put(Put::default()),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ReadOnly);
+    }
+
+    #[test]
+    fn unrouted_paths_name_the_mounts() {
+        let h = Host::new(vec![Mount::new("/memory/**", Arc::new(Echo("mem")))]).unwrap();
+        let e = h.read(&Caller::Operator, "/elsewhere").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.message().contains("/memory/**"));
+    }
+}

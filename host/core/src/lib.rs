@@ -1,0 +1,23 @@
+//! avm-core: the small host at the centre of avm.
+//!
+//! It owns the address grammar ([`address`]), the mount router ([`router`]), configuration
+//! ([`config`]), the closed error vocabulary ([`error`]), the [`Provider`] trait every provider
+//! implements ([`provider`]) and the [`Host`] that routes requests to providers after checking
+//! the caller ([`host`]). [`contract`] is the shared test suite every provider must pass.
+
+pub mod address;
+pub mod config;
+pub mod contract;
+pub mod error;
+pub mod host;
+pub mod provider;
+pub mod router;
+pub mod time;
+
+pub use address::{Address, Query};
+pub use error::{Error, ErrorKind, Result};
+pub use host::{Host, Mount};
+pub use provider::{
+    Caller, Entry, ListOptions, Listing, NodeKind, Ops, Output, Provider, ProviderInfo, Put,
+    RemoveOptions, Request, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec, WriteInput,
+};

@@ -1,0 +1,429 @@
+//! The one trait every provider implements, built-in or plugin, and the types it speaks.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::address::{Query, is_within};
+use crate::error::{Error, Result};
+use crate::time::Micros;
+
+/// Who is asking. The host fills this from the front end (`--agent`, the mount's agent, the MCP
+/// session, the HTTP key) and never from request content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "type", content = "id", rename_all = "lowercase")]
+pub enum Caller {
+    /// A person or script with no agent identity: sees everything.
+    Operator,
+    /// An agent, by id.
+    Agent(String),
+}
+
+/// The root of every agent's private namespace.
+pub const PRIVATE_ROOT: &str = "/memory/private";
+
+impl Caller {
+    /// The agent id, if the caller is an agent.
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            Caller::Operator => None,
+            Caller::Agent(a) => Some(a),
+        }
+    }
+
+    /// The private namespace of this agent (`/memory/private/<agent>`).
+    pub fn private_root(&self) -> Option<String> {
+        self.agent().map(|a| format!("{PRIVATE_ROOT}/{a}"))
+    }
+
+    /// May this caller see `path` at all? Other agents' private namespaces are invisible.
+    pub fn may_see(&self, path: &str) -> bool {
+        match self {
+            Caller::Operator => true,
+            Caller::Agent(a) => match private_owner(path) {
+                Some(owner) => owner == a,
+                None => true,
+            },
+        }
+    }
+}
+
+/// The agent owning `path` when it lies inside `/memory/private/<agent>/…`.
+pub fn private_owner(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(PRIVATE_ROOT)?.strip_prefix('/')?;
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
+/// A request built by the host for one provider call.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The mount pattern that routed the request.
+    pub mount: String,
+    /// The normalised full path.
+    pub path: String,
+    /// Named captures from the mount pattern (`**` holds the rest of the path).
+    pub captures: BTreeMap<String, String>,
+    /// The validated suffix, if any.
+    pub suffix: Option<String>,
+    /// The decoded query.
+    pub query: Query,
+    /// Who asks.
+    pub caller: Caller,
+    /// When the caller stops waiting, if it ever does.
+    pub deadline: Option<Instant>,
+}
+
+impl Request {
+    /// A bare request for `path` (used by tests and by the host for internal calls).
+    pub fn new(path: impl Into<String>, caller: Caller) -> Self {
+        Request {
+            mount: "/**".into(),
+            path: path.into(),
+            captures: BTreeMap::new(),
+            suffix: None,
+            query: Query::new(),
+            caller,
+            deadline: None,
+        }
+    }
+
+    /// `"read of /a.md:meta"`-style label for error messages.
+    pub fn describe(&self, op: &str) -> String {
+        match &self.suffix {
+            Some(s) => format!("{op} of {}:{s}", self.path),
+            None => format!("{op} of {}", self.path),
+        }
+    }
+
+    /// Fails with `TimedOut` when the deadline has passed.
+    pub fn check_deadline(&self) -> Result<()> {
+        match self.deadline {
+            Some(d) if Instant::now() > d => Err(Error::new(
+                crate::ErrorKind::TimedOut,
+                format!("deadline passed while serving {}", self.path),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a read (or a write that reports back) returns: a text rendering for shells and
+/// agents, and the same result as structured data for `--json`, HTTP and MCP.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Output {
+    /// Text form (file content for plain reads).
+    pub text: String,
+    /// Structured form.
+    pub data: Value,
+}
+
+impl Output {
+    /// An output whose data is the text itself.
+    pub fn text(text: impl Into<String>) -> Self {
+        let text = text.into();
+        Output {
+            data: Value::String(text.clone()),
+            text,
+        }
+    }
+
+    /// An output with both forms.
+    pub fn new(text: impl Into<String>, data: Value) -> Self {
+        Output {
+            text: text.into(),
+            data,
+        }
+    }
+}
+
+/// File or directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// A node with content.
+    File,
+    /// A path that has nodes below it.
+    Dir,
+}
+
+/// Attributes of a path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stat {
+    /// File or directory.
+    pub kind: NodeKind,
+    /// Content length in bytes (0 for directories).
+    pub size: u64,
+    /// Content version, for files of versioned providers.
+    pub version: Option<i64>,
+    /// Creation time.
+    pub created_at: Option<Micros>,
+    /// Last content or metadata change.
+    pub updated_at: Option<Micros>,
+    /// Last read.
+    pub accessed_at: Option<Micros>,
+}
+
+/// One listed path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// Full path.
+    pub path: String,
+    /// File or directory.
+    pub kind: NodeKind,
+    /// Content length in bytes.
+    pub size: u64,
+    /// Content version.
+    pub version: Option<i64>,
+    /// Last change.
+    pub updated_at: Option<Micros>,
+}
+
+/// How to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Every node below the path (files only) instead of the immediate children.
+    pub recursive: bool,
+    /// At most this many entries.
+    pub limit: Option<usize>,
+    /// Skip this many entries first.
+    pub offset: usize,
+}
+
+/// A listing page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listing {
+    /// The entries, in path order.
+    pub entries: Vec<Entry>,
+    /// Whether entries remain past this page.
+    pub more: bool,
+}
+
+/// A typed write of content and metadata. Fields left `None` are left as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Put {
+    /// New content (`None` = keep the content, change metadata only).
+    pub content: Option<String>,
+    /// Append `content` to the existing content instead of replacing it.
+    pub append: bool,
+    /// Keys merged into the node's metadata; a `null` value removes the key.
+    pub meta: Option<Map<String, Value>>,
+    /// Replaces the tag set.
+    pub tags: Option<Vec<String>>,
+    /// Sets importance (0..=1).
+    pub importance: Option<f64>,
+    /// `Some(Some(t))` expires the node at `t`; `Some(None)` removes an expiry.
+    pub expires_at: Option<Option<Micros>>,
+    /// Fail with `AlreadyExists` if the node exists.
+    pub create_only: bool,
+    /// Fail with `Busy` unless the node is at this version (0 = must not exist).
+    pub if_version: Option<i64>,
+}
+
+/// What a write carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteInput {
+    /// A typed write of content and metadata.
+    Put(Put),
+    /// A text body, as written through a file (`echo … > a.md:tags`).
+    Text(String),
+    /// A full exported record (import); the provider defines and validates its shape.
+    Record(Value),
+}
+
+/// How to remove.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoveOptions {
+    /// Remove a whole subtree.
+    pub recursive: bool,
+    /// Skip the trash.
+    pub hard: bool,
+}
+
+/// How to search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// The user's query text (never passed to an engine unescaped).
+    pub query: String,
+    /// At most this many hits.
+    pub limit: usize,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    /// The node.
+    pub path: String,
+    /// Higher is better; comparable only within one search.
+    pub score: f64,
+    /// A short excerpt around the match.
+    pub snippet: String,
+}
+
+/// Where a suffix applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SuffixOn {
+    /// On files.
+    File,
+    /// On directories (including `/`).
+    Dir,
+    /// On both.
+    Any,
+}
+
+/// A suffix a provider serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SuffixSpec {
+    /// Name without the colon.
+    pub name: String,
+    /// Where it applies.
+    pub on: SuffixOn,
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Accepted query keys.
+    pub query: Vec<String>,
+    /// One line of help.
+    pub help: String,
+}
+
+impl SuffixSpec {
+    /// Shorthand constructor.
+    pub fn new(
+        name: &str,
+        on: SuffixOn,
+        read: bool,
+        write: bool,
+        query: &[&str],
+        help: &str,
+    ) -> Self {
+        SuffixSpec {
+            name: name.into(),
+            on,
+            read,
+            write,
+            query: query.iter().map(|s| s.to_string()).collect(),
+            help: help.into(),
+        }
+    }
+}
+
+/// The operations a provider offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Ops {
+    /// `read` and `stat`.
+    pub read: bool,
+    /// `list`.
+    pub list: bool,
+    /// `write`.
+    pub write: bool,
+    /// `remove`.
+    pub remove: bool,
+    /// `rename`.
+    pub rename: bool,
+    /// `search`.
+    pub search: bool,
+}
+
+/// What a provider declares about itself; the host answers `:info` from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderInfo {
+    /// The `type` string in config (`memory`, `http`, …).
+    pub kind: String,
+    /// One line describing it.
+    pub description: String,
+    /// Operations offered.
+    pub ops: Ops,
+    /// Suffixes served.
+    pub suffixes: Vec<SuffixSpec>,
+}
+
+/// A provider: something that serves a part of the virtual filesystem.
+///
+/// Every method has a default that refuses, so a provider implements only what it offers and
+/// declares it in [`Provider::info`]. Providers are shared between threads.
+pub trait Provider: Send + Sync {
+    /// What this provider offers.
+    fn info(&self) -> ProviderInfo;
+
+    /// Reads a file or a suffix.
+    fn read(&self, req: &Request) -> Result<Output> {
+        Err(Error::unsupported("read", &req.path))
+    }
+
+    /// Attributes of a path.
+    fn stat(&self, req: &Request) -> Result<Stat> {
+        Err(Error::unsupported("stat", &req.path))
+    }
+
+    /// Lists a directory (or, with `recursive`, everything below it).
+    fn list(&self, req: &Request, opts: &ListOptions) -> Result<Listing> {
+        let _ = opts;
+        Err(Error::unsupported("list", &req.path))
+    }
+
+    /// Writes a file or a writable suffix; returns the result as it now stands.
+    fn write(&self, req: &Request, input: WriteInput) -> Result<Output> {
+        let _ = input;
+        Err(Error::new(
+            crate::ErrorKind::ReadOnly,
+            format!("{} is served by a read-only provider", req.path),
+        ))
+    }
+
+    /// Writes many nodes in one go (import); the default writes them one by one.
+    fn write_many(&self, reqs: Vec<(Request, WriteInput)>) -> Vec<Result<Output>> {
+        reqs.into_iter()
+            .map(|(req, input)| self.write(&req, input))
+            .collect()
+    }
+
+    /// Removes a file (or a subtree with `recursive`).
+    fn remove(&self, req: &Request, opts: RemoveOptions) -> Result<Output> {
+        let _ = opts;
+        Err(Error::new(
+            crate::ErrorKind::ReadOnly,
+            format!("{} is served by a read-only provider", req.path),
+        ))
+    }
+
+    /// Moves a file or subtree to `dst` (a normalised path on the same provider).
+    fn rename(&self, src: &Request, dst: &str, force: bool) -> Result<Output> {
+        let _ = (dst, force);
+        Err(Error::unsupported("rename", &src.path))
+    }
+
+    /// Full-text search below `req.path`, filtered to what `req.caller` may see.
+    fn search(&self, req: &Request, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        let _ = opts;
+        Err(Error::unsupported("search", &req.path))
+    }
+}
+
+/// Filters `hits` to those within `scope` that `caller` may see (for providers that cannot
+/// filter at the source).
+pub fn visible_within<'a>(caller: &'a Caller, scope: &'a str) -> impl Fn(&str) -> bool + 'a {
+    move |p| is_within(p, scope) && caller.may_see(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_cannot_see_other_agents_private_paths() {
+        let alice = Caller::Agent("alice".into());
+        assert!(alice.may_see("/memory/private/alice/x.md"));
+        assert!(!alice.may_see("/memory/private/bob/x.md"));
+        assert!(!alice.may_see("/memory/private/bob"));
+        assert!(alice.may_see("/memory/private"));
+        assert!(alice.may_see("/memory/shared/market/x.md"));
+        assert!(alice.may_see("/memory/privateer/x.md"));
+        assert!(Caller::Operator.may_see("/memory/private/bob/x.md"));
+        assert_eq!(private_owner("/memory/private/bob/a/b"), Some("bob"));
+        assert_eq!(private_owner("/memory/private"), None);
+    }
+}
