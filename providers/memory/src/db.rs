@@ -1,0 +1,230 @@
+//! Opening connections, the schema, and mapping SQLite errors onto avm's vocabulary.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use avm_core::{Error, ErrorKind, Result};
+
+/// Schema version stored in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS nodes(
+  id          INTEGER PRIMARY KEY,
+  path        TEXT    NOT NULL UNIQUE,
+  content     TEXT    NOT NULL,
+  meta        TEXT    NOT NULL DEFAULT '{}',
+  tags        TEXT    NOT NULL DEFAULT '[]',
+  importance  REAL    NOT NULL DEFAULT 0.5,
+  author      TEXT,
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  accessed_at INTEGER,
+  version     INTEGER NOT NULL,
+  hash        TEXT    NOT NULL,
+  expires_at  INTEGER
+);
+CREATE INDEX IF NOT EXISTS nodes_updated ON nodes(updated_at);
+CREATE INDEX IF NOT EXISTS nodes_expires ON nodes(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS node_tags(
+  tag     TEXT    NOT NULL,
+  node_id INTEGER NOT NULL,
+  PRIMARY KEY(tag, node_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS node_tags_node ON node_tags(node_id);
+CREATE TABLE IF NOT EXISTS versions(
+  path    TEXT    NOT NULL,
+  version INTEGER NOT NULL,
+  kind    TEXT    NOT NULL,
+  content TEXT    NOT NULL,
+  hash    TEXT    NOT NULL,
+  author  TEXT,
+  at      INTEGER NOT NULL,
+  note    TEXT,
+  PRIMARY KEY(path, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS links(
+  source     TEXT    NOT NULL,
+  target     TEXT    NOT NULL,
+  kind       TEXT    NOT NULL,
+  weight     REAL    NOT NULL DEFAULT 1.0,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(source, target, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_target ON links(target);
+CREATE TABLE IF NOT EXISTS events(
+  seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+  at      INTEGER NOT NULL,
+  kind    TEXT    NOT NULL,
+  path    TEXT    NOT NULL,
+  agent   TEXT,
+  version INTEGER,
+  detail  TEXT
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS nodes_fts USING fts5(
+  content, content='nodes', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS nodes_cjk USING fts5(
+  uni, bi, content='', contentless_delete=1, tokenize='unicode61'
+);
+"#;
+
+/// Maps a SQLite error to an avm error; `db` names the file in the message.
+pub fn map_err(db: &Path, e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        let detail = msg.clone().unwrap_or_else(|| f.to_string());
+        return match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::new(
+                ErrorKind::Busy,
+                format!(
+                    "database {} stayed locked by another process past store.busy_timeout_ms; retry, or raise the timeout",
+                    db.display()
+                ),
+            ),
+            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "database {} is corrupt or not an avm database ({detail}); move it aside and restore a backup or `avm import` an export",
+                    db.display()
+                ),
+            ),
+            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "cannot open database {} for writing ({detail}); check the path and its permissions",
+                        db.display()
+                    ),
+                )
+            }
+            ErrorCode::DiskFull => Error::new(
+                ErrorKind::Unavailable,
+                format!("the disk holding {} is full", db.display()),
+            ),
+            ErrorCode::TooBig => Error::new(
+                ErrorKind::TooLarge,
+                format!("value too large for {}: {detail}", db.display()),
+            ),
+            _ => Error::internal(format!("sqlite error on {}: {detail}", db.display())),
+        };
+    }
+    Error::internal(format!("sqlite error on {}: {e}", db.display()))
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// Runs `f`, retrying while SQLite reports busy, until `timeout` has passed.
+pub fn retry_busy<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && start.elapsed() < timeout => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Opens a connection with avm's pragmas.
+pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> Result<Connection> {
+    let err = |e| map_err(path, e);
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(busy).map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    // Reading the header here turns "not a database" into an error now, not at first use.
+    if !read_only {
+        let mode: String = retry_busy(busy, || {
+            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        })
+        .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "database {} cannot use WAL mode (got {mode}); is it on a network filesystem?",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let sync = match synchronous.to_ascii_lowercase().as_str() {
+        "full" => "FULL",
+        "off" => "OFF",
+        _ => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;"
+    ))
+    .map_err(err)?;
+    Ok(conn)
+}
+
+/// Creates or checks the schema (idempotent; safe with many processes starting at once).
+pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()> {
+    let err = |e| map_err(path, e);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "database {} has schema version {version}, newer than this avm understands ({SCHEMA_VERSION}); upgrade avm",
+                path.display()
+            ),
+        ));
+    }
+    let foreign: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' \
+             AND name NOT IN ('nodes','node_tags','versions','links','events') \
+             AND name NOT LIKE 'nodes_fts%' AND name NOT LIKE 'nodes_cjk%' AND name NOT LIKE 'sqlite_%'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if foreign > 0 {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "{} is a SQLite database of some other program, not an avm database; pass --db with another file",
+                path.display()
+            ),
+        ));
+    }
+    retry_busy(busy, || {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let r = conn
+            .execute_batch(SCHEMA)
+            .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")));
+        match r {
+            Ok(()) => conn.execute_batch("COMMIT"),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    })
+    .map_err(err)
+}

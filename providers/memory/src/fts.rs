@@ -1,0 +1,253 @@
+//! Full-text query building: user text never becomes FTS5 syntax.
+//!
+//! Words become quoted prefix terms joined with OR (the reference's prefix-OR semantics);
+//! text in double quotes becomes a phrase. Runs of CJK characters go to a second index of
+//! character unigrams and bigrams, so a substring such as `局势` finds `中东局势紧张` (the
+//! unicode61 tokenizer sees a whole CJK run as one token and could only match its prefix).
+
+/// Is `c` a character of a script written without spaces between words?
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF     // Hiragana, Katakana
+        | 0x3400..=0x4DBF   // CJK Extension A
+        | 0x4E00..=0x9FFF   // CJK Unified Ideographs
+        | 0xAC00..=0xD7AF   // Hangul syllables
+        | 0xF900..=0xFAFF   // CJK Compatibility Ideographs
+        | 0x20000..=0x2FA1F // Extensions B..F, compatibility supplement
+    )
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// The text indexed for one document in the CJK index: `(unigrams, bigrams)`, or `None`
+/// when the content has no CJK characters.
+pub fn cjk_document(content: &str) -> Option<(String, String)> {
+    let mut uni = String::new();
+    let mut bi = String::new();
+    let mut run: Vec<char> = Vec::new();
+    let mut any = false;
+    let flush = |run: &mut Vec<char>, uni: &mut String, bi: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        for c in run.iter() {
+            uni.push(*c);
+            uni.push(' ');
+        }
+        for w in run.windows(2) {
+            bi.push(w[0]);
+            bi.push(w[1]);
+            bi.push(' ');
+        }
+        // A token no query produces, so phrases cannot match across two runs.
+        bi.push_str("0 ");
+        run.clear();
+    };
+    for c in content.chars() {
+        if is_cjk(c) {
+            run.push(c);
+            any = true;
+        } else {
+            flush(&mut run, &mut uni, &mut bi);
+        }
+    }
+    flush(&mut run, &mut uni, &mut bi);
+    any.then_some((uni, bi))
+}
+
+/// A user query compiled for the two indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Compiled {
+    /// MATCH expression for the main (unicode61) index.
+    pub main: Option<String>,
+    /// MATCH expression for the CJK index.
+    pub cjk: Option<String>,
+    /// Lower-cased terms and phrases, for snippets.
+    pub terms: Vec<String>,
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Compiles `query`; `None` when it holds no searchable word.
+pub fn compile(query: &str) -> Option<Compiled> {
+    let mut main: Vec<String> = Vec::new();
+    let mut cjk: Vec<String> = Vec::new();
+    let mut terms: Vec<String> = Vec::new();
+    let add_cjk_run = |run: &str, cjk: &mut Vec<String>| {
+        let chars: Vec<char> = run.chars().collect();
+        if chars.len() == 1 {
+            cjk.push(format!("uni:{}", quote(run)));
+        } else {
+            let grams: Vec<String> = chars.windows(2).map(|w| w.iter().collect()).collect();
+            cjk.push(format!("bi:{}", quote(&grams.join(" "))));
+        }
+    };
+    // Split into quoted phrases and bare text.
+    let mut in_quote = false;
+    for (i, part) in query.split('"').enumerate() {
+        if i > 0 {
+            in_quote = !in_quote;
+        }
+        let words = split_words(part);
+        if words.is_empty() {
+            continue;
+        }
+        if in_quote {
+            let (latin, runs): (Vec<&str>, Vec<&str>) =
+                words.iter().partition(|w| !w.chars().any(is_cjk));
+            if !latin.is_empty() {
+                main.push(quote(&latin.join(" ")));
+                terms.push(latin.join(" ").to_lowercase());
+            }
+            for r in runs {
+                for seg in cjk_segments(r) {
+                    if seg.0 {
+                        add_cjk_run(seg.1, &mut cjk);
+                    } else {
+                        main.push(format!("{}*", quote(seg.1)));
+                    }
+                    terms.push(seg.1.to_lowercase());
+                }
+            }
+        } else {
+            for w in words {
+                for (is_cjk_run, seg) in cjk_segments(w) {
+                    if is_cjk_run {
+                        add_cjk_run(seg, &mut cjk);
+                    } else {
+                        main.push(format!("{}*", quote(seg)));
+                    }
+                    terms.push(seg.to_lowercase());
+                }
+            }
+        }
+    }
+    if main.is_empty() && cjk.is_empty() {
+        return None;
+    }
+    dedup(&mut main);
+    dedup(&mut cjk);
+    dedup(&mut terms);
+    Some(Compiled {
+        main: (!main.is_empty()).then(|| main.join(" OR ")),
+        cjk: (!cjk.is_empty()).then(|| cjk.join(" OR ")),
+        terms,
+    })
+}
+
+fn dedup(v: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|s| seen.insert(s.clone()));
+}
+
+fn split_words(s: &str) -> Vec<&str> {
+    s.split(|c: char| !is_word(c))
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Splits a word into alternating CJK and non-CJK segments.
+fn cjk_segments(w: &str) -> Vec<(bool, &str)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut cur: Option<bool> = None;
+    for (i, c) in w.char_indices() {
+        let k = is_cjk(c);
+        match cur {
+            Some(prev) if prev != k => {
+                out.push((prev, &w[start..i]));
+                start = i;
+                cur = Some(k);
+            }
+            None => cur = Some(k),
+            _ => {}
+        }
+    }
+    if let Some(k) = cur {
+        out.push((k, &w[start..]));
+    }
+    out
+}
+
+/// A one-line excerpt of `content` around the first occurrence of a term (at most ~160
+/// characters), or its first non-empty line.
+pub fn snippet(content: &str, terms: &[String]) -> String {
+    const WIDTH: usize = 160;
+    let lower = content.to_lowercase();
+    // Byte offsets of `lower` and `content` agree only when lowercasing kept lengths; fall
+    // back to line matching otherwise.
+    let same_len = lower.len() == content.len();
+    let hit = terms
+        .iter()
+        .filter_map(|t| lower.find(t.as_str()))
+        .min()
+        .filter(|_| same_len);
+    let line = match hit {
+        Some(pos) => {
+            let start = content[..pos].rfind('\n').map_or(0, |i| i + 1);
+            let end = content[pos..].find('\n').map_or(content.len(), |i| pos + i);
+            let line = &content[start..end];
+            let rel = pos - start;
+            if line.chars().count() <= WIDTH {
+                line.to_string()
+            } else {
+                let before: Vec<char> = line[..rel].chars().collect();
+                let skip = before.len().saturating_sub(WIDTH / 4);
+                let s: String = line.chars().skip(skip).take(WIDTH).collect();
+                if skip > 0 { format!("…{s}") } else { s }
+            }
+        }
+        None => content
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .chars()
+            .take(WIDTH)
+            .collect(),
+    };
+    line.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_syntax_is_escaped_into_prefix_or_terms() {
+        let c = compile("hello-world AND \"x").unwrap();
+        assert_eq!(
+            c.main.as_deref(),
+            Some("\"hello\"* OR \"world\"* OR \"AND\"* OR \"x\"")
+        );
+        assert!(compile("  -- !! ").is_none());
+    }
+
+    #[test]
+    fn quoted_text_is_a_phrase() {
+        let c = compile("\"rsi at\" spik").unwrap();
+        assert_eq!(c.main.as_deref(), Some("\"rsi at\" OR \"spik\"*"));
+    }
+
+    #[test]
+    fn cjk_runs_become_bigram_phrases_or_unigrams() {
+        let c = compile("局势 NVDA 伊").unwrap();
+        assert_eq!(c.cjk.as_deref(), Some("bi:\"局势\" OR uni:\"伊\""));
+        assert_eq!(c.main.as_deref(), Some("\"NVDA\"*"));
+        let (uni, bi) = cjk_document("中东局势 a 伊朗").unwrap();
+        assert_eq!(uni, "中 东 局 势 伊 朗 ");
+        assert_eq!(bi, "中东 东局 局势 0 伊朗 0 ");
+        assert!(cjk_document("plain text").is_none());
+    }
+
+    #[test]
+    fn snippets_show_the_matching_line() {
+        let text = "# Title\n\nfirst line\nthe RSI is 72 here\nlast";
+        assert_eq!(snippet(text, &["rsi".into()]), "the RSI is 72 here");
+        assert_eq!(snippet(text, &["zzz".into()]), "# Title");
+    }
+}

@@ -1,0 +1,920 @@
+//! The memory store behind the [`Provider`] trait: plain nodes plus their suffixes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use similar::TextDiff;
+
+use avm_core::address::normalize_path;
+use avm_core::provider::Entry;
+use avm_core::time::{
+    Micros, now_micros, parse_duration, parse_time, to_iso, to_minute, to_second,
+};
+use avm_core::{
+    Error, ErrorKind, ListOptions, Listing, NodeKind, Ops, Output, Provider, ProviderInfo, Put,
+    RemoveOptions, Request, Result, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec,
+    WriteInput,
+};
+
+use crate::node::Node;
+use crate::record::Record;
+use crate::store::{Store, StoreOptions};
+use crate::write::{Outcome, WriteOp};
+
+/// The `memory` provider.
+#[derive(Debug, Clone)]
+pub struct MemoryProvider {
+    store: Arc<Store>,
+}
+
+/// Version kinds after which the path holds nothing.
+const GONE: &[&str] = &["delete", "move-out", "expire", "trash"];
+
+impl MemoryProvider {
+    /// Opens the database at `path`.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Self> {
+        Ok(MemoryProvider {
+            store: Arc::new(Store::open(path, opts)?),
+        })
+    }
+
+    /// Wraps an open store.
+    pub fn new(store: Arc<Store>) -> Self {
+        MemoryProvider { store }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn node(&self, req: &Request) -> Result<Arc<Node>> {
+        match self.store.get(&req.path)? {
+            Some(n) => Ok(n),
+            None => Err(self.missing(&req.path)?),
+        }
+    }
+
+    /// The right error for a path that is not a file.
+    fn missing(&self, path: &str) -> Result<Error> {
+        Ok(if self.store.kind(path)? == Some(NodeKind::Dir) {
+            Error::new(
+                ErrorKind::IsADirectory,
+                format!("{path} is a directory; list it with `avm ls {path}`"),
+            )
+        } else {
+            Error::not_found(path)
+        })
+    }
+
+    fn apply(&self, op: WriteOp) -> Result<Outcome> {
+        self.store.apply(op)
+    }
+
+    fn saved(out: Outcome, path: &str) -> Result<Output> {
+        match out.node {
+            Some(n) => Ok(Output::new(
+                format!("Saved: {} (v{})", n.path, n.version),
+                n.to_json(),
+            )),
+            None => Ok(Output::new(
+                format!("Saved: {path}"),
+                json!({"path": path, "count": out.count}),
+            )),
+        }
+    }
+
+    fn read_versioned(&self, req: &Request) -> Result<Output> {
+        let found = if let Some(v) = req.query.parsed::<i64>("version")? {
+            let r = self.store.version(&req.path, v)?;
+            if r.is_none() {
+                let latest = self.store.history(&req.path, 1)?.first().map(|h| h.version);
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    match latest {
+                        Some(l) => format!("{} has no version {v}; versions run 1..{l}", req.path),
+                        None => format!("{} has no history", req.path),
+                    },
+                ));
+            }
+            r
+        } else if let Some(t) = req.query.get("as_of") {
+            let at = parse_time(t)?;
+            self.store.version_at(&req.path, at)?
+        } else {
+            None
+        };
+        let Some((info, content)) = found else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{} did not exist at {}",
+                    req.path,
+                    req.query.get("as_of").unwrap_or("that time")
+                ),
+            ));
+        };
+        if GONE.contains(&info.kind.as_str()) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{} did not exist at version {} ({} at {})",
+                    req.path,
+                    info.version,
+                    info.kind,
+                    to_iso(info.at)
+                ),
+            ));
+        }
+        Ok(Output::new(
+            content.clone(),
+            json!({
+                "path": req.path,
+                "content": content,
+                "version": info.version,
+                "kind": info.kind,
+                "at": to_iso(info.at),
+                "author": info.author,
+                "hash": info.hash,
+            }),
+        ))
+    }
+
+    fn read_suffix(&self, req: &Request, suffix: &str) -> Result<Output> {
+        let q = &req.query;
+        match suffix {
+            "data" => {
+                let n = self.node(req)?;
+                Ok(Output::new(n.content.clone(), n.to_json()))
+            }
+            "meta" => {
+                let n = self.node(req)?;
+                let v = n.meta_view();
+                Ok(Output::new(pretty(&v), v))
+            }
+            "path" => {
+                self.node(req)?;
+                Ok(Output::new(
+                    format!("{}\n", req.path.trim_start_matches('/')),
+                    json!(req.path),
+                ))
+            }
+            "ttl" => {
+                let n = self.node(req)?;
+                Ok(Output::new(
+                    format!("{}\n", ttl_text(n.expires_at, now_micros())),
+                    json!(n.expires_at.map(to_iso)),
+                ))
+            }
+            "tags" => match self.store.kind(&req.path)? {
+                Some(NodeKind::File) => {
+                    let n = self.node(req)?;
+                    Ok(Output::new(
+                        format!("{}\n", n.tags.join(",")),
+                        json!(n.tags),
+                    ))
+                }
+                Some(NodeKind::Dir) => {
+                    let counts = self.store.tag_counts(&req.path, &req.caller)?;
+                    let text: String = counts.iter().map(|(t, n)| format!("{t}\t{n}\n")).collect();
+                    Ok(Output::new(
+                        text,
+                        json!(
+                            counts
+                                .iter()
+                                .map(|(t, n)| json!({"tag": t, "count": n}))
+                                .collect::<Vec<_>>()
+                        ),
+                    ))
+                }
+                None => Err(Error::not_found(&req.path)),
+            },
+            "links" => {
+                self.node(req)?;
+                let dir = q.get("direction").unwrap_or("both");
+                if !["in", "out", "both"].contains(&dir) {
+                    return Err(Error::invalid(format!(
+                        "direction={dir:?} is not accepted; use in, out or both"
+                    )));
+                }
+                let (out, inc) = self.store.links(&req.path, &req.caller)?;
+                let mut text = String::new();
+                let mut data = Vec::new();
+                if dir != "in" {
+                    for l in &out {
+                        text.push_str(&format!("--> [{}] {}\n", l.kind, l.target));
+                        data.push(json!({"source": l.source, "target": l.target, "type": l.kind, "weight": l.weight}));
+                    }
+                }
+                if dir != "out" {
+                    for l in &inc {
+                        text.push_str(&format!("<-- [{}] {}\n", l.kind, l.source));
+                        data.push(json!({"source": l.source, "target": l.target, "type": l.kind, "weight": l.weight}));
+                    }
+                }
+                if data.is_empty() {
+                    text.push_str("(no links)\n");
+                }
+                Ok(Output::new(text, Value::Array(data)))
+            }
+            "history" => {
+                let limit = q.parsed::<usize>("limit")?.unwrap_or(10).clamp(1, 100_000);
+                let verbose = q.flag("verbose")?;
+                let hist = self.store.history(&req.path, limit)?;
+                if hist.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("{} has no history", req.path),
+                    ));
+                }
+                let mut text = String::new();
+                let mut data = Vec::new();
+                for h in &hist {
+                    text.push_str(&format!("v{} [{}] {}", h.version, h.kind, to_second(h.at)));
+                    if let Some(a) = &h.author {
+                        text.push_str(&format!(" by {a}"));
+                    }
+                    if let Some(n) = &h.note {
+                        text.push_str(&format!(
+                            " ({} {n})",
+                            if h.kind == "move-out" { "to" } else { "from" }
+                        ));
+                    }
+                    text.push('\n');
+                    let mut entry = json!({
+                        "version": h.version, "kind": h.kind, "at": to_iso(h.at), "author": h.author,
+                        "hash": h.hash, "size": h.size, "note": h.note,
+                    });
+                    if verbose {
+                        let diff = self.diff_to_previous(&req.path, h.version)?;
+                        text.push_str(&indent(&diff));
+                        if let Value::Object(o) = &mut entry {
+                            o.insert("diff".into(), json!(diff));
+                        }
+                    }
+                    data.push(entry);
+                }
+                Ok(Output::new(text, Value::Array(data)))
+            }
+            "diff" => {
+                let from = q
+                    .parsed::<i64>("from")?
+                    .ok_or_else(|| Error::invalid("diff needs from=V1 and to=V2"))?;
+                let to = q
+                    .parsed::<i64>("to")?
+                    .ok_or_else(|| Error::invalid("diff needs from=V1 and to=V2"))?;
+                let a = self.version_content(&req.path, from)?;
+                let b = self.version_content(&req.path, to)?;
+                let d = unified(
+                    &a,
+                    &b,
+                    &format!("{}@v{from}", req.path),
+                    &format!("{}@v{to}", req.path),
+                );
+                Ok(Output::new(
+                    d.clone(),
+                    json!({"path": req.path, "from": from, "to": to, "diff": d}),
+                ))
+            }
+            "record" => {
+                let n = self.node(req)?;
+                let rec = self.record(&n)?;
+                let v = serde_json::to_value(&rec).map_err(|e| Error::internal(e.to_string()))?;
+                Ok(Output::new(format!("{v}\n"), v))
+            }
+            "list" => {
+                let opts = ListOptions {
+                    recursive: q.flag("recursive")?,
+                    limit: Some(q.parsed::<usize>("limit")?.unwrap_or(100)),
+                    offset: q.parsed::<usize>("offset")?.unwrap_or(0),
+                };
+                let listing = self.list(req, &opts)?;
+                let text: String = listing.entries.iter().map(list_line).collect();
+                Ok(Output::new(
+                    text,
+                    serde_json::to_value(&listing).map_err(|e| Error::internal(e.to_string()))?,
+                ))
+            }
+            "stats" => {
+                let v = self.store.stats(&req.path, &req.caller)?;
+                Ok(Output::new(pretty(&v), v))
+            }
+            "export" => {
+                let limit = q
+                    .parsed::<usize>("limit")?
+                    .unwrap_or(1000)
+                    .clamp(1, 100_000);
+                let after = q.get("after");
+                let nodes = self
+                    .store
+                    .descendants_after(&req.path, &req.caller, after, limit)?;
+                let mut text = String::new();
+                let mut recs = Vec::new();
+                for n in nodes.iter().take(limit) {
+                    let rec = self.record(n)?;
+                    let v =
+                        serde_json::to_value(&rec).map_err(|e| Error::internal(e.to_string()))?;
+                    text.push_str(&v.to_string());
+                    text.push('\n');
+                    recs.push(v);
+                }
+                let next = (nodes.len() > limit)
+                    .then(|| {
+                        recs.last()
+                            .and_then(|r| r["path"].as_str().map(str::to_string))
+                    })
+                    .flatten();
+                Ok(Output::new(
+                    text,
+                    json!({"records": recs, "next_after": next}),
+                ))
+            }
+            "search" => {
+                let query = q
+                    .get("q")
+                    .ok_or_else(|| Error::invalid(format!("{}:search needs q=WORDS", req.path)))?;
+                let limit = q.parsed::<usize>("limit")?.unwrap_or(10).clamp(1, 1000);
+                let hits = self.search(
+                    req,
+                    &SearchOptions {
+                        query: query.to_string(),
+                        limit,
+                    },
+                )?;
+                let mut text = String::new();
+                for h in &hits {
+                    text.push_str(&format!("[{:.2}] {}\n", h.score, h.path));
+                }
+                if hits.is_empty() {
+                    text.push_str("(no results)\n");
+                }
+                Ok(Output::new(
+                    text,
+                    serde_json::to_value(&hits).map_err(|e| Error::internal(e.to_string()))?,
+                ))
+            }
+            other => Err(Error::unsupported(&format!(":{other}"), &req.path)),
+        }
+    }
+
+    fn version_content(&self, path: &str, v: i64) -> Result<String> {
+        self.store
+            .version(path, v)?
+            .map(|(_, c)| c)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{path} has no version {v}")))
+    }
+
+    fn diff_to_previous(&self, path: &str, v: i64) -> Result<String> {
+        let cur = self.version_content(path, v)?;
+        let prev = if v > 1 {
+            self.version_content(path, v - 1)?
+        } else {
+            String::new()
+        };
+        Ok(unified(
+            &prev,
+            &cur,
+            &format!("v{}", v - 1),
+            &format!("v{v}"),
+        ))
+    }
+
+    fn record(&self, n: &Node) -> Result<Record> {
+        Ok(Record::build(
+            n,
+            self.store.all_versions(&n.path)?,
+            self.store.out_links(&n.path)?,
+        ))
+    }
+
+    fn write_suffix(&self, req: &Request, suffix: &str, input: WriteInput) -> Result<Output> {
+        let text = match input {
+            WriteInput::Text(t) => t,
+            WriteInput::Put(p) if suffix == "meta" => {
+                let out = self.apply(WriteOp::Put {
+                    path: req.path.clone(),
+                    put: Put { content: None, ..p },
+                    agent: req.caller.agent().map(str::to_string),
+                })?;
+                return Self::saved(out, &req.path);
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{}:{suffix} takes a text body",
+                    req.path
+                )));
+            }
+        };
+        let agent = req.caller.agent().map(str::to_string);
+        let put = match suffix {
+            "meta" => {
+                let v: Value = serde_json::from_str(text.trim()).map_err(|e| {
+                    Error::invalid(format!("{}:meta takes a JSON object: {e}", req.path))
+                })?;
+                let Value::Object(m) = v else {
+                    return Err(Error::invalid(format!(
+                        "{}:meta takes a JSON object such as {{\"k\": 1}}",
+                        req.path
+                    )));
+                };
+                Put {
+                    meta: Some(m),
+                    ..Put::default()
+                }
+            }
+            "tags" => Put {
+                tags: Some(
+                    text.split([',', '\n'])
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                ),
+                ..Put::default()
+            },
+            "ttl" => {
+                let t = text.trim();
+                let exp = if t.is_empty() || t == "never" {
+                    None
+                } else {
+                    let d = if t.chars().all(|c| c.is_ascii_digit()) {
+                        parse_duration(&format!("{t}m"))?
+                    } else {
+                        parse_duration(t)?
+                    };
+                    Some(now_micros() + d.as_micros() as Micros)
+                };
+                Put {
+                    expires_at: Some(exp),
+                    ..Put::default()
+                }
+            }
+            "links" => return self.write_links(req, &text),
+            other => {
+                return Err(Error::new(
+                    ErrorKind::ReadOnly,
+                    format!("{}:{other} cannot be written", req.path),
+                ));
+            }
+        };
+        let out = self.apply(WriteOp::Put {
+            path: req.path.clone(),
+            put,
+            agent,
+        })?;
+        Self::saved(out, &req.path)
+    }
+
+    fn write_links(&self, req: &Request, text: &str) -> Result<Output> {
+        let op = req.query.get("op").unwrap_or("add");
+        if !["add", "remove"].contains(&op) {
+            return Err(Error::invalid(format!(
+                "op={op:?} is not accepted for :links; use add or remove"
+            )));
+        }
+        let mut ops = Vec::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let mut parts = line.split_whitespace();
+            let target = normalize_path(parts.next().unwrap_or_default())?;
+            if !req.caller.may_see(&target) {
+                return Err(Error::denied(format!(
+                    "cannot link to {target}: it is in another agent's private namespace (rule: private namespaces belong to their agent)"
+                )));
+            }
+            let kind = parts.next().map(str::to_string);
+            let weight = match parts.next() {
+                Some(w) => w
+                    .parse::<f64>()
+                    .map_err(|_| Error::invalid(format!("link weight {w:?} is not a number")))?,
+                None => 1.0,
+            };
+            ops.push(if op == "add" {
+                WriteOp::Link {
+                    source: req.path.clone(),
+                    target,
+                    kind: kind.unwrap_or_else(|| "related".into()),
+                    weight,
+                }
+            } else {
+                WriteOp::Unlink {
+                    source: req.path.clone(),
+                    target,
+                    kind,
+                }
+            });
+        }
+        if ops.is_empty() {
+            return Err(Error::invalid(
+                "no links given; write lines of `TARGET [TYPE] [WEIGHT]`",
+            ));
+        }
+        let n = ops.len();
+        let results = self.store.apply_many(ops);
+        let mut count = 0;
+        for r in results {
+            count += r?.count;
+        }
+        Ok(Output::new(
+            format!(
+                "{} {count} link(s) of {}",
+                if op == "add" { "Added" } else { "Removed" },
+                req.path
+            ),
+            json!({"path": req.path, "op": op, "lines": n, "count": count}),
+        ))
+    }
+
+    fn to_op(&self, req: &Request, input: WriteInput) -> Result<WriteOp> {
+        let agent = req.caller.agent().map(str::to_string);
+        Ok(match input {
+            WriteInput::Put(put) => WriteOp::Put {
+                path: req.path.clone(),
+                put,
+                agent,
+            },
+            WriteInput::Text(t) => WriteOp::Put {
+                path: req.path.clone(),
+                put: Put {
+                    content: Some(t),
+                    ..Put::default()
+                },
+                agent,
+            },
+            WriteInput::Record(v) => {
+                let record = Record::from_value(v)?;
+                if record.path != req.path {
+                    return Err(Error::invalid(format!(
+                        "record path {} does not match {}",
+                        record.path, req.path
+                    )));
+                }
+                WriteOp::Import {
+                    record: Box::new(record),
+                    force: req.query.flag("force")?,
+                }
+            }
+        })
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    )
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// A unified diff with `---`/`+++` headers.
+pub fn unified(a: &str, b: &str, from: &str, to: &str) -> String {
+    TextDiff::from_lines(a, b)
+        .unified_diff()
+        .context_radius(3)
+        .header(from, to)
+        .to_string()
+}
+
+/// `path\tv<version>\t<bytes>B\t<YYYY-MM-DD HH:MM>` (directories end in `/`).
+pub fn list_line(e: &Entry) -> String {
+    match e.kind {
+        NodeKind::Dir => format!("{}/\tdir\n", e.path),
+        NodeKind::File => format!(
+            "{}\tv{}\t{}B\t{}\n",
+            e.path,
+            e.version.unwrap_or(0),
+            e.size,
+            e.updated_at.map(to_minute).unwrap_or_default()
+        ),
+    }
+}
+
+/// `never`, `expired`, `<m>m`, `<h>h <m>m` or `<d>d <h>h`.
+pub fn ttl_text(expires: Option<Micros>, now: Micros) -> String {
+    let Some(t) = expires else {
+        return "never".into();
+    };
+    if t <= now {
+        return "expired".into();
+    }
+    let mins = (t - now) / 60_000_000;
+    if mins < 60 {
+        format!("{mins}m")
+    } else if mins < 24 * 60 {
+        format!("{}h {}m", mins / 60, mins % 60)
+    } else {
+        format!("{}d {}h", mins / 1440, (mins % 1440) / 60)
+    }
+}
+
+impl Provider for MemoryProvider {
+    fn info(&self) -> ProviderInfo {
+        use SuffixOn::{Any, Dir, File};
+        ProviderInfo {
+            kind: "memory".into(),
+            description: "the embedded SQLite memory store".into(),
+            ops: Ops {
+                read: true,
+                list: true,
+                write: true,
+                remove: true,
+                rename: true,
+                search: true,
+            },
+            suffixes: vec![
+                SuffixSpec::new("data", File, true, false, &[], "raw content"),
+                SuffixSpec::new(
+                    "meta",
+                    File,
+                    true,
+                    true,
+                    &[],
+                    "metadata as JSON; write a JSON object to merge keys (null removes)",
+                ),
+                SuffixSpec::new(
+                    "tags",
+                    Any,
+                    true,
+                    true,
+                    &[],
+                    "tags (comma-separated; write to replace); on a directory: tag counts",
+                ),
+                SuffixSpec::new(
+                    "links",
+                    File,
+                    true,
+                    true,
+                    &["direction", "op"],
+                    "typed links; write lines `TARGET [TYPE] [WEIGHT]` (op=remove to unlink)",
+                ),
+                SuffixSpec::new(
+                    "history",
+                    File,
+                    true,
+                    false,
+                    &["limit", "verbose"],
+                    "version history, newest first",
+                ),
+                SuffixSpec::new(
+                    "diff",
+                    File,
+                    true,
+                    false,
+                    &["from", "to"],
+                    "unified diff between two versions",
+                ),
+                SuffixSpec::new(
+                    "ttl",
+                    File,
+                    true,
+                    true,
+                    &[],
+                    "time to live; write 15m, 2h, 7d or never",
+                ),
+                SuffixSpec::new("path", File, true, false, &[], "the node's path"),
+                SuffixSpec::new(
+                    "record",
+                    File,
+                    true,
+                    false,
+                    &[],
+                    "the lossless export record",
+                ),
+                SuffixSpec::new(
+                    "list",
+                    Dir,
+                    true,
+                    false,
+                    &["limit", "offset", "recursive"],
+                    "directory listing",
+                ),
+                SuffixSpec::new(
+                    "stats",
+                    Dir,
+                    true,
+                    false,
+                    &[],
+                    "counts and sizes below this directory",
+                ),
+                SuffixSpec::new(
+                    "export",
+                    Dir,
+                    true,
+                    false,
+                    &["after", "limit"],
+                    "JSONL export records below this directory",
+                ),
+                SuffixSpec::new(
+                    "search",
+                    Dir,
+                    true,
+                    false,
+                    &["q", "limit"],
+                    "full-text search below this directory",
+                ),
+            ],
+        }
+    }
+
+    fn read(&self, req: &Request) -> Result<Output> {
+        if let Some(s) = &req.suffix {
+            return self.read_suffix(req, s);
+        }
+        req.query
+            .check_keys(&["version", "as_of"], &req.describe("read"))?;
+        if !req.query.is_empty() {
+            return self.read_versioned(req);
+        }
+        let n = self.node(req)?;
+        Ok(Output::new(n.content.clone(), n.to_json()))
+    }
+
+    fn stat(&self, req: &Request) -> Result<Stat> {
+        if let Some(n) = self.store.peek(&req.path)? {
+            return Ok(Stat {
+                kind: NodeKind::File,
+                size: n.content.len() as u64,
+                version: Some(n.version),
+                created_at: Some(n.created_at),
+                updated_at: Some(n.updated_at),
+                accessed_at: n.accessed_at,
+            });
+        }
+        match self.store.kind(&req.path)? {
+            Some(NodeKind::Dir) => Ok(Stat {
+                kind: NodeKind::Dir,
+                size: 0,
+                version: None,
+                created_at: None,
+                updated_at: None,
+                accessed_at: None,
+            }),
+            _ => Err(Error::not_found(&req.path)),
+        }
+    }
+
+    fn list(&self, req: &Request, opts: &ListOptions) -> Result<Listing> {
+        if self.store.peek(&req.path)?.is_some() {
+            if opts.recursive {
+                let n = self.store.peek(&req.path)?;
+                let entries = n.iter().map(|n| entry(n)).collect();
+                return Ok(Listing {
+                    entries,
+                    more: false,
+                });
+            }
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{} is a file, not a directory", req.path),
+            ));
+        }
+        let mut entries: Vec<Entry> = if opts.recursive {
+            self.store
+                .descendants(&req.path, &req.caller, opts.offset, opts.limit)?
+                .iter()
+                .map(|n| entry(n))
+                .collect()
+        } else {
+            self.store
+                .children(&req.path, &req.caller, opts.offset, opts.limit)?
+                .into_iter()
+                .skip(opts.offset)
+                .map(|c| Entry {
+                    path: c.path,
+                    kind: c.kind,
+                    size: c.size,
+                    version: c.version,
+                    updated_at: c.updated_at,
+                })
+                .collect()
+        };
+        if entries.is_empty()
+            && opts.offset == 0
+            && req.path != "/"
+            && !self.store.has_children(&req.path)?
+        {
+            return Err(Error::not_found(&req.path));
+        }
+        let more = opts.limit.is_some_and(|l| entries.len() > l);
+        if let Some(l) = opts.limit {
+            entries.truncate(l);
+        }
+        Ok(Listing { entries, more })
+    }
+
+    fn write(&self, req: &Request, input: WriteInput) -> Result<Output> {
+        if let Some(s) = &req.suffix {
+            return self.write_suffix(req, s, input);
+        }
+        req.query.check_keys(&["force"], &req.describe("write"))?;
+        let op = self.to_op(req, input)?;
+        let out = self.apply(op)?;
+        Self::saved(out, &req.path)
+    }
+
+    fn write_many(&self, reqs: Vec<(Request, WriteInput)>) -> Vec<Result<Output>> {
+        let mut results: Vec<Option<Result<Output>>> = Vec::new();
+        let mut ops = Vec::new();
+        let mut idx = Vec::new();
+        for (i, (req, input)) in reqs.iter().cloned().enumerate() {
+            results.push(None);
+            if req.suffix.is_some() {
+                results[i] = Some(self.write(&req, input));
+                continue;
+            }
+            match self.to_op(&req, input) {
+                Ok(op) => {
+                    ops.push(op);
+                    idx.push(i);
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        for (i, r) in idx.into_iter().zip(self.store.apply_many(ops)) {
+            let path = reqs[i].0.path.clone();
+            results[i] = Some(r.and_then(|o| Self::saved(o, &path)));
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("lost a write result"))))
+            .collect()
+    }
+
+    fn remove(&self, req: &Request, opts: RemoveOptions) -> Result<Output> {
+        let out = self.apply(WriteOp::Remove {
+            path: req.path.clone(),
+            recursive: opts.recursive,
+            hard: opts.hard,
+            caller: req.caller.clone(),
+        })?;
+        let text = if out.moves.is_empty() {
+            format!(
+                "Deleted: {}{}",
+                req.path,
+                if out.count > 1 {
+                    format!(" ({} nodes)", out.count)
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            format!(
+                "Deleted: {} ({} node(s) moved to /trash)",
+                req.path,
+                out.moves.len()
+            )
+        };
+        Ok(Output::new(
+            text,
+            json!({"path": req.path, "count": out.count, "trashed": out.moves.iter().map(|(a, b)| json!({"from": a, "to": b})).collect::<Vec<_>>()}),
+        ))
+    }
+
+    fn rename(&self, src: &Request, dst: &str, force: bool) -> Result<Output> {
+        let out = self.apply(WriteOp::Rename {
+            src: src.path.clone(),
+            dst: dst.to_string(),
+            force,
+            caller: src.caller.clone(),
+        })?;
+        let to = out
+            .moves
+            .first()
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| dst.to_string());
+        Ok(Output::new(
+            format!(
+                "Moved {} node(s): {} → {}",
+                out.count,
+                src.path,
+                if out.count == 1 { to.as_str() } else { dst }
+            ),
+            json!({"from": src.path, "to": dst, "count": out.count, "moves": out.moves.iter().map(|(a, b)| json!({"from": a, "to": b})).collect::<Vec<_>>()}),
+        ))
+    }
+
+    fn search(&self, req: &Request, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        Ok(self
+            .store
+            .search(&req.path, &req.caller, &opts.query, opts.limit)?
+            .into_iter()
+            .map(|h| SearchHit {
+                path: h.path,
+                score: h.score,
+                snippet: h.snippet,
+            })
+            .collect())
+    }
+}
+
+fn entry(n: &Node) -> Entry {
+    Entry {
+        path: n.path.clone(),
+        kind: NodeKind::File,
+        size: n.content.len() as u64,
+        version: Some(n.version),
+        updated_at: Some(n.updated_at),
+    }
+}

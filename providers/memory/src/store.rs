@@ -1,0 +1,1061 @@
+//! The SQLite store: a pool of readers, one group-committing writer thread, and a hot cache
+//! that other processes' writes invalidate through the events table.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
+
+use avm_core::address::is_within;
+use avm_core::time::{Micros, now_micros};
+use avm_core::{Caller, Error, ErrorKind, NodeKind, Result};
+
+use crate::db;
+use crate::fts;
+use crate::node::Node;
+use crate::write::{self, Outcome, WriteOp};
+
+/// Tuning knobs (from `[store]` in config).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long to wait for another process's write lock.
+    pub busy_timeout: Duration,
+    /// Nodes kept in the hot cache.
+    pub cache_entries: usize,
+    /// Read connections.
+    pub readers: usize,
+    /// Most writes per group commit.
+    pub group_commit_max: usize,
+    /// SQLite synchronous mode: normal, full or off.
+    pub synchronous: String,
+    /// Largest node content in bytes.
+    pub max_node_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        let c = avm_core::config::StoreConfig::default();
+        StoreOptions {
+            busy_timeout: Duration::from_millis(c.busy_timeout_ms),
+            cache_entries: c.cache_entries,
+            readers: c.readers,
+            group_commit_max: c.group_commit_max,
+            synchronous: c.synchronous,
+            max_node_bytes: avm_core::config::DEFAULT_MAX_NODE_BYTES,
+        }
+    }
+}
+
+pub(crate) struct Reader {
+    conn: Connection,
+    data_version: i64,
+}
+
+struct Cache {
+    map: HashMap<String, Arc<Node>>,
+    /// Last event seen; events after it invalidate cached paths.
+    last_seq: i64,
+    /// Bumped on every invalidation, so a read that raced a write does not cache stale data.
+    epoch: u64,
+    cap: usize,
+}
+
+impl Cache {
+    fn invalidate(&mut self, path: &str) {
+        self.map.remove(path);
+        self.epoch += 1;
+    }
+
+    fn insert(&mut self, node: Arc<Node>) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.map.len() >= self.cap {
+            // Random eviction: HashMap iteration order is arbitrary, which is all we need.
+            let victims: Vec<String> = self.map.keys().take(self.cap / 8 + 1).cloned().collect();
+            for v in victims {
+                self.map.remove(&v);
+            }
+        }
+        self.map.insert(node.path.clone(), node);
+    }
+}
+
+pub(crate) enum Job {
+    Op(WriteOp, mpsc::Sender<Result<Outcome>>),
+    Batch(Vec<WriteOp>, mpsc::Sender<Vec<Result<Outcome>>>),
+    Sync(mpsc::Sender<()>),
+}
+
+pub(crate) struct Shared {
+    pub(crate) path: PathBuf,
+    pub(crate) opts: StoreOptions,
+    readers: Vec<Mutex<Reader>>,
+    next_reader: AtomicUsize,
+    cache: Mutex<Cache>,
+    /// Nodes read since the last flush: path -> (id, time). accessed_at is written lazily.
+    touches: Mutex<HashMap<String, (i64, Micros)>>,
+}
+
+/// The store. Cheap to share behind an `Arc`; dropping the last handle flushes and stops the
+/// writer thread.
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<SyncSender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+pub(crate) const NODE_COLS: &str = "id, path, content, meta, tags, importance, author, created_at, updated_at, accessed_at, version, hash, expires_at";
+
+pub(crate) fn node_from_row(r: &Row<'_>) -> rusqlite::Result<Node> {
+    let meta: String = r.get(3)?;
+    let tags: String = r.get(4)?;
+    Ok(Node {
+        id: r.get(0)?,
+        path: r.get(1)?,
+        content: r.get(2)?,
+        meta: serde_json::from_str::<Map<String, Value>>(&meta).unwrap_or_default(),
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        importance: r.get(5)?,
+        author: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        accessed_at: r.get(9)?,
+        version: r.get(10)?,
+        hash: r.get(11)?,
+        expires_at: r.get(12)?,
+    })
+}
+
+/// `[lo, hi)` bounds covering every path strictly inside `dir`.
+pub(crate) fn subtree_bounds(dir: &str) -> (String, String) {
+    if dir == "/" {
+        ("/".into(), "0".into())
+    } else {
+        (format!("{dir}/"), format!("{dir}0"))
+    }
+}
+
+/// SQL bounds that hide other agents' private namespaces (`hide_lo..hide_hi` except
+/// `own_lo..own_hi`). Operators get empty ranges, which hide nothing.
+pub(crate) fn visibility(caller: &Caller) -> [String; 4] {
+    match caller.private_root() {
+        None => [String::new(), String::new(), String::new(), String::new()],
+        Some(own) => {
+            let (hl, hh) = subtree_bounds(avm_core::provider::PRIVATE_ROOT);
+            let (ol, oh) = subtree_bounds(&own);
+            [hl, hh, ol, oh]
+        }
+    }
+}
+
+/// The SQL condition matching [`visibility`] parameters numbered from `n`.
+pub(crate) fn visible_sql(col: &str, n: usize) -> String {
+    format!(
+        "NOT ({col} >= ?{a} AND {col} < ?{b} AND NOT ({col} >= ?{c} AND {col} < ?{d}))",
+        a = n,
+        b = n + 1,
+        c = n + 2,
+        d = n + 3
+    )
+}
+
+/// One entry of a node's history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VersionInfo {
+    /// Version number (1-based, no gaps).
+    pub version: i64,
+    /// `create`, `update`, `delete`, `move-in`, `move-out`, `restore`, `expire`, `import`.
+    pub kind: String,
+    /// When.
+    pub at: Micros,
+    /// Who.
+    pub author: Option<String>,
+    /// Content hash at this version.
+    pub hash: String,
+    /// Content length in bytes.
+    pub size: i64,
+    /// Free text (the other path of a move).
+    pub note: Option<String>,
+}
+
+/// A typed link.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Link {
+    /// From.
+    pub source: String,
+    /// To.
+    pub target: String,
+    /// Link type (`related`, `derived`, `supersedes`, … or any word).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Weight.
+    pub weight: f64,
+    /// When it was made.
+    pub created_at: Micros,
+}
+
+/// Search hit with the node's id.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The node.
+    pub path: String,
+    /// Higher is better.
+    pub score: f64,
+    /// Excerpt.
+    pub snippet: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "cannot create the directory {} for the database: {e}",
+                        dir.display()
+                    ),
+                )
+            })?;
+        }
+        if path.is_dir() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "database path {} is a directory; give a file path",
+                    path.display()
+                ),
+            ));
+        }
+        let wconn = db::open(path, opts.busy_timeout, &opts.synchronous, false)?;
+        db::init_schema(&wconn, path, opts.busy_timeout)?;
+        let mut readers = Vec::new();
+        for _ in 0..opts.readers.max(1) {
+            let conn = db::open(path, opts.busy_timeout, &opts.synchronous, true)?;
+            readers.push(Mutex::new(Reader {
+                conn,
+                data_version: -1,
+            }));
+        }
+        let last_seq: i64 = wconn
+            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))
+            .map_err(|e| db::map_err(path, e))?;
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            cache: Mutex::new(Cache {
+                map: HashMap::new(),
+                last_seq,
+                epoch: 0,
+                cap: opts.cache_entries,
+            }),
+            opts,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            touches: Mutex::new(HashMap::new()),
+        });
+        let (tx, rx) = mpsc::sync_channel::<Job>(4096);
+        let w_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("avm-writer".into())
+            .spawn(move || writer_loop(wconn, rx, w_shared))
+            .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &StoreOptions {
+        &self.shared.opts
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        db::map_err(&self.shared.path, e)
+    }
+
+    fn sender(&self) -> Result<SyncSender<Job>> {
+        lock(&self.tx)?
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the store is shut down"))
+    }
+
+    /// Applies one write through the group-commit writer and waits for it to commit.
+    pub fn apply(&self, op: WriteOp) -> Result<Outcome> {
+        let (rtx, rrx) = mpsc::channel();
+        self.sender()?
+            .send(Job::Op(op, rtx))
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "the store's writer has stopped"))?;
+        rrx.recv()
+            .map_err(|_| Error::internal("the store's writer stopped before answering"))?
+    }
+
+    /// Applies many writes in one transaction (each still succeeds or fails on its own).
+    pub fn apply_many(&self, ops: Vec<WriteOp>) -> Vec<Result<Outcome>> {
+        let n = ops.len();
+        let fail = |e: Error| (0..n).map(|_| Err(e.clone())).collect();
+        let (rtx, rrx) = mpsc::channel();
+        let sender = match self.sender() {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        if sender.send(Job::Batch(ops, rtx)).is_err() {
+            return fail(Error::new(
+                ErrorKind::Unavailable,
+                "the store's writer has stopped",
+            ));
+        }
+        rrx.recv().unwrap_or_else(|_| {
+            fail(Error::internal(
+                "the store's writer stopped before answering",
+            ))
+        })
+    }
+
+    /// Waits until every queued write and access-time update is committed.
+    pub fn sync(&self) -> Result<()> {
+        let (rtx, rrx) = mpsc::channel();
+        self.sender()?
+            .send(Job::Sync(rtx))
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "the store's writer has stopped"))?;
+        rrx.recv()
+            .map_err(|_| Error::internal("the store's writer stopped"))
+    }
+
+    /// Runs `f` on a pooled read connection after bringing the cache up to date with other
+    /// processes' writes.
+    pub(crate) fn read_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let n = self.shared.readers.len();
+        let start = self.shared.next_reader.fetch_add(1, Ordering::Relaxed);
+        let mut guard: Option<MutexGuard<'_, Reader>> = None;
+        for i in 0..n {
+            if let Ok(g) = self.shared.readers[(start + i) % n].try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let mut reader = match guard {
+            Some(g) => g,
+            None => lock(&self.shared.readers[start % n])?,
+        };
+        let dv: i64 = reader
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))?;
+        if dv != reader.data_version {
+            reader.data_version = dv;
+            self.sync_cache(&reader.conn)?;
+        }
+        f(&reader.conn).map_err(|e| self.err(e))
+    }
+
+    /// Drops cached nodes that events newer than the last seen one touched.
+    fn sync_cache(&self, conn: &Connection) -> Result<()> {
+        let mut cache = lock(&self.shared.cache)?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, path, detail FROM events WHERE seq > ?1 ORDER BY seq LIMIT 10001",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(i64, String, Option<String>)> = stmt
+            .query_map([cache.last_seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|it| it.collect())
+            .map_err(|e| self.err(e))?;
+        if rows.len() > 10_000 {
+            cache.map.clear();
+            cache.epoch += 1;
+            cache.last_seq = conn
+                .query_row("SELECT coalesce(max(seq),0) FROM events", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            return Ok(());
+        }
+        for (seq, path, detail) in rows {
+            cache.invalidate(&path);
+            if let Some(d) = detail {
+                cache.invalidate(&d);
+            }
+            cache.last_seq = cache.last_seq.max(seq);
+        }
+        Ok(())
+    }
+
+    /// The live node at `path` (expired nodes count as missing). Marks it accessed.
+    pub fn get(&self, path: &str) -> Result<Option<Arc<Node>>> {
+        let node = self.peek(path)?;
+        if let Some(n) = &node {
+            self.touch(n);
+        }
+        Ok(node)
+    }
+
+    /// Like [`Store::get`] without marking the node accessed.
+    pub fn peek(&self, path: &str) -> Result<Option<Arc<Node>>> {
+        let now = now_micros();
+        let mut epoch = 0;
+        let cached = self.read_conn(|_| Ok(())).and_then(|()| {
+            let cache = lock(&self.shared.cache)?;
+            epoch = cache.epoch;
+            Ok(cache.map.get(path).cloned())
+        })?;
+        if let Some(n) = cached {
+            return Ok((!n.is_expired(now)).then_some(n));
+        }
+        let found = self.read_conn(|c| {
+            c.prepare_cached(&format!("SELECT {NODE_COLS} FROM nodes WHERE path = ?1"))?
+                .query_row([path], node_from_row)
+                .optional()
+        })?;
+        match found {
+            None => Ok(None),
+            Some(n) => {
+                let n = Arc::new(n);
+                if let Ok(mut cache) = self.shared.cache.lock()
+                    && cache.epoch == epoch
+                {
+                    cache.insert(n.clone());
+                }
+                Ok((!n.is_expired(now)).then_some(n))
+            }
+        }
+    }
+
+    fn touch(&self, n: &Node) {
+        if let Ok(mut t) = self.shared.touches.lock() {
+            t.insert(n.path.clone(), (n.id, now_micros()));
+        }
+    }
+
+    /// File or directory at `path`; `None` when neither.
+    pub fn kind(&self, path: &str) -> Result<Option<NodeKind>> {
+        if path == "/" {
+            return Ok(Some(NodeKind::Dir));
+        }
+        if self.peek(path)?.is_some() {
+            return Ok(Some(NodeKind::File));
+        }
+        Ok(self.has_children(path)?.then_some(NodeKind::Dir))
+    }
+
+    /// Does any live node lie below `dir`?
+    pub fn has_children(&self, dir: &str) -> Result<bool> {
+        let (lo, hi) = subtree_bounds(dir);
+        let now = now_micros();
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) LIMIT 1",
+            )?
+            .query_row(params![lo, hi, now], |_| Ok(()))
+            .optional()
+            .map(|o| o.is_some())
+        })
+    }
+
+    /// Immediate children of `dir` visible to `caller`: `(path, kind, size, version, updated)`.
+    /// Stops after `offset + limit + 1` entries so the caller can tell whether more remain.
+    pub fn children(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<ChildEntry>> {
+        let (lo, hi) = subtree_bounds(dir);
+        let vis = visibility(caller);
+        let now = now_micros();
+        let want = limit.map(|l| offset + l + 1);
+        self.read_conn(|c| {
+            let mut out: Vec<ChildEntry> = Vec::new();
+            let mut cur = lo.clone();
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT path, length(CAST(content AS BLOB)), version, updated_at FROM nodes \
+                 WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) AND {} \
+                 ORDER BY path",
+                visible_sql("path", 4)
+            ))?;
+            'outer: loop {
+                let mut rows = stmt.query(params![cur, hi, now, vis[0], vis[1], vis[2], vis[3]])?;
+                while let Some(r) = rows.next()? {
+                    if want.is_some_and(|w| out.len() >= w) {
+                        break 'outer;
+                    }
+                    let path: String = r.get(0)?;
+                    let rest = &path[lo.len()..];
+                    match rest.find('/') {
+                        Some(i) => {
+                            let name = &rest[..i];
+                            out.push(ChildEntry {
+                                path: format!("{lo}{name}"),
+                                kind: NodeKind::Dir,
+                                size: 0,
+                                version: None,
+                                updated_at: None,
+                            });
+                            // Jump past everything inside this subdirectory.
+                            cur = format!("{lo}{name}0");
+                            continue 'outer;
+                        }
+                        None => out.push(ChildEntry {
+                            path,
+                            kind: NodeKind::File,
+                            size: r.get::<_, i64>(1)? as u64,
+                            version: Some(r.get(2)?),
+                            updated_at: Some(r.get(3)?),
+                        }),
+                    }
+                }
+                break;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every live node below `dir` (or `dir` itself) visible to `caller`, in path order.
+    /// Returns up to `limit + 1` nodes so the caller can tell whether more remain.
+    pub fn descendants(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<Arc<Node>>> {
+        self.descendants_page(dir, caller, None, offset, limit)
+    }
+
+    /// Like [`Store::descendants`], starting after the path `after` (keyset paging).
+    pub fn descendants_after(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Node>>> {
+        self.descendants_page(dir, caller, after, 0, Some(limit))
+    }
+
+    fn descendants_page(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        after: Option<&str>,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<Arc<Node>>> {
+        let (lo, hi) = subtree_bounds(dir);
+        let vis = visibility(caller);
+        let now = now_micros();
+        let lim = limit.map_or(-1, |l| l as i64 + 1);
+        let after = after.unwrap_or("");
+        self.read_conn(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {NODE_COLS} FROM nodes WHERE ((path >= ?1 AND path < ?2) OR path = ?3) AND path > ?11 \
+                 AND (expires_at IS NULL OR expires_at > ?4) AND {} ORDER BY path LIMIT ?9 OFFSET ?10",
+                visible_sql("path", 5)
+            ))?
+            .query_map(
+                params![lo, hi, dir, now, vis[0], vis[1], vis[2], vis[3], lim, offset as i64, after],
+                node_from_row,
+            )?
+            .map(|r| r.map(Arc::new))
+            .collect()
+        })
+    }
+
+    /// Full-text search below `scope`, visible to `caller`, best first.
+    pub fn search(
+        &self,
+        scope: &str,
+        caller: &Caller,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Hit>> {
+        let Some(q) = fts::compile(query) else {
+            return Err(Error::invalid(format!(
+                "search query {query:?} has no words to look for"
+            )));
+        };
+        let (lo, hi) = subtree_bounds(scope);
+        let vis = visibility(caller);
+        let now = now_micros();
+        // Trash is searched only when the scope is inside it.
+        let (tlo, thi) = if is_within(scope, "/trash") {
+            (String::new(), String::new())
+        } else {
+            subtree_bounds("/trash")
+        };
+        let filter = format!(
+            "(n.path >= ?2 AND n.path < ?3 OR n.path = ?4) AND (n.expires_at IS NULL OR n.expires_at > ?5) \
+             AND NOT (n.path >= ?6 AND n.path < ?7) AND {}",
+            visible_sql("n.path", 8)
+        );
+        let mut scored: HashMap<String, (f64, Arc<str>)> = HashMap::new();
+        let mut run = |sql: String, m: &str| -> Result<()> {
+            let rows: Vec<(String, f64, String)> = self.read_conn(|c| {
+                c.prepare_cached(&sql)?
+                    .query_map(
+                        params![
+                            m,
+                            lo,
+                            hi,
+                            scope,
+                            now,
+                            tlo,
+                            thi,
+                            vis[0],
+                            vis[1],
+                            vis[2],
+                            vis[3],
+                            limit as i64
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )?
+                    .collect()
+            })?;
+            for (path, score, content) in rows {
+                let e = scored
+                    .entry(path)
+                    .or_insert((0.0, Arc::from(content.as_str())));
+                e.0 += score;
+            }
+            Ok(())
+        };
+        if let Some(m) = &q.main {
+            run(
+                format!(
+                    "SELECT n.path, -bm25(nodes_fts), n.content FROM nodes_fts JOIN nodes n ON n.id = nodes_fts.rowid \
+                     WHERE nodes_fts MATCH ?1 AND {filter} ORDER BY bm25(nodes_fts) LIMIT ?12"
+                ),
+                m,
+            )?;
+        }
+        if let Some(m) = &q.cjk {
+            run(
+                format!(
+                    "SELECT n.path, -bm25(nodes_cjk), n.content FROM nodes_cjk JOIN nodes n ON n.id = nodes_cjk.rowid \
+                     WHERE nodes_cjk MATCH ?1 AND {filter} ORDER BY bm25(nodes_cjk) LIMIT ?12"
+                ),
+                m,
+            )?;
+        }
+        let mut hits: Vec<Hit> = scored
+            .into_iter()
+            .map(|(path, (score, content))| Hit {
+                snippet: fts::snippet(&content, &q.terms),
+                path,
+                score,
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        hits.truncate(limit);
+        Ok(hits)
+    }
+
+    /// History of `path`, newest first.
+    pub fn history(&self, path: &str, limit: usize) -> Result<Vec<VersionInfo>> {
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT version, kind, at, author, hash, length(CAST(content AS BLOB)), note FROM versions \
+                 WHERE path = ?1 ORDER BY version DESC LIMIT ?2",
+            )?
+            .query_map(params![path, limit as i64], |r| {
+                Ok(VersionInfo {
+                    version: r.get(0)?,
+                    kind: r.get(1)?,
+                    at: r.get(2)?,
+                    author: r.get(3)?,
+                    hash: r.get(4)?,
+                    size: r.get(5)?,
+                    note: r.get(6)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Content and info of `path` at `version`.
+    pub fn version(&self, path: &str, version: i64) -> Result<Option<(VersionInfo, String)>> {
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT version, kind, at, author, hash, length(CAST(content AS BLOB)), note, content FROM versions \
+                 WHERE path = ?1 AND version = ?2",
+            )?
+            .query_row(params![path, version], version_row)
+            .optional()
+        })
+    }
+
+    /// The version of `path` in force at time `at`.
+    pub fn version_at(&self, path: &str, at: Micros) -> Result<Option<(VersionInfo, String)>> {
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT version, kind, at, author, hash, length(CAST(content AS BLOB)), note, content FROM versions \
+                 WHERE path = ?1 AND at <= ?2 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row(params![path, at], version_row)
+            .optional()
+        })
+    }
+
+    /// Links from and to `path` that `caller` may see.
+    pub fn links(&self, path: &str, caller: &Caller) -> Result<(Vec<Link>, Vec<Link>)> {
+        let rows: Vec<Link> = self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT source, target, kind, weight, created_at FROM links WHERE source = ?1 \
+                 UNION ALL SELECT source, target, kind, weight, created_at FROM links WHERE target = ?1",
+            )?
+            .query_map([path], |r| {
+                Ok(Link {
+                    source: r.get(0)?,
+                    target: r.get(1)?,
+                    kind: r.get(2)?,
+                    weight: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })?
+            .collect()
+        })?;
+        let (out, inc): (Vec<Link>, Vec<Link>) = rows
+            .into_iter()
+            .filter(|l| caller.may_see(&l.source) && caller.may_see(&l.target))
+            .partition(|l| l.source == path);
+        Ok((out, inc))
+    }
+
+    /// Tag counts below `dir` visible to `caller`, most used first.
+    pub fn tag_counts(&self, dir: &str, caller: &Caller) -> Result<Vec<(String, i64)>> {
+        let (lo, hi) = subtree_bounds(dir);
+        let vis = visibility(caller);
+        let now = now_micros();
+        self.read_conn(|c| {
+            c.prepare_cached(&format!(
+                "SELECT t.tag, count(*) AS n FROM node_tags t JOIN nodes n ON n.id = t.node_id \
+                 WHERE n.path >= ?1 AND n.path < ?2 AND (n.expires_at IS NULL OR n.expires_at > ?3) AND {} \
+                 GROUP BY t.tag ORDER BY n DESC, t.tag",
+                visible_sql("n.path", 4)
+            ))?
+            .query_map(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3]], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+    }
+
+    /// Counts for `avm stats` below `dir`.
+    pub fn stats(&self, dir: &str, caller: &Caller) -> Result<Value> {
+        let (lo, hi) = subtree_bounds(dir);
+        let vis = visibility(caller);
+        let now = now_micros();
+        let cut = lo.len() as i64 + 1;
+        let (nodes, bytes, by_prefix) = self.read_conn(|c| {
+            let (nodes, bytes): (i64, i64) = c.prepare_cached(&format!(
+                "SELECT count(*), coalesce(sum(length(CAST(content AS BLOB))),0) FROM nodes \
+                 WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) AND {}",
+                visible_sql("path", 4)
+            ))?
+            .query_row(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3]], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let by: Vec<(String, i64, i64)> = c.prepare_cached(&format!(
+                "SELECT CASE WHEN instr(substr(path, ?8), '/') > 0 \
+                        THEN substr(path, 1, ?8 + instr(substr(path, ?8), '/') - 2) ELSE path END AS p, \
+                        count(*), coalesce(sum(length(CAST(content AS BLOB))),0) FROM nodes \
+                 WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) AND {} GROUP BY p ORDER BY p",
+                visible_sql("path", 4)
+            ))?
+            .query_map(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3], cut], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+            Ok((nodes, bytes, by))
+        })?;
+        let global = if caller.agent().is_none() && dir == "/" {
+            let (versions, links, events, tags): (i64, i64, i64, i64) = self.read_conn(|c| {
+                c.query_row(
+                    "SELECT (SELECT count(*) FROM versions), (SELECT count(*) FROM links), \
+                     (SELECT count(*) FROM events), (SELECT count(DISTINCT tag) FROM node_tags)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+            })?;
+            let file_bytes = std::fs::metadata(&self.shared.path)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            let wal_bytes = std::fs::metadata(format!("{}-wal", self.shared.path.display()))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            serde_json::json!({
+                "database": self.shared.path.display().to_string(),
+                "file_bytes": file_bytes,
+                "wal_bytes": wal_bytes,
+                "versions": versions,
+                "links": links,
+                "events": events,
+                "distinct_tags": tags,
+            })
+        } else {
+            Value::Null
+        };
+        let mut out = serde_json::json!({
+            "path": dir,
+            "nodes": nodes,
+            "content_bytes": bytes,
+            "by_prefix": by_prefix.iter().map(|(p, n, b)| serde_json::json!({"prefix": p, "nodes": n, "bytes": b})).collect::<Vec<_>>(),
+        });
+        if let (Value::Object(o), Value::Object(g)) = (&mut out, global) {
+            o.extend(g);
+        }
+        Ok(out)
+    }
+
+    /// All versions of `path`, oldest first, with content (export).
+    pub fn all_versions(&self, path: &str) -> Result<Vec<(VersionInfo, String)>> {
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT version, kind, at, author, hash, length(CAST(content AS BLOB)), note, content FROM versions \
+                 WHERE path = ?1 ORDER BY version",
+            )?
+            .query_map([path], version_row)?
+            .collect()
+        })
+    }
+
+    /// Outgoing links of `path`, all of them (export).
+    pub fn out_links(&self, path: &str) -> Result<Vec<Link>> {
+        Ok(self.links(path, &Caller::Operator)?.0)
+    }
+
+    /// Latest event sequence number.
+    pub fn last_seq(&self) -> Result<i64> {
+        self.read_conn(|c| c.query_row("SELECT coalesce(max(seq),0) FROM events", [], |r| r.get(0)))
+    }
+
+    /// Runs `PRAGMA quick_check`.
+    pub fn check_integrity(&self) -> Result<Vec<String>> {
+        self.read_conn(|c| {
+            c.prepare("PRAGMA quick_check")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect()
+        })
+    }
+}
+
+fn version_row(r: &Row<'_>) -> rusqlite::Result<(VersionInfo, String)> {
+    Ok((
+        VersionInfo {
+            version: r.get(0)?,
+            kind: r.get(1)?,
+            at: r.get(2)?,
+            author: r.get(3)?,
+            hash: r.get(4)?,
+            size: r.get(5)?,
+            note: r.get(6)?,
+        },
+        r.get(7)?,
+    ))
+}
+
+/// One immediate child of a directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildEntry {
+    /// Full path.
+    pub path: String,
+    /// File or directory.
+    pub kind: NodeKind,
+    /// Bytes.
+    pub size: u64,
+    /// Version of a file.
+    pub version: Option<i64>,
+    /// Last change of a file.
+    pub updated_at: Option<Micros>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Ok(mut w) = self.writer.lock()
+            && let Some(h) = w.take()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| Error::internal("a store lock was poisoned by a panicking thread"))
+}
+
+/// How often expired nodes are purged and access times flushed when the writer is idle.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+
+fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
+    let mut last_purge = Instant::now() - Duration::from_secs(3600);
+    loop {
+        let first = match rx.recv_timeout(IDLE_TICK) {
+            Ok(j) => j,
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = run_batch(&mut conn, &shared, Vec::new(), &mut last_purge);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = run_batch(&mut conn, &shared, Vec::new(), &mut last_purge);
+                let _ = conn.execute_batch("PRAGMA optimize");
+                return;
+            }
+        };
+        let mut jobs = vec![first];
+        let max = shared.opts.group_commit_max.max(1);
+        let mut count = 1;
+        while count < max {
+            match rx.try_recv() {
+                Ok(j) => {
+                    count += match &j {
+                        Job::Batch(ops, _) => ops.len(),
+                        _ => 1,
+                    };
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = run_batch(&mut conn, &shared, jobs, &mut last_purge);
+    }
+}
+
+/// Commits one group of jobs. Each op runs in its own savepoint, so one failure does not
+/// undo the others; a failed commit fails them all.
+fn run_batch(
+    conn: &mut Connection,
+    shared: &Shared,
+    jobs: Vec<Job>,
+    last_purge: &mut Instant,
+) -> Result<()> {
+    let touches: HashMap<String, (i64, Micros)> = match shared.touches.lock() {
+        Ok(mut t) => std::mem::take(&mut *t),
+        Err(_) => HashMap::new(),
+    };
+    let purge_due = last_purge.elapsed() >= Duration::from_secs(1);
+    let has_ops = jobs.iter().any(|j| !matches!(j, Job::Sync(_)));
+    if !has_ops && touches.is_empty() && !(purge_due && write::has_expired(conn)) {
+        for j in jobs {
+            if let Job::Sync(r) = j {
+                let _ = r.send(());
+            }
+        }
+        return Ok(());
+    }
+    let path = shared.path.clone();
+    let begin = db::retry_busy(shared.opts.busy_timeout, || {
+        conn.execute_batch("BEGIN IMMEDIATE")
+    });
+    let mut results: Vec<Vec<Result<Outcome>>> = Vec::new();
+    let mut invalid: Vec<String> = Vec::new();
+    let commit = match begin {
+        Err(e) => Err(db::map_err(&path, e)),
+        Ok(()) => {
+            if purge_due {
+                *last_purge = Instant::now();
+                if let Ok(paths) = write::purge_expired(conn) {
+                    invalid.extend(paths);
+                }
+            }
+            let ctx = write::Ctx {
+                db: &path,
+                max_bytes: shared.opts.max_node_bytes,
+            };
+            for j in &jobs {
+                let ops: Vec<&WriteOp> = match j {
+                    Job::Op(op, _) => vec![op],
+                    Job::Batch(ops, _) => ops.iter().collect(),
+                    Job::Sync(_) => vec![],
+                };
+                let mut rs = Vec::new();
+                for op in ops {
+                    let r = write::apply_in_savepoint(conn, &ctx, op);
+                    if let Ok(o) = &r {
+                        invalid.extend(o.changed.iter().cloned());
+                    }
+                    rs.push(r);
+                }
+                results.push(rs);
+            }
+            write::flush_touches(conn, &touches);
+            db::retry_busy(shared.opts.busy_timeout, || conn.execute_batch("COMMIT")).map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                db::map_err(&path, e)
+            })
+        }
+    };
+    if let Ok(mut cache) = shared.cache.lock() {
+        for p in &invalid {
+            cache.invalidate(p);
+        }
+        if commit.is_ok() {
+            for (p, (_, at)) in &touches {
+                if let Some(n) = cache.map.get_mut(p) {
+                    Arc::make_mut(n).accessed_at = Some(*at);
+                }
+            }
+        }
+    }
+    let mut results = results.into_iter();
+    for j in jobs {
+        match j {
+            Job::Op(_, reply) => {
+                let r = match (&commit, results.next()) {
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(()), Some(mut rs)) => rs
+                        .pop()
+                        .unwrap_or_else(|| Err(Error::internal("missing result"))),
+                    (Ok(()), None) => Err(Error::internal("missing result")),
+                };
+                let _ = reply.send(r);
+            }
+            Job::Batch(ops, reply) => {
+                let rs = match (&commit, results.next()) {
+                    (Err(e), _) => ops.iter().map(|_| Err(e.clone())).collect(),
+                    (Ok(()), Some(rs)) => rs,
+                    (Ok(()), None) => ops
+                        .iter()
+                        .map(|_| Err(Error::internal("missing result")))
+                        .collect(),
+                };
+                let _ = reply.send(rs);
+            }
+            Job::Sync(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+    commit
+}

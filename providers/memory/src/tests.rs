@@ -1,0 +1,710 @@
+//! Behaviour tests of the memory provider, through the Host like every front end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use avm_core::{
+    Caller, ErrorKind, Host, ListOptions, Mount, Provider, Put, RemoveOptions, SearchOptions,
+    WriteInput,
+};
+
+use crate::{MemoryProvider, StoreOptions};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    host: Host,
+    mem: MemoryProvider,
+}
+
+fn env() -> Env {
+    env_with(StoreOptions::default())
+}
+
+fn env_with(opts: StoreOptions) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("avm.db");
+    let mem = MemoryProvider::open(&db, opts).unwrap();
+    let host = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))]).unwrap();
+    Env {
+        _dir: dir,
+        db,
+        host,
+        mem,
+    }
+}
+
+const OP: Caller = Caller::Operator;
+
+fn put(content: &str) -> WriteInput {
+    WriteInput::Put(Put {
+        content: Some(content.into()),
+        ..Put::default()
+    })
+}
+
+impl Env {
+    fn write(&self, path: &str, content: &str) -> serde_json::Value {
+        self.host.write(&OP, path, put(content)).unwrap().data
+    }
+    fn read(&self, addr: &str) -> String {
+        self.host.read(&OP, addr).unwrap().text
+    }
+    fn search(&self, caller: &Caller, q: &str) -> Vec<String> {
+        self.host
+            .search(
+                caller,
+                "/",
+                &SearchOptions {
+                    query: q.into(),
+                    limit: 10,
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .map(|h| h.path)
+            .collect()
+    }
+}
+
+#[test]
+fn memory_provider_passes_the_provider_contract() {
+    let e = env();
+    avm_core::contract::run_all(&e.mem, "/memory/contract").unwrap();
+}
+
+#[test]
+fn content_changes_bump_versions_and_history_travels_in_time() {
+    let e = env();
+    assert_eq!(e.write("/a.md", "one")["version"], 1);
+    std::thread::sleep(Duration::from_millis(5));
+    let mid = avm_core::time::now_micros();
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(e.write("/a.md", "two")["version"], 2);
+    assert_eq!(
+        e.write("/a.md", "two")["version"],
+        2,
+        "same content is not a new version"
+    );
+    assert_eq!(e.read("/a.md?version=1"), "one");
+    assert_eq!(e.read("/a.md"), "two");
+    let as_of = avm_core::time::to_iso(mid);
+    assert_eq!(
+        e.read(&format!("/a.md?as_of={}", as_of.replace('+', "%2B"))),
+        "one"
+    );
+    let err = e.host.read(&OP, "/a.md?version=9").unwrap_err();
+    assert!(err.message().contains("1..2"), "{err}");
+    let hist = e.read("/a.md:history");
+    assert!(
+        hist.starts_with("v2 [update]") && hist.contains("v1 [create]"),
+        "{hist}"
+    );
+    let diff = e.read("/a.md:diff?from=1&to=2");
+    assert!(diff.contains("-one") && diff.contains("+two"), "{diff}");
+}
+
+#[test]
+fn writes_keep_metadata_the_caller_did_not_mention() {
+    let e = env();
+    e.host
+        .write(
+            &OP,
+            "/m.md",
+            WriteInput::Put(Put {
+                content: Some("x".into()),
+                tags: Some(vec!["a".into(), "b".into()]),
+                importance: Some(0.9),
+                meta: Some(json!({"k": 1}).as_object().unwrap().clone()),
+                ..Put::default()
+            }),
+        )
+        .unwrap();
+    let d = e.write("/m.md", "y");
+    assert_eq!(d["meta"]["tags"], json!(["a", "b"]));
+    assert_eq!(d["meta"]["importance"], json!(0.9));
+    assert_eq!(d["meta"]["k"], json!(1));
+    e.host
+        .write(
+            &OP,
+            "/m.md:meta",
+            WriteInput::Text("{\"k\": null, \"j\": 2}".into()),
+        )
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&e.read("/m.md:meta")).unwrap();
+    assert_eq!(meta["j"], json!(2));
+    assert!(meta.get("k").is_none());
+    assert_eq!(meta["tags"], json!(["a", "b"]));
+    e.host
+        .write(&OP, "/m.md:tags", WriteInput::Text("x, y".into()))
+        .unwrap();
+    assert_eq!(e.read("/m.md:tags"), "x,y\n");
+    let bad = e
+        .host
+        .write(&OP, "/m.md:meta", WriteInput::Text("{not json".into()))
+        .unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::InvalidInput);
+    assert_eq!(e.read("/m.md"), "y", "a failed meta write changes nothing");
+}
+
+#[test]
+fn accessed_at_moves_on_read_but_updated_at_does_not() {
+    let e = env();
+    let d = e.write("/r.md", "x");
+    let updated = d["updated_at"].clone();
+    e.read("/r.md");
+    e.mem.store().sync().unwrap();
+    let out = e.host.read(&OP, "/r.md").unwrap().data;
+    assert_eq!(out["updated_at"], updated);
+    let st = e.host.stat(&OP, "/r.md").unwrap();
+    assert!(
+        st.accessed_at.is_some() || out["accessed_at"].is_string(),
+        "{out}"
+    );
+}
+
+#[test]
+fn delete_goes_to_trash_and_restore_brings_it_back_with_versions_unbroken() {
+    let e = env();
+    e.write("/memory/x.md", "hello");
+    e.host
+        .remove(&OP, "/memory/x.md", RemoveOptions::default())
+        .unwrap();
+    assert_eq!(
+        e.host.read(&OP, "/memory/x.md").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let meta: serde_json::Value = serde_json::from_str(&e.read("/trash/memory/x.md:meta")).unwrap();
+    assert_eq!(meta["original_path"], "/memory/x.md");
+    e.host
+        .rename(&OP, "/trash/memory/x.md", "/memory/x.md", false)
+        .unwrap();
+    assert_eq!(e.read("/memory/x.md"), "hello");
+    let meta: serde_json::Value = serde_json::from_str(&e.read("/memory/x.md:meta")).unwrap();
+    assert!(meta.get("original_path").is_none());
+    let hist: Vec<i64> = e
+        .host
+        .read(&OP, "/memory/x.md:history?limit=100")
+        .unwrap()
+        .data
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(hist, vec![3, 2, 1], "create, move-out, restore");
+    // Deleting twice keeps both copies in the trash.
+    e.host
+        .remove(&OP, "/memory/x.md", RemoveOptions::default())
+        .unwrap();
+    e.write("/memory/x.md", "again");
+    e.host
+        .remove(&OP, "/memory/x.md", RemoveOptions::default())
+        .unwrap();
+    assert_eq!(e.read("/trash/memory/x.md~2"), "again");
+    // Removing from the trash is final.
+    e.host
+        .remove(
+            &OP,
+            "/trash",
+            RemoveOptions {
+                recursive: true,
+                hard: false,
+            },
+        )
+        .unwrap();
+    assert!(e.host.list(&OP, "/trash", &ListOptions::default()).is_err());
+}
+
+#[test]
+fn directories_need_recursive_and_mv_moves_subtrees_without_overwriting() {
+    let e = env();
+    e.write("/d/a.md", "a");
+    e.write("/d/sub/b.md", "b");
+    e.write("/other.md", "o");
+    assert_eq!(
+        e.host
+            .remove(&OP, "/d", RemoveOptions::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::IsADirectory
+    );
+    e.host.rename(&OP, "/d", "/e", false).unwrap();
+    assert_eq!(e.read("/e/sub/b.md"), "b");
+    assert_eq!(
+        e.host.read(&OP, "/d/a.md").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let err = e
+        .host
+        .rename(&OP, "/other.md", "/e/a.md", false)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert!(err.message().contains("--force"));
+    e.host.rename(&OP, "/other.md", "/e/a.md", true).unwrap();
+    assert_eq!(e.read("/e/a.md"), "o");
+    assert_eq!(
+        e.read("/trash/e/a.md"),
+        "a",
+        "the overwritten node went to the trash"
+    );
+    // Moving a file into an existing directory keeps its name.
+    e.write("/f.md", "f");
+    e.host.rename(&OP, "/f.md", "/e", false).unwrap();
+    assert_eq!(e.read("/e/f.md"), "f");
+    assert_eq!(
+        e.host
+            .rename(&OP, "/e", "/e/inner", false)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn files_and_directories_cannot_collide() {
+    let e = env();
+    e.write("/a/b.md", "x");
+    let err = e.host.write(&OP, "/a", put("y")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::IsADirectory);
+    let err = e.host.write(&OP, "/a/b.md/c", put("y")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotADirectory);
+}
+
+#[test]
+fn listing_gives_immediate_children_without_phantoms_or_sibling_leaks() {
+    let e = env();
+    for p in [
+        "/memory/a/x.md",
+        "/memory/ab.md",
+        "/memory/a/y/z.md",
+        "/memory/b.md",
+    ] {
+        e.write(p, "c");
+    }
+    let l = e
+        .host
+        .list(&OP, "/memory/a", &ListOptions::default())
+        .unwrap();
+    let names: Vec<_> = l.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(names, vec!["/memory/a/x.md", "/memory/a/y"]);
+    let l = e
+        .host
+        .list(
+            &OP,
+            "/memory",
+            &ListOptions {
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(l.entries.len(), 2);
+    assert!(l.more);
+    let l = e
+        .host
+        .list(
+            &OP,
+            "/memory",
+            &ListOptions {
+                recursive: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(l.entries.len(), 4);
+    assert_eq!(
+        e.host
+            .list(&OP, "/memory/zz", &ListOptions::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        e.host.stat(&OP, "/memory/a").unwrap().kind,
+        avm_core::NodeKind::Dir
+    );
+    assert_eq!(
+        e.host.stat(&OP, "/memory/ab").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn ttl_hides_expired_nodes_everywhere_and_purges_them() {
+    let e = env();
+    e.write("/t/keep.md", "alpha keep");
+    e.host
+        .write(
+            &OP,
+            "/t/gone.md",
+            WriteInput::Put(Put {
+                content: Some("alpha gone".into()),
+                expires_at: Some(Some(avm_core::time::now_micros() + 50_000)),
+                ..Put::default()
+            }),
+        )
+        .unwrap();
+    assert_eq!(e.search(&OP, "alpha").len(), 2);
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(
+        e.host.read(&OP, "/t/gone.md").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(e.search(&OP, "alpha"), vec!["/t/keep.md"]);
+    let l = e.host.list(&OP, "/t", &ListOptions::default()).unwrap();
+    assert_eq!(l.entries.len(), 1);
+    // The purge runs on the writer's next batch.
+    e.write("/t/other.md", "x");
+    std::thread::sleep(Duration::from_millis(1100));
+    e.write("/t/other2.md", "x");
+    let n: i64 = rusqlite::Connection::open(&e.db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM nodes WHERE path = '/t/gone.md'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0, "expired node purged");
+    e.host
+        .write(&OP, "/t/keep.md:ttl", WriteInput::Text("2h".into()))
+        .unwrap();
+    assert!(
+        e.read("/t/keep.md:ttl").starts_with("1h 59m")
+            || e.read("/t/keep.md:ttl").starts_with("2h")
+    );
+}
+
+#[test]
+fn search_escapes_user_syntax_and_supports_prefix_phrase_and_cjk() {
+    let e = env();
+    e.write("/a.md", "NVDA RSI at 72, overbought AND rising");
+    e.write("/b.md", "cats and dogs spiking");
+    e.write("/c.md", "伊朗军事冲突 中东局势紧张");
+    assert_eq!(e.search(&OP, "spik"), vec!["/b.md"]);
+    assert_eq!(e.search(&OP, "\"rsi at\""), vec!["/a.md"]);
+    assert_eq!(e.search(&OP, "\"at rsi\""), Vec::<String>::new());
+    let mut hits = e.search(&OP, "AND OR NOT NEAR(");
+    hits.sort();
+    assert_eq!(
+        hits,
+        vec!["/a.md", "/b.md"],
+        "FTS operators in user text are plain words"
+    );
+    for q in ["局势", "中东", "冲突", "中东局势紧张", "伊", "势紧"] {
+        assert_eq!(e.search(&OP, q), vec!["/c.md"], "query {q}");
+    }
+    assert!(e.search(&OP, "局紧").is_empty());
+    assert!(e.search(&OP, "memory").is_empty(), "paths are not indexed");
+    let hits = e
+        .host
+        .search(
+            &OP,
+            "/",
+            &SearchOptions {
+                query: "overbought".into(),
+                limit: 5,
+            },
+        )
+        .unwrap();
+    assert!(hits[0].snippet.contains("overbought"), "{:?}", hits[0]);
+    e.write("/a.md", "now about something else");
+    assert!(
+        e.search(&OP, "overbought").is_empty(),
+        "index follows updates"
+    );
+}
+
+#[test]
+fn agents_never_see_other_agents_private_nodes_in_any_result() {
+    let e = env();
+    e.write("/memory/private/bob/secret.md", "topsecret plans");
+    e.write("/memory/private/alice/mine.md", "topsecret mine");
+    e.write("/memory/shared/x.md", "topsecret shared");
+    let alice = Caller::Agent("alice".into());
+    let hits = e.search(&alice, "topsecret");
+    assert_eq!(hits.len(), 2);
+    assert!(!hits.iter().any(|h| h.contains("/bob/")));
+    let l = e
+        .host
+        .list(&alice, "/memory/private", &ListOptions::default())
+        .unwrap();
+    assert_eq!(
+        l.entries
+            .iter()
+            .map(|e| e.path.as_str())
+            .collect::<Vec<_>>(),
+        vec!["/memory/private/alice"]
+    );
+    let l = e
+        .host
+        .list(
+            &alice,
+            "/",
+            &ListOptions {
+                recursive: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(!l.entries.iter().any(|e| e.path.contains("/bob/")));
+    let err = e
+        .host
+        .rename(&alice, "/memory", "/stolen", false)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    let err = e
+        .host
+        .remove(
+            &alice,
+            "/memory",
+            RemoveOptions {
+                recursive: true,
+                hard: true,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    let stats = e.host.read(&alice, "/:stats").unwrap().data;
+    assert_eq!(stats["nodes"], 2);
+    // Author is stamped from the caller.
+    let d = e
+        .host
+        .write(&alice, "/private/n.md", put("x"))
+        .unwrap()
+        .data;
+    assert_eq!(d["meta"]["author"], "alice");
+    let err = e
+        .host
+        .write(
+            &OP,
+            "/z.md",
+            WriteInput::Put(Put {
+                content: Some("x".into()),
+                meta: Some(json!({"author": "eve"}).as_object().unwrap().clone()),
+                ..Put::default()
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn links_are_typed_and_follow_moves() {
+    let e = env();
+    e.write("/a.md", "a");
+    e.write("/b.md", "b");
+    e.host
+        .write(
+            &OP,
+            "/a.md:links",
+            WriteInput::Text("/b.md supersedes\n/c.md".into()),
+        )
+        .unwrap();
+    let text = e.read("/a.md:links");
+    assert!(
+        text.contains("--> [supersedes] /b.md") && text.contains("--> [related] /c.md"),
+        "{text}"
+    );
+    assert!(e.read("/b.md:links").contains("<-- [supersedes] /a.md"));
+    e.host.rename(&OP, "/b.md", "/bb.md", false).unwrap();
+    assert!(e.read("/a.md:links").contains("--> [supersedes] /bb.md"));
+    e.host
+        .write(
+            &OP,
+            "/a.md:links?op=remove",
+            WriteInput::Text("/c.md".into()),
+        )
+        .unwrap();
+    assert!(!e.read("/a.md:links").contains("/c.md"));
+    let err = e
+        .host
+        .write(
+            &OP,
+            "/a.md:links?op=remove",
+            WriteInput::Text("/c.md".into()),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn oversize_writes_are_refused_and_change_nothing() {
+    let e = env_with(StoreOptions {
+        max_node_bytes: 10,
+        ..StoreOptions::default()
+    });
+    e.write("/s.md", "small");
+    let err = e
+        .host
+        .write(&OP, "/s.md", put("this is far too long"))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    assert!(err.message().contains("max_node_bytes"));
+    let err = e
+        .host
+        .write(
+            &OP,
+            "/s.md",
+            WriteInput::Put(Put {
+                content: Some("123456".into()),
+                append: true,
+                ..Put::default()
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    assert_eq!(e.read("/s.md"), "small");
+}
+
+#[test]
+fn a_second_store_on_the_same_file_sees_writes_at_once() {
+    let e = env();
+    let other = MemoryProvider::open(&e.db, StoreOptions::default()).unwrap();
+    let h2 = Host::new(vec![Mount::new("/**", Arc::new(other))]).unwrap();
+    e.write("/x.md", "v1");
+    assert_eq!(h2.read(&OP, "/x.md").unwrap().text, "v1");
+    assert_eq!(h2.read(&OP, "/x.md").unwrap().text, "v1", "now cached");
+    e.write("/x.md", "v2");
+    assert_eq!(
+        h2.read(&OP, "/x.md").unwrap().text,
+        "v2",
+        "cache invalidated by the other store's write"
+    );
+    e.host
+        .remove(
+            &OP,
+            "/x.md",
+            RemoveOptions {
+                hard: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        h2.read(&OP, "/x.md").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn export_then_import_round_trips_losslessly() {
+    let e = env();
+    e.write("/k/a.md", "one");
+    e.write("/k/a.md", "two");
+    e.host
+        .write(&OP, "/k/a.md:tags", WriteInput::Text("x,y".into()))
+        .unwrap();
+    e.host
+        .write(
+            &OP,
+            "/k/a.md:links",
+            WriteInput::Text("/k/b.md derived 0.5".into()),
+        )
+        .unwrap();
+    e.write("/k/b.md", "中文 content");
+    let dump = e.read("/:export");
+    let f = env();
+    for line in dump.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let path = v["path"].as_str().unwrap().to_string();
+        f.host.write(&OP, &path, WriteInput::Record(v)).unwrap();
+    }
+    assert_eq!(f.read("/:export"), dump);
+    assert_eq!(f.read("/k/a.md?version=1"), "one");
+    assert_eq!(f.search(&OP, "中文"), vec!["/k/b.md"]);
+    let first: serde_json::Value = serde_json::from_str(dump.lines().next().unwrap()).unwrap();
+    let err = f
+        .host
+        .write(&OP, "/k/a.md", WriteInput::Record(first.clone()))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    f.host
+        .write(&OP, "/k/a.md?force=1", WriteInput::Record(first))
+        .unwrap();
+}
+
+#[test]
+fn corrupt_or_foreign_database_files_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.db");
+    std::fs::write(&bad, vec![0x42u8; 8192]).unwrap();
+    let err = MemoryProvider::open(&bad, StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(
+        err.message().contains("corrupt") && err.message().contains("bad.db"),
+        "{err}"
+    );
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x)")
+        .unwrap();
+    let err = MemoryProvider::open(&foreign, StoreOptions::default()).unwrap_err();
+    assert!(err.message().contains("not an avm database"), "{err}");
+}
+
+#[test]
+fn many_threads_writing_at_once_lose_nothing_and_number_versions_without_gaps() {
+    let e = env();
+    let host = Arc::new(e.host);
+    let mut handles = Vec::new();
+    for t in 0..8 {
+        let h = host.clone();
+        handles.push(std::thread::spawn(move || {
+            for i in 0..50 {
+                h.write(&OP, &format!("/own/{t}/{i}.md"), put(&format!("{t}-{i}")))
+                    .unwrap();
+                h.write(
+                    &OP,
+                    &format!("/same/{}.md", i % 5),
+                    put(&format!("{t}-{i}")),
+                )
+                .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    for t in 0..8 {
+        for i in 0..50 {
+            assert_eq!(
+                host.read(&OP, &format!("/own/{t}/{i}.md")).unwrap().text,
+                format!("{t}-{i}")
+            );
+        }
+    }
+    for i in 0..5 {
+        let hist = host
+            .read(&OP, &format!("/same/{i}.md:history?limit=1000"))
+            .unwrap()
+            .data;
+        let mut vs: Vec<i64> = hist
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["version"].as_i64().unwrap())
+            .collect();
+        vs.reverse();
+        assert_eq!(vs, (1..=vs.len() as i64).collect::<Vec<_>>());
+    }
+    let _ = &e.mem;
+}
+
+#[test]
+fn declared_suffixes_answer_info() {
+    let e = env();
+    e.write("/i.md", "x");
+    let info = e.read("/i.md:info");
+    assert!(
+        info.contains(":meta") && info.contains(":history") && !info.contains(":list"),
+        "{info}"
+    );
+    let info = e.read("/:info");
+    assert!(info.contains(":list") && info.contains(":search"), "{info}");
+    assert!(e.mem.info().ops.search);
+}

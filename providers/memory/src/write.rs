@@ -1,0 +1,1068 @@
+//! Write operations, run by the writer thread inside a transaction.
+//!
+//! Every change writes its events row in the same transaction, so other processes (cache
+//! invalidation, later: subscriptions, the embedding queue) see exactly what committed.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+use avm_core::address::{basename, is_within, join, parent};
+use avm_core::time::{Micros, now_micros, parse_time, to_iso};
+use avm_core::{Caller, Error, ErrorKind, Put, Result};
+
+use crate::db;
+use crate::fts;
+use crate::node::{DEFAULT_IMPORTANCE, Node, clean_tags, content_hash};
+use crate::record::Record;
+use crate::store::{NODE_COLS, node_from_row, subtree_bounds};
+
+/// A write the writer thread applies.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Create or update a node.
+    Put {
+        /// Path.
+        path: String,
+        /// What to change.
+        put: Put,
+        /// Author to stamp on creation.
+        agent: Option<String>,
+    },
+    /// Delete a node or subtree (to the trash unless `hard` or already in the trash).
+    Remove {
+        /// Path.
+        path: String,
+        /// Allow subtrees.
+        recursive: bool,
+        /// Skip the trash.
+        hard: bool,
+        /// Who asks (subtree checks).
+        caller: Caller,
+    },
+    /// Move a node or subtree.
+    Rename {
+        /// From.
+        src: String,
+        /// To.
+        dst: String,
+        /// Overwrite (the overwritten node goes to the trash).
+        force: bool,
+        /// Who asks.
+        caller: Caller,
+    },
+    /// Add (or re-weight) a link.
+    Link {
+        /// From (must exist).
+        source: String,
+        /// To.
+        target: String,
+        /// Type.
+        kind: String,
+        /// Weight.
+        weight: f64,
+    },
+    /// Remove links from `source` to `target` (of one type, or all).
+    Unlink {
+        /// From.
+        source: String,
+        /// To.
+        target: String,
+        /// Type, or every type.
+        kind: Option<String>,
+    },
+    /// Restore an exported record exactly.
+    Import {
+        /// The record.
+        record: Box<Record>,
+        /// Replace what exists at the path (node and history).
+        force: bool,
+    },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The node as it now stands (for single-node writes).
+    pub node: Option<Node>,
+    /// How many nodes changed.
+    pub count: usize,
+    /// Paths whose cached state is now stale.
+    pub changed: Vec<String>,
+    /// `(from, to)` for each moved node.
+    pub moves: Vec<(String, String)>,
+}
+
+/// What the ops need besides the connection.
+pub struct Ctx<'a> {
+    /// The database file (for error messages).
+    pub db: &'a Path,
+    /// `max_node_bytes`.
+    pub max_bytes: u64,
+}
+
+impl Ctx<'_> {
+    fn err(&self, e: rusqlite::Error) -> Error {
+        db::map_err(self.db, e)
+    }
+}
+
+/// Runs `op` inside a savepoint so a failure leaves the rest of the batch intact.
+pub fn apply_in_savepoint(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> {
+    conn.execute_batch("SAVEPOINT op").map_err(|e| ctx.err(e))?;
+    match apply(conn, ctx, op) {
+        Ok(o) => {
+            conn.execute_batch("RELEASE op").map_err(|e| ctx.err(e))?;
+            Ok(o)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+            Err(e)
+        }
+    }
+}
+
+fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> {
+    match op {
+        WriteOp::Put { path, put, agent } => put_node(conn, ctx, path, put, agent.as_deref()),
+        WriteOp::Remove {
+            path,
+            recursive,
+            hard,
+            caller,
+        } => remove(conn, ctx, path, *recursive, *hard, caller),
+        WriteOp::Rename {
+            src,
+            dst,
+            force,
+            caller,
+        } => rename(conn, ctx, src, dst, *force, caller),
+        WriteOp::Link {
+            source,
+            target,
+            kind,
+            weight,
+        } => link(conn, ctx, source, target, kind, *weight),
+        WriteOp::Unlink {
+            source,
+            target,
+            kind,
+        } => unlink(conn, ctx, source, target, kind.as_deref()),
+        WriteOp::Import { record, force } => import(conn, ctx, record, *force),
+    }
+}
+
+fn load(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Option<Node>> {
+    conn.prepare_cached(&format!("SELECT {NODE_COLS} FROM nodes WHERE path = ?1"))
+        .and_then(|mut s| s.query_row([path], node_from_row).optional())
+        .map_err(|e| ctx.err(e))
+}
+
+/// The live node at `path`; an expired one is purged on the way.
+fn load_live(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    path: &str,
+    out: &mut Outcome,
+) -> Result<Option<Node>> {
+    match load(conn, ctx, path)? {
+        Some(n) if n.is_expired(now_micros()) => {
+            hard_delete(conn, ctx, &n, "expire", None)?;
+            out.changed.push(n.path.clone());
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+fn max_version(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<i64> {
+    conn.prepare_cached("SELECT coalesce(max(version), 0) FROM versions WHERE path = ?1")
+        .and_then(|mut s| s.query_row([path], |r| r.get(0)))
+        .map_err(|e| ctx.err(e))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_version(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    path: &str,
+    version: i64,
+    kind: &str,
+    content: &str,
+    author: Option<&str>,
+    at: Micros,
+    note: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO versions(path, version, kind, content, hash, author, at, note) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![path, version, kind, content, content_hash(content), author, at, note])
+    })
+    .map(drop)
+    .map_err(|e| ctx.err(e))
+}
+
+fn event(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    kind: &str,
+    path: &str,
+    agent: Option<&str>,
+    version: Option<i64>,
+    detail: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO events(at, kind, path, agent, version, detail) VALUES (?1,?2,?3,?4,?5,?6)",
+    )
+    .and_then(|mut s| s.execute(params![now_micros(), kind, path, agent, version, detail]))
+    .map(drop)
+    .map_err(|e| ctx.err(e))
+}
+
+fn fts_add(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<()> {
+    let r = conn
+        .prepare_cached("INSERT INTO nodes_fts(rowid, content) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![id, content]));
+    r.map_err(|e| ctx.err(e))?;
+    if let Some((uni, bi)) = fts::cjk_document(content) {
+        conn.prepare_cached("INSERT INTO nodes_cjk(rowid, uni, bi) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![id, uni, bi]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    Ok(())
+}
+
+fn fts_remove(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO nodes_fts(nodes_fts, rowid, content) VALUES ('delete', ?1, ?2)",
+    )
+    .and_then(|mut s| s.execute(params![id, content]))
+    .map_err(|e| ctx.err(e))?;
+    if fts::cjk_document(content).is_some() {
+        conn.prepare_cached("DELETE FROM nodes_cjk WHERE rowid = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    Ok(())
+}
+
+fn set_tags(conn: &Connection, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Result<()> {
+    conn.prepare_cached("DELETE FROM node_tags WHERE node_id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .map_err(|e| ctx.err(e))?;
+    for t in tags {
+        conn.prepare_cached("INSERT OR IGNORE INTO node_tags(tag, node_id) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![t, id]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    Ok(())
+}
+
+/// Metadata after applying a patch: typed keys are pulled out, `null` removes a key.
+struct Patched {
+    meta: Map<String, Value>,
+    tags: Vec<String>,
+    importance: f64,
+    expires_at: Option<Micros>,
+}
+
+fn patch(old: Option<&Node>, put: &Put) -> Result<Patched> {
+    let mut p = Patched {
+        meta: old.map(|n| n.meta.clone()).unwrap_or_default(),
+        tags: old.map(|n| n.tags.clone()).unwrap_or_default(),
+        importance: old.map_or(DEFAULT_IMPORTANCE, |n| n.importance),
+        expires_at: old.and_then(|n| n.expires_at),
+    };
+    if let Some(m) = &put.meta {
+        for (k, v) in m {
+            match k.as_str() {
+                "tags" => {
+                    p.tags = match v {
+                        Value::Null => vec![],
+                        Value::Array(a) => {
+                            let strs: Option<Vec<String>> =
+                                a.iter().map(|x| x.as_str().map(str::to_string)).collect();
+                            clean_tags(&strs.ok_or_else(|| {
+                                Error::invalid("meta key \"tags\" must be a list of strings")
+                            })?)?
+                        }
+                        _ => {
+                            return Err(Error::invalid(
+                                "meta key \"tags\" must be a list of strings",
+                            ));
+                        }
+                    }
+                }
+                "importance" => {
+                    p.importance = v.as_f64().ok_or_else(|| {
+                        Error::invalid(format!(
+                            "meta key \"importance\" must be a number in 0..1, got {v}"
+                        ))
+                    })?
+                }
+                "expires_at" => {
+                    p.expires_at = match v {
+                        Value::Null => None,
+                        Value::String(s) => Some(parse_time(s)?),
+                        _ => {
+                            return Err(Error::invalid(
+                                "meta key \"expires_at\" must be an RFC 3339 time or null",
+                            ));
+                        }
+                    }
+                }
+                "author" => {
+                    return Err(Error::invalid(
+                        "meta key \"author\" is stamped by avm from the calling agent and cannot be written",
+                    ));
+                }
+                _ if v.is_null() => {
+                    p.meta.remove(k);
+                }
+                _ => {
+                    p.meta.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    if let Some(t) = &put.tags {
+        p.tags = clean_tags(t)?;
+    }
+    if let Some(i) = put.importance {
+        p.importance = i;
+    }
+    if !(0.0..=1.0).contains(&p.importance) || p.importance.is_nan() {
+        return Err(Error::invalid(format!(
+            "importance {} is outside 0..1; give a number such as 0.8",
+            p.importance
+        )));
+    }
+    if let Some(e) = put.expires_at {
+        p.expires_at = e;
+    }
+    Ok(p)
+}
+
+fn check_size(ctx: &Ctx<'_>, path: &str, content: &str) -> Result<()> {
+    if content.len() as u64 > ctx.max_bytes {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "content for {path} is {} bytes; the limit is {} bytes (max_node_bytes in config)",
+                content.len(),
+                ctx.max_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn has_children(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
+    let (lo, hi) = subtree_bounds(path);
+    conn.prepare_cached("SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 LIMIT 1")
+        .and_then(|mut s| s.query_row(params![lo, hi], |_| Ok(())).optional())
+        .map(|o| o.is_some())
+        .map_err(|e| ctx.err(e))
+}
+
+/// A new node at `path` must not sit on a file or cover a directory.
+fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
+    if path == "/" {
+        return Err(Error::new(
+            ErrorKind::IsADirectory,
+            "/ is the root directory, not a node",
+        ));
+    }
+    if has_children(conn, ctx, path)? {
+        return Err(Error::new(
+            ErrorKind::IsADirectory,
+            format!("{path} is a directory (nodes exist below it); choose a file name inside it"),
+        ));
+    }
+    let mut p = parent(path);
+    while p != "/" {
+        let exists: bool = conn
+            .prepare_cached("SELECT 1 FROM nodes WHERE path = ?1")
+            .and_then(|mut s| s.query_row([p], |_| Ok(())).optional())
+            .map(|o| o.is_some())
+            .map_err(|e| ctx.err(e))?;
+        if exists {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("cannot create {path}: {p} is a file, not a directory"),
+            ));
+        }
+        p = parent(p);
+    }
+    Ok(())
+}
+
+fn put_node(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    path: &str,
+    put: &Put,
+    agent: Option<&str>,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let now = now_micros();
+    let existing = load_live(conn, ctx, path, &mut out)?;
+    let Some(old) = existing else {
+        let Some(content) = &put.content else {
+            return Err(Error::not_found(path).context("cannot change metadata"));
+        };
+        check_size(ctx, path, content)?;
+        check_placement(conn, ctx, path)?;
+        let p = patch(None, put)?;
+        let version = max_version(conn, ctx, path)? + 1;
+        let hash = content_hash(content);
+        conn.prepare_cached(
+            "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, version, hash, expires_at) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?7,?8,?9,?10)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                path,
+                content,
+                Value::Object(p.meta.clone()).to_string(),
+                json!(p.tags).to_string(),
+                p.importance,
+                agent,
+                now,
+                version,
+                hash,
+                p.expires_at
+            ])
+        })
+        .map_err(|e| ctx.err(e))?;
+        let id = conn.last_insert_rowid();
+        fts_add(conn, ctx, id, content)?;
+        set_tags(conn, ctx, id, &p.tags)?;
+        add_version(
+            conn, ctx, path, version, "create", content, agent, now, None,
+        )?;
+        event(conn, ctx, "create", path, agent, Some(version), None)?;
+        out.count = 1;
+        out.changed.push(path.to_string());
+        out.node = Some(Node {
+            id,
+            path: path.to_string(),
+            content: content.clone(),
+            meta: p.meta,
+            tags: p.tags,
+            importance: p.importance,
+            author: agent.map(str::to_string),
+            created_at: now,
+            updated_at: now,
+            accessed_at: None,
+            version,
+            hash,
+            expires_at: p.expires_at,
+        });
+        return Ok(out);
+    };
+    if put.create_only {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{path} already exists (version {}); write without create-only to update it",
+                old.version
+            ),
+        ));
+    }
+    let content = match (&put.content, put.append) {
+        (Some(c), true) => format!("{}{c}", old.content),
+        (Some(c), false) => c.clone(),
+        (None, _) => old.content.clone(),
+    };
+    check_size(ctx, path, &content)?;
+    let p = patch(Some(&old), put)?;
+    let hash = content_hash(&content);
+    let content_changed = hash != old.hash || content != old.content;
+    let meta_changed = p.meta != old.meta
+        || p.tags != old.tags
+        || p.importance != old.importance
+        || p.expires_at != old.expires_at;
+    if !content_changed && !meta_changed {
+        out.node = Some(old);
+        return Ok(out);
+    }
+    let version = if content_changed {
+        old.version.max(max_version(conn, ctx, path)?) + 1
+    } else {
+        old.version
+    };
+    conn.prepare_cached(
+        "UPDATE nodes SET content=?2, meta=?3, tags=?4, importance=?5, updated_at=?6, version=?7, hash=?8, expires_at=?9 WHERE id=?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            old.id,
+            content,
+            Value::Object(p.meta.clone()).to_string(),
+            json!(p.tags).to_string(),
+            p.importance,
+            now,
+            version,
+            hash,
+            p.expires_at
+        ])
+    })
+    .map_err(|e| ctx.err(e))?;
+    if content_changed {
+        fts_remove(conn, ctx, old.id, &old.content)?;
+        fts_add(conn, ctx, old.id, &content)?;
+        add_version(
+            conn, ctx, path, version, "update", &content, agent, now, None,
+        )?;
+    }
+    if p.tags != old.tags {
+        set_tags(conn, ctx, old.id, &p.tags)?;
+    }
+    let kind = if content_changed { "update" } else { "meta" };
+    event(conn, ctx, kind, path, agent, Some(version), None)?;
+    out.count = 1;
+    out.changed.push(path.to_string());
+    out.node = Some(Node {
+        content,
+        meta: p.meta,
+        tags: p.tags,
+        importance: p.importance,
+        updated_at: now,
+        version,
+        hash,
+        expires_at: p.expires_at,
+        ..old
+    });
+    Ok(out)
+}
+
+fn hard_delete(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    n: &Node,
+    kind: &str,
+    agent: Option<&str>,
+) -> Result<()> {
+    let now = now_micros();
+    let v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
+    add_version(conn, ctx, &n.path, v, kind, "", agent, now, None)?;
+    fts_remove(conn, ctx, n.id, &n.content)?;
+    conn.prepare_cached("DELETE FROM node_tags WHERE node_id = ?1")
+        .and_then(|mut s| s.execute([n.id]))
+        .map_err(|e| ctx.err(e))?;
+    conn.prepare_cached("DELETE FROM links WHERE source = ?1 OR target = ?1")
+        .and_then(|mut s| s.execute([&n.path]))
+        .map_err(|e| ctx.err(e))?;
+    conn.prepare_cached("DELETE FROM nodes WHERE id = ?1")
+        .and_then(|mut s| s.execute([n.id]))
+        .map_err(|e| ctx.err(e))?;
+    event(conn, ctx, kind, &n.path, agent, Some(v), None)
+}
+
+/// Moves `n` to `dst`. History stays with each path: the source records `move-out`, the
+/// destination continues its own numbering with `kind` (`move-in`, `trash`, `restore`).
+fn move_node(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    n: &Node,
+    dst: &str,
+    kind: &str,
+    meta: Map<String, Value>,
+    agent: Option<&str>,
+) -> Result<Node> {
+    let now = now_micros();
+    let out_v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
+    add_version(
+        conn,
+        ctx,
+        &n.path,
+        out_v,
+        "move-out",
+        "",
+        agent,
+        now,
+        Some(dst),
+    )?;
+    let in_v = max_version(conn, ctx, dst)? + 1;
+    add_version(
+        conn,
+        ctx,
+        dst,
+        in_v,
+        kind,
+        &n.content,
+        agent,
+        now,
+        Some(&n.path),
+    )?;
+    conn.prepare_cached("UPDATE nodes SET path=?2, version=?3, meta=?4, updated_at=?5 WHERE id=?1")
+        .and_then(|mut s| {
+            s.execute(params![
+                n.id,
+                dst,
+                in_v,
+                Value::Object(meta.clone()).to_string(),
+                now
+            ])
+        })
+        .map_err(|e| ctx.err(e))?;
+    for sql in [
+        "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
+        "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![n.path, dst]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    event(conn, ctx, "move", dst, agent, Some(in_v), Some(&n.path))?;
+    Ok(Node {
+        path: dst.to_string(),
+        version: in_v,
+        meta,
+        updated_at: now,
+        ..n.clone()
+    })
+}
+
+fn exists(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM nodes WHERE path = ?1")
+        .and_then(|mut s| s.query_row([path], |_| Ok(())).optional())
+        .map(|o| o.is_some())
+        .map_err(|e| ctx.err(e))
+}
+
+/// Soft delete: into `/trash<path>` (with `~2`, `~3`… when taken), remembering where from.
+fn to_trash(conn: &Connection, ctx: &Ctx<'_>, n: &Node, agent: Option<&str>) -> Result<Node> {
+    let base = format!("/trash{}", n.path);
+    let mut dst = base.clone();
+    let mut i = 2;
+    while exists(conn, ctx, &dst)? || has_children(conn, ctx, &dst)? {
+        dst = format!("{base}~{i}");
+        i += 1;
+    }
+    let mut meta = n.meta.clone();
+    meta.insert("deleted_at".into(), json!(to_iso(now_micros())));
+    meta.insert("deleted_by".into(), json!(agent));
+    meta.insert("original_path".into(), json!(n.path));
+    move_node(conn, ctx, n, &dst, "trash", meta, agent)
+}
+
+fn subtree(conn: &Connection, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<Node>> {
+    let (lo, hi) = subtree_bounds(dir);
+    conn.prepare_cached(&format!(
+        "SELECT {NODE_COLS} FROM nodes WHERE path >= ?1 AND path < ?2 ORDER BY path"
+    ))
+    .and_then(|mut s| s.query_map(params![lo, hi], node_from_row)?.collect())
+    .map_err(|e| ctx.err(e))
+}
+
+fn check_subtree_visible(caller: &Caller, dir: &str, nodes: &[Node], what: &str) -> Result<()> {
+    if let Some(hidden) = nodes.iter().find(|n| !caller.may_see(&n.path)) {
+        return Err(Error::denied(format!(
+            "cannot {what} {dir}: it contains {}, which belongs to another agent's private namespace (rule: private namespaces belong to their agent)",
+            parent(&hidden.path)
+        )));
+    }
+    Ok(())
+}
+
+fn remove(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    path: &str,
+    recursive: bool,
+    hard: bool,
+    caller: &Caller,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let agent = caller.agent();
+    let now = now_micros();
+    let targets: Vec<Node> = match load_live(conn, ctx, path, &mut out)? {
+        Some(n) => vec![n],
+        None => {
+            let nodes = subtree(conn, ctx, path)?;
+            if nodes.is_empty() {
+                return Err(Error::not_found(path));
+            }
+            if !recursive {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!(
+                        "{path} is a directory with {} node(s); pass -r to remove it and everything in it",
+                        nodes.len()
+                    ),
+                ));
+            }
+            check_subtree_visible(caller, path, &nodes, "remove")?;
+            nodes
+        }
+    };
+    for n in targets {
+        out.changed.push(n.path.clone());
+        if n.is_expired(now) {
+            hard_delete(conn, ctx, &n, "expire", None)?;
+            continue;
+        }
+        if hard || is_within(&n.path, "/trash") {
+            hard_delete(conn, ctx, &n, "delete", agent)?;
+        } else {
+            let moved = to_trash(conn, ctx, &n, agent)?;
+            out.changed.push(moved.path.clone());
+            out.moves.push((n.path.clone(), moved.path.clone()));
+        }
+        out.count += 1;
+    }
+    Ok(out)
+}
+
+fn ancestors_are_dirs(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
+    let mut p = parent(path);
+    while p != "/" {
+        if exists(conn, ctx, p)? {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("cannot move to {path}: {p} is a file, not a directory"),
+            ));
+        }
+        p = parent(p);
+    }
+    Ok(())
+}
+
+/// Metadata after a move: leaving the trash drops the trash keys.
+fn moved_meta(n: &Node, dst: &str) -> (Map<String, Value>, &'static str) {
+    let mut meta = n.meta.clone();
+    if is_within(&n.path, "/trash") && !is_within(dst, "/trash") {
+        for k in ["deleted_at", "deleted_by", "original_path"] {
+            meta.remove(k);
+        }
+        (meta, "restore")
+    } else {
+        (meta, "move-in")
+    }
+}
+
+fn rename(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    src: &str,
+    dst: &str,
+    force: bool,
+    caller: &Caller,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let agent = caller.agent();
+    if let Some(n) = load_live(conn, ctx, src, &mut out)? {
+        let target = if has_children(conn, ctx, dst)? && !exists(conn, ctx, dst)? {
+            join(dst, basename(src))
+        } else {
+            dst.to_string()
+        };
+        if target == src {
+            out.node = Some(n);
+            return Ok(out);
+        }
+        if !caller.may_see(&target) {
+            return Err(Error::denied(format!(
+                "cannot move {src} to {target}: another agent's private namespace"
+            )));
+        }
+        if let Some(existing) = load_live(conn, ctx, &target, &mut out)? {
+            if !force {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{target} already exists; pass --force to overwrite it (the old node goes to the trash)"
+                    ),
+                ));
+            }
+            let trashed = to_trash(conn, ctx, &existing, agent)?;
+            out.changed.push(trashed.path);
+        }
+        if has_children(conn, ctx, &target)? {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{target} is a directory"),
+            ));
+        }
+        ancestors_are_dirs(conn, ctx, &target)?;
+        let (meta, kind) = moved_meta(&n, &target);
+        let moved = move_node(conn, ctx, &n, &target, kind, meta, agent)?;
+        out.changed.extend([src.to_string(), target.clone()]);
+        out.moves.push((src.to_string(), target));
+        out.count = 1;
+        out.node = Some(moved);
+        return Ok(out);
+    }
+    let nodes = subtree(conn, ctx, src)?;
+    if nodes.is_empty() {
+        return Err(Error::not_found(src).context("mv"));
+    }
+    check_subtree_visible(caller, src, &nodes, "move")?;
+    if exists(conn, ctx, dst)? {
+        return Err(Error::new(
+            ErrorKind::NotADirectory,
+            format!("cannot move directory {src} onto the file {dst}"),
+        ));
+    }
+    let base = if has_children(conn, ctx, dst)? {
+        join(dst, basename(src))
+    } else {
+        dst.to_string()
+    };
+    if !caller.may_see(&base) {
+        return Err(Error::denied(format!(
+            "cannot move {src} into another agent's private namespace"
+        )));
+    }
+    ancestors_are_dirs(conn, ctx, &base)?;
+    let plan: Vec<(Node, String)> = nodes
+        .into_iter()
+        .map(|n| {
+            let rest = n.path[src.len()..].to_string();
+            (n, format!("{base}{rest}"))
+        })
+        .collect();
+    for (_, target) in &plan {
+        if let Some(existing) = load_live(conn, ctx, target, &mut out)? {
+            if !force {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{target} already exists; pass --force to overwrite (old nodes go to the trash)"
+                    ),
+                ));
+            }
+            let trashed = to_trash(conn, ctx, &existing, agent)?;
+            out.changed.push(trashed.path);
+        }
+    }
+    for (n, target) in plan {
+        let (meta, kind) = moved_meta(&n, &target);
+        move_node(conn, ctx, &n, &target, kind, meta, agent)?;
+        out.changed.extend([n.path.clone(), target.clone()]);
+        out.moves.push((n.path, target));
+        out.count += 1;
+    }
+    Ok(out)
+}
+
+fn link(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    source: &str,
+    target: &str,
+    kind: &str,
+    weight: f64,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    if load_live(conn, ctx, source, &mut out)?.is_none() {
+        return Err(Error::not_found(source).context("link"));
+    }
+    if kind.is_empty()
+        || kind.len() > 64
+        || kind.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(format!(
+            "link type {kind:?} is not valid; use one word such as related, derived, supersedes, contradicts"
+        )));
+    }
+    if !weight.is_finite() {
+        return Err(Error::invalid(format!(
+            "link weight {weight} is not a finite number"
+        )));
+    }
+    conn.prepare_cached(
+        "INSERT INTO links(source, target, kind, weight, created_at) VALUES (?1,?2,?3,?4,?5) \
+         ON CONFLICT(source, target, kind) DO UPDATE SET weight = excluded.weight",
+    )
+    .and_then(|mut s| s.execute(params![source, target, kind, weight, now_micros()]))
+    .map_err(|e| ctx.err(e))?;
+    event(conn, ctx, "link", source, None, None, Some(target))?;
+    out.count = 1;
+    out.changed.extend([source.to_string(), target.to_string()]);
+    Ok(out)
+}
+
+fn unlink(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    source: &str,
+    target: &str,
+    kind: Option<&str>,
+) -> Result<Outcome> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM links WHERE source = ?1 AND target = ?2 AND (?3 IS NULL OR kind = ?3)",
+        )
+        .and_then(|mut s| s.execute(params![source, target, kind]))
+        .map_err(|e| ctx.err(e))?;
+    if n == 0 {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no link from {source} to {target}{}",
+                kind.map(|k| format!(" of type {k}")).unwrap_or_default()
+            ),
+        ));
+    }
+    event(conn, ctx, "unlink", source, None, None, Some(target))?;
+    Ok(Outcome {
+        count: n,
+        changed: vec![source.to_string(), target.to_string()],
+        ..Outcome::default()
+    })
+}
+
+fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<Outcome> {
+    let path = r.path.as_str();
+    check_size(ctx, path, &r.content)?;
+    let existing = load(conn, ctx, path)?;
+    let has_history = max_version(conn, ctx, path)? > 0;
+    if (existing.is_some() || has_history) && !force {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{path} already exists (or has history) in this database; pass --force to replace it"
+            ),
+        ));
+    }
+    if let Some(old) = &existing {
+        fts_remove(conn, ctx, old.id, &old.content)?;
+        for sql in [
+            "DELETE FROM node_tags WHERE node_id = ?1",
+            "DELETE FROM nodes WHERE id = ?1",
+        ] {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute([old.id]))
+                .map_err(|e| ctx.err(e))?;
+        }
+    }
+    if existing.is_none() {
+        check_placement(conn, ctx, path)?;
+    }
+    for sql in [
+        "DELETE FROM versions WHERE path = ?1",
+        "DELETE FROM links WHERE source = ?1",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([path]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    let created = r.time("created_at", &r.created_at)?;
+    let updated = r.time("updated_at", &r.updated_at)?;
+    let accessed = r
+        .accessed_at
+        .as_deref()
+        .map(|t| r.time("accessed_at", t))
+        .transpose()?;
+    let expires = r
+        .expires_at
+        .as_deref()
+        .map(|t| r.time("expires_at", t))
+        .transpose()?;
+    conn.prepare_cached(
+        "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, accessed_at, version, hash, expires_at) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            path,
+            r.content,
+            Value::Object(r.meta.clone()).to_string(),
+            json!(r.tags).to_string(),
+            r.importance,
+            r.author,
+            created,
+            updated,
+            accessed,
+            r.version,
+            content_hash(&r.content),
+            expires
+        ])
+    })
+    .map_err(|e| ctx.err(e))?;
+    let id = conn.last_insert_rowid();
+    fts_add(conn, ctx, id, &r.content)?;
+    set_tags(conn, ctx, id, &r.tags)?;
+    for v in &r.versions {
+        let at = r.time("versions.at", &v.at)?;
+        add_version(
+            conn,
+            ctx,
+            path,
+            v.version,
+            &v.kind,
+            &v.content,
+            v.author.as_deref(),
+            at,
+            v.note.as_deref(),
+        )?;
+    }
+    for l in &r.links {
+        let at = r.time("links.created_at", &l.created_at)?;
+        conn.prepare_cached("INSERT OR REPLACE INTO links(source, target, kind, weight, created_at) VALUES (?1,?2,?3,?4,?5)")
+            .and_then(|mut s| s.execute(params![path, l.target, l.kind, l.weight, at]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    event(conn, ctx, "import", path, None, Some(r.version), None)?;
+    Ok(Outcome {
+        count: 1,
+        changed: vec![path.to_string()],
+        ..Outcome::default()
+    })
+}
+
+/// Is any node expired right now?
+pub fn has_expired(conn: &Connection) -> bool {
+    conn.prepare_cached(
+        "SELECT 1 FROM nodes WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 1",
+    )
+    .and_then(|mut s| s.query_row([now_micros()], |_| Ok(())).optional())
+    .is_ok_and(|o| o.is_some())
+}
+
+/// Deletes up to 1000 expired nodes; returns their paths.
+pub fn purge_expired(conn: &Connection) -> Result<Vec<String>> {
+    let ctx = Ctx {
+        db: Path::new("(purge)"),
+        max_bytes: u64::MAX,
+    };
+    let nodes: Vec<Node> = conn
+        .prepare_cached(&format!(
+            "SELECT {NODE_COLS} FROM nodes WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT 1000"
+        ))
+        .and_then(|mut s| s.query_map([now_micros()], node_from_row)?.collect())
+        .map_err(|e| ctx.err(e))?;
+    let mut paths = Vec::new();
+    for n in nodes {
+        apply_purge(conn, &ctx, &n)?;
+        paths.push(n.path);
+    }
+    Ok(paths)
+}
+
+fn apply_purge(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
+    conn.execute_batch("SAVEPOINT purge")
+        .map_err(|e| ctx.err(e))?;
+    match hard_delete(conn, ctx, n, "expire", None) {
+        Ok(()) => conn.execute_batch("RELEASE purge").map_err(|e| ctx.err(e)),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO purge; RELEASE purge");
+            Err(e)
+        }
+    }
+}
+
+/// Writes buffered access times (never moving them backwards).
+pub fn flush_touches(conn: &Connection, touches: &HashMap<String, (i64, Micros)>) {
+    for (id, at) in touches.values() {
+        let _ = conn
+            .prepare_cached("UPDATE nodes SET accessed_at = ?2 WHERE id = ?1 AND (accessed_at IS NULL OR accessed_at < ?2)")
+            .and_then(|mut s| s.execute(params![id, at]));
+    }
+}
