@@ -50,8 +50,13 @@ impl Caller {
     }
 }
 
-/// The agent owning `path` when it lies inside `/memory/private/<agent>/…`.
+/// The agent owning `path` when it lies inside `/memory/private/<agent>/…` (or that path's
+/// copy in `/trash`).
 pub fn private_owner(path: &str) -> Option<&str> {
+    let path = path
+        .strip_prefix("/trash")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(path);
     let rest = path.strip_prefix(PRIVATE_ROOT)?.strip_prefix('/')?;
     Some(rest.split('/').next().unwrap_or(rest))
 }
@@ -425,5 +430,8 @@ mod tests {
         assert!(Caller::Operator.may_see("/memory/private/bob/x.md"));
         assert_eq!(private_owner("/memory/private/bob/a/b"), Some("bob"));
         assert_eq!(private_owner("/memory/private"), None);
+        assert!(!alice.may_see("/trash/memory/private/bob/x.md"));
+        assert!(alice.may_see("/trash/memory/private/alice/x.md"));
+        assert_eq!(private_owner("/trashy/memory/private/bob"), None);
     }
 }

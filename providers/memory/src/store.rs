@@ -163,14 +163,14 @@ pub(crate) fn visibility(caller: &Caller) -> [String; 4] {
     }
 }
 
-/// The SQL condition matching [`visibility`] parameters numbered from `n`.
+/// The SQL condition matching [`visibility`] parameters numbered from `n`. The same ranges
+/// under `/trash` are hidden too, so a deleted private node stays private in the trash.
 pub(crate) fn visible_sql(col: &str, n: usize) -> String {
+    let (a, b, c, d) = (n, n + 1, n + 2, n + 3);
     format!(
-        "NOT ({col} >= ?{a} AND {col} < ?{b} AND NOT ({col} >= ?{c} AND {col} < ?{d}))",
-        a = n,
-        b = n + 1,
-        c = n + 2,
-        d = n + 3
+        "NOT (({col} >= ?{a} AND {col} < ?{b} AND NOT ({col} >= ?{c} AND {col} < ?{d})) \
+         OR ({col} >= '/trash' || ?{a} AND {col} < '/trash' || ?{b} \
+             AND NOT ({col} >= '/trash' || ?{c} AND {col} < '/trash' || ?{d})))"
     )
 }
 

@@ -468,6 +468,31 @@ fn agents_never_see_other_agents_private_nodes_in_any_result() {
         )
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    e.host
+        .remove(
+            &OP,
+            "/memory/private/bob/secret.md",
+            RemoveOptions::default(),
+        )
+        .unwrap();
+    assert!(e.search(&alice, "plans").is_empty());
+    let l = e.host.list(
+        &alice,
+        "/trash",
+        &ListOptions {
+            recursive: true,
+            ..Default::default()
+        },
+    );
+    assert!(
+        l.map(|l| l.entries.is_empty()).unwrap_or(true),
+        "bob's trash is invisible to alice"
+    );
+    assert_eq!(
+        e.search(&Caller::Agent("bob".into()), "plans").len(),
+        0,
+        "trash is not searched by default"
+    );
     let stats = e.host.read(&alice, "/:stats").unwrap().data;
     assert_eq!(stats["nodes"], 2);
     // Author is stamped from the caller.
