@@ -1,1 +1,360 @@
-//! Placeholder
+//! Shared bench machinery: a deterministic corpus and the `avm bench store` run.
+//!
+//! Used by the criterion benches in this crate and by `avm bench store`, so both measure the
+//! same thing.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use avm_core::{Caller, Host, Mount, Put, Result, SearchOptions, WriteInput};
+use avm_provider_memory::{MemoryProvider, StoreOptions};
+
+/// A small deterministic PRNG (xorshift64*), so corpora are the same on every run.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator (a zero seed is replaced).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Roughly Zipf-distributed index in `0..n` (small indexes far more likely).
+    pub fn zipf(&mut self, n: usize) -> usize {
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        (((n as f64).powf(u)) as usize).saturating_sub(1).min(n - 1)
+    }
+}
+
+/// Vocabulary size of the synthetic corpus.
+pub const VOCAB: usize = 20_000;
+
+/// The `i`th word of the vocabulary (pronounceable, distinct).
+pub fn word(i: usize) -> String {
+    const SYL: [&str; 16] = [
+        "ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "pe", "sa", "du", "fi", "go", "hu", "ja",
+        "wy",
+    ];
+    let mut s = String::new();
+    let mut x = i + 16;
+    while x > 0 {
+        s.push_str(SYL[x % 16]);
+        x /= 16;
+    }
+    s
+}
+
+/// The path of corpus node `i`.
+pub fn path(i: usize) -> String {
+    format!("/memory/shared/ns{}/note{i}.md", i % 64)
+}
+
+/// Content of corpus node `i`: about 40 words (~300 bytes) drawn Zipf-like.
+pub fn content(rng: &mut Rng) -> String {
+    let mut s = String::with_capacity(320);
+    for k in 0..40 {
+        if k > 0 {
+            s.push(if k % 12 == 0 { '\n' } else { ' ' });
+        }
+        s.push_str(&word(rng.zipf(VOCAB)));
+    }
+    s
+}
+
+/// A host over a fresh store at `db`.
+pub fn open(db: &Path, opts: StoreOptions) -> Result<(Host, MemoryProvider)> {
+    let mem = MemoryProvider::open(db, opts)?;
+    let host = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))]).map_err(|e| {
+        e.into_iter()
+            .next()
+            .unwrap_or_else(|| avm_core::Error::internal("mount"))
+    })?;
+    Ok((host, mem))
+}
+
+/// Fills the store with `n` corpus nodes, 1000 per transaction.
+pub fn fill(host: &Host, n: usize, seed: u64) -> Result<()> {
+    let mut rng = Rng::new(seed);
+    let mut i = 0;
+    while i < n {
+        let end = (i + 1000).min(n);
+        let batch: Vec<(String, WriteInput)> = (i..end)
+            .map(|k| {
+                (
+                    path(k),
+                    WriteInput::Put(Put {
+                        content: Some(content(&mut rng)),
+                        ..Put::default()
+                    }),
+                )
+            })
+            .collect();
+        for r in host.write_many(&Caller::Operator, batch) {
+            r?;
+        }
+        i = end;
+    }
+    Ok(())
+}
+
+/// Latency summary of one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// What was measured.
+    pub name: String,
+    /// Operations.
+    pub ops: usize,
+    /// Operations per second (wall clock, all threads).
+    pub ops_per_sec: f64,
+    /// Median latency, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
+}
+
+fn summarize(name: &str, mut lat: Vec<Duration>, wall: Duration) -> Summary {
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let idx = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat[idx].as_secs_f64() * 1e6
+    };
+    Summary {
+        name: name.to_string(),
+        ops: lat.len(),
+        ops_per_sec: lat.len() as f64 / wall.as_secs_f64().max(1e-9),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+/// Options of [`store_bench`].
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Corpus size.
+    pub n: usize,
+    /// Concurrent writer threads.
+    pub writers: usize,
+}
+
+/// Runs the store benchmark in `dir` and reports each measurement through `progress`.
+pub fn store_bench(
+    dir: &Path,
+    o: &BenchOptions,
+    mut progress: impl FnMut(&Summary),
+) -> Result<Vec<Summary>> {
+    let mut out = Vec::new();
+    let mut push = |s: Summary, out: &mut Vec<Summary>| {
+        progress(&s);
+        out.push(s);
+    };
+    let op = Caller::Operator;
+
+    // 1. Single writer: each write waits for its own commit.
+    let db1 = dir.join("writes.db");
+    let (host, _m) = open(&db1, StoreOptions::default())?;
+    let mut rng = Rng::new(1);
+    let n_single = o.n.min(20_000);
+    let bodies: Vec<String> = (0..n_single).map(|_| content(&mut rng)).collect();
+    let mut lat = Vec::with_capacity(n_single);
+    let start = Instant::now();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let t = Instant::now();
+        host.write(
+            &op,
+            &path(i),
+            WriteInput::Put(Put {
+                content: Some(body),
+                ..Put::default()
+            }),
+        )?;
+        lat.push(t.elapsed());
+    }
+    push(
+        summarize(
+            "write, 1 thread (each waits for commit)",
+            lat,
+            start.elapsed(),
+        ),
+        &mut out,
+    );
+    drop(host);
+
+    // 2. Many writers at once: group commit shares transactions between them.
+    let db2 = dir.join("writers.db");
+    let (host, _m) = open(&db2, StoreOptions::default())?;
+    let host = Arc::new(host);
+    let per = (o.n.min(32_000) / o.writers.max(1)).max(1);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..o.writers.max(1))
+        .map(|t| {
+            let host = host.clone();
+            std::thread::spawn(move || -> Result<Vec<Duration>> {
+                let mut rng = Rng::new(100 + t as u64);
+                let mut lat = Vec::with_capacity(per);
+                for i in 0..per {
+                    let body = content(&mut rng);
+                    let t0 = Instant::now();
+                    host.write(
+                        &Caller::Operator,
+                        &format!("/memory/shared/w{t}/n{i}.md"),
+                        WriteInput::Put(Put {
+                            content: Some(body),
+                            ..Put::default()
+                        }),
+                    )?;
+                    lat.push(t0.elapsed());
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(
+            h.join()
+                .map_err(|_| avm_core::Error::internal("writer thread panicked"))??,
+        );
+    }
+    push(
+        summarize(
+            &format!("write, {} threads at once", o.writers),
+            lat,
+            start.elapsed(),
+        ),
+        &mut out,
+    );
+    drop(host);
+
+    // 3. Corpus for reads and search.
+    let db3 = dir.join("corpus.db");
+    {
+        let (host, _m) = open(&db3, StoreOptions::default())?;
+        fill(&host, o.n, 7)?;
+    }
+    let reads = 200_000.min(o.n * 4);
+    // Cold: no hot cache, every read goes to SQLite.
+    let (host, _m) = open(
+        &db3,
+        StoreOptions {
+            cache_entries: 0,
+            ..StoreOptions::default()
+        },
+    )?;
+    let mut rng = Rng::new(3);
+    let paths: Vec<String> = (0..reads).map(|_| path(rng.below(o.n))).collect();
+    let mut lat = Vec::with_capacity(reads);
+    let start = Instant::now();
+    for p in &paths {
+        let t = Instant::now();
+        host.read(&op, p)?;
+        lat.push(t.elapsed());
+    }
+    push(
+        summarize("read, cold (cache off, 1 thread)", lat, start.elapsed()),
+        &mut out,
+    );
+    let host = Arc::new(host);
+    let threads = 2;
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let host = host.clone();
+            let paths: Vec<String> = paths.iter().skip(t).step_by(threads).cloned().collect();
+            std::thread::spawn(move || -> Result<Vec<Duration>> {
+                let mut lat = Vec::with_capacity(paths.len());
+                for p in &paths {
+                    let t0 = Instant::now();
+                    host.read(&Caller::Operator, p)?;
+                    lat.push(t0.elapsed());
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(
+            h.join()
+                .map_err(|_| avm_core::Error::internal("reader thread panicked"))??,
+        );
+    }
+    push(
+        summarize("read, cold (cache off, 2 threads)", lat, start.elapsed()),
+        &mut out,
+    );
+    drop(host);
+
+    // Hot: a working set that fits the cache, read repeatedly.
+    let (host, _m) = open(&db3, StoreOptions::default())?;
+    let hot: Vec<String> = (0..10_000.min(o.n)).map(path).collect();
+    for p in &hot {
+        host.read(&op, p)?;
+    }
+    let mut lat = Vec::with_capacity(reads);
+    let mut rng = Rng::new(5);
+    let start = Instant::now();
+    for _ in 0..reads {
+        let p = &hot[rng.below(hot.len())];
+        let t = Instant::now();
+        host.read(&op, p)?;
+        lat.push(t.elapsed());
+    }
+    push(
+        summarize("read, hot (cached, 1 thread)", lat, start.elapsed()),
+        &mut out,
+    );
+
+    // FTS: two mid-frequency words per query.
+    let mut rng = Rng::new(9);
+    let queries: Vec<String> = (0..2000)
+        .map(|_| {
+            format!(
+                "{} {}",
+                word(50 + rng.below(2000)),
+                word(50 + rng.below(2000))
+            )
+        })
+        .collect();
+    let mut lat = Vec::with_capacity(queries.len());
+    let start = Instant::now();
+    for q in &queries {
+        let t = Instant::now();
+        host.search(
+            &op,
+            "/",
+            &SearchOptions {
+                query: q.clone(),
+                limit: 10,
+            },
+        )?;
+        lat.push(t.elapsed());
+    }
+    push(
+        summarize(
+            &format!("search, FTS top 10 ({} nodes)", o.n),
+            lat,
+            start.elapsed(),
+        ),
+        &mut out,
+    );
+    Ok(out)
+}

@@ -1,1 +1,73 @@
-fn main() {}
+//! The `avm` command.
+
+mod app;
+mod bench;
+mod cli;
+mod commands;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use avm_core::{Error, ErrorKind};
+
+/// The one place CLI errors become exit codes: 2 for bad usage (input the user must fix),
+/// 1 for everything else avm reports.
+fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::InvalidInput => 2,
+        ErrorKind::NotFound
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsADirectory
+        | ErrorKind::AlreadyExists
+        | ErrorKind::PermissionDenied
+        | ErrorKind::ReadOnly
+        | ErrorKind::Unsupported
+        | ErrorKind::TooLarge
+        | ErrorKind::Busy
+        | ErrorKind::TimedOut
+        | ErrorKind::Unavailable
+        | ErrorKind::Internal => 1,
+    }
+}
+
+fn report(e: &Error, json: bool) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    if json {
+        let v = serde_json::json!({"error": {"kind": e.kind().as_str(), "message": e.message()}});
+        let _ = writeln!(err, "{v}");
+    } else {
+        let _ = writeln!(err, "avm: {}", e.message());
+    }
+    ExitCode::from(exit_code(e.kind()))
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let json = cli.global.json;
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => report(&e, json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_an_exit_code_and_only_bad_input_is_usage() {
+        for k in ErrorKind::ALL {
+            let c = exit_code(k);
+            assert!(c == 1 || c == 2);
+            assert_eq!(c == 2, k == ErrorKind::InvalidInput);
+        }
+    }
+
+    #[test]
+    fn the_command_line_grammar_is_consistent() {
+        use clap::CommandFactory;
+        cli::Cli::command().debug_assert();
+    }
+}

@@ -30,8 +30,6 @@ pub struct Config {
     pub agent: Option<String>,
     /// Largest accepted node content, in bytes.
     pub max_node_bytes: u64,
-    /// Days a node stays in `/trash` before it may be purged.
-    pub trash_retention_days: u64,
     /// Tuning of the embedded SQLite store.
     pub store: StoreConfig,
     /// Path patterns and the providers that serve them.
@@ -44,7 +42,6 @@ impl Default for Config {
             db: None,
             agent: None,
             max_node_bytes: DEFAULT_MAX_NODE_BYTES,
-            trash_retention_days: 30,
             store: StoreConfig::default(),
             mounts: vec![MountConfig {
                 pattern: "/**".into(),
@@ -256,14 +253,7 @@ pub struct Problem {
     pub source: Option<String>,
 }
 
-const TOP_KEYS: &[&str] = &[
-    "db",
-    "agent",
-    "max_node_bytes",
-    "trash_retention_days",
-    "store",
-    "mounts",
-];
+const TOP_KEYS: &[&str] = &["db", "agent", "max_node_bytes", "store", "mounts"];
 const STORE_KEYS: &[&str] = &[
     "busy_timeout_ms",
     "cache_entries",
@@ -343,10 +333,7 @@ pub fn check(sources: &Sources, known_types: &[&str]) -> Vec<Problem> {
         "max_node_bytes",
         fig.extract_inner::<u64>("max_node_bytes").map(drop),
     );
-    typed(
-        "trash_retention_days",
-        fig.extract_inner::<u64>("trash_retention_days").map(drop),
-    );
+    typed(fig.extract_inner::<u64>("trash_retention_days").map(drop));
     typed(
         "store.busy_timeout_ms",
         fig.extract_inner::<u64>("store.busy_timeout_ms").map(drop),

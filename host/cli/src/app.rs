@@ -1,0 +1,153 @@
+//! Wiring: configuration → providers → host.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::value::Value as FValue;
+
+use avm_core::config::{self, Config, MountConfig, Sources};
+use avm_core::{Caller, Error, ErrorKind, Host, Mount, Result};
+use avm_provider_memory::{MemoryProvider, StoreOptions};
+
+use crate::cli::Global;
+
+/// Provider types this build can mount.
+pub const KNOWN_TYPES: &[&str] = &["memory"];
+
+/// Where configuration comes from for these global flags.
+pub fn sources(g: &Global) -> Sources {
+    let mut flags = Vec::new();
+    if let Some(db) = &g.db {
+        flags.push((
+            "db".to_string(),
+            FValue::from(db.to_string_lossy().to_string()),
+        ));
+    }
+    if let Some(a) = &g.agent {
+        flags.push(("agent".to_string(), FValue::from(a.clone())));
+    }
+    Sources {
+        file: g.config.clone(),
+        env: true,
+        flags,
+        system_file: None,
+    }
+}
+
+/// Everything a command needs.
+pub struct App {
+    /// The effective configuration.
+    pub config: Config,
+    /// The host with every mount.
+    pub host: Host,
+    /// Who runs this command.
+    pub caller: Caller,
+    /// The memory provider of the default database.
+    pub memory: MemoryProvider,
+}
+
+impl App {
+    /// Loads the configuration and opens every mount.
+    pub fn open(g: &Global) -> Result<App> {
+        let config = config::load(&sources(g))?;
+        let caller = match &config.agent {
+            Some(a) if !a.is_empty() => {
+                config::validate_agent_id(a)?;
+                Caller::Agent(a.clone())
+            }
+            _ => Caller::Operator,
+        };
+        let db = config.db_path()?;
+        let opts = store_options(&config);
+        let mut stores: HashMap<PathBuf, MemoryProvider> = HashMap::new();
+        let memory = MemoryProvider::open(&db, opts.clone())?;
+        stores.insert(db.clone(), memory.clone());
+        let mut mounts = Vec::new();
+        for m in &config.mounts {
+            mounts.push(mount(m, &db, &opts, &mut stores)?);
+        }
+        let host = Host::new(mounts).map_err(|errs| {
+            Error::invalid(format!(
+                "invalid mounts in config: {}",
+                errs.iter()
+                    .map(|e| e.message().to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        Ok(App {
+            config,
+            host,
+            caller,
+            memory,
+        })
+    }
+}
+
+/// The store tuning from config.
+pub fn store_options(c: &Config) -> StoreOptions {
+    StoreOptions {
+        busy_timeout: Duration::from_millis(c.store.busy_timeout_ms),
+        cache_entries: c.store.cache_entries,
+        readers: c.store.readers.max(1),
+        group_commit_max: c.store.group_commit_max.max(1),
+        synchronous: c.store.synchronous.clone(),
+        max_node_bytes: c.max_node_bytes,
+    }
+}
+
+fn mount(
+    m: &MountConfig,
+    default_db: &PathBuf,
+    opts: &StoreOptions,
+    stores: &mut HashMap<PathBuf, MemoryProvider>,
+) -> Result<Mount> {
+    let provider: Arc<dyn avm_core::Provider> = match m.kind.as_str() {
+        "memory" => {
+            let db = match m.options.get("db") {
+                Some(v) => match v.as_str() {
+                    Some(s) => PathBuf::from(config::expand(s)?),
+                    None => {
+                        return Err(Error::invalid(format!(
+                            "mount {}: options.db must be a path string",
+                            m.pattern
+                        )));
+                    }
+                },
+                None => default_db.clone(),
+            };
+            for k in m.options.keys() {
+                if k != "db" {
+                    return Err(Error::invalid(format!(
+                        "mount {}: unknown option {k:?} for type memory (known: db)",
+                        m.pattern
+                    )));
+                }
+            }
+            let p = match stores.get(&db) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = MemoryProvider::open(&db, opts.clone())?;
+                    stores.insert(db, p.clone());
+                    p
+                }
+            };
+            Arc::new(p)
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "mount {}: unknown provider type {other:?}; this build knows: {}",
+                    m.pattern,
+                    KNOWN_TYPES.join(", ")
+                ),
+            ));
+        }
+    };
+    Ok(Mount::new(m.pattern.clone(), provider)
+        .with_ttl(Duration::from_secs(m.ttl))
+        .read_only(m.read_only))
+}

@@ -1,0 +1,306 @@
+//! Command-line grammar.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// avm — AI Virtual Memory: a local, shared memory for teams of agents.
+///
+/// Paths look like /memory/private/alice/note.md (private to agent alice; /private/… is the
+/// agent's own shorthand) or /memory/shared/market/btc.md (shared). Deleted nodes go to /trash.
+/// Addresses may carry a suffix and a query: `avm read /memory/a.md:history?limit=3`.
+#[derive(Debug, Parser)]
+#[command(name = "avm", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Database file [default: $XDG_DATA_HOME/avm/avm.db]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Extra config file (TOML or YAML), read after the system and user files
+    #[arg(long, global = true, value_name = "FILE", env = "AVM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Act as this agent (private namespace, author stamp, isolation); default: operator
+    #[arg(long, short = 'a', global = true, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Where content comes from.
+#[derive(Debug, Args, Clone)]
+pub struct ContentArgs {
+    /// Content as an argument
+    #[arg(long, short = 'c', conflicts_with = "file")]
+    pub content: Option<String>,
+    /// Read content from a file
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a node's content (or a suffix such as PATH:meta, PATH:history)
+    Read {
+        /// Path or address
+        path: String,
+        /// Print a header with path, version, update time and metadata first
+        #[arg(long, short = 'm')]
+        meta: bool,
+        /// Content as it was at this time (RFC 3339, 'YYYY-MM-DD HH:MM', or @UNIX)
+        #[arg(long, value_name = "TIME", conflicts_with = "version")]
+        as_of: Option<String>,
+        /// Content at this version
+        #[arg(long, short = 'v', value_name = "N")]
+        version: Option<i64>,
+    },
+    /// Create or replace a node (content from -c, -f or stdin); metadata not given is kept
+    Write {
+        /// Path
+        path: String,
+        #[command(flatten)]
+        input: ContentArgs,
+        /// Replace the tags (comma-separated)
+        #[arg(long, value_name = "A,B")]
+        tags: Option<String>,
+        /// Importance 0..1
+        #[arg(long, short = 'i')]
+        importance: Option<f64>,
+        /// JSON object merged into the metadata (null removes a key)
+        #[arg(long, value_name = "JSON")]
+        meta: Option<String>,
+        /// Expire the node after this long (90s, 15m, 2h, 7d)
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        /// Fail if the node exists
+        #[arg(long)]
+        create_only: bool,
+    },
+    /// Append to a node (creating it if needed)
+    Append {
+        /// Path
+        path: String,
+        #[command(flatten)]
+        input: ContentArgs,
+    },
+    /// List nodes below a path
+    #[command(visible_alias = "ls")]
+    List {
+        /// Directory
+        #[arg(default_value = "/")]
+        prefix: String,
+        /// At most this many entries
+        #[arg(long, short = 'n', default_value_t = 100)]
+        limit: usize,
+        /// Skip this many entries
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Only the immediate children (directories end in /)
+        #[arg(long, short = 'd')]
+        shallow: bool,
+    },
+    /// Delete nodes (to /trash; from /trash or with --hard, for good)
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// Paths
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Remove directories and everything in them
+        #[arg(long, short = 'r')]
+        recursive: bool,
+        /// Skip the trash
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Show the trash, or empty it
+    Trash {
+        /// Delete everything in the trash for good
+        #[arg(long)]
+        empty: bool,
+        /// At most this many entries
+        #[arg(long, short = 'n', default_value_t = 100)]
+        limit: usize,
+    },
+    /// Bring a node back from the trash (give its trash path or its original path)
+    Restore {
+        /// Path
+        path: String,
+        /// Overwrite a node now at the original path (it goes to the trash)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Move or rename a node or a /-subtree; refuses to overwrite unless --force
+    #[command(visible_aliases = ["move", "rename"])]
+    Mv {
+        /// From
+        src: String,
+        /// To (an existing directory receives SRC inside it)
+        dst: String,
+        /// Overwrite existing nodes (the old ones go to the trash)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Full-text search (words match as prefixes; "quoted text" is a phrase)
+    Search {
+        /// Query
+        query: String,
+        /// At most this many hits
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+        /// Search only below this path
+        #[arg(long, short = 'p', default_value = "/")]
+        path: String,
+    },
+    /// Link two nodes with a typed edge
+    Link {
+        /// From (must exist)
+        src: String,
+        /// To
+        target: String,
+        /// Link type: related, derived, supersedes, contradicts, peer, parent, citation, …
+        #[arg(long = "type", short = 't', default_value = "related")]
+        kind: String,
+        /// Weight
+        #[arg(long, short = 'w', default_value_t = 1.0)]
+        weight: f64,
+    },
+    /// Show a node's links
+    Links {
+        /// Path
+        path: String,
+        /// in, out or both
+        #[arg(long, short = 'd', default_value = "both")]
+        direction: Direction,
+    },
+    /// Remove links between two nodes (all types unless --type)
+    Unlink {
+        /// From
+        src: String,
+        /// To
+        target: String,
+        /// Only this type
+        #[arg(long = "type", short = 't')]
+        kind: Option<String>,
+    },
+    /// Show or set a node's tags; on a directory, tag counts
+    Tags {
+        /// Path (default /)
+        #[arg(default_value = "/")]
+        path: String,
+        /// Replace the tags (comma-separated)
+        #[arg(long, value_name = "A,B")]
+        set: Option<String>,
+    },
+    /// Show or merge a node's metadata
+    Meta {
+        /// Path
+        path: String,
+        /// JSON object to merge (null removes a key)
+        #[arg(long, value_name = "JSON")]
+        set: Option<String>,
+    },
+    /// Version history, newest first
+    History {
+        /// Path
+        path: String,
+        /// At most this many versions
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+        /// Show each version's diff
+        #[arg(long, short = 'v')]
+        verbose: bool,
+    },
+    /// Unified diff between two versions of a node
+    Diff {
+        /// Path
+        path: String,
+        /// Older version
+        v1: i64,
+        /// Newer version
+        v2: i64,
+    },
+    /// Counts and sizes (below PATH)
+    Stats {
+        /// Path
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// Export nodes below PREFIX as JSONL (lossless: history and links included)
+    Export {
+        /// Directory
+        #[arg(default_value = "/")]
+        prefix: String,
+        /// Output file ('-' for stdout) [default: avm-export-<time>.jsonl]
+        #[arg(long, short = 'o')]
+        output: Option<String>,
+    },
+    /// Import a JSONL export
+    Import {
+        /// Input file ('-' for stdin)
+        file: String,
+        /// Replace nodes that already exist (with their history)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show or check the configuration
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print a shell completion script
+    Completions {
+        /// Shell
+        shell: clap_complete::Shell,
+    },
+    /// Measure the store on this machine
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+/// Link directions.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Direction {
+    /// Incoming
+    In,
+    /// Outgoing
+    Out,
+    /// Both
+    Both,
+}
+
+/// `avm config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective configuration and the files it came from
+    Show,
+    /// Report every problem in the configuration (exit 1 if any)
+    Check,
+}
+
+/// `avm bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Writes, concurrent writers, cold and hot reads and FTS search on a scratch database
+    Store {
+        /// Nodes in the corpus
+        #[arg(long, short = 'n', default_value_t = 100_000)]
+        n: usize,
+        /// Concurrent writer threads for the contention run
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Scratch directory (default: a temporary one, removed afterwards)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
