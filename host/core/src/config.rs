@@ -333,7 +333,6 @@ pub fn check(sources: &Sources, known_types: &[&str]) -> Vec<Problem> {
         "max_node_bytes",
         fig.extract_inner::<u64>("max_node_bytes").map(drop),
     );
-    typed(fig.extract_inner::<u64>("trash_retention_days").map(drop));
     typed(
         "store.busy_timeout_ms",
         fig.extract_inner::<u64>("store.busy_timeout_ms").map(drop),
