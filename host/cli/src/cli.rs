@@ -251,6 +251,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Apply JSON Lines of operations from stdin, one result line each
+    ///
+    /// Each line is {"op":"write"|"append"|"delete"|"mv","path":…,"content":…,"tags":[…],
+    /// "importance":…,"meta":{…},"to":…,"force":…,"recursive":…,"hard":…}. Operations run in
+    /// order, each committed on its own; a failure is reported on its line and the rest go on.
+    /// Exit status 1 if any failed.
+    Batch,
     /// Show or check the configuration
     Config {
         #[command(subcommand)]
