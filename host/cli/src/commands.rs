@@ -34,7 +34,7 @@ fn print_json(v: &Value) {
 /// Text mode prints `text`; JSON mode prints `data`.
 fn emit(json_mode: bool, o: &Output, text: &str) {
     if json_mode {
-        print_json(&o.data);
+        print_json(&o.data());
     } else {
         out(text);
     }
@@ -192,9 +192,9 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
             };
             let o = h.read(c, &target)?;
             if j {
-                print_json(&o.data);
+                print_json(&o.data());
             } else if meta {
-                let d = &o.data;
+                let d = &o.data();
                 let mut header = format!("# {}\n", d["path"].as_str().unwrap_or(&path));
                 if let Some(v) = d["version"].as_i64() {
                     header.push_str(&format!("# Version: {v}\n"));
@@ -290,7 +290,7 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
                 if !j {
                     outln(&o.text);
                 }
-                results.push(o.data);
+                results.push(o.data());
             }
             if j {
                 print_json(&Value::Array(results));
@@ -314,13 +314,13 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
                     e
                 }
             })?;
-            let original = meta.data["original_path"]
+            let original = meta.data()["original_path"]
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| trash_path["/trash".len()..].to_string());
             let o = h.rename(c, &trash_path, &original, force)?;
             if j {
-                print_json(&o.data);
+                print_json(&o.data());
             } else {
                 outln(&format!("Restored: {original}"));
             }
@@ -359,7 +359,7 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
             )?;
             if j {
                 print_json(
-                    &json!({"source": src, "target": t, "type": kind, "weight": weight, "result": o.data}),
+                    &json!({"source": src, "target": t, "type": kind, "weight": weight, "result": o.data()}),
                 );
             } else {
                 outln(&format!("Added: Edge({src} --[{kind}]--> {t})"));
@@ -374,11 +374,11 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
             };
             let o = h.write(c, &format!("{src}:links?op=remove"), WriteInput::Text(line))?;
             if j {
-                print_json(&o.data);
+                print_json(&o.data());
             } else {
                 outln(&format!(
                     "Removed: {} link(s) {src} --> {t}",
-                    o.data["count"]
+                    o.data()["count"]
                 ));
             }
         }
@@ -391,8 +391,8 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
             let o = h.read(c, &addr(&path, "links", &[("direction", d.to_string())])?)?;
             let norm = Address::path(&path)?.path;
             if j {
-                print_json(&o.data);
-            } else if o.data.as_array().is_some_and(|a| a.is_empty()) {
+                print_json(&o.data());
+            } else if o.data().as_array().is_some_and(|a| a.is_empty()) {
                 outln(&format!("No links for {norm}"));
             } else {
                 let body: String = o.text.lines().map(|l| format!("  {l}\n")).collect();
@@ -421,7 +421,7 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
                         ..Put::default()
                     }),
                 )?;
-                let meta = o.data.get("meta").cloned().unwrap_or(Value::Null);
+                let meta = o.data().get("meta").cloned().unwrap_or(Value::Null);
                 if j {
                     print_json(&meta);
                 } else {
@@ -461,9 +461,9 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         Command::Stats { path } => {
             let o = h.read(c, &addr(&path, "stats", &[])?)?;
             if j {
-                print_json(&o.data);
+                print_json(&o.data());
             } else {
-                out(&render_stats(&o.data));
+                out(&render_stats(&o.data()));
             }
         }
         Command::Export { prefix, output } => export(app, &prefix, output, j)?,
@@ -537,9 +537,9 @@ fn trash(app: &App, empty: bool, limit: usize, j: bool) -> Result<()> {
             Err(e) => return Err(e),
         };
         if j {
-            print_json(&json!({"emptied": o.data["count"]}));
+            print_json(&json!({"emptied": o.data()["count"]}));
         } else {
-            outln(&format!("Emptied {} items from trash", o.data["count"]));
+            outln(&format!("Emptied {} items from trash", o.data()["count"]));
         }
         return Ok(());
     }
@@ -561,7 +561,7 @@ fn trash(app: &App, empty: bool, limit: usize, j: bool) -> Result<()> {
     };
     let mut items = Vec::new();
     for e in &l.entries {
-        let meta = h.read(c, &format!("{}:meta", e.path))?.data;
+        let meta = h.read(c, &format!("{}:meta", e.path))?.data();
         items.push(json!({
             "path": e.path,
             "original_path": meta["original_path"],
@@ -630,8 +630,8 @@ fn export(app: &App, prefix: &str, output: Option<String>, j: bool) -> Result<()
                 format!("cannot write {target}: {e}"),
             )
         })?;
-        n += o.data["records"].as_array().map_or(0, Vec::len);
-        match o.data["next_after"].as_str() {
+        n += o.data()["records"].as_array().map_or(0, Vec::len);
+        match o.data()["next_after"].as_str() {
             Some(a) => after = Some(a.to_string()),
             None => break,
         }
@@ -947,7 +947,7 @@ fn batch_one(app: &App, line: &str) -> Result<Value> {
             )));
         }
     };
-    Ok(o.data)
+    Ok(o.data())
 }
 
 fn batch(app: &App) -> Result<ExitCode> {

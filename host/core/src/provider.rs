@@ -115,13 +115,19 @@ impl Request {
 }
 
 /// What a read (or a write that reports back) returns: a text rendering for shells and
-/// agents, and the same result as structured data for `--json`, HTTP and MCP.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// agents, and the same result as structured data for `--json`, HTTP and MCP. The structured
+/// form may be computed lazily, so plain reads never pay for JSON they do not print.
+#[derive(Clone)]
 pub struct Output {
     /// Text form (file content for plain reads).
     pub text: String,
-    /// Structured form.
-    pub data: Value,
+    data: Data,
+}
+
+#[derive(Clone)]
+enum Data {
+    Value(Value),
+    Lazy(std::sync::Arc<dyn Fn() -> Value + Send + Sync>),
 }
 
 impl Output {
@@ -129,7 +135,7 @@ impl Output {
     pub fn text(text: impl Into<String>) -> Self {
         let text = text.into();
         Output {
-            data: Value::String(text.clone()),
+            data: Data::Value(Value::String(text.clone())),
             text,
         }
     }
@@ -138,8 +144,49 @@ impl Output {
     pub fn new(text: impl Into<String>, data: Value) -> Self {
         Output {
             text: text.into(),
-            data,
+            data: Data::Value(data),
         }
+    }
+
+    /// An output whose structured form is built only when asked for.
+    pub fn lazy(text: impl Into<String>, data: impl Fn() -> Value + Send + Sync + 'static) -> Self {
+        Output {
+            text: text.into(),
+            data: Data::Lazy(std::sync::Arc::new(data)),
+        }
+    }
+
+    /// The structured form.
+    pub fn data(&self) -> Value {
+        match &self.data {
+            Data::Value(v) => v.clone(),
+            Data::Lazy(f) => f(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("text", &self.text)
+            .field("data", &self.data())
+            .finish()
+    }
+}
+
+impl PartialEq for Output {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.data() == other.data()
+    }
+}
+
+impl Serialize for Output {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Output", 2)?;
+        st.serialize_field("text", &self.text)?;
+        st.serialize_field("data", &self.data())?;
+        st.end()
     }
 }
 

@@ -170,8 +170,9 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
         "off" => "OFF",
         _ => "NORMAL",
     };
+    // Checkpoints run between group commits (see the writer), never inside one.
     conn.execute_batch(&format!(
-        "PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;"
+        "PRAGMA wal_autocheckpoint=0; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;"
     ))
     .map_err(err)?;
     Ok(conn)

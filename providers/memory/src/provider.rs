@@ -728,7 +728,8 @@ impl Provider for MemoryProvider {
             return self.read_versioned(req);
         }
         let n = self.node(req)?;
-        Ok(Output::new(n.content.clone(), n.to_json()))
+        let text = n.content.clone();
+        Ok(Output::lazy(text, move || n.to_json()))
     }
 
     fn stat(&self, req: &Request) -> Result<Stat> {

@@ -918,24 +918,64 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
 /// How often expired nodes are purged and access times flushed when the writer is idle.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
+/// How long the writer waits for more writers to join a group when writes are concurrent.
+const GROUP_WINDOW: Duration = Duration::from_micros(200);
+
+/// WAL size past which a closing store checkpoints (short-lived processes never run the
+/// background checkpointer long enough).
+const WAL_CHECKPOINT_ON_CLOSE: u64 = 4 << 20;
+
+static BATCHES: AtomicUsize = AtomicUsize::new(0);
+static OPS: AtomicUsize = AtomicUsize::new(0);
+static APPLY_NS: AtomicUsize = AtomicUsize::new(0);
+static COMMIT_NS: AtomicUsize = AtomicUsize::new(0);
+
 fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
     let mut last_purge = Instant::now() - Duration::from_secs(3600);
+    let mut last_checkpoint = Instant::now();
+    let mut last_group = 1usize;
     loop {
         let first = match rx.recv_timeout(IDLE_TICK) {
             Ok(j) => j,
             Err(RecvTimeoutError::Timeout) => {
                 let _ = run_batch(&mut conn, &shared, Vec::new(), &mut last_purge);
+                if last_checkpoint.elapsed() >= IDLE_TICK {
+                    last_checkpoint = Instant::now();
+                    checkpoint(&conn);
+                }
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => {
                 let _ = run_batch(&mut conn, &shared, Vec::new(), &mut last_purge);
-                let _ = conn.execute_batch("PRAGMA optimize");
+                let wal = std::fs::metadata(format!("{}-wal", shared.path.display()))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if wal > WAL_CHECKPOINT_ON_CLOSE {
+                    checkpoint(&conn);
+                }
+                if std::env::var_os("AVM_DEBUG_BATCH").is_some() {
+                    eprintln!(
+                        "batches={} ops={} apply_ms={} commit_ms={}",
+                        BATCHES.load(Ordering::Relaxed),
+                        OPS.load(Ordering::Relaxed),
+                        APPLY_NS.load(Ordering::Relaxed) / 1_000_000,
+                        COMMIT_NS.load(Ordering::Relaxed) / 1_000_000
+                    );
+                }
                 return;
             }
         };
         let mut jobs = vec![first];
         let max = shared.opts.group_commit_max.max(1);
         let mut count = 1;
+        // When the last group had company, give the other writers a moment to join this one:
+        // one commit for many writes is what makes concurrent writers fast.
+        let window = if last_group > 1 {
+            GROUP_WINDOW
+        } else {
+            Duration::ZERO
+        };
+        let opened = Instant::now();
         while count < max {
             match rx.try_recv() {
                 Ok(j) => {
@@ -945,15 +985,89 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
                     };
                     jobs.push(j);
                 }
+                Err(_) if count < last_group && opened.elapsed() < window => {
+                    std::thread::yield_now()
+                }
                 Err(_) => break,
             }
         }
+        last_group = count;
+        BATCHES.fetch_add(1, Ordering::Relaxed);
+        OPS.fetch_add(count, Ordering::Relaxed);
         let _ = run_batch(&mut conn, &shared, jobs, &mut last_purge);
+        // Checkpoint between batches, not inside a commit, so no writer waits on it.
+        if last_checkpoint.elapsed() >= Duration::from_millis(250) {
+            last_checkpoint = Instant::now();
+            checkpoint(&conn);
+        }
     }
 }
 
-/// Commits one group of jobs. Each op runs in its own savepoint, so one failure does not
-/// undo the others; a failed commit fails them all.
+/// Copies committed WAL frames into the database without blocking readers or writers.
+fn checkpoint(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+}
+
+enum TxnError {
+    /// An operation failed; the transaction was rolled back.
+    Op(Error),
+    /// The transaction itself could not begin or commit.
+    Db(Error),
+}
+
+/// Runs `ops` in one transaction; any failure rolls all of them back.
+fn txn(
+    conn: &Connection,
+    shared: &Shared,
+    ops: &[&WriteOp],
+    touches: &HashMap<String, (i64, Micros)>,
+    purge: bool,
+    invalid: &mut Vec<String>,
+) -> std::result::Result<Vec<Outcome>, TxnError> {
+    let path = &shared.path;
+    db::retry_busy(shared.opts.busy_timeout, || {
+        conn.execute_batch("BEGIN IMMEDIATE")
+    })
+    .map_err(|e| TxnError::Db(db::map_err(path, e)))?;
+    let mut changed = Vec::new();
+    if purge && let Ok(paths) = write::purge_expired(conn) {
+        changed.extend(paths);
+    }
+    let ctx = write::Ctx {
+        db: path,
+        max_bytes: shared.opts.max_node_bytes,
+    };
+    let mut outs = Vec::with_capacity(ops.len());
+    let t0 = Instant::now();
+    for op in ops {
+        match write::apply(conn, &ctx, op) {
+            Ok(o) => {
+                changed.extend(o.changed.iter().cloned());
+                outs.push(o);
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(TxnError::Op(e));
+            }
+        }
+    }
+    APPLY_NS.fetch_add(t0.elapsed().as_nanos() as usize, Ordering::Relaxed);
+    write::flush_touches(conn, touches);
+    let t1 = Instant::now();
+    let committed = db::retry_busy(shared.opts.busy_timeout, || conn.execute_batch("COMMIT"));
+    COMMIT_NS.fetch_add(t1.elapsed().as_nanos() as usize, Ordering::Relaxed);
+    if let Err(e) = committed {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(TxnError::Db(db::map_err(path, e)));
+    }
+    invalid.extend(changed);
+    Ok(outs)
+}
+
+/// Commits one group of jobs in a single transaction (group commit). If one operation
+/// fails, the group is rolled back and each operation is retried in a transaction of its
+/// own, so one failure never undoes the others. (Savepoints would give the same isolation,
+/// but FTS5 flushes its index at every savepoint, which costs more than the rare retry.)
 fn run_batch(
     conn: &mut Connection,
     shared: &Shared,
@@ -964,63 +1078,49 @@ fn run_batch(
         Ok(mut t) => std::mem::take(&mut *t),
         Err(_) => HashMap::new(),
     };
-    let purge_due = last_purge.elapsed() >= Duration::from_secs(1);
-    let has_ops = jobs.iter().any(|j| !matches!(j, Job::Sync(_)));
-    if !has_ops && touches.is_empty() && !(purge_due && write::has_expired(conn)) {
-        for j in jobs {
-            if let Job::Sync(r) = j {
-                let _ = r.send(());
-            }
-        }
-        return Ok(());
+    let purge = last_purge.elapsed() >= Duration::from_secs(1) && write::has_expired(conn);
+    if purge {
+        *last_purge = Instant::now();
     }
-    let path = shared.path.clone();
-    let begin = db::retry_busy(shared.opts.busy_timeout, || {
-        conn.execute_batch("BEGIN IMMEDIATE")
-    });
-    let mut results: Vec<Vec<Result<Outcome>>> = Vec::new();
+    let ops: Vec<&WriteOp> = jobs
+        .iter()
+        .flat_map(|j| match j {
+            Job::Op(op, _) => vec![op],
+            Job::Batch(ops, _) => ops.iter().collect(),
+            Job::Sync(_) => vec![],
+        })
+        .collect();
     let mut invalid: Vec<String> = Vec::new();
-    let commit = match begin {
-        Err(e) => Err(db::map_err(&path, e)),
-        Ok(()) => {
-            if purge_due {
-                *last_purge = Instant::now();
-                if let Ok(paths) = write::purge_expired(conn) {
-                    invalid.extend(paths);
+    let mut results: Vec<Result<Outcome>> = Vec::with_capacity(ops.len());
+    let mut touched = false;
+    if !ops.is_empty() || !touches.is_empty() || purge {
+        match txn(conn, shared, &ops, &touches, purge, &mut invalid) {
+            Ok(outs) => {
+                touched = true;
+                results.extend(outs.into_iter().map(Ok));
+            }
+            Err(TxnError::Db(e)) => results.extend(ops.iter().map(|_| Err(e.clone()))),
+            Err(TxnError::Op(_)) => {
+                let none = HashMap::new();
+                if !touches.is_empty() || purge {
+                    touched = txn(conn, shared, &[], &touches, purge, &mut invalid).is_ok();
+                }
+                for op in &ops {
+                    results.push(
+                        match txn(conn, shared, &[*op], &none, false, &mut invalid) {
+                            Ok(mut o) => o.pop().ok_or_else(|| Error::internal("missing result")),
+                            Err(TxnError::Op(e) | TxnError::Db(e)) => Err(e),
+                        },
+                    );
                 }
             }
-            let ctx = write::Ctx {
-                db: &path,
-                max_bytes: shared.opts.max_node_bytes,
-            };
-            for j in &jobs {
-                let ops: Vec<&WriteOp> = match j {
-                    Job::Op(op, _) => vec![op],
-                    Job::Batch(ops, _) => ops.iter().collect(),
-                    Job::Sync(_) => vec![],
-                };
-                let mut rs = Vec::new();
-                for op in ops {
-                    let r = write::apply_in_savepoint(conn, &ctx, op);
-                    if let Ok(o) = &r {
-                        invalid.extend(o.changed.iter().cloned());
-                    }
-                    rs.push(r);
-                }
-                results.push(rs);
-            }
-            write::flush_touches(conn, &touches);
-            db::retry_busy(shared.opts.busy_timeout, || conn.execute_batch("COMMIT")).map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                db::map_err(&path, e)
-            })
         }
-    };
+    }
     if let Ok(mut cache) = shared.cache.lock() {
         for p in &invalid {
             cache.invalidate(p);
         }
-        if commit.is_ok() {
+        if touched {
             for (p, (_, at)) in &touches {
                 if let Some(n) = cache.map.get_mut(p) {
                     Arc::make_mut(n).accessed_at = Some(*at);
@@ -1032,24 +1132,20 @@ fn run_batch(
     for j in jobs {
         match j {
             Job::Op(_, reply) => {
-                let r = match (&commit, results.next()) {
-                    (Err(e), _) => Err(e.clone()),
-                    (Ok(()), Some(mut rs)) => rs
-                        .pop()
-                        .unwrap_or_else(|| Err(Error::internal("missing result"))),
-                    (Ok(()), None) => Err(Error::internal("missing result")),
-                };
+                let r = results
+                    .next()
+                    .unwrap_or_else(|| Err(Error::internal("missing result")));
                 let _ = reply.send(r);
             }
             Job::Batch(ops, reply) => {
-                let rs = match (&commit, results.next()) {
-                    (Err(e), _) => ops.iter().map(|_| Err(e.clone())).collect(),
-                    (Ok(()), Some(rs)) => rs,
-                    (Ok(()), None) => ops
-                        .iter()
-                        .map(|_| Err(Error::internal("missing result")))
-                        .collect(),
-                };
+                let rs: Vec<Result<Outcome>> = ops
+                    .iter()
+                    .map(|_| {
+                        results
+                            .next()
+                            .unwrap_or_else(|| Err(Error::internal("missing result")))
+                    })
+                    .collect();
                 let _ = reply.send(rs);
             }
             Job::Sync(reply) => {
@@ -1057,5 +1153,5 @@ fn run_batch(
             }
         }
     }
-    commit
+    Ok(())
 }

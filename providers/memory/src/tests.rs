@@ -47,7 +47,7 @@ fn put(content: &str) -> WriteInput {
 
 impl Env {
     fn write(&self, path: &str, content: &str) -> serde_json::Value {
-        self.host.write(&OP, path, put(content)).unwrap().data
+        self.host.write(&OP, path, put(content)).unwrap().data()
     }
     fn read(&self, addr: &str) -> String {
         self.host.read(&OP, addr).unwrap().text
@@ -156,7 +156,7 @@ fn accessed_at_moves_on_read_but_updated_at_does_not() {
     let updated = d["updated_at"].clone();
     e.read("/r.md");
     e.mem.store().sync().unwrap();
-    let out = e.host.read(&OP, "/r.md").unwrap().data;
+    let out = e.host.read(&OP, "/r.md").unwrap().data();
     assert_eq!(out["updated_at"], updated);
     let st = e.host.stat(&OP, "/r.md").unwrap();
     assert!(
@@ -188,7 +188,7 @@ fn delete_goes_to_trash_and_restore_brings_it_back_with_versions_unbroken() {
         .host
         .read(&OP, "/memory/x.md:history?limit=100")
         .unwrap()
-        .data
+        .data()
         .as_array()
         .unwrap()
         .iter()
@@ -493,14 +493,14 @@ fn agents_never_see_other_agents_private_nodes_in_any_result() {
         0,
         "trash is not searched by default"
     );
-    let stats = e.host.read(&alice, "/:stats").unwrap().data;
+    let stats = e.host.read(&alice, "/:stats").unwrap().data();
     assert_eq!(stats["nodes"], 2);
     // Author is stamped from the caller.
     let d = e
         .host
         .write(&alice, "/private/n.md", put("x"))
         .unwrap()
-        .data;
+        .data();
     assert_eq!(d["meta"]["author"], "alice");
     let err = e
         .host
@@ -707,7 +707,7 @@ fn many_threads_writing_at_once_lose_nothing_and_number_versions_without_gaps() 
         let hist = host
             .read(&OP, &format!("/same/{i}.md:history?limit=1000"))
             .unwrap()
-            .data;
+            .data();
         let mut vs: Vec<i64> = hist
             .as_array()
             .unwrap()

@@ -109,22 +109,8 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs `op` inside a savepoint so a failure leaves the rest of the batch intact.
-pub fn apply_in_savepoint(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> {
-    conn.execute_batch("SAVEPOINT op").map_err(|e| ctx.err(e))?;
-    match apply(conn, ctx, op) {
-        Ok(o) => {
-            conn.execute_batch("RELEASE op").map_err(|e| ctx.err(e))?;
-            Ok(o)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
-            Err(e)
-        }
-    }
-}
-
-fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> {
+/// Applies one operation inside the caller's transaction.
+pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> {
     match op {
         WriteOp::Put { path, put, agent } => put_node(conn, ctx, path, put, agent.as_deref()),
         WriteOp::Remove {
@@ -1047,15 +1033,7 @@ pub fn purge_expired(conn: &Connection) -> Result<Vec<String>> {
 }
 
 fn apply_purge(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
-    conn.execute_batch("SAVEPOINT purge")
-        .map_err(|e| ctx.err(e))?;
-    match hard_delete(conn, ctx, n, "expire", None) {
-        Ok(()) => conn.execute_batch("RELEASE purge").map_err(|e| ctx.err(e)),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO purge; RELEASE purge");
-            Err(e)
-        }
-    }
+    hard_delete(conn, ctx, n, "expire", None)
 }
 
 /// Writes buffered access times (never moving them backwards).
