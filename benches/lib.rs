@@ -45,15 +45,16 @@ impl Rng {
 /// Vocabulary size of the synthetic corpus.
 pub const VOCAB: usize = 20_000;
 
-/// The `i`th word of the vocabulary (pronounceable, distinct).
+/// The `i`th word of the vocabulary: four syllables, so no word is a prefix of another
+/// (a prefix-chained vocabulary would make every prefix query match many words).
 pub fn word(i: usize) -> String {
     const SYL: [&str; 16] = [
         "ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "pe", "sa", "du", "fi", "go", "hu", "ja",
         "wy",
     ];
-    let mut s = String::new();
-    let mut x = i + 16;
-    while x > 0 {
+    let mut s = String::with_capacity(8);
+    let mut x = i;
+    for _ in 0..4 {
         s.push_str(SYL[x % 16]);
         x /= 16;
     }
@@ -198,6 +199,30 @@ pub fn store_bench(
     );
     drop(host);
 
+    // 1b. One thread handing over 100 writes at a time (import-style bulk writes).
+    let db1b = dir.join("bulk.db");
+    let (host, _m) = open(&db1b, StoreOptions::default())?;
+    let mut rng = Rng::new(2);
+    let n_bulk = o.n.min(50_000);
+    let mut lat = Vec::with_capacity(n_bulk);
+    let start = Instant::now();
+    let mut i = 0;
+    while i < n_bulk {
+        let end = (i + 100).min(n_bulk);
+        let batch: Vec<(String, WriteInput)> = (i..end)
+            .map(|k| (path(k), WriteInput::Put(Put { content: Some(content(&mut rng)), ..Put::default() })))
+            .collect();
+        let t = Instant::now();
+        for r in host.write_many(&op, batch) {
+            r?;
+        }
+        let per = t.elapsed() / (end - i) as u32;
+        lat.extend(std::iter::repeat_n(per, end - i));
+        i = end;
+    }
+    push(summarize("write, 1 thread, 100 per call (per write)", lat, start.elapsed()), &mut out);
+    drop(host);
+
     // 2. Many writers at once: group commit shares transactions between them.
     let db2 = dir.join("writers.db");
     let (host, _m) = open(&db2, StoreOptions::default())?;
@@ -323,38 +348,24 @@ pub fn store_bench(
         &mut out,
     );
 
-    // FTS: two mid-frequency words per query.
-    let mut rng = Rng::new(9);
-    let queries: Vec<String> = (0..2000)
-        .map(|_| {
-            format!(
-                "{} {}",
-                word(50 + rng.below(2000)),
-                word(50 + rng.below(2000))
-            )
-        })
-        .collect();
-    let mut lat = Vec::with_capacity(queries.len());
-    let start = Instant::now();
-    for q in &queries {
-        let t = Instant::now();
-        host.search(
-            &op,
-            "/",
-            &SearchOptions {
-                query: q.clone(),
-                limit: 10,
-            },
-        )?;
-        lat.push(t.elapsed());
+    // FTS, two query mixes: specific words (uniform over the vocabulary: names, tickers,
+    // the usual agent query) and common words (ranks 50..2050: each in ~0.2-8% of nodes).
+    for (label, lo, span) in [("specific words", 0, VOCAB), ("common words", 50, 2000)] {
+        let mut rng = Rng::new(9);
+        let queries: Vec<String> = (0..2000)
+            .map(|_| format!("{} {}", word(lo + rng.below(span)), word(lo + rng.below(span))))
+            .collect();
+        let mut lat = Vec::with_capacity(queries.len());
+        let start = Instant::now();
+        for q in &queries {
+            let t = Instant::now();
+            host.search(&op, "/", &SearchOptions { query: q.clone(), limit: 10 })?;
+            lat.push(t.elapsed());
+        }
+        push(
+            summarize(&format!("search top 10, {label} ({} nodes)", o.n), lat, start.elapsed()),
+            &mut out,
+        );
     }
-    push(
-        summarize(
-            &format!("search, FTS top 10 ({} nodes)", o.n),
-            lat,
-            start.elapsed(),
-        ),
-        &mut out,
-    );
     Ok(out)
 }

@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS node_tags(
   PRIMARY KEY(tag, node_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS node_tags_node ON node_tags(node_id);
+-- Rows are appended in time order (cheap inserts); the unique index finds a path's history.
 CREATE TABLE IF NOT EXISTS versions(
+  id      INTEGER PRIMARY KEY,
   path    TEXT    NOT NULL,
   version INTEGER NOT NULL,
   kind    TEXT    NOT NULL,
@@ -43,8 +45,8 @@ CREATE TABLE IF NOT EXISTS versions(
   author  TEXT,
   at      INTEGER NOT NULL,
   note    TEXT,
-  PRIMARY KEY(path, version)
-) WITHOUT ROWID;
+  UNIQUE(path, version)
+);
 CREATE TABLE IF NOT EXISTS links(
   source     TEXT    NOT NULL,
   target     TEXT    NOT NULL,
@@ -149,6 +151,11 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
     conn.busy_timeout(busy).map_err(err)?;
     conn.set_prepared_statement_cache_capacity(64);
+    // Without this, SQLite re-plans a cached statement whenever a bound value changes (its
+    // partial-index and LIMIT checks peek at parameters), which made every write and cold
+    // read pay a full parse.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(err)?;
     // Reading the header here turns "not a database" into an error now, not at first use.
     if !read_only {
         let mode: String = retry_busy(busy, || {
@@ -172,7 +179,7 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
     };
     // Checkpoints run between group commits (see the writer), never inside one.
     conn.execute_batch(&format!(
-        "PRAGMA wal_autocheckpoint=0; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;"
+        "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=16777216; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;"
     ))
     .map_err(err)?;
     Ok(conn)

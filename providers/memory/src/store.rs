@@ -99,8 +99,8 @@ pub(crate) struct Shared {
     readers: Vec<Mutex<Reader>>,
     next_reader: AtomicUsize,
     cache: Mutex<Cache>,
-    /// Nodes read since the last flush: path -> (id, time). accessed_at is written lazily.
-    touches: Mutex<HashMap<String, (i64, Micros)>>,
+    /// Nodes read since the last flush: id -> (path, time). accessed_at is written lazily.
+    touches: Mutex<HashMap<i64, (String, Micros)>>,
 }
 
 /// The store. Cheap to share behind an `Arc`; dropping the last handle flushes and stops the
@@ -120,6 +120,9 @@ impl std::fmt::Debug for Store {
 }
 
 pub(crate) const NODE_COLS: &str = "id, path, content, meta, tags, importance, author, created_at, updated_at, accessed_at, version, hash, expires_at";
+
+/// The hot query, spelled out so no string is built per read.
+const NODE_BY_PATH: &str = "SELECT id, path, content, meta, tags, importance, author, created_at, updated_at, accessed_at, version, hash, expires_at FROM nodes WHERE path = ?1";
 
 pub(crate) fn node_from_row(r: &Row<'_>) -> rusqlite::Result<Node> {
     let meta: String = r.get(3)?;
@@ -419,38 +422,51 @@ impl Store {
 
     /// Like [`Store::get`] without marking the node accessed.
     pub fn peek(&self, path: &str) -> Result<Option<Arc<Node>>> {
-        let now = now_micros();
-        let mut epoch = 0;
-        let cached = self.read_conn(|_| Ok(())).and_then(|()| {
-            let cache = lock(&self.shared.cache)?;
-            epoch = cache.epoch;
-            Ok(cache.map.get(path).cloned())
-        })?;
-        if let Some(n) = cached {
-            return Ok((!n.is_expired(now)).then_some(n));
+        enum Found {
+            Cached(Arc<Node>),
+            Fetched(Option<Node>, u64),
         }
+        let now = now_micros();
+        let caching = self.shared.opts.cache_entries > 0;
+        // One pooled connection serves both the cache check (after syncing with other
+        // processes' writes) and, on a miss, the query.
         let found = self.read_conn(|c| {
-            c.prepare_cached(&format!("SELECT {NODE_COLS} FROM nodes WHERE path = ?1"))?
+            let mut epoch = 0;
+            if caching && let Ok(cache) = self.shared.cache.lock() {
+                if let Some(n) = cache.map.get(path) {
+                    return Ok(Found::Cached(n.clone()));
+                }
+                epoch = cache.epoch;
+            }
+            let n = c
+                .prepare_cached(NODE_BY_PATH)?
                 .query_row([path], node_from_row)
-                .optional()
+                .optional()?;
+            Ok(Found::Fetched(n, epoch))
         })?;
-        match found {
-            None => Ok(None),
-            Some(n) => {
+        let n = match found {
+            Found::Cached(n) => n,
+            Found::Fetched(None, _) => return Ok(None),
+            Found::Fetched(Some(n), epoch) => {
                 let n = Arc::new(n);
-                if let Ok(mut cache) = self.shared.cache.lock()
+                if caching
+                    && let Ok(mut cache) = self.shared.cache.lock()
                     && cache.epoch == epoch
                 {
                     cache.insert(n.clone());
                 }
-                Ok((!n.is_expired(now)).then_some(n))
+                n
             }
-        }
+        };
+        Ok((!n.is_expired(now)).then_some(n))
     }
 
     fn touch(&self, n: &Node) {
         if let Ok(mut t) = self.shared.touches.lock() {
-            t.insert(n.path.clone(), (n.id, now_micros()));
+            let now = now_micros();
+            t.entry(n.id)
+                .and_modify(|e| e.1 = now)
+                .or_insert_with(|| (n.path.clone(), now));
         }
     }
 
@@ -590,96 +606,69 @@ impl Store {
     }
 
     /// Full-text search below `scope`, visible to `caller`, best first.
-    pub fn search(
-        &self,
-        scope: &str,
-        caller: &Caller,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<Hit>> {
+    ///
+    /// FTS5 ranks its own top candidates (bm25, no join), then the candidates are checked
+    /// against scope, visibility, trash and expiry. If filtering leaves fewer than `limit`
+    /// and more candidates exist, the candidate window grows (×8) until it is exhausted, so
+    /// results never come back short because of what the caller may not see.
+    pub fn search(&self, scope: &str, caller: &Caller, query: &str, limit: usize) -> Result<Vec<Hit>> {
         let Some(q) = fts::compile(query) else {
             return Err(Error::invalid(format!(
                 "search query {query:?} has no words to look for"
             )));
         };
-        let (lo, hi) = subtree_bounds(scope);
-        let vis = visibility(caller);
         let now = now_micros();
-        // Trash is searched only when the scope is inside it.
-        let (tlo, thi) = if is_within(scope, "/trash") {
-            (String::new(), String::new())
-        } else {
-            subtree_bounds("/trash")
+        let in_trash = is_within(scope, "/trash");
+        let keep = |path: &str| {
+            is_within(path, scope) && (in_trash || !is_within(path, "/trash")) && caller.may_see(path)
         };
-        let filter = format!(
-            "(n.path >= ?2 AND n.path < ?3 OR n.path = ?4) AND (n.expires_at IS NULL OR n.expires_at > ?5) \
-             AND NOT (n.path >= ?6 AND n.path < ?7) AND {}",
-            visible_sql("n.path", 8)
-        );
-        let mut scored: HashMap<String, (f64, Arc<str>)> = HashMap::new();
-        let mut run = |sql: String, m: &str| -> Result<()> {
-            let rows: Vec<(String, f64, String)> = self.read_conn(|c| {
-                c.prepare_cached(&sql)?
-                    .query_map(
-                        params![
-                            m,
-                            lo,
-                            hi,
-                            scope,
-                            now,
-                            tlo,
-                            thi,
-                            vis[0],
-                            vis[1],
-                            vis[2],
-                            vis[3],
-                            limit as i64
-                        ],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )?
+        let mut window = (limit * 4).max(32);
+        loop {
+            let mut scored: HashMap<i64, f64> = HashMap::new();
+            let mut exhausted = true;
+            for (table, m) in [("nodes_fts", &q.main), ("nodes_cjk", &q.cjk)] {
+                let Some(m) = m else { continue };
+                let rows: Vec<(i64, f64)> = self.read_conn(|c| {
+                    c.prepare_cached(&format!(
+                        "SELECT rowid, -rank FROM {table} WHERE {table} MATCH ?1 ORDER BY rank LIMIT ?2"
+                    ))?
+                    .query_map(params![m, window as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect()
-            })?;
-            for (path, score, content) in rows {
-                let e = scored
-                    .entry(path)
-                    .or_insert((0.0, Arc::from(content.as_str())));
-                e.0 += score;
+                })?;
+                if rows.len() >= window {
+                    exhausted = false;
+                }
+                for (id, score) in rows {
+                    *scored.entry(id).or_insert(0.0) += score;
+                }
             }
-            Ok(())
-        };
-        if let Some(m) = &q.main {
-            run(
-                format!(
-                    "SELECT n.path, -bm25(nodes_fts), n.content FROM nodes_fts JOIN nodes n ON n.id = nodes_fts.rowid \
-                     WHERE nodes_fts MATCH ?1 AND {filter} ORDER BY bm25(nodes_fts) LIMIT ?12"
-                ),
-                m,
-            )?;
+            let mut ranked: Vec<(i64, f64)> = scored.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut hits = Vec::new();
+            self.read_conn(|c| {
+                let mut stmt = c.prepare_cached("SELECT path, content, expires_at FROM nodes WHERE id = ?1")?;
+                for (id, score) in &ranked {
+                    if hits.len() >= limit {
+                        break;
+                    }
+                    let row: Option<(String, String, Option<i64>)> = stmt
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()?;
+                    if let Some((path, content, expires)) = row
+                        && expires.is_none_or(|t| t > now)
+                        && keep(&path)
+                    {
+                        hits.push(Hit { snippet: fts::snippet(&content, &q.terms), path, score: *score });
+                    }
+                }
+                Ok(())
+            })?;
+            if hits.len() >= limit || exhausted {
+                hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.path.cmp(&b.path)));
+                return Ok(hits);
+            }
+            window = window.saturating_mul(8);
         }
-        if let Some(m) = &q.cjk {
-            run(
-                format!(
-                    "SELECT n.path, -bm25(nodes_cjk), n.content FROM nodes_cjk JOIN nodes n ON n.id = nodes_cjk.rowid \
-                     WHERE nodes_cjk MATCH ?1 AND {filter} ORDER BY bm25(nodes_cjk) LIMIT ?12"
-                ),
-                m,
-            )?;
-        }
-        let mut hits: Vec<Hit> = scored
-            .into_iter()
-            .map(|(path, (score, content))| Hit {
-                snippet: fts::snippet(&content, &q.terms),
-                path,
-                score,
-            })
-            .collect();
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.path.cmp(&b.path))
-        });
-        hits.truncate(limit);
-        Ok(hits)
     }
 
     /// History of `path`, newest first.
@@ -925,10 +914,6 @@ const GROUP_WINDOW: Duration = Duration::from_micros(200);
 /// background checkpointer long enough).
 const WAL_CHECKPOINT_ON_CLOSE: u64 = 4 << 20;
 
-static BATCHES: AtomicUsize = AtomicUsize::new(0);
-static OPS: AtomicUsize = AtomicUsize::new(0);
-static APPLY_NS: AtomicUsize = AtomicUsize::new(0);
-static COMMIT_NS: AtomicUsize = AtomicUsize::new(0);
 
 fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
     let mut last_purge = Instant::now() - Duration::from_secs(3600);
@@ -952,15 +937,6 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
                     .unwrap_or(0);
                 if wal > WAL_CHECKPOINT_ON_CLOSE {
                     checkpoint(&conn);
-                }
-                if std::env::var_os("AVM_DEBUG_BATCH").is_some() {
-                    eprintln!(
-                        "batches={} ops={} apply_ms={} commit_ms={}",
-                        BATCHES.load(Ordering::Relaxed),
-                        OPS.load(Ordering::Relaxed),
-                        APPLY_NS.load(Ordering::Relaxed) / 1_000_000,
-                        COMMIT_NS.load(Ordering::Relaxed) / 1_000_000
-                    );
                 }
                 return;
             }
@@ -992,8 +968,6 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
             }
         }
         last_group = count;
-        BATCHES.fetch_add(1, Ordering::Relaxed);
-        OPS.fetch_add(count, Ordering::Relaxed);
         let _ = run_batch(&mut conn, &shared, jobs, &mut last_purge);
         // Checkpoint between batches, not inside a commit, so no writer waits on it.
         if last_checkpoint.elapsed() >= Duration::from_millis(250) {
@@ -1020,7 +994,7 @@ fn txn(
     conn: &Connection,
     shared: &Shared,
     ops: &[&WriteOp],
-    touches: &HashMap<String, (i64, Micros)>,
+    touches: &HashMap<i64, (String, Micros)>,
     purge: bool,
     invalid: &mut Vec<String>,
 ) -> std::result::Result<Vec<Outcome>, TxnError> {
@@ -1038,7 +1012,6 @@ fn txn(
         max_bytes: shared.opts.max_node_bytes,
     };
     let mut outs = Vec::with_capacity(ops.len());
-    let t0 = Instant::now();
     for op in ops {
         match write::apply(conn, &ctx, op) {
             Ok(o) => {
@@ -1051,12 +1024,8 @@ fn txn(
             }
         }
     }
-    APPLY_NS.fetch_add(t0.elapsed().as_nanos() as usize, Ordering::Relaxed);
     write::flush_touches(conn, touches);
-    let t1 = Instant::now();
-    let committed = db::retry_busy(shared.opts.busy_timeout, || conn.execute_batch("COMMIT"));
-    COMMIT_NS.fetch_add(t1.elapsed().as_nanos() as usize, Ordering::Relaxed);
-    if let Err(e) = committed {
+    if let Err(e) = db::retry_busy(shared.opts.busy_timeout, || conn.execute_batch("COMMIT")) {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(TxnError::Db(db::map_err(path, e)));
     }
@@ -1074,7 +1043,7 @@ fn run_batch(
     jobs: Vec<Job>,
     last_purge: &mut Instant,
 ) -> Result<()> {
-    let touches: HashMap<String, (i64, Micros)> = match shared.touches.lock() {
+    let touches: HashMap<i64, (String, Micros)> = match shared.touches.lock() {
         Ok(mut t) => std::mem::take(&mut *t),
         Err(_) => HashMap::new(),
     };
@@ -1121,7 +1090,7 @@ fn run_batch(
             cache.invalidate(p);
         }
         if touched {
-            for (p, (_, at)) in &touches {
+            for (p, at) in touches.values() {
                 if let Some(n) = cache.map.get_mut(p) {
                     Arc::make_mut(n).accessed_at = Some(*at);
                 }

@@ -239,6 +239,10 @@ fn set_tags(conn: &Connection, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Resul
     conn.prepare_cached("DELETE FROM node_tags WHERE node_id = ?1")
         .and_then(|mut s| s.execute([id]))
         .map_err(|e| ctx.err(e))?;
+    insert_tags(conn, ctx, id, tags)
+}
+
+fn insert_tags(conn: &Connection, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Result<()> {
     for t in tags {
         conn.prepare_cached("INSERT OR IGNORE INTO node_tags(tag, node_id) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(params![t, id]))
@@ -357,10 +361,7 @@ fn has_children(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
 /// A new node at `path` must not sit on a file or cover a directory.
 fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
     if path == "/" {
-        return Err(Error::new(
-            ErrorKind::IsADirectory,
-            "/ is the root directory, not a node",
-        ));
+        return Err(Error::new(ErrorKind::IsADirectory, "/ is the root directory, not a node"));
     }
     if has_children(conn, ctx, path)? {
         return Err(Error::new(
@@ -368,22 +369,31 @@ fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
             format!("{path} is a directory (nodes exist below it); choose a file name inside it"),
         ));
     }
-    let mut p = parent(path);
-    while p != "/" {
-        let exists: bool = conn
-            .prepare_cached("SELECT 1 FROM nodes WHERE path = ?1")
-            .and_then(|mut s| s.query_row([p], |_| Ok(())).optional())
-            .map(|o| o.is_some())
-            .map_err(|e| ctx.err(e))?;
-        if exists {
-            return Err(Error::new(
-                ErrorKind::NotADirectory,
-                format!("cannot create {path}: {p} is a file, not a directory"),
-            ));
-        }
-        p = parent(p);
+    if let Some(p) = file_ancestor(conn, ctx, path)? {
+        return Err(Error::new(
+            ErrorKind::NotADirectory,
+            format!("cannot create {path}: {p} is a file, not a directory"),
+        ));
     }
     Ok(())
+}
+
+/// The nearest ancestor of `path` that is a file, if any (one query for all ancestors).
+fn file_ancestor(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Option<String>> {
+    let mut ancestors = Vec::new();
+    let mut p = parent(path);
+    while p != "/" {
+        ancestors.push(p);
+        p = parent(p);
+    }
+    if ancestors.is_empty() {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "SELECT path FROM nodes WHERE path IN (SELECT value FROM json_each(?1)) ORDER BY length(path) DESC LIMIT 1",
+    )
+    .and_then(|mut s| s.query_row([json!(ancestors).to_string()], |r| r.get(0)).optional())
+    .map_err(|e| ctx.err(e))
 }
 
 fn put_node(
@@ -476,8 +486,10 @@ fn put_node(
         out.node = Some(old);
         return Ok(out);
     }
+    // A live node's version is always the newest at its path (moves and restores number
+    // from the destination's history), so no history lookup is needed here.
     let version = if content_changed {
-        old.version.max(max_version(conn, ctx, path)?) + 1
+        old.version + 1
     } else {
         old.version
     };
@@ -706,17 +718,13 @@ fn remove(
 }
 
 fn ancestors_are_dirs(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
-    let mut p = parent(path);
-    while p != "/" {
-        if exists(conn, ctx, p)? {
-            return Err(Error::new(
-                ErrorKind::NotADirectory,
-                format!("cannot move to {path}: {p} is a file, not a directory"),
-            ));
-        }
-        p = parent(p);
+    match file_ancestor(conn, ctx, path)? {
+        Some(p) => Err(Error::new(
+            ErrorKind::NotADirectory,
+            format!("cannot move to {path}: {p} is a file, not a directory"),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Metadata after a move: leaving the trash drops the trash keys.
@@ -1037,8 +1045,8 @@ fn apply_purge(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
 }
 
 /// Writes buffered access times (never moving them backwards).
-pub fn flush_touches(conn: &Connection, touches: &HashMap<String, (i64, Micros)>) {
-    for (id, at) in touches.values() {
+pub fn flush_touches(conn: &Connection, touches: &HashMap<i64, (String, Micros)>) {
+    for (id, (_, at)) in touches {
         let _ = conn
             .prepare_cached("UPDATE nodes SET accessed_at = ?2 WHERE id = ?1 AND (accessed_at IS NULL OR accessed_at < ?2)")
             .and_then(|mut s| s.execute(params![id, at]));
