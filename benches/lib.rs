@@ -210,7 +210,15 @@ pub fn store_bench(
     while i < n_bulk {
         let end = (i + 100).min(n_bulk);
         let batch: Vec<(String, WriteInput)> = (i..end)
-            .map(|k| (path(k), WriteInput::Put(Put { content: Some(content(&mut rng)), ..Put::default() })))
+            .map(|k| {
+                (
+                    path(k),
+                    WriteInput::Put(Put {
+                        content: Some(content(&mut rng)),
+                        ..Put::default()
+                    }),
+                )
+            })
             .collect();
         let t = Instant::now();
         for r in host.write_many(&op, batch) {
@@ -220,7 +228,14 @@ pub fn store_bench(
         lat.extend(std::iter::repeat_n(per, end - i));
         i = end;
     }
-    push(summarize("write, 1 thread, 100 per call (per write)", lat, start.elapsed()), &mut out);
+    push(
+        summarize(
+            "write, 1 thread, 100 per call (per write)",
+            lat,
+            start.elapsed(),
+        ),
+        &mut out,
+    );
     drop(host);
 
     // 2. Many writers at once: group commit shares transactions between them.
@@ -353,17 +368,34 @@ pub fn store_bench(
     for (label, lo, span) in [("specific words", 0, VOCAB), ("common words", 50, 2000)] {
         let mut rng = Rng::new(9);
         let queries: Vec<String> = (0..2000)
-            .map(|_| format!("{} {}", word(lo + rng.below(span)), word(lo + rng.below(span))))
+            .map(|_| {
+                format!(
+                    "{} {}",
+                    word(lo + rng.below(span)),
+                    word(lo + rng.below(span))
+                )
+            })
             .collect();
         let mut lat = Vec::with_capacity(queries.len());
         let start = Instant::now();
         for q in &queries {
             let t = Instant::now();
-            host.search(&op, "/", &SearchOptions { query: q.clone(), limit: 10 })?;
+            host.search(
+                &op,
+                "/",
+                &SearchOptions {
+                    query: q.clone(),
+                    limit: 10,
+                },
+            )?;
             lat.push(t.elapsed());
         }
         push(
-            summarize(&format!("search top 10, {label} ({} nodes)", o.n), lat, start.elapsed()),
+            summarize(
+                &format!("search top 10, {label} ({} nodes)", o.n),
+                lat,
+                start.elapsed(),
+            ),
             &mut out,
         );
     }

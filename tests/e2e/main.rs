@@ -55,6 +55,12 @@ impl Run {
     }
 }
 
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {

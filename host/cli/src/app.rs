@@ -100,7 +100,7 @@ pub fn store_options(c: &Config) -> StoreOptions {
 
 fn mount(
     m: &MountConfig,
-    default_db: &PathBuf,
+    default_db: &std::path::Path,
     opts: &StoreOptions,
     stores: &mut HashMap<PathBuf, MemoryProvider>,
 ) -> Result<Mount> {
@@ -116,7 +116,7 @@ fn mount(
                         )));
                     }
                 },
-                None => default_db.clone(),
+                None => default_db.to_path_buf(),
             };
             for k in m.options.keys() {
                 if k != "db" {

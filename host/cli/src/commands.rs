@@ -489,13 +489,14 @@ fn render_stats(d: &Value) -> String {
     ));
     s.push_str(&format!("Nodes:      {}\n", d["nodes"]));
     s.push_str(&format!("Content:    {} bytes\n", d["content_bytes"]));
-    for k in ["versions", "links", "events", "distinct_tags"] {
+    for (k, label) in [
+        ("versions", "Versions:"),
+        ("links", "Links:"),
+        ("events", "Events:"),
+        ("distinct_tags", "Tags:"),
+    ] {
         if !d[k].is_null() {
-            s.push_str(&format!(
-                "{:<11} {}\n",
-                format!("{}:", k.replace('_', " ")),
-                d[k]
-            ));
+            s.push_str(&format!("{label:<11} {}\n", d[k]));
         }
     }
     if let Some(rows) = d["by_prefix"].as_array()

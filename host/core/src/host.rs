@@ -70,6 +70,9 @@ enum Op {
     Write,
 }
 
+/// Writes bound for one mount: the input positions and the requests.
+type Group<'a> = (&'a Mount, Vec<usize>, Vec<(Request, WriteInput)>);
+
 /// The host.
 pub struct Host {
     router: Router<Mount>,
@@ -303,7 +306,7 @@ impl Host {
         items: Vec<(String, WriteInput)>,
     ) -> Vec<Result<Output>> {
         let mut results: Vec<Option<Result<Output>>> = (0..items.len()).map(|_| None).collect();
-        let mut groups: Vec<(&Mount, Vec<usize>, Vec<(Request, WriteInput)>)> = Vec::new();
+        let mut groups: Vec<Group<'_>> = Vec::new();
         for (i, (raw, input)) in items.into_iter().enumerate() {
             match self.resolve(caller, &raw, Op::Write) {
                 Err(e) => results[i] = Some(Err(e)),

@@ -228,7 +228,7 @@ impl<T> Router<T> {
         }
         if errors.is_empty() {
             // Most specific first, so `route` can stop at the first match.
-            routes.sort_by(|a, b| b.0.rank().cmp(&a.0.rank()));
+            routes.sort_by_key(|r| std::cmp::Reverse(r.0.rank()));
             Ok(Router { routes })
         } else {
             Err(errors)

@@ -154,8 +154,11 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
     // Without this, SQLite re-plans a cached statement whenever a bound value changes (its
     // partial-index and LIMIT checks peek at parameters), which made every write and cold
     // read pay a full parse.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(err)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(err)?;
     // Reading the header here turns "not a database" into an error now, not at first use.
     if !read_only {
         let mode: String = retry_busy(busy, || {

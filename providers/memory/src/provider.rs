@@ -880,18 +880,13 @@ impl Provider for MemoryProvider {
             force,
             caller: src.caller.clone(),
         })?;
-        let to = out
-            .moves
-            .first()
-            .map(|(_, t)| t.clone())
-            .unwrap_or_else(|| dst.to_string());
+        // A single file shows where it landed (mv into a directory keeps its name).
+        let to = match out.moves.first() {
+            Some((from, to)) if out.moves.len() == 1 && *from == src.path => to.clone(),
+            _ => dst.to_string(),
+        };
         Ok(Output::new(
-            format!(
-                "Moved {} node(s): {} → {}",
-                out.count,
-                src.path,
-                if out.count == 1 { to.as_str() } else { dst }
-            ),
+            format!("Moved {} node(s): {} → {to}", out.count, src.path),
             json!({"from": src.path, "to": dst, "count": out.count, "moves": out.moves.iter().map(|(a, b)| json!({"from": a, "to": b})).collect::<Vec<_>>()}),
         ))
     }

@@ -152,15 +152,13 @@ impl Record {
         for l in &mut r.links {
             l.target = normalize_path(&l.target)?;
         }
-        let mut expected = 1;
-        for v in &r.versions {
+        for (expected, v) in (1..).zip(r.versions.iter()) {
             if v.version != expected {
                 return Err(Error::invalid(format!(
                     "record {}: versions must run 1..n without gaps; found {} where {expected} was due",
                     r.path, v.version
                 )));
             }
-            expected += 1;
         }
         Ok(r)
     }

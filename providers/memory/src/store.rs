@@ -424,7 +424,7 @@ impl Store {
     pub fn peek(&self, path: &str) -> Result<Option<Arc<Node>>> {
         enum Found {
             Cached(Arc<Node>),
-            Fetched(Option<Node>, u64),
+            Fetched(Option<Box<Node>>, u64),
         }
         let now = now_micros();
         let caching = self.shared.opts.cache_entries > 0;
@@ -442,13 +442,13 @@ impl Store {
                 .prepare_cached(NODE_BY_PATH)?
                 .query_row([path], node_from_row)
                 .optional()?;
-            Ok(Found::Fetched(n, epoch))
+            Ok(Found::Fetched(n.map(Box::new), epoch))
         })?;
         let n = match found {
             Found::Cached(n) => n,
             Found::Fetched(None, _) => return Ok(None),
             Found::Fetched(Some(n), epoch) => {
-                let n = Arc::new(n);
+                let n = Arc::new(*n);
                 if caching
                     && let Ok(mut cache) = self.shared.cache.lock()
                     && cache.epoch == epoch
@@ -611,7 +611,13 @@ impl Store {
     /// against scope, visibility, trash and expiry. If filtering leaves fewer than `limit`
     /// and more candidates exist, the candidate window grows (×8) until it is exhausted, so
     /// results never come back short because of what the caller may not see.
-    pub fn search(&self, scope: &str, caller: &Caller, query: &str, limit: usize) -> Result<Vec<Hit>> {
+    pub fn search(
+        &self,
+        scope: &str,
+        caller: &Caller,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Hit>> {
         let Some(q) = fts::compile(query) else {
             return Err(Error::invalid(format!(
                 "search query {query:?} has no words to look for"
@@ -620,7 +626,9 @@ impl Store {
         let now = now_micros();
         let in_trash = is_within(scope, "/trash");
         let keep = |path: &str| {
-            is_within(path, scope) && (in_trash || !is_within(path, "/trash")) && caller.may_see(path)
+            is_within(path, scope)
+                && (in_trash || !is_within(path, "/trash"))
+                && caller.may_see(path)
         };
         let mut window = (limit * 4).max(32);
         loop {
@@ -646,7 +654,8 @@ impl Store {
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             let mut hits = Vec::new();
             self.read_conn(|c| {
-                let mut stmt = c.prepare_cached("SELECT path, content, expires_at FROM nodes WHERE id = ?1")?;
+                let mut stmt =
+                    c.prepare_cached("SELECT path, content, expires_at FROM nodes WHERE id = ?1")?;
                 for (id, score) in &ranked {
                     if hits.len() >= limit {
                         break;
@@ -658,13 +667,21 @@ impl Store {
                         && expires.is_none_or(|t| t > now)
                         && keep(&path)
                     {
-                        hits.push(Hit { snippet: fts::snippet(&content, &q.terms), path, score: *score });
+                        hits.push(Hit {
+                            snippet: fts::snippet(&content, &q.terms),
+                            path,
+                            score: *score,
+                        });
                     }
                 }
                 Ok(())
             })?;
             if hits.len() >= limit || exhausted {
-                hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.path.cmp(&b.path)));
+                hits.sort_by(|a, b| {
+                    b.score
+                        .total_cmp(&a.score)
+                        .then_with(|| a.path.cmp(&b.path))
+                });
                 return Ok(hits);
             }
             window = window.saturating_mul(8);
@@ -913,7 +930,6 @@ const GROUP_WINDOW: Duration = Duration::from_micros(200);
 /// WAL size past which a closing store checkpoints (short-lived processes never run the
 /// background checkpointer long enough).
 const WAL_CHECKPOINT_ON_CLOSE: u64 = 4 << 20;
-
 
 fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
     let mut last_purge = Instant::now() - Duration::from_secs(3600);

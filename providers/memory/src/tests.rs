@@ -733,4 +733,3 @@ fn declared_suffixes_answer_info() {
     assert!(info.contains(":list") && info.contains(":search"), "{info}");
     assert!(e.mem.info().ops.search);
 }
-

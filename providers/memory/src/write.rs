@@ -361,7 +361,10 @@ fn has_children(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
 /// A new node at `path` must not sit on a file or cover a directory.
 fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
     if path == "/" {
-        return Err(Error::new(ErrorKind::IsADirectory, "/ is the root directory, not a node"));
+        return Err(Error::new(
+            ErrorKind::IsADirectory,
+            "/ is the root directory, not a node",
+        ));
     }
     if has_children(conn, ctx, path)? {
         return Err(Error::new(
