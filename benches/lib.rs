@@ -154,6 +154,10 @@ pub struct BenchOptions {
     pub n: usize,
     /// Concurrent writer threads.
     pub writers: usize,
+    /// Reader threads for the parallel cold-read run.
+    pub readers: usize,
+    /// Run only these parts (`write`, `read`, `search`); empty = all.
+    pub only: Vec<String>,
 }
 
 /// Runs the store benchmark in `dir` and reports each measurement through `progress`.
@@ -168,121 +172,127 @@ pub fn store_bench(
         out.push(s);
     };
     let op = Caller::Operator;
+    let want = |part: &str| o.only.is_empty() || o.only.iter().any(|p| p == part);
 
-    // 1. Single writer: each write waits for its own commit.
-    let db1 = dir.join("writes.db");
-    let (host, _m) = open(&db1, StoreOptions::default())?;
-    let mut rng = Rng::new(1);
-    let n_single = o.n.min(20_000);
-    let bodies: Vec<String> = (0..n_single).map(|_| content(&mut rng)).collect();
-    let mut lat = Vec::with_capacity(n_single);
-    let start = Instant::now();
-    for (i, body) in bodies.into_iter().enumerate() {
-        let t = Instant::now();
-        host.write(
-            &op,
-            &path(i),
-            WriteInput::Put(Put {
-                content: Some(body),
-                ..Put::default()
-            }),
-        )?;
-        lat.push(t.elapsed());
-    }
-    push(
-        summarize(
-            "write, 1 thread (each waits for commit)",
-            lat,
-            start.elapsed(),
-        ),
-        &mut out,
-    );
-    drop(host);
-
-    // 1b. One thread handing over 100 writes at a time (import-style bulk writes).
-    let db1b = dir.join("bulk.db");
-    let (host, _m) = open(&db1b, StoreOptions::default())?;
-    let mut rng = Rng::new(2);
-    let n_bulk = o.n.min(50_000);
-    let mut lat = Vec::with_capacity(n_bulk);
-    let start = Instant::now();
-    let mut i = 0;
-    while i < n_bulk {
-        let end = (i + 100).min(n_bulk);
-        let batch: Vec<(String, WriteInput)> = (i..end)
-            .map(|k| {
-                (
-                    path(k),
-                    WriteInput::Put(Put {
-                        content: Some(content(&mut rng)),
-                        ..Put::default()
-                    }),
-                )
-            })
-            .collect();
-        let t = Instant::now();
-        for r in host.write_many(&op, batch) {
-            r?;
+    if want("write") {
+        // 1. Single writer: each write waits for its own commit.
+        let db1 = dir.join("writes.db");
+        let (host, _m) = open(&db1, StoreOptions::default())?;
+        let mut rng = Rng::new(1);
+        let n_single = o.n.min(20_000);
+        let bodies: Vec<String> = (0..n_single).map(|_| content(&mut rng)).collect();
+        let mut lat = Vec::with_capacity(n_single);
+        let start = Instant::now();
+        for (i, body) in bodies.into_iter().enumerate() {
+            let t = Instant::now();
+            host.write(
+                &op,
+                &path(i),
+                WriteInput::Put(Put {
+                    content: Some(body),
+                    ..Put::default()
+                }),
+            )?;
+            lat.push(t.elapsed());
         }
-        let per = t.elapsed() / (end - i) as u32;
-        lat.extend(std::iter::repeat_n(per, end - i));
-        i = end;
-    }
-    push(
-        summarize(
-            "write, 1 thread, 100 per call (per write)",
-            lat,
-            start.elapsed(),
-        ),
-        &mut out,
-    );
-    drop(host);
+        push(
+            summarize(
+                "write, 1 thread (each waits for commit)",
+                lat,
+                start.elapsed(),
+            ),
+            &mut out,
+        );
+        drop(host);
 
-    // 2. Many writers at once: group commit shares transactions between them.
-    let db2 = dir.join("writers.db");
-    let (host, _m) = open(&db2, StoreOptions::default())?;
-    let host = Arc::new(host);
-    let per = (o.n.min(32_000) / o.writers.max(1)).max(1);
-    let start = Instant::now();
-    let handles: Vec<_> = (0..o.writers.max(1))
-        .map(|t| {
-            let host = host.clone();
-            std::thread::spawn(move || -> Result<Vec<Duration>> {
-                let mut rng = Rng::new(100 + t as u64);
-                let mut lat = Vec::with_capacity(per);
-                for i in 0..per {
-                    let body = content(&mut rng);
-                    let t0 = Instant::now();
-                    host.write(
-                        &Caller::Operator,
-                        &format!("/memory/shared/w{t}/n{i}.md"),
+        // 1b. One thread handing over 100 writes at a time (import-style bulk writes).
+        let db1b = dir.join("bulk.db");
+        let (host, _m) = open(&db1b, StoreOptions::default())?;
+        let mut rng = Rng::new(2);
+        let n_bulk = o.n.min(50_000);
+        let mut lat = Vec::with_capacity(n_bulk);
+        let start = Instant::now();
+        let mut i = 0;
+        while i < n_bulk {
+            let end = (i + 100).min(n_bulk);
+            let batch: Vec<(String, WriteInput)> = (i..end)
+                .map(|k| {
+                    (
+                        path(k),
                         WriteInput::Put(Put {
-                            content: Some(body),
+                            content: Some(content(&mut rng)),
                             ..Put::default()
                         }),
-                    )?;
-                    lat.push(t0.elapsed());
-                }
-                Ok(lat)
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for h in handles {
-        lat.extend(
-            h.join()
-                .map_err(|_| avm_core::Error::internal("writer thread panicked"))??,
+                    )
+                })
+                .collect();
+            let t = Instant::now();
+            for r in host.write_many(&op, batch) {
+                r?;
+            }
+            let per = t.elapsed() / (end - i) as u32;
+            lat.extend(std::iter::repeat_n(per, end - i));
+            i = end;
+        }
+        push(
+            summarize(
+                "write, 1 thread, 100 per call (per write)",
+                lat,
+                start.elapsed(),
+            ),
+            &mut out,
         );
+        drop(host);
+
+        // 2. Many writers at once: group commit shares transactions between them.
+        let db2 = dir.join("writers.db");
+        let (host, _m) = open(&db2, StoreOptions::default())?;
+        let host = Arc::new(host);
+        let per = (o.n.min(32_000) / o.writers.max(1)).max(1);
+        let start = Instant::now();
+        let handles: Vec<_> = (0..o.writers.max(1))
+            .map(|t| {
+                let host = host.clone();
+                std::thread::spawn(move || -> Result<Vec<Duration>> {
+                    let mut rng = Rng::new(100 + t as u64);
+                    let mut lat = Vec::with_capacity(per);
+                    for i in 0..per {
+                        let body = content(&mut rng);
+                        let t0 = Instant::now();
+                        host.write(
+                            &Caller::Operator,
+                            &format!("/memory/shared/w{t}/n{i}.md"),
+                            WriteInput::Put(Put {
+                                content: Some(body),
+                                ..Put::default()
+                            }),
+                        )?;
+                        lat.push(t0.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        let mut lat = Vec::new();
+        for h in handles {
+            lat.extend(
+                h.join()
+                    .map_err(|_| avm_core::Error::internal("writer thread panicked"))??,
+            );
+        }
+        push(
+            summarize(
+                &format!("write, {} threads at once", o.writers),
+                lat,
+                start.elapsed(),
+            ),
+            &mut out,
+        );
+        drop(host);
     }
-    push(
-        summarize(
-            &format!("write, {} threads at once", o.writers),
-            lat,
-            start.elapsed(),
-        ),
-        &mut out,
-    );
-    drop(host);
+    if !want("read") && !want("search") {
+        return Ok(out);
+    }
 
     // 3. Corpus for reads and search.
     let db3 = dir.join("corpus.db");
@@ -291,113 +301,121 @@ pub fn store_bench(
         fill(&host, o.n, 7)?;
     }
     let reads = 200_000.min(o.n * 4);
-    // Cold: no hot cache, every read goes to SQLite.
-    let (host, _m) = open(
-        &db3,
-        StoreOptions {
-            cache_entries: 0,
-            ..StoreOptions::default()
-        },
-    )?;
-    let mut rng = Rng::new(3);
-    let paths: Vec<String> = (0..reads).map(|_| path(rng.below(o.n))).collect();
-    let mut lat = Vec::with_capacity(reads);
-    let start = Instant::now();
-    for p in &paths {
-        let t = Instant::now();
-        host.read(&op, p)?;
-        lat.push(t.elapsed());
-    }
-    push(
-        summarize("read, cold (cache off, 1 thread)", lat, start.elapsed()),
-        &mut out,
-    );
-    let host = Arc::new(host);
-    let threads = 2;
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let host = host.clone();
-            let paths: Vec<String> = paths.iter().skip(t).step_by(threads).cloned().collect();
-            std::thread::spawn(move || -> Result<Vec<Duration>> {
-                let mut lat = Vec::with_capacity(paths.len());
-                for p in &paths {
-                    let t0 = Instant::now();
-                    host.read(&Caller::Operator, p)?;
-                    lat.push(t0.elapsed());
-                }
-                Ok(lat)
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for h in handles {
-        lat.extend(
-            h.join()
-                .map_err(|_| avm_core::Error::internal("reader thread panicked"))??,
-        );
-    }
-    push(
-        summarize("read, cold (cache off, 2 threads)", lat, start.elapsed()),
-        &mut out,
-    );
-    drop(host);
-
-    // Hot: a working set that fits the cache, read repeatedly.
-    let (host, _m) = open(&db3, StoreOptions::default())?;
-    let hot: Vec<String> = (0..10_000.min(o.n)).map(path).collect();
-    for p in &hot {
-        host.read(&op, p)?;
-    }
-    let mut lat = Vec::with_capacity(reads);
-    let mut rng = Rng::new(5);
-    let start = Instant::now();
-    for _ in 0..reads {
-        let p = &hot[rng.below(hot.len())];
-        let t = Instant::now();
-        host.read(&op, p)?;
-        lat.push(t.elapsed());
-    }
-    push(
-        summarize("read, hot (cached, 1 thread)", lat, start.elapsed()),
-        &mut out,
-    );
-
-    // FTS, two query mixes: specific words (uniform over the vocabulary: names, tickers,
-    // the usual agent query) and common words (ranks 50..2050: each in ~0.2-8% of nodes).
-    for (label, lo, span) in [("specific words", 0, VOCAB), ("common words", 50, 2000)] {
-        let mut rng = Rng::new(9);
-        let queries: Vec<String> = (0..2000)
-            .map(|_| {
-                format!(
-                    "{} {}",
-                    word(lo + rng.below(span)),
-                    word(lo + rng.below(span))
-                )
-            })
-            .collect();
-        let mut lat = Vec::with_capacity(queries.len());
+    if want("read") {
+        // Cold: no hot cache, every read goes to SQLite.
+        let (host, _m) = open(
+            &db3,
+            StoreOptions {
+                cache_entries: 0,
+                ..StoreOptions::default()
+            },
+        )?;
+        let mut rng = Rng::new(3);
+        let paths: Vec<String> = (0..reads).map(|_| path(rng.below(o.n))).collect();
+        let mut lat = Vec::with_capacity(reads);
         let start = Instant::now();
-        for q in &queries {
+        for p in &paths {
             let t = Instant::now();
-            host.search(
-                &op,
-                "/",
-                &SearchOptions {
-                    query: q.clone(),
-                    limit: 10,
-                },
-            )?;
+            host.read(&op, p)?;
             lat.push(t.elapsed());
         }
         push(
+            summarize("read, cold (cache off, 1 thread)", lat, start.elapsed()),
+            &mut out,
+        );
+        let host = Arc::new(host);
+        let threads = o.readers.max(1);
+        let start = Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let host = host.clone();
+                let paths: Vec<String> = paths.iter().skip(t).step_by(threads).cloned().collect();
+                std::thread::spawn(move || -> Result<Vec<Duration>> {
+                    let mut lat = Vec::with_capacity(paths.len());
+                    for p in &paths {
+                        let t0 = Instant::now();
+                        host.read(&Caller::Operator, p)?;
+                        lat.push(t0.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        let mut lat = Vec::new();
+        for h in handles {
+            lat.extend(
+                h.join()
+                    .map_err(|_| avm_core::Error::internal("reader thread panicked"))??,
+            );
+        }
+        push(
             summarize(
-                &format!("search top 10, {label} ({} nodes)", o.n),
+                &format!("read, cold (cache off, {threads} threads)"),
                 lat,
                 start.elapsed(),
             ),
             &mut out,
         );
+        drop(host);
+
+        // Hot: a working set that fits the cache, read repeatedly.
+        let (host, _m) = open(&db3, StoreOptions::default())?;
+        let hot: Vec<String> = (0..10_000.min(o.n)).map(path).collect();
+        for p in &hot {
+            host.read(&op, p)?;
+        }
+        let mut lat = Vec::with_capacity(reads);
+        let mut rng = Rng::new(5);
+        let start = Instant::now();
+        for _ in 0..reads {
+            let p = &hot[rng.below(hot.len())];
+            let t = Instant::now();
+            host.read(&op, p)?;
+            lat.push(t.elapsed());
+        }
+        push(
+            summarize("read, hot (cached, 1 thread)", lat, start.elapsed()),
+            &mut out,
+        );
+    }
+    let (host, _m) = open(&db3, StoreOptions::default())?;
+    if want("search") {
+        // FTS, two query mixes: specific words (uniform over the vocabulary: names, tickers,
+        // the usual agent query) and common words (ranks 50..2050: each in ~0.2-8% of nodes).
+        for (label, lo, span) in [("specific words", 0, VOCAB), ("common words", 50, 2000)] {
+            let mut rng = Rng::new(9);
+            let queries: Vec<String> = (0..2000)
+                .map(|_| {
+                    format!(
+                        "{} {}",
+                        word(lo + rng.below(span)),
+                        word(lo + rng.below(span))
+                    )
+                })
+                .collect();
+            let mut lat = Vec::with_capacity(queries.len());
+            let start = Instant::now();
+            for q in &queries {
+                let t = Instant::now();
+                host.search(
+                    &op,
+                    "/",
+                    &SearchOptions {
+                        query: q.clone(),
+                        limit: 10,
+                    },
+                )?;
+                lat.push(t.elapsed());
+            }
+            push(
+                summarize(
+                    &format!("search top 10, {label} ({} nodes)", o.n),
+                    lat,
+                    start.elapsed(),
+                ),
+                &mut out,
+            );
+        }
     }
     Ok(out)
 }

@@ -8,7 +8,21 @@ use crate::cli::BenchWhat;
 /// Runs a bench and prints one line per measurement (or JSON at the end).
 pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
     match what {
-        BenchWhat::Store { n, writers, dir } => {
+        BenchWhat::Store {
+            n,
+            writers,
+            readers,
+            only,
+            dir,
+        } => {
+            if let Some(bad) = only
+                .iter()
+                .find(|p| !["write", "read", "search"].contains(&p.as_str()))
+            {
+                return Err(Error::invalid(format!(
+                    "--only {bad:?}: use write, read or search"
+                )));
+            }
             if *n == 0 || *writers == 0 {
                 return Err(Error::invalid("--n and --writers must be at least 1"));
             }
@@ -48,6 +62,8 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                 &BenchOptions {
                     n: *n,
                     writers: *writers,
+                    readers: *readers,
+                    only: only.clone(),
                 },
                 |s| {
                     if !json {

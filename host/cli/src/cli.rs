@@ -306,6 +306,12 @@ pub enum BenchWhat {
         /// Concurrent writer threads for the contention run
         #[arg(long, default_value_t = 16)]
         writers: usize,
+        /// Reader threads for the parallel cold-read run
+        #[arg(long, default_value_t = 2)]
+        readers: usize,
+        /// Run only these parts: write, read, search (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,

@@ -21,13 +21,18 @@ CREATE TABLE IF NOT EXISTS nodes(
   author      TEXT,
   created_at  INTEGER NOT NULL,
   updated_at  INTEGER NOT NULL,
-  accessed_at INTEGER,
   version     INTEGER NOT NULL,
   hash        TEXT    NOT NULL,
   expires_at  INTEGER
 );
 CREATE INDEX IF NOT EXISTS nodes_updated ON nodes(updated_at);
 CREATE INDEX IF NOT EXISTS nodes_expires ON nodes(expires_at) WHERE expires_at IS NOT NULL;
+-- Read times live apart from nodes: recording a read rewrites a 16-byte row here instead of
+-- the node's page, so reading never churns the pages readers need.
+CREATE TABLE IF NOT EXISTS access(
+  node_id INTEGER PRIMARY KEY,
+  at      INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS node_tags(
   tag     TEXT    NOT NULL,
   node_id INTEGER NOT NULL,
@@ -209,7 +214,7 @@ pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()>
     let foreign: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type='table' \
-             AND name NOT IN ('nodes','node_tags','versions','links','events') \
+             AND name NOT IN ('nodes','access','node_tags','versions','links','events') \
              AND name NOT LIKE 'nodes_fts%' AND name NOT LIKE 'nodes_cjk%' AND name NOT LIKE 'sqlite_%'",
             [],
             |r| r.get(0),

@@ -119,10 +119,13 @@ impl std::fmt::Debug for Store {
     }
 }
 
-pub(crate) const NODE_COLS: &str = "id, path, content, meta, tags, importance, author, created_at, updated_at, accessed_at, version, hash, expires_at";
+pub(crate) const NODE_COLS: &str = "id, path, content, meta, tags, importance, author, created_at, updated_at, (SELECT at FROM access WHERE node_id = nodes.id), version, hash, expires_at";
 
 /// The hot query, spelled out so no string is built per read.
-const NODE_BY_PATH: &str = "SELECT id, path, content, meta, tags, importance, author, created_at, updated_at, accessed_at, version, hash, expires_at FROM nodes WHERE path = ?1";
+const NODE_BY_PATH: &str = "SELECT id, path, content, meta, tags, importance, author, created_at, updated_at, (SELECT at FROM access WHERE node_id = nodes.id), version, hash, expires_at FROM nodes WHERE path = ?1";
+
+/// Reads closer together than this record one access, not many.
+const TOUCH_GRANULARITY: Micros = 60_000_000;
 
 pub(crate) fn node_from_row(r: &Row<'_>) -> rusqlite::Result<Node> {
     let meta: String = r.get(3)?;
@@ -414,7 +417,10 @@ impl Store {
     /// The live node at `path` (expired nodes count as missing). Marks it accessed.
     pub fn get(&self, path: &str) -> Result<Option<Arc<Node>>> {
         let node = self.peek(path)?;
-        if let Some(n) = &node {
+        if let Some(n) = &node
+            && n.accessed_at
+                .is_none_or(|t| now_micros() - t >= TOUCH_GRANULARITY)
+        {
             self.touch(n);
         }
         Ok(node)

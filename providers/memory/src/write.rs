@@ -552,9 +552,14 @@ fn hard_delete(
     let v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
     add_version(conn, ctx, &n.path, v, kind, "", agent, now, None)?;
     fts_remove(conn, ctx, n.id, &n.content)?;
-    conn.prepare_cached("DELETE FROM node_tags WHERE node_id = ?1")
-        .and_then(|mut s| s.execute([n.id]))
-        .map_err(|e| ctx.err(e))?;
+    for sql in [
+        "DELETE FROM node_tags WHERE node_id = ?1",
+        "DELETE FROM access WHERE node_id = ?1",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([n.id]))
+            .map_err(|e| ctx.err(e))?;
+    }
     conn.prepare_cached("DELETE FROM links WHERE source = ?1 OR target = ?1")
         .and_then(|mut s| s.execute([&n.path]))
         .map_err(|e| ctx.err(e))?;
@@ -932,6 +937,7 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
         fts_remove(conn, ctx, old.id, &old.content)?;
         for sql in [
             "DELETE FROM node_tags WHERE node_id = ?1",
+            "DELETE FROM access WHERE node_id = ?1",
             "DELETE FROM nodes WHERE id = ?1",
         ] {
             conn.prepare_cached(sql)
@@ -963,8 +969,8 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
         .map(|t| r.time("expires_at", t))
         .transpose()?;
     conn.prepare_cached(
-        "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, accessed_at, version, hash, expires_at) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+        "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, version, hash, expires_at) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -976,7 +982,6 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
             r.author,
             created,
             updated,
-            accessed,
             r.version,
             content_hash(&r.content),
             expires
@@ -986,6 +991,11 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
     let id = conn.last_insert_rowid();
     fts_add(conn, ctx, id, &r.content)?;
     set_tags(conn, ctx, id, &r.tags)?;
+    if let Some(at) = accessed {
+        conn.prepare_cached("INSERT OR REPLACE INTO access(node_id, at) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![id, at]))
+            .map_err(|e| ctx.err(e))?;
+    }
     for v in &r.versions {
         let at = r.time("versions.at", &v.at)?;
         add_version(
@@ -1051,7 +1061,10 @@ fn apply_purge(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
 pub fn flush_touches(conn: &Connection, touches: &HashMap<i64, (String, Micros)>) {
     for (id, (_, at)) in touches {
         let _ = conn
-            .prepare_cached("UPDATE nodes SET accessed_at = ?2 WHERE id = ?1 AND (accessed_at IS NULL OR accessed_at < ?2)")
+            .prepare_cached(
+                "INSERT INTO access(node_id, at) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM nodes WHERE id = ?1) \
+                 ON CONFLICT(node_id) DO UPDATE SET at = max(at, excluded.at)",
+            )
             .and_then(|mut s| s.execute(params![id, at]));
     }
 }
