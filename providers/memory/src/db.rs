@@ -25,7 +25,6 @@ CREATE TABLE IF NOT EXISTS nodes(
   hash        TEXT    NOT NULL,
   expires_at  INTEGER
 );
-CREATE INDEX IF NOT EXISTS nodes_updated ON nodes(updated_at);
 CREATE INDEX IF NOT EXISTS nodes_expires ON nodes(expires_at) WHERE expires_at IS NOT NULL;
 -- Read times live apart from nodes: recording a read rewrites a 16-byte row here instead of
 -- the node's page, so reading never churns the pages readers need.

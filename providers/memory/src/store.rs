@@ -1069,10 +1069,13 @@ fn run_batch(
         Ok(mut t) => std::mem::take(&mut *t),
         Err(_) => HashMap::new(),
     };
-    let purge = last_purge.elapsed() >= Duration::from_secs(1) && write::has_expired(conn);
-    if purge {
+    // Look for expired nodes at most once a second.
+    let purge = if last_purge.elapsed() >= Duration::from_secs(1) {
         *last_purge = Instant::now();
-    }
+        write::has_expired(conn)
+    } else {
+        false
+    };
     let ops: Vec<&WriteOp> = jobs
         .iter()
         .flat_map(|j| match j {

@@ -381,22 +381,16 @@ fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
     Ok(())
 }
 
-/// The nearest ancestor of `path` that is a file, if any (one query for all ancestors).
+/// The nearest ancestor of `path` that is a file, if any.
 fn file_ancestor(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Option<String>> {
-    let mut ancestors = Vec::new();
     let mut p = parent(path);
     while p != "/" {
-        ancestors.push(p);
+        if exists(conn, ctx, p)? {
+            return Ok(Some(p.to_string()));
+        }
         p = parent(p);
     }
-    if ancestors.is_empty() {
-        return Ok(None);
-    }
-    conn.prepare_cached(
-        "SELECT path FROM nodes WHERE path IN (SELECT value FROM json_each(?1)) ORDER BY length(path) DESC LIMIT 1",
-    )
-    .and_then(|mut s| s.query_row([json!(ancestors).to_string()], |r| r.get(0)).optional())
-    .map_err(|e| ctx.err(e))
+    Ok(None)
 }
 
 fn put_node(
