@@ -179,12 +179,6 @@ impl Query {
         self.pairs.push((key.into(), value.into()));
     }
 
-    /// Builder form of [`Query::push`].
-    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.push(key, value);
-        self
-    }
-
     /// The first value for `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
@@ -328,18 +322,6 @@ impl Address {
     /// Parses `raw`, treating every well-formed trailing `:word` as a suffix.
     pub fn parse(raw: &str) -> Result<Self> {
         Address::parse_with(raw, |_, _| true)
-    }
-
-    /// Returns this address with `suffix` set.
-    pub fn with_suffix(mut self, suffix: &str) -> Self {
-        self.suffix = Some(suffix.to_string());
-        self
-    }
-
-    /// Returns this address with `key=value` added to the query.
-    pub fn with_query(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.query.push(key, value);
-        self
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::address::{Query, is_within};
+use crate::address::Query;
 use crate::error::{Error, Result};
 use crate::time::Micros;
 
@@ -99,17 +99,6 @@ impl Request {
         match &self.suffix {
             Some(s) => format!("{op} of {}:{s}", self.path),
             None => format!("{op} of {}", self.path),
-        }
-    }
-
-    /// Fails with `TimedOut` when the deadline has passed.
-    pub fn check_deadline(&self) -> Result<()> {
-        match self.deadline {
-            Some(d) if Instant::now() > d => Err(Error::new(
-                crate::ErrorKind::TimedOut,
-                format!("deadline passed while serving {}", self.path),
-            )),
-            _ => Ok(()),
         }
     }
 }
@@ -453,12 +442,6 @@ pub trait Provider: Send + Sync {
         let _ = opts;
         Err(Error::unsupported("search", &req.path))
     }
-}
-
-/// Filters `hits` to those within `scope` that `caller` may see (for providers that cannot
-/// filter at the source).
-pub fn visible_within<'a>(caller: &'a Caller, scope: &'a str) -> impl Fn(&str) -> bool + 'a {
-    move |p| is_within(p, scope) && caller.may_see(p)
 }
 
 #[cfg(test)]

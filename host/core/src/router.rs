@@ -6,7 +6,6 @@
 //! literal > capture > `*` > end of pattern > `**`. Two patterns that are equally specific and
 //! can match the same path are rejected when the router is built.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
@@ -250,11 +249,6 @@ impl<T> Router<T> {
     pub fn routes(&self) -> impl Iterator<Item = (&Pattern, &T)> {
         self.routes.iter().map(|(p, t)| (p, t))
     }
-}
-
-/// Orders two patterns by specificity (`Greater` = `a` wins).
-pub fn compare_specificity(a: &Pattern, b: &Pattern) -> Ordering {
-    a.rank().cmp(&b.rank())
 }
 
 #[cfg(test)]

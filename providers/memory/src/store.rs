@@ -863,20 +863,6 @@ impl Store {
     pub fn out_links(&self, path: &str) -> Result<Vec<Link>> {
         Ok(self.links(path, &Caller::Operator)?.0)
     }
-
-    /// Latest event sequence number.
-    pub fn last_seq(&self) -> Result<i64> {
-        self.read_conn(|c| c.query_row("SELECT coalesce(max(seq),0) FROM events", [], |r| r.get(0)))
-    }
-
-    /// Runs `PRAGMA quick_check`.
-    pub fn check_integrity(&self) -> Result<Vec<String>> {
-        self.read_conn(|c| {
-            c.prepare("PRAGMA quick_check")?
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect()
-        })
-    }
 }
 
 fn version_row(r: &Row<'_>) -> rusqlite::Result<(VersionInfo, String)> {
