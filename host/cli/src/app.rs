@@ -33,6 +33,7 @@ pub fn sources(g: &Global) -> Sources {
         env: true,
         flags,
         system_file: None,
+        user_dir: None,
     }
 }
 

@@ -114,6 +114,8 @@ pub struct Sources {
     pub flags: Vec<(String, FValue)>,
     /// Replaces `/etc/avm/config.toml` (tests).
     pub system_file: Option<PathBuf>,
+    /// Replaces `$XDG_CONFIG_HOME/avm` (tests).
+    pub user_dir: Option<PathBuf>,
 }
 
 /// The fixed system-wide config file.
@@ -156,7 +158,7 @@ pub fn files(sources: &Sources) -> Vec<PathBuf> {
     if system.is_file() {
         out.push(system);
     }
-    if let Some(dir) = config_dir() {
+    if let Some(dir) = sources.user_dir.clone().or_else(config_dir) {
         for name in ["config.toml", "config.yaml", "config.yml"] {
             let p = dir.join(name);
             if p.is_file() {
@@ -600,6 +602,7 @@ mod tests {
             env: false,
             flags: vec![],
             system_file: Some(PathBuf::from("/nonexistent/avm.toml")),
+            user_dir: Some(PathBuf::from("/nonexistent/avm-user")),
         }
     }
 
@@ -621,6 +624,23 @@ mod tests {
         assert_eq!(c.db.as_deref(), Some("/tmp/y.db"));
         assert_eq!(c.store.readers, 2);
         assert_eq!(c.store.cache_entries, StoreConfig::default().cache_entries);
+    }
+
+    #[test]
+    fn the_system_file_is_overridden_by_the_given_file() {
+        let d = tempfile::tempdir().unwrap();
+        let system = file(&d, "system.toml", "max_node_bytes = 1\nagent = \"sys\"\n");
+        let given = file(&d, "given.toml", "max_node_bytes = 2\n");
+        let mut s = sources(Some(given));
+        s.system_file = Some(system);
+        let c = load(&s).unwrap();
+        assert_eq!(c.max_node_bytes, 2, "--config beats /etc/avm/config.toml");
+        assert_eq!(
+            c.agent.as_deref(),
+            Some("sys"),
+            "keys the later file leaves alone survive"
+        );
+        assert_eq!(files(&s).len(), 2);
     }
 
     #[test]

@@ -573,6 +573,57 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::ReadOnly);
     }
 
+    /// Counts reads, to see the host cache at work.
+    struct Counter(std::sync::atomic::AtomicUsize);
+    impl Provider for Counter {
+        fn info(&self) -> ProviderInfo {
+            ProviderInfo {
+                kind: "counter".into(),
+                description: "counts reads".into(),
+                ops: Ops {
+                    read: true,
+                    write: true,
+                    ..Ops::default()
+                },
+                suffixes: vec![],
+            }
+        }
+        fn read(&self, _: &Request) -> Result<Output> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Output::text(n.to_string()))
+        }
+        fn write(&self, req: &Request, _: WriteInput) -> Result<Output> {
+            Ok(Output::text(req.path.clone()))
+        }
+    }
+
+    #[test]
+    fn mounts_with_a_ttl_are_cached_per_caller_and_writes_invalidate() {
+        let c = Arc::new(Counter(std::sync::atomic::AtomicUsize::new(0)));
+        let h = Host::new(vec![
+            Mount::new("/live/**", c.clone()).with_ttl(Duration::from_secs(60)),
+        ])
+        .unwrap();
+        assert_eq!(h.read(&Caller::Operator, "/live/x").unwrap().text, "0");
+        assert_eq!(
+            h.read(&Caller::Operator, "/live/x").unwrap().text,
+            "0",
+            "served from cache"
+        );
+        assert_eq!(
+            h.read(&Caller::Agent("a".into()), "/live/x").unwrap().text,
+            "1",
+            "cache is per caller"
+        );
+        h.write(&Caller::Operator, "/live/x", WriteInput::Text("y".into()))
+            .unwrap();
+        assert_eq!(
+            h.read(&Caller::Operator, "/live/x").unwrap().text,
+            "2",
+            "a write invalidates"
+        );
+    }
+
     #[test]
     fn unrouted_paths_name_the_mounts() {
         let h = Host::new(vec![Mount::new("/memory/**", Arc::new(Echo("mem")))]).unwrap();
