@@ -355,3 +355,36 @@ fn config_layers_apply_and_check_lists_every_problem() {
         use_it.stderr
     );
 }
+
+#[test]
+fn restore_brings_back_the_newest_trash_copy_and_whole_directories() {
+    let e = Env::new();
+    e.run(&["write", "/r.md", "-c", "first"]).ok();
+    e.run(&["rm", "/r.md"]).ok();
+    e.run(&["write", "/r.md", "-c", "second"]).ok();
+    e.run(&["rm", "/r.md"]).ok();
+    e.run(&["restore", "/r.md"]).ok();
+    assert_eq!(e.run(&["read", "/r.md"]).ok(), "second");
+    e.run(&["write", "/d/a.md", "-c", "a"]).ok();
+    e.run(&["write", "/d/b.md", "-c", "b"]).ok();
+    e.run(&["rm", "-r", "/d"]).ok();
+    assert_eq!(e.run(&["restore", "/d"]).ok(), "Restored: /d\n");
+    assert_eq!(e.run(&["read", "/d/b.md"]).ok(), "b");
+    let meta = e.run(&["--json", "meta", "/d/b.md"]).json();
+    assert!(meta.get("original_path").is_none(), "{meta}");
+    assert!(
+        e.run(&["restore", "/never.md"])
+            .fails(1)
+            .contains("not in the trash")
+    );
+    e.run(&["--agent", "alice", "write", "/private/p.md", "-c", "p"])
+        .ok();
+    e.run(&["--agent", "alice", "rm", "/private/p.md"]).ok();
+    e.run(&["--agent", "alice", "restore", "/private/p.md"])
+        .ok();
+    assert_eq!(
+        e.run(&["--agent", "alice", "read", "/private/p.md"]).ok(),
+        "p"
+    );
+    assert!(e.run(&["--agent", "", "ls"]).fails(2).contains("agent id"));
+}

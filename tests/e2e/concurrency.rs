@@ -119,3 +119,37 @@ fn a_write_from_one_process_is_visible_to_the_next_at_once() {
         assert_eq!(e.run(&["read", "/v.md"]).ok(), format!("value {i}"));
     }
 }
+
+#[test]
+fn a_long_lived_process_sees_other_processes_writes_through_its_cache() {
+    use std::io::{BufRead, BufReader, Write};
+    let e = Env::new();
+    e.run(&["write", "/c.md", "-c", "value 0"]).ok();
+    let mut reader = e
+        .cmd(&["batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = reader.stdin.take().unwrap();
+    let mut output = BufReader::new(reader.stdout.take().unwrap());
+    let mut read = |expect: &str| {
+        writeln!(input, r#"{{"op":"read","path":"/c.md"}}"#).unwrap();
+        input.flush().unwrap();
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["result"]["content"], expect, "{line}");
+    };
+    for i in 0..10 {
+        read(&format!("value {i}"));
+        read(&format!("value {i}")); // now from the hot cache
+        e.run(&["write", "/c.md", "-c", &format!("value {}", i + 1)])
+            .ok();
+    }
+    read("value 10");
+    drop(read);
+    drop(input);
+    assert!(reader.wait().unwrap().success());
+}

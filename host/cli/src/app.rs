@@ -54,7 +54,7 @@ impl App {
     pub fn open(g: &Global) -> Result<App> {
         let config = config::load(&sources(g))?;
         let caller = match &config.agent {
-            Some(a) if !a.is_empty() => {
+            Some(a) => {
                 config::validate_agent_id(a)?;
                 Caller::Agent(a.clone())
             }

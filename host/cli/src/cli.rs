@@ -253,7 +253,7 @@ pub enum Command {
     },
     /// Apply JSON Lines of operations from stdin, one result line each
     ///
-    /// Each line is {"op":"write"|"append"|"delete"|"mv","path":…,"content":…,"tags":[…],
+    /// Each line is {"op":"write"|"append"|"read"|"delete"|"mv","path":…,"content":…,"tags":[…],
     /// "importance":…,"meta":{…},"to":…,"force":…,"recursive":…,"hard":…}. Operations run in
     /// order, each committed on its own; a failure is reported on its line and the rest go on.
     /// Exit status 1 if any failed.

@@ -110,7 +110,7 @@ fn content(input: &ContentArgs, max: u64) -> Result<String> {
     let mut buf = Vec::new();
     reader
         .by_ref()
-        .take(max + 1)
+        .take(max.saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("cannot read {from}: {e}")))?;
     if buf.len() as u64 > max {
@@ -221,9 +221,9 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         } => {
             let meta = meta.as_deref().map(parse_meta).transpose()?;
             let expires_at = match ttl {
-                Some(t) => Some(Some(
-                    avm_core::time::now_micros() + parse_duration(&t)?.as_micros() as i64,
-                )),
+                Some(t) => Some(Some(avm_core::time::now_micros().saturating_add(
+                    i64::try_from(parse_duration(&t)?.as_micros()).unwrap_or(i64::MAX),
+                ))),
                 None => None,
             };
             if let Some(i) = importance
@@ -298,26 +298,33 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         }
         Command::Trash { empty, limit } => trash(app, empty, limit, j)?,
         Command::Restore { path, force } => {
-            let norm = Address::path(&path)?.path;
+            let norm = avm_core::host::expand_private(c, &Address::path(&path)?.path)?;
             let trash_path = if avm_core::address::is_within(&norm, "/trash") {
                 norm
             } else {
-                format!("/trash{norm}")
+                newest_trash_copy(app, &norm)?
             };
-            let meta = h.read(c, &format!("{trash_path}:meta")).map_err(|e| {
-                if e.kind() == ErrorKind::NotFound {
-                    Error::new(
-                        ErrorKind::NotFound,
-                        format!("{path} is not in the trash; `avm trash` lists what is"),
-                    )
-                } else {
-                    e
+            let original = match h.stat(c, &trash_path)?.kind {
+                avm_core::NodeKind::Dir => trash_path["/trash".len()..].to_string(),
+                avm_core::NodeKind::File => {
+                    h.read(c, &format!("{trash_path}:meta"))?.data()["original_path"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| trash_path["/trash".len()..].to_string())
                 }
-            })?;
-            let original = meta.data()["original_path"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| trash_path["/trash".len()..].to_string());
+            };
+            if h.stat(c, &original)
+                .is_ok_and(|s| s.kind == avm_core::NodeKind::Dir)
+                && h.stat(c, &trash_path)
+                    .is_ok_and(|s| s.kind == avm_core::NodeKind::Dir)
+            {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{original} exists again as a directory; restore its nodes one by one (avm restore {trash_path}/NAME)"
+                    ),
+                ));
+            }
             let o = h.rename(c, &trash_path, &original, force)?;
             if j {
                 print_json(&o.data());
@@ -352,10 +359,15 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         } => {
             let t = Address::path(&target)?.path;
             let src = Address::path(&src)?.path;
+            let pairs = [
+                ("target", t.clone()),
+                ("type", kind.clone()),
+                ("weight", weight.to_string()),
+            ];
             let o = h.write(
                 c,
-                &format!("{src}:links"),
-                WriteInput::Text(format!("{t} {kind} {weight}")),
+                &addr(&src, "links", &pairs)?,
+                WriteInput::Text(String::new()),
             )?;
             if j {
                 print_json(
@@ -368,11 +380,15 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         Command::Unlink { src, target, kind } => {
             let t = Address::path(&target)?.path;
             let src = Address::path(&src)?.path;
-            let line = match &kind {
-                Some(k) => format!("{t} {k}"),
-                None => t.clone(),
-            };
-            let o = h.write(c, &format!("{src}:links?op=remove"), WriteInput::Text(line))?;
+            let mut pairs = vec![("op", "remove".to_string()), ("target", t.clone())];
+            if let Some(k) = &kind {
+                pairs.push(("type", k.clone()));
+            }
+            let o = h.write(
+                c,
+                &addr(&src, "links", &pairs)?,
+                WriteInput::Text(String::new()),
+            )?;
             if j {
                 print_json(&o.data());
             } else {
@@ -873,6 +889,53 @@ fn toml_of(cfg: &config::Config) -> String {
     s
 }
 
+/// The newest trash copy of `original` (`/trash<path>`, `/trash<path>~2`, …): the one deleted
+/// last, or the directory `/trash<path>` when no file copy exists.
+fn newest_trash_copy(app: &App, original: &str) -> Result<String> {
+    let (h, c) = (&app.host, &app.caller);
+    let base = format!("/trash{original}");
+    let dir = avm_core::address::parent(&base).to_string();
+    let name = avm_core::address::basename(&base).to_string();
+    let not_there = || {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{original} is not in the trash; `avm trash` lists what is"),
+        )
+    };
+    let listing = match h.list(c, &dir, &ListOptions::default()) {
+        Ok(l) => l,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_there()),
+        Err(e) => return Err(e),
+    };
+    let mut best: Option<(String, String)> = None;
+    let mut dir_copy = None;
+    for e in listing.entries {
+        let n = avm_core::address::basename(&e.path);
+        let is_copy = n == name
+            || n.strip_prefix(&format!("{name}~"))
+                .is_some_and(|k| !k.is_empty() && k.chars().all(|ch| ch.is_ascii_digit()));
+        if !is_copy {
+            continue;
+        }
+        if e.kind == avm_core::NodeKind::Dir {
+            dir_copy = Some(e.path);
+            continue;
+        }
+        let meta = h.read(c, &format!("{}:meta", e.path))?.data();
+        if meta["original_path"]
+            .as_str()
+            .is_some_and(|o| o != original)
+        {
+            continue;
+        }
+        let at = meta["deleted_at"].as_str().unwrap_or("").to_string();
+        if best.as_ref().is_none_or(|(b, _)| at > *b) {
+            best = Some((at, e.path));
+        }
+    }
+    best.map(|(_, p)| p).or(dir_copy).ok_or_else(not_there)
+}
+
 /// One `avm batch` operation.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -930,6 +993,7 @@ fn batch_one(app: &App, line: &str) -> Result<Value> {
                 }),
             )?
         }
+        "read" => h.read(c, &path)?,
         "delete" => h.remove(
             c,
             &path,

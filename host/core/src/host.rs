@@ -70,13 +70,17 @@ enum Op {
     Write,
 }
 
+/// Caller, resolved path, and suffix/query of a cached read.
+type CacheKey = (Caller, String, String);
+
 /// Writes bound for one mount: the input positions and the requests.
 type Group<'a> = (&'a Mount, Vec<usize>, Vec<(Request, WriteInput)>);
 
 /// The host.
 pub struct Host {
     router: Router<Mount>,
-    cache: Mutex<HashMap<(Caller, String), (Instant, Output)>>,
+    /// Read results of mounts with a TTL, keyed by caller, resolved path and suffix/query.
+    cache: Mutex<HashMap<CacheKey, (Instant, Output)>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -202,7 +206,7 @@ impl Host {
         if mount.ttl.is_zero() {
             return mount.provider.read(&req);
         }
-        let key = (caller.clone(), raw.to_string());
+        let key = (caller.clone(), req.path.clone(), raw_tail(&req));
         if let Ok(cache) = self.cache.lock()
             && let Some((at, out)) = cache.get(&key)
             && at.elapsed() < mount.ttl
@@ -337,6 +341,7 @@ impl Host {
     /// Removes a file or subtree (soft delete where the provider has a trash).
     pub fn remove(&self, caller: &Caller, raw: &str, opts: RemoveOptions) -> Result<Output> {
         let (mount, req) = self.resolve(caller, raw, Op::Write)?;
+        plain(&req, "remove")?;
         self.invalidate(&req.path);
         mount.provider.remove(&req, opts)
     }
@@ -344,7 +349,16 @@ impl Host {
     /// Moves a file or subtree; both ends are checked and must be on the same provider.
     pub fn rename(&self, caller: &Caller, src: &str, dst: &str, force: bool) -> Result<Output> {
         let (mount, req) = self.resolve(caller, src, Op::Write)?;
-        let dst_path = expand_private(caller, &normalize_path(dst)?)?;
+        plain(&req, "move")?;
+        let dst_addr = Address::parse_with(dst, |base, word| {
+            expand_private(caller, base).is_ok_and(|b| self.declares(&b, word))
+        })?;
+        if dst_addr.suffix.is_some() || !dst_addr.query.is_empty() {
+            return Err(Error::invalid(format!(
+                "cannot move to {dst}: give a node path without a :suffix or ?query"
+            )));
+        }
+        let dst_path = expand_private(caller, &dst_addr.path)?;
         self.check_caller(caller, &dst_path)?;
         let dst_route = self.router.route(&dst_path).ok_or_else(|| {
             Error::new(ErrorKind::NotFound, format!("no mount serves {dst_path}"))
@@ -416,13 +430,29 @@ impl Host {
         if let Ok(mut cache) = self.cache.lock()
             && !cache.is_empty()
         {
-            cache.retain(|(_, raw), _| {
-                Address::parse(raw).map_or(true, |a| {
-                    !is_within(&a.path, path) && !is_within(path, &a.path)
-                })
-            });
+            cache.retain(|(_, p, _), _| !is_within(p, path) && !is_within(path, p));
         }
     }
+}
+
+/// The suffix and query of a request, as a cache-key part.
+fn raw_tail(req: &Request) -> String {
+    format!("{}?{}", req.suffix.as_deref().unwrap_or(""), req.query)
+}
+
+/// Refuses a suffix or query on operations that act on whole nodes.
+fn plain(req: &Request, what: &str) -> Result<()> {
+    if req.suffix.is_some() || !req.query.is_empty() {
+        return Err(Error::invalid(format!(
+            "cannot {what} {}{}: give a node path without a :suffix or ?query",
+            req.path,
+            req.suffix
+                .as_deref()
+                .map(|s| format!(":{s}"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 fn check_suffix(spec: &SuffixSpec, path: &str, op: Op) -> Result<()> {

@@ -258,8 +258,6 @@ pub struct Put {
     pub expires_at: Option<Option<Micros>>,
     /// Fail with `AlreadyExists` if the node exists.
     pub create_only: bool,
-    /// Fail with `Busy` unless the node is at this version (0 = must not exist).
-    pub if_version: Option<i64>,
 }
 
 /// What a write carries.

@@ -174,43 +174,53 @@ fn cjk_segments(w: &str) -> Vec<(bool, &str)> {
 }
 
 /// A one-line excerpt of `content` around the first occurrence of a term (at most ~160
-/// characters), or its first non-empty line.
+/// characters), or its first non-empty line. Works on characters throughout: lowercasing can
+/// change byte lengths, so byte offsets of the lowercased text never index the original.
 pub fn snippet(content: &str, terms: &[String]) -> String {
     const WIDTH: usize = 160;
-    let lower = content.to_lowercase();
-    // Byte offsets of `lower` and `content` agree only when lowercasing kept lengths; fall
-    // back to line matching otherwise.
-    let same_len = lower.len() == content.len();
-    let hit = terms
-        .iter()
-        .filter_map(|t| lower.find(t.as_str()))
-        .min()
-        .filter(|_| same_len);
-    let line = match hit {
-        Some(pos) => {
-            let start = content[..pos].rfind('\n').map_or(0, |i| i + 1);
-            let end = content[pos..].find('\n').map_or(content.len(), |i| pos + i);
-            let line = &content[start..end];
-            let rel = pos - start;
-            if line.chars().count() <= WIDTH {
-                line.to_string()
-            } else {
-                let before: Vec<char> = line[..rel].chars().collect();
-                let skip = before.len().saturating_sub(WIDTH / 4);
-                let s: String = line.chars().skip(skip).take(WIDTH).collect();
-                if skip > 0 { format!("…{s}") } else { s }
-            }
-        }
-        None => content
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .chars()
-            .take(WIDTH)
-            .collect(),
+    /// How far into a long line the match position is looked for.
+    const SCAN: usize = 20_000;
+    let matches_at = |chars: &[char], i: usize| {
+        let rest: String = chars[i..]
+            .iter()
+            .take(64)
+            .collect::<String>()
+            .to_lowercase();
+        terms
+            .iter()
+            .any(|t| !t.is_empty() && rest.starts_with(t.as_str()))
     };
-    line.trim().to_string()
+    for line in content.lines() {
+        let lower = line.to_lowercase();
+        if !terms
+            .iter()
+            .any(|t| !t.is_empty() && lower.contains(t.as_str()))
+        {
+            continue;
+        }
+        let chars: Vec<char> = line.chars().collect();
+        if chars.len() <= WIDTH {
+            return line.trim().to_string();
+        }
+        let pos = (0..chars.len().min(SCAN))
+            .find(|&i| matches_at(&chars, i))
+            .unwrap_or(0);
+        let skip = pos.saturating_sub(WIDTH / 4);
+        let s: String = chars[skip..].iter().take(WIDTH).collect();
+        return if skip > 0 {
+            format!("…{}", s.trim())
+        } else {
+            s.trim().to_string()
+        };
+    }
+    content
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(WIDTH)
+        .collect()
 }
 
 #[cfg(test)]
@@ -242,6 +252,16 @@ mod tests {
         assert_eq!(uni, "中 东 局 势 伊 朗 ");
         assert_eq!(bi, "中东 东局 局势 0 伊朗 0 ");
         assert!(cjk_document("plain text").is_none());
+    }
+
+    #[test]
+    fn snippets_never_split_characters_whose_case_changes_length() {
+        // 'Ⱥ' lowercases to a 2-byte char and 'K' (Kelvin) from 3 bytes to 1.
+        let text = "ȺȺ x日K and more";
+        assert_eq!(snippet(text, &["x".into()]), text);
+        let long = format!("{}ȺȺ x日K {}", "word ".repeat(60), "tail ".repeat(60));
+        let s = snippet(&long, &["x日".into()]);
+        assert!(s.contains("x日K"), "{s}");
     }
 
     #[test]

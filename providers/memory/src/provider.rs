@@ -29,7 +29,7 @@ pub struct MemoryProvider {
 }
 
 /// Version kinds after which the path holds nothing.
-const GONE: &[&str] = &["delete", "move-out", "expire", "trash"];
+const GONE: &[&str] = &["delete", "move-out", "expire"];
 
 impl MemoryProvider {
     /// Opens the database at `path`.
@@ -86,6 +86,9 @@ impl MemoryProvider {
     }
 
     fn read_versioned(&self, req: &Request) -> Result<Output> {
+        if self.store.expired_pending(&req.path)? {
+            return Err(Error::not_found(&req.path));
+        }
         let found = if let Some(v) = req.query.parsed::<i64>("version")? {
             let r = self.store.version(&req.path, v)?;
             if r.is_none() {
@@ -235,7 +238,8 @@ impl MemoryProvider {
                     if let Some(a) = &h.author {
                         text.push_str(&format!(" by {a}"));
                     }
-                    if let Some(n) = &h.note {
+                    let note = h.note.as_deref().filter(|p| req.caller.may_see(p));
+                    if let Some(n) = note {
                         text.push_str(&format!(
                             " ({} {n})",
                             if h.kind == "move-out" { "to" } else { "from" }
@@ -244,7 +248,7 @@ impl MemoryProvider {
                     text.push('\n');
                     let mut entry = json!({
                         "version": h.version, "kind": h.kind, "at": to_iso(h.at), "author": h.author,
-                        "hash": h.hash, "size": h.size, "note": h.note,
+                        "hash": h.hash, "size": h.size, "note": note,
                     });
                     if verbose {
                         let diff = self.diff_to_previous(&req.path, h.version)?;
@@ -279,7 +283,7 @@ impl MemoryProvider {
             }
             "record" => {
                 let n = self.node(req)?;
-                let rec = self.record(&n)?;
+                let rec = self.record(&n, &req.caller)?;
                 let v = serde_json::to_value(&rec).map_err(|e| Error::internal(e.to_string()))?;
                 Ok(Output::new(format!("{v}\n"), v))
             }
@@ -312,7 +316,7 @@ impl MemoryProvider {
                 let mut text = String::new();
                 let mut recs = Vec::new();
                 for n in nodes.iter().take(limit) {
-                    let rec = self.record(n)?;
+                    let rec = self.record(n, &req.caller)?;
                     let v =
                         serde_json::to_value(&rec).map_err(|e| Error::internal(e.to_string()))?;
                     text.push_str(&v.to_string());
@@ -380,17 +384,36 @@ impl MemoryProvider {
         ))
     }
 
-    fn record(&self, n: &Node) -> Result<Record> {
+    /// The export record of `n` as `caller` may see it: links into other agents' private
+    /// namespaces and notes naming such paths are left out.
+    fn record(&self, n: &Node, caller: &avm_core::Caller) -> Result<Record> {
+        let versions = self
+            .store
+            .all_versions(&n.path)?
+            .into_iter()
+            .map(|(mut v, c)| {
+                if v.note.as_deref().is_some_and(|p| !caller.may_see(p)) {
+                    v.note = None;
+                }
+                (v, c)
+            })
+            .collect();
         Ok(Record::build(
             n,
-            self.store.all_versions(&n.path)?,
-            self.store.out_links(&n.path)?,
+            versions,
+            self.store.links(&n.path, caller)?.0,
         ))
     }
 
     fn write_suffix(&self, req: &Request, suffix: &str, input: WriteInput) -> Result<Output> {
         let text = match input {
             WriteInput::Text(t) => t,
+            WriteInput::Put(p) if suffix == "meta" && p.content.is_some() => {
+                return Err(Error::invalid(format!(
+                    "{}:meta takes metadata only; write content to {} itself",
+                    req.path, req.path
+                )));
+            }
             WriteInput::Put(p) if suffix == "meta" => {
                 let out = self.apply(WriteOp::Put {
                     path: req.path.clone(),
@@ -442,7 +465,10 @@ impl MemoryProvider {
                     } else {
                         parse_duration(t)?
                     };
-                    Some(now_micros() + d.as_micros() as Micros)
+                    Some(
+                        now_micros()
+                            .saturating_add(Micros::try_from(d.as_micros()).unwrap_or(Micros::MAX)),
+                    )
                 };
                 Put {
                     expires_at: Some(exp),
@@ -472,17 +498,33 @@ impl MemoryProvider {
                 "op={op:?} is not accepted for :links; use add or remove"
             )));
         }
-        let mut ops = Vec::new();
+        // One link can come in the query (paths with spaces travel safely there), or many as
+        // body lines `TARGET [TYPE] [WEIGHT]` (what a shell writes through a file).
+        let mut specs: Vec<(String, Option<String>, Option<String>)> = Vec::new();
+        if let Some(t) = req.query.get("target") {
+            specs.push((
+                t.to_string(),
+                req.query.get("type").map(str::to_string),
+                req.query.get("weight").map(str::to_string),
+            ));
+        }
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let mut parts = line.split_whitespace();
-            let target = normalize_path(parts.next().unwrap_or_default())?;
+            specs.push((
+                parts.next().unwrap_or_default().to_string(),
+                parts.next().map(str::to_string),
+                parts.next().map(str::to_string),
+            ));
+        }
+        let mut ops = Vec::new();
+        for (target, kind, weight) in specs {
+            let target = avm_core::host::expand_private(&req.caller, &normalize_path(&target)?)?;
             if !req.caller.may_see(&target) {
                 return Err(Error::denied(format!(
                     "cannot link to {target}: it is in another agent's private namespace (rule: private namespaces belong to their agent)"
                 )));
             }
-            let kind = parts.next().map(str::to_string);
-            let weight = match parts.next() {
+            let weight = match weight {
                 Some(w) => w
                     .parse::<f64>()
                     .map_err(|_| Error::invalid(format!("link weight {w:?} is not a number")))?,
@@ -541,7 +583,26 @@ impl MemoryProvider {
                 agent,
             },
             WriteInput::Record(v) => {
-                let record = Record::from_value(v)?;
+                let mut record = Record::from_value(v)?;
+                if let Some(agent) = req.caller.agent() {
+                    // Agents import as themselves and only link where they can see.
+                    match record.author.as_deref() {
+                        None => record.author = Some(agent.to_string()),
+                        Some(a) if a == agent => {}
+                        Some(a) => {
+                            return Err(Error::denied(format!(
+                                "agent {agent} cannot import {} authored by {a}; import as the operator",
+                                record.path
+                            )));
+                        }
+                    }
+                    if let Some(l) = record.links.iter().find(|l| !req.caller.may_see(&l.target)) {
+                        return Err(Error::denied(format!(
+                            "cannot import a link to {}: another agent's private namespace",
+                            l.target
+                        )));
+                    }
+                }
                 if record.path != req.path {
                     return Err(Error::invalid(format!(
                         "record path {} does not match {}",
@@ -646,7 +707,7 @@ impl Provider for MemoryProvider {
                     File,
                     true,
                     true,
-                    &["direction", "op"],
+                    &["direction", "op", "target", "type", "weight"],
                     "typed links; write lines `TARGET [TYPE] [WEIGHT]` (op=remove to unlink)",
                 ),
                 SuffixSpec::new(

@@ -152,6 +152,21 @@ impl Record {
         for l in &mut r.links {
             l.target = normalize_path(&l.target)?;
         }
+        let Some(last) = r.versions.last() else {
+            return Err(Error::invalid(format!(
+                "record {}: versions is empty; a record carries its whole history",
+                r.path
+            )));
+        };
+        if last.version != r.version
+            || last.content != r.content
+            || ["delete", "move-out", "expire"].contains(&last.kind.as_str())
+        {
+            return Err(Error::invalid(format!(
+                "record {}: the last version ({}, {}) must be the current one (version {}, same content)",
+                r.path, last.version, last.kind, r.version
+            )));
+        }
         for (expected, v) in (1..).zip(r.versions.iter()) {
             if v.version != expected {
                 return Err(Error::invalid(format!(

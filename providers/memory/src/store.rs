@@ -476,6 +476,17 @@ impl Store {
         }
     }
 
+    /// Is there an expired node at `path` that the writer has not purged yet?
+    pub fn expired_pending(&self, path: &str) -> Result<bool> {
+        let now = now_micros();
+        self.read_conn(|c| {
+            c.prepare_cached("SELECT 1 FROM nodes WHERE path = ?1 AND expires_at <= ?2")?
+                .query_row(params![path, now], |_| Ok(()))
+                .optional()
+                .map(|o| o.is_some())
+        })
+    }
+
     /// File or directory at `path`; `None` when neither.
     pub fn kind(&self, path: &str) -> Result<Option<NodeKind>> {
         if path == "/" {
@@ -513,7 +524,7 @@ impl Store {
         let (lo, hi) = subtree_bounds(dir);
         let vis = visibility(caller);
         let now = now_micros();
-        let want = limit.map(|l| offset + l + 1);
+        let want = limit.map(|l| offset.saturating_add(l).saturating_add(1));
         self.read_conn(|c| {
             let mut out: Vec<ChildEntry> = Vec::new();
             let mut cur = lo.clone();
@@ -594,7 +605,9 @@ impl Store {
         let (lo, hi) = subtree_bounds(dir);
         let vis = visibility(caller);
         let now = now_micros();
-        let lim = limit.map_or(-1, |l| l as i64 + 1);
+        let lim = limit.map_or(-1, |l| {
+            i64::try_from(l).unwrap_or(i64::MAX - 1).saturating_add(1)
+        });
         let after = after.unwrap_or("");
         self.read_conn(|c| {
             c.prepare_cached(&format!(
@@ -603,7 +616,7 @@ impl Store {
                 visible_sql("path", 5)
             ))?
             .query_map(
-                params![lo, hi, dir, now, vis[0], vis[1], vis[2], vis[3], lim, offset as i64, after],
+                params![lo, hi, dir, now, vis[0], vis[1], vis[2], vis[3], lim, i64::try_from(offset).unwrap_or(i64::MAX), after],
                 node_from_row,
             )?
             .map(|r| r.map(Arc::new))
@@ -636,6 +649,7 @@ impl Store {
                 && (in_trash || !is_within(path, "/trash"))
                 && caller.may_see(path)
         };
+        let limit = limit.min(100_000);
         let mut window = (limit * 4).max(32);
         loop {
             let mut scored: HashMap<i64, f64> = HashMap::new();
@@ -744,10 +758,12 @@ impl Store {
     pub fn links(&self, path: &str, caller: &Caller) -> Result<(Vec<Link>, Vec<Link>)> {
         let rows: Vec<Link> = self.read_conn(|c| {
             c.prepare_cached(
-                "SELECT source, target, kind, weight, created_at FROM links WHERE source = ?1 \
-                 UNION ALL SELECT source, target, kind, weight, created_at FROM links WHERE target = ?1",
+                                "SELECT source, target, kind, weight, created_at FROM links WHERE source = ?1 \
+                   AND NOT EXISTS (SELECT 1 FROM nodes e WHERE e.path = links.target AND e.expires_at <= ?2) \
+                 UNION ALL SELECT source, target, kind, weight, created_at FROM links WHERE target = ?1 \
+                   AND NOT EXISTS (SELECT 1 FROM nodes e WHERE e.path = links.source AND e.expires_at <= ?2)",
             )?
-            .query_map([path], |r| {
+                        .query_map(params![path, now_micros()], |r| {
                 Ok(Link {
                     source: r.get(0)?,
                     target: r.get(1)?,
@@ -787,7 +803,8 @@ impl Store {
         let (lo, hi) = subtree_bounds(dir);
         let vis = visibility(caller);
         let now = now_micros();
-        let cut = lo.len() as i64 + 1;
+        // SQLite's substr/instr count characters, not bytes.
+        let cut = lo.chars().count() as i64 + 1;
         let (nodes, bytes, by_prefix) = self.read_conn(|c| {
             let (nodes, bytes): (i64, i64) = c.prepare_cached(&format!(
                 "SELECT count(*), coalesce(sum(length(CAST(content AS BLOB))),0) FROM nodes \
@@ -857,11 +874,6 @@ impl Store {
             .query_map([path], version_row)?
             .collect()
         })
-    }
-
-    /// Outgoing links of `path`, all of them (export).
-    pub fn out_links(&self, path: &str) -> Result<Vec<Link>> {
-        Ok(self.links(path, &Caller::Operator)?.0)
     }
 }
 

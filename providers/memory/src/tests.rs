@@ -456,18 +456,46 @@ fn agents_never_see_other_agents_private_nodes_in_any_result() {
         .rename(&alice, "/memory", "/stolen", false)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
-    let err = e
+    // A recursive remove takes only what the caller can see: bob's node survives.
+    let out = e
         .host
         .remove(
             &alice,
-            "/memory",
+            "/memory/private",
+            RemoveOptions {
+                recursive: true,
+                hard: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(out.data()["count"], 1, "only alice's own node");
+    assert_eq!(e.read("/memory/private/bob/secret.md"), "topsecret plans");
+    e.host
+        .rename(
+            &alice,
+            "/trash/memory/private/alice/mine.md",
+            "/memory/private/alice/mine.md",
+            false,
+        )
+        .unwrap();
+    // A subtree move may not plant nodes in another agent's namespace.
+    e.write("/memory/shared/x/private/bob/n.md", "evil");
+    let err = e
+        .host
+        .rename(&alice, "/memory/shared/x/private", "/memory", true)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(e.read("/memory/private/bob/secret.md"), "topsecret plans");
+    e.host
+        .remove(
+            &OP,
+            "/memory/shared/x",
             RemoveOptions {
                 recursive: true,
                 hard: true,
             },
         )
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        .unwrap();
     e.host
         .remove(
             &OP,
@@ -732,4 +760,169 @@ fn declared_suffixes_answer_info() {
     let info = e.read("/:info");
     assert!(info.contains(":list") && info.contains(":search"), "{info}");
     assert!(e.mem.info().ops.search);
+}
+
+#[test]
+fn moves_onto_themselves_or_into_collisions_are_refused_without_changes() {
+    let e = env();
+    e.write("/a/x.md", "x");
+    e.write("/a/sub/y.md", "y");
+    // A directory onto itself or its own parent is a no-op; into itself is refused.
+    e.host.rename(&OP, "/a", "/a", false).unwrap();
+    e.host.rename(&OP, "/a/sub", "/a", false).unwrap();
+    assert_eq!(e.read("/a/sub/y.md"), "y");
+    assert_eq!(
+        e.host
+            .rename(&OP, "/a", "/a/sub/deeper", false)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    // A file where the moved tree needs a directory, and a directory where it needs a file.
+    e.write("/b/src/d", "file in the way");
+    e.write("/c/src2/x.md/inner.md", "dir in the way");
+    e.write("/src/d/z.md", "z");
+    e.write("/src2/x.md", "x2");
+    assert_eq!(
+        e.host.rename(&OP, "/src", "/b", false).unwrap_err().kind(),
+        ErrorKind::NotADirectory
+    );
+    assert_eq!(
+        e.host.rename(&OP, "/src2", "/c", false).unwrap_err().kind(),
+        ErrorKind::IsADirectory
+    );
+    assert_eq!(e.read("/src/d/z.md"), "z");
+    // Reserved directories never become files.
+    for p in [
+        "/memory",
+        "/memory/private",
+        "/memory/private/bob",
+        "/trash",
+    ] {
+        assert_eq!(
+            e.host.write(&OP, p, put("x")).unwrap_err().kind(),
+            ErrorKind::IsADirectory,
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn expired_nodes_leave_no_readable_history_or_links() {
+    let e = env();
+    e.write("/keep.md", "keep");
+    e.host
+        .write(
+            &OP,
+            "/gone.md",
+            WriteInput::Put(Put {
+                content: Some("secret".into()),
+                expires_at: Some(Some(avm_core::time::now_micros() + 30_000)),
+                ..Put::default()
+            }),
+        )
+        .unwrap();
+    e.host
+        .write(&OP, "/keep.md:links", WriteInput::Text("/gone.md".into()))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        e.host.read(&OP, "/gone.md?version=1").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(e.read("/keep.md:links"), "(no links)\n");
+    // After the purge, the old version holds no content.
+    e.write("/other.md", "x");
+    std::thread::sleep(Duration::from_millis(1100));
+    e.write("/other2.md", "x");
+    let r = e.host.read(&OP, "/gone.md?version=1");
+    assert!(
+        r.map(|o| o.text.is_empty()).unwrap_or(true),
+        "content purged"
+    );
+}
+
+#[test]
+fn whole_node_operations_refuse_suffixes_and_meta_writes_refuse_content() {
+    let e = env();
+    e.write("/n.md", "x");
+    assert_eq!(
+        e.host
+            .remove(&OP, "/n.md:tags", RemoveOptions::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        e.host
+            .rename(&OP, "/n.md", "/m.md:meta", false)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    let err = e
+        .host
+        .write(
+            &OP,
+            "/n.md:meta",
+            WriteInput::Put(Put {
+                content: Some("y".into()),
+                ..Put::default()
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(e.read("/n.md"), "x");
+    // Links given in the query may hold spaces; /private expands for agents.
+    e.write("/my file.md", "spaces");
+    e.host
+        .write(
+            &OP,
+            "/n.md:links?target=%2Fmy%20file.md&type=cites",
+            WriteInput::Text(String::new()),
+        )
+        .unwrap();
+    assert!(e.read("/n.md:links").contains("--> [cites] /my file.md"));
+    let alice = Caller::Agent("alice".into());
+    e.host.write(&alice, "/private/a.md", put("a")).unwrap();
+    e.host.write(&alice, "/private/b.md", put("b")).unwrap();
+    e.host
+        .write(
+            &alice,
+            "/private/a.md:links",
+            WriteInput::Text("/private/b.md".into()),
+        )
+        .unwrap();
+    assert!(
+        e.host
+            .read(&alice, "/private/a.md:links")
+            .unwrap()
+            .text
+            .contains("/memory/private/alice/b.md")
+    );
+}
+
+#[test]
+fn trash_copies_keep_readable_history_and_records_must_be_whole() {
+    let e = env();
+    e.write("/t.md", "one");
+    e.host
+        .remove(&OP, "/t.md", RemoveOptions::default())
+        .unwrap();
+    assert_eq!(e.read("/trash/t.md?version=1"), "one");
+    let rec: serde_json::Value = serde_json::from_str(&e.read("/trash/t.md:record")).unwrap();
+    let mut bad = rec.clone();
+    bad["version"] = json!(7);
+    let err = e
+        .host
+        .write(&OP, "/trash/t.md?force=1", WriteInput::Record(bad))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let mut empty = rec;
+    empty["versions"] = json!([]);
+    assert!(
+        e.host
+            .write(&OP, "/trash/t.md?force=1", WriteInput::Record(empty))
+            .is_err()
+    );
 }

@@ -155,7 +155,7 @@ fn load_live(
 ) -> Result<Option<Node>> {
     match load(conn, ctx, path)? {
         Some(n) if n.is_expired(now_micros()) => {
-            hard_delete(conn, ctx, &n, "expire", None)?;
+            expire(conn, ctx, &n)?;
             out.changed.push(n.path.clone());
             Ok(None)
         }
@@ -352,18 +352,29 @@ fn check_size(ctx: &Ctx<'_>, path: &str, content: &str) -> Result<()> {
 
 fn has_children(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
     let (lo, hi) = subtree_bounds(path);
-    conn.prepare_cached("SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 LIMIT 1")
-        .and_then(|mut s| s.query_row(params![lo, hi], |_| Ok(())).optional())
+    conn.prepare_cached(
+        "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) LIMIT 1",
+    )
+    .and_then(|mut s| s.query_row(params![lo, hi, now_micros()], |_| Ok(())).optional())
         .map(|o| o.is_some())
         .map_err(|e| ctx.err(e))
 }
 
 /// A new node at `path` must not sit on a file or cover a directory.
+/// Paths that must stay directories: the roots of the namespaces and of each agent's
+/// private space. A file there would break every agent's writes below it.
+fn is_reserved_dir(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/memory" | "/memory/private" | "/memory/shared" | "/trash"
+    ) || parent(path) == avm_core::provider::PRIVATE_ROOT
+}
+
 fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
-    if path == "/" {
+    if is_reserved_dir(path) {
         return Err(Error::new(
             ErrorKind::IsADirectory,
-            "/ is the root directory, not a node",
+            format!("{path} is a reserved directory, not a node; choose a file name inside it"),
         ));
     }
     if has_children(conn, ctx, path)? {
@@ -629,10 +640,15 @@ fn move_node(
 }
 
 fn exists(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM nodes WHERE path = ?1")
-        .and_then(|mut s| s.query_row([path], |_| Ok(())).optional())
-        .map(|o| o.is_some())
-        .map_err(|e| ctx.err(e))
+    conn.prepare_cached(
+        "SELECT 1 FROM nodes WHERE path = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![path, now_micros()], |_| Ok(()))
+            .optional()
+    })
+    .map(|o| o.is_some())
+    .map_err(|e| ctx.err(e))
 }
 
 /// Soft delete: into `/trash<path>` (with `~2`, `~3`… when taken), remembering where from.
@@ -661,10 +677,9 @@ fn subtree(conn: &Connection, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<Node>> {
 }
 
 fn check_subtree_visible(caller: &Caller, dir: &str, nodes: &[Node], what: &str) -> Result<()> {
-    if let Some(hidden) = nodes.iter().find(|n| !caller.may_see(&n.path)) {
+    if nodes.iter().any(|n| !caller.may_see(&n.path)) {
         return Err(Error::denied(format!(
-            "cannot {what} {dir}: it contains {}, which belongs to another agent's private namespace (rule: private namespaces belong to their agent)",
-            parent(&hidden.path)
+            "cannot {what} {dir}: it contains nodes in other agents' private namespaces (rule: private namespaces belong to their agent)"
         )));
     }
     Ok(())
@@ -684,7 +699,11 @@ fn remove(
     let targets: Vec<Node> = match load_live(conn, ctx, path, &mut out)? {
         Some(n) => vec![n],
         None => {
-            let nodes = subtree(conn, ctx, path)?;
+            // An agent removes what it can see; other agents' private nodes stay untouched.
+            let nodes: Vec<Node> = subtree(conn, ctx, path)?
+                .into_iter()
+                .filter(|n| caller.may_see(&n.path))
+                .collect();
             if nodes.is_empty() {
                 return Err(Error::not_found(path));
             }
@@ -697,14 +716,13 @@ fn remove(
                     ),
                 ));
             }
-            check_subtree_visible(caller, path, &nodes, "remove")?;
             nodes
         }
     };
     for n in targets {
         out.changed.push(n.path.clone());
         if n.is_expired(now) {
-            hard_delete(conn, ctx, &n, "expire", None)?;
+            expire(conn, ctx, &n)?;
             continue;
         }
         if hard || is_within(&n.path, "/trash") {
@@ -767,6 +785,12 @@ fn rename(
                 "cannot move {src} to {target}: another agent's private namespace"
             )));
         }
+        if is_reserved_dir(&target) {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{target} is a reserved directory, not a node"),
+            ));
+        }
         if let Some(existing) = load_live(conn, ctx, &target, &mut out)? {
             if !force {
                 return Err(Error::new(
@@ -805,14 +829,20 @@ fn rename(
             format!("cannot move directory {src} onto the file {dst}"),
         ));
     }
+    if dst == src {
+        return Ok(out);
+    }
     let base = if has_children(conn, ctx, dst)? {
         join(dst, basename(src))
     } else {
         dst.to_string()
     };
-    if !caller.may_see(&base) {
-        return Err(Error::denied(format!(
-            "cannot move {src} into another agent's private namespace"
+    if base == src {
+        return Ok(out);
+    }
+    if is_within(&base, src) {
+        return Err(Error::invalid(format!(
+            "cannot move {src} into itself ({base})"
         )));
     }
     ancestors_are_dirs(conn, ctx, &base)?;
@@ -823,6 +853,26 @@ fn rename(
             (n, format!("{base}{rest}"))
         })
         .collect();
+    // Every target is checked before anything changes.
+    for (_, target) in &plan {
+        if !caller.may_see(target) || is_reserved_dir(target) {
+            return Err(Error::denied(format!(
+                "cannot move {src} to {base}: {target} would land in another agent's private namespace or on a reserved directory"
+            )));
+        }
+        if has_children(conn, ctx, target)? {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("cannot move {src} to {base}: {target} is a directory there"),
+            ));
+        }
+        if let Some(f) = file_ancestor(conn, ctx, target)? {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("cannot move {src} to {base}: {f} is a file there"),
+            ));
+        }
+    }
     for (_, target) in &plan {
         if let Some(existing) = load_live(conn, ctx, target, &mut out)? {
             if !force {
@@ -1048,7 +1098,24 @@ pub fn purge_expired(conn: &Connection) -> Result<Vec<String>> {
 }
 
 fn apply_purge(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
-    hard_delete(conn, ctx, n, "expire", None)
+    expire(conn, ctx, n)
+}
+
+/// An expired node leaves nothing readable behind: its versions lose their content, and the
+/// `expire` entry is dated when it expired, so `--as-of` after that finds nothing.
+fn expire(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
+    conn.prepare_cached("UPDATE versions SET content = '' WHERE path = ?1 AND version <= ?2")
+        .and_then(|mut s| s.execute(params![n.path, n.version]))
+        .map_err(|e| ctx.err(e))?;
+    hard_delete(conn, ctx, n, "expire", None)?;
+    if let Some(at) = n.expires_at {
+        conn.prepare_cached(
+            "UPDATE versions SET at = ?2 WHERE path = ?1 AND version = (SELECT max(version) FROM versions WHERE path = ?1)",
+        )
+        .and_then(|mut s| s.execute(params![n.path, at]))
+        .map_err(|e| ctx.err(e))?;
+    }
+    Ok(())
 }
 
 /// Writes buffered access times (never moving them backwards).
