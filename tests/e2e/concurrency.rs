@@ -149,7 +149,6 @@ fn a_long_lived_process_sees_other_processes_writes_through_its_cache() {
             .ok();
     }
     read("value 10");
-    drop(read);
     drop(input);
     assert!(reader.wait().unwrap().success());
 }
