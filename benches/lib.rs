@@ -147,6 +147,25 @@ fn summarize(name: &str, mut lat: Vec<Duration>, wall: Duration) -> Summary {
     }
 }
 
+/// Runs `work(t)` on `n` scoped threads and gathers their latencies.
+fn in_threads(
+    n: usize,
+    work: impl Fn(usize) -> Result<Vec<Duration>> + Sync,
+) -> Result<Vec<Duration>> {
+    std::thread::scope(|s| {
+        let work = &work;
+        let handles: Vec<_> = (0..n).map(|t| s.spawn(move || work(t))).collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(
+                h.join()
+                    .map_err(|_| avm_core::Error::internal("bench thread panicked"))??,
+            );
+        }
+        Ok(all)
+    })
+}
+
 /// Options of [`store_bench`].
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -247,39 +266,26 @@ pub fn store_bench(
         // 2. Many writers at once: group commit shares transactions between them.
         let db2 = dir.join("writers.db");
         let (host, _m) = open(&db2, StoreOptions::default())?;
-        let host = Arc::new(host);
         let per = (o.n.min(32_000) / o.writers.max(1)).max(1);
         let start = Instant::now();
-        let handles: Vec<_> = (0..o.writers.max(1))
-            .map(|t| {
-                let host = host.clone();
-                std::thread::spawn(move || -> Result<Vec<Duration>> {
-                    let mut rng = Rng::new(100 + t as u64);
-                    let mut lat = Vec::with_capacity(per);
-                    for i in 0..per {
-                        let body = content(&mut rng);
-                        let t0 = Instant::now();
-                        host.write(
-                            &Caller::Operator,
-                            &format!("/memory/shared/w{t}/n{i}.md"),
-                            WriteInput::Put(Put {
-                                content: Some(body),
-                                ..Put::default()
-                            }),
-                        )?;
-                        lat.push(t0.elapsed());
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        let mut lat = Vec::new();
-        for h in handles {
-            lat.extend(
-                h.join()
-                    .map_err(|_| avm_core::Error::internal("writer thread panicked"))??,
-            );
-        }
+        let lat = in_threads(o.writers.max(1), |t| {
+            let mut rng = Rng::new(100 + t as u64);
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let body = content(&mut rng);
+                let t0 = Instant::now();
+                host.write(
+                    &Caller::Operator,
+                    &format!("/memory/shared/w{t}/n{i}.md"),
+                    WriteInput::Put(Put {
+                        content: Some(body),
+                        ..Put::default()
+                    }),
+                )?;
+                lat.push(t0.elapsed());
+            }
+            Ok(lat)
+        })?;
         push(
             summarize(
                 &format!("write, {} threads at once", o.writers),
@@ -323,31 +329,17 @@ pub fn store_bench(
             summarize("read, cold (cache off, 1 thread)", lat, start.elapsed()),
             &mut out,
         );
-        let host = Arc::new(host);
         let threads = o.readers.max(1);
         let start = Instant::now();
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let host = host.clone();
-                let paths: Vec<String> = paths.iter().skip(t).step_by(threads).cloned().collect();
-                std::thread::spawn(move || -> Result<Vec<Duration>> {
-                    let mut lat = Vec::with_capacity(paths.len());
-                    for p in &paths {
-                        let t0 = Instant::now();
-                        host.read(&Caller::Operator, p)?;
-                        lat.push(t0.elapsed());
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        let mut lat = Vec::new();
-        for h in handles {
-            lat.extend(
-                h.join()
-                    .map_err(|_| avm_core::Error::internal("reader thread panicked"))??,
-            );
-        }
+        let lat = in_threads(threads, |t| {
+            let mut lat = Vec::with_capacity(paths.len() / threads + 1);
+            for p in paths.iter().skip(t).step_by(threads) {
+                let t0 = Instant::now();
+                host.read(&Caller::Operator, p)?;
+                lat.push(t0.elapsed());
+            }
+            Ok(lat)
+        })?;
         push(
             summarize(
                 &format!("read, cold (cache off, {threads} threads)"),

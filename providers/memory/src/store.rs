@@ -715,17 +715,7 @@ impl Store {
                 "SELECT version, kind, at, author, hash, length(CAST(content AS BLOB)), note FROM versions \
                  WHERE path = ?1 ORDER BY version DESC LIMIT ?2",
             )?
-            .query_map(params![path, limit as i64], |r| {
-                Ok(VersionInfo {
-                    version: r.get(0)?,
-                    kind: r.get(1)?,
-                    at: r.get(2)?,
-                    author: r.get(3)?,
-                    hash: r.get(4)?,
-                    size: r.get(5)?,
-                    note: r.get(6)?,
-                })
-            })?
+                        .query_map(params![path, limit as i64], info_row)?
             .collect()
         })
     }
@@ -877,19 +867,22 @@ impl Store {
     }
 }
 
+/// `version, kind, at, author, hash, size, note` → [`VersionInfo`].
+fn info_row(r: &Row<'_>) -> rusqlite::Result<VersionInfo> {
+    Ok(VersionInfo {
+        version: r.get(0)?,
+        kind: r.get(1)?,
+        at: r.get(2)?,
+        author: r.get(3)?,
+        hash: r.get(4)?,
+        size: r.get(5)?,
+        note: r.get(6)?,
+    })
+}
+
+/// The same columns plus `content`.
 fn version_row(r: &Row<'_>) -> rusqlite::Result<(VersionInfo, String)> {
-    Ok((
-        VersionInfo {
-            version: r.get(0)?,
-            kind: r.get(1)?,
-            at: r.get(2)?,
-            author: r.get(3)?,
-            hash: r.get(4)?,
-            size: r.get(5)?,
-            note: r.get(6)?,
-        },
-        r.get(7)?,
-    ))
+    Ok((info_row(r)?, r.get(7)?))
 }
 
 /// One immediate child of a directory.
