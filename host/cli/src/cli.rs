@@ -10,7 +10,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// agent's own shorthand) or /memory/shared/market/btc.md (shared). Deleted nodes go to /trash.
 /// Addresses may carry a suffix and a query: `avm read /memory/a.md:history?limit=3`.
 #[derive(Debug, Parser)]
-#[command(name = "avm", version, about, long_about)]
+#[command(
+    name = "avm",
+    version,
+    about,
+    long_about,
+    after_help = "Exit status: 0 success, 1 an error avm reports (not found, denied, too large, busy, …), 2 bad usage.\nConfiguration: /etc/avm/config.toml < $XDG_CONFIG_HOME/avm/config.{toml,yaml} < --config FILE < AVM_* variables < flags; `avm config check` lists every problem."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
