@@ -372,16 +372,33 @@ impl Store {
             Some(g) => g,
             None => lock(&self.shared.readers[start % n])?,
         };
-        let dv: i64 = reader
-            .conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        // One read transaction covers the change check and the work, so SQLite takes its
+        // locks once per call (each lock is a syscall) and both see the same snapshot.
+        let conn = &reader.conn;
+        conn.prepare_cached("BEGIN")
+            .and_then(|mut s| s.execute([]))
             .map_err(|e| self.err(e))?;
-        if dv != reader.data_version {
+        let result = (|| {
+            let dv: i64 = conn
+                .prepare_cached("PRAGMA data_version")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(|e| self.err(e))?;
+            let stale = dv != reader.data_version;
+            if stale {
+                self.sync_cache(conn)?;
+            }
+            let out = f(conn).map_err(|e| self.err(e))?;
+            Ok((out, stale.then_some(dv)))
+        })();
+        let end = conn
+            .prepare_cached(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })
+            .and_then(|mut s| s.execute([]));
+        let (out, new_dv) = result?;
+        end.map_err(|e| self.err(e))?;
+        if let Some(dv) = new_dv {
             reader.data_version = dv;
-            self.sync_cache(&reader.conn)?;
         }
-        f(&reader.conn).map_err(|e| self.err(e))
+        Ok(out)
     }
 
     /// Drops cached nodes that events newer than the last seen one touched.
