@@ -669,28 +669,28 @@ impl Store {
         let limit = limit.min(100_000);
         let mut window = (limit * 4).max(32);
         loop {
-            let mut scored: HashMap<i64, f64> = HashMap::new();
-            let mut exhausted = true;
-            for (table, m) in [("nodes_fts", &q.main), ("nodes_cjk", &q.cjk)] {
-                let Some(m) = m else { continue };
-                let rows: Vec<(i64, f64)> = self.read_conn(|c| {
-                    c.prepare_cached(&format!(
-                        "SELECT rowid, -rank FROM {table} WHERE {table} MATCH ?1 ORDER BY rank LIMIT ?2"
-                    ))?
-                    .query_map(params![m, window as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-                })?;
-                if rows.len() >= window {
-                    exhausted = false;
+            // Candidates and their rows come from one snapshot.
+            let (mut hits, exhausted) = self.read_conn(|c| {
+                let mut scored: HashMap<i64, f64> = HashMap::new();
+                let mut exhausted = true;
+                for (table, m) in [("nodes_fts", &q.main), ("nodes_cjk", &q.cjk)] {
+                    let Some(m) = m else { continue };
+                    let rows: Vec<(i64, f64)> = c
+                        .prepare_cached(&format!(
+                            "SELECT rowid, -rank FROM {table} WHERE {table} MATCH ?1 ORDER BY rank LIMIT ?2"
+                        ))?
+                        .query_map(params![m, window as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    if rows.len() >= window {
+                        exhausted = false;
+                    }
+                    for (id, score) in rows {
+                        *scored.entry(id).or_insert(0.0) += score;
+                    }
                 }
-                for (id, score) in rows {
-                    *scored.entry(id).or_insert(0.0) += score;
-                }
-            }
-            let mut ranked: Vec<(i64, f64)> = scored.into_iter().collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let mut hits = Vec::new();
-            self.read_conn(|c| {
+                let mut ranked: Vec<(i64, f64)> = scored.into_iter().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let mut hits = Vec::new();
                 let mut stmt =
                     c.prepare_cached("SELECT path, content, expires_at FROM nodes WHERE id = ?1")?;
                 for (id, score) in &ranked {
@@ -711,7 +711,7 @@ impl Store {
                         });
                     }
                 }
-                Ok(())
+                Ok((hits, exhausted))
             })?;
             if hits.len() >= limit || exhausted {
                 hits.sort_by(|a, b| {
