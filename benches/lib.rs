@@ -175,7 +175,8 @@ pub struct BenchOptions {
     pub writers: usize,
     /// Reader threads for the parallel cold-read run.
     pub readers: usize,
-    /// Run only these parts (`write`, `read`, `search`); empty = all.
+    /// Run only these parts (`write`, `writers` = only the concurrent-writer run, `read`,
+    /// `search`); empty = all.
     pub only: Vec<String>,
 }
 
@@ -262,7 +263,8 @@ pub fn store_bench(
             &mut out,
         );
         drop(host);
-
+    }
+    if want("write") || want("writers") {
         // 2. Many writers at once: group commit shares transactions between them.
         let db2 = dir.join("writers.db");
         let (host, _m) = open(&db2, StoreOptions::default())?;

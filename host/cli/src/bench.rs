@@ -17,10 +17,10 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
         } => {
             if let Some(bad) = only
                 .iter()
-                .find(|p| !["write", "read", "search"].contains(&p.as_str()))
+                .find(|p| !["write", "writers", "read", "search"].contains(&p.as_str()))
             {
                 return Err(Error::invalid(format!(
-                    "--only {bad:?}: use write, read or search"
+                    "--only {bad:?}: use write, writers, read or search"
                 )));
             }
             if *n == 0 || *writers == 0 {

@@ -315,7 +315,7 @@ pub enum BenchWhat {
         /// Reader threads for the parallel cold-read run
         #[arg(long, default_value_t = 2)]
         readers: usize,
-        /// Run only these parts: write, read, search (comma-separated)
+        /// Run only these parts: write, writers (the concurrent run alone), read, search
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Scratch directory (default: a temporary one, removed afterwards)
