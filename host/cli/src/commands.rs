@@ -270,12 +270,21 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
                 },
             )?;
             if j {
-                print_json(&json!(l));
+                print_json(&json!(l.entries));
+                if l.more {
+                    eprintln!(
+                        "(more entries: use --offset {})",
+                        offset.saturating_add(limit)
+                    );
+                }
             } else {
                 let text: String = l.entries.iter().map(list_line).collect();
                 out(&text);
                 if l.more {
-                    eprintln!("(more entries: use --offset {})", offset + limit);
+                    eprintln!(
+                        "(more entries: use --offset {})",
+                        offset.saturating_add(limit)
+                    );
                 }
             }
         }

@@ -911,22 +911,11 @@ impl Provider for MemoryProvider {
             hard: opts.hard,
             caller: req.caller.clone(),
         })?;
-        let text = if out.moves.is_empty() {
-            format!(
-                "Deleted: {}{}",
-                req.path,
-                if out.count > 1 {
-                    format!(" ({} nodes)", out.count)
-                } else {
-                    String::new()
-                }
-            )
+        // The reference's exact line for one node; a count when a subtree went.
+        let text = if out.count > 1 {
+            format!("Deleted: {} ({} nodes)", req.path, out.count)
         } else {
-            format!(
-                "Deleted: {} ({} node(s) moved to /trash)",
-                req.path,
-                out.moves.len()
-            )
+            format!("Deleted: {}", req.path)
         };
         Ok(Output::new(
             text,
