@@ -152,3 +152,39 @@ fn a_long_lived_process_sees_other_processes_writes_through_its_cache() {
     drop(input);
     assert!(reader.wait().unwrap().success());
 }
+
+#[test]
+fn eight_processes_creating_a_fresh_database_at_once_all_succeed() {
+    let e = Env::new();
+    let db = e.path("fresh/x.db");
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            e.cmd(&[
+                "--db",
+                crate::s(&db),
+                "write",
+                &format!("/n{i}.md"),
+                "-c",
+                &format!("v{i}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "process {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("Saved: /n{i}.md (v1)\n")
+        );
+    }
+    let stats = e.run(&["--db", crate::s(&db), "--json", "stats"]).json();
+    assert_eq!(stats["nodes"], 8);
+}
