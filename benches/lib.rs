@@ -89,24 +89,26 @@ pub fn open(db: &Path, opts: StoreOptions) -> Result<(Host, MemoryProvider)> {
     Ok((host, mem))
 }
 
+/// Writes of corpus nodes `range` with fresh content.
+pub fn writes(rng: &mut Rng, range: std::ops::Range<usize>) -> Vec<(String, WriteInput)> {
+    range
+        .map(|k| {
+            let put = Put {
+                content: Some(content(rng)),
+                ..Put::default()
+            };
+            (path(k), WriteInput::Put(put))
+        })
+        .collect()
+}
+
 /// Fills the store with `n` corpus nodes, 1000 per transaction.
 pub fn fill(host: &Host, n: usize, seed: u64) -> Result<()> {
     let mut rng = Rng::new(seed);
     let mut i = 0;
     while i < n {
         let end = (i + 1000).min(n);
-        let batch: Vec<(String, WriteInput)> = (i..end)
-            .map(|k| {
-                (
-                    path(k),
-                    WriteInput::Put(Put {
-                        content: Some(content(&mut rng)),
-                        ..Put::default()
-                    }),
-                )
-            })
-            .collect();
-        for r in host.write_many(&Caller::Operator, batch) {
+        for r in host.write_many(&Caller::Operator, writes(&mut rng, i..end)) {
             r?;
         }
         i = end;
@@ -235,17 +237,7 @@ pub fn store_bench(
         let mut i = 0;
         while i < n_bulk {
             let end = (i + 100).min(n_bulk);
-            let batch: Vec<(String, WriteInput)> = (i..end)
-                .map(|k| {
-                    (
-                        path(k),
-                        WriteInput::Put(Put {
-                            content: Some(content(&mut rng)),
-                            ..Put::default()
-                        }),
-                    )
-                })
-                .collect();
+            let batch = writes(&mut rng, i..end);
             let t = Instant::now();
             for r in host.write_many(&op, batch) {
                 r?;
