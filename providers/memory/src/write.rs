@@ -737,16 +737,6 @@ fn remove(
     Ok(out)
 }
 
-fn ancestors_are_dirs(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
-    match file_ancestor(conn, ctx, path)? {
-        Some(p) => Err(Error::new(
-            ErrorKind::NotADirectory,
-            format!("cannot move to {path}: {p} is a file, not a directory"),
-        )),
-        None => Ok(()),
-    }
-}
-
 /// Metadata after a move: leaving the trash drops the trash keys.
 fn moved_meta(n: &Node, dst: &str) -> (Map<String, Value>, &'static str) {
     let mut meta = n.meta.clone();
@@ -785,12 +775,6 @@ fn rename(
                 "cannot move {src} to {target}: another agent's private namespace"
             )));
         }
-        if is_reserved_dir(&target) {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                format!("{target} is a reserved directory, not a node"),
-            ));
-        }
         if let Some(existing) = load_live(conn, ctx, &target, &mut out)? {
             if !force {
                 return Err(Error::new(
@@ -803,13 +787,7 @@ fn rename(
             let trashed = to_trash(conn, ctx, &existing, agent)?;
             out.changed.push(trashed.path);
         }
-        if has_children(conn, ctx, &target)? {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                format!("{target} is a directory"),
-            ));
-        }
-        ancestors_are_dirs(conn, ctx, &target)?;
+        check_placement(conn, ctx, &target).map_err(|e| e.context(format!("cannot move {src}")))?;
         let (meta, kind) = moved_meta(&n, &target);
         let moved = move_node(conn, ctx, &n, &target, kind, meta, agent)?;
         out.changed.extend([src.to_string(), target.clone()]);
@@ -845,7 +823,7 @@ fn rename(
             "cannot move {src} into itself ({base})"
         )));
     }
-    ancestors_are_dirs(conn, ctx, &base)?;
+
     let plan: Vec<(Node, String)> = nodes
         .into_iter()
         .map(|n| {
@@ -855,23 +833,13 @@ fn rename(
         .collect();
     // Every target is checked before anything changes.
     for (_, target) in &plan {
-        if !caller.may_see(target) || is_reserved_dir(target) {
+        if !caller.may_see(target) {
             return Err(Error::denied(format!(
-                "cannot move {src} to {base}: {target} would land in another agent's private namespace or on a reserved directory"
+                "cannot move {src} to {base}: {target} would land in another agent's private namespace"
             )));
         }
-        if has_children(conn, ctx, target)? {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                format!("cannot move {src} to {base}: {target} is a directory there"),
-            ));
-        }
-        if let Some(f) = file_ancestor(conn, ctx, target)? {
-            return Err(Error::new(
-                ErrorKind::NotADirectory,
-                format!("cannot move {src} to {base}: {f} is a file there"),
-            ));
-        }
+        check_placement(conn, ctx, target)
+            .map_err(|e| e.context(format!("cannot move {src} to {base}")))?;
     }
     for (_, target) in &plan {
         if let Some(existing) = load_live(conn, ctx, target, &mut out)? {
