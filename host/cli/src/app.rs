@@ -8,8 +8,12 @@ use std::time::Duration;
 use figment::value::Value as FValue;
 
 use avm_core::config::{self, Config, MountConfig, Sources};
+use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Error, ErrorKind, Host, Mount, Result};
+use avm_provider_librarian::{Librarian, LibrarianProvider, Privacy};
 use avm_provider_memory::{MemoryProvider, StoreOptions};
+use avm_provider_recall::{Engine, RecallProvider, Strategy, Tuning};
+use avm_provider_topics::provider::TopicsProvider;
 
 use crate::cli::Global;
 
@@ -47,6 +51,8 @@ pub struct App {
     pub caller: Caller,
     /// The memory provider of the default database.
     pub memory: MemoryProvider,
+    /// The default database as the agent-memory services see it.
+    pub store: Arc<dyn MemoryStore>,
 }
 
 impl App {
@@ -69,22 +75,50 @@ impl App {
         for m in &config.mounts {
             mounts.push(mount(m, &db, &opts, &mut stores)?);
         }
-        let host = Host::new(mounts).map_err(|errs| {
-            Error::invalid(format!(
-                "invalid mounts in config: {}",
-                errs.iter()
-                    .map(|e| e.message().to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })?;
+        let store = avm_provider_memory::services::as_memory_store(memory.store());
+        let engine = Engine::new(store.clone(), tuning(&config)?);
+        let policy = config.policy()?;
+        let librarian = Librarian::new(
+            store.clone(),
+            Privacy::parse(&config.librarian.privacy)?,
+            policy
+                .configured_agents()
+                .map(|(a, d)| (a.to_string(), d.map(str::to_string)))
+                .collect(),
+        );
+        let host = Host::new(mounts)
+            .map_err(|errs| {
+                Error::invalid(format!(
+                    "invalid mounts in config: {}",
+                    errs.iter()
+                        .map(|e| e.message().to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            })?
+            .with_policy(policy)
+            .with_service(Arc::new(TopicsProvider::new(engine.topics().clone())))
+            .with_service(Arc::new(RecallProvider::new(engine.clone())))
+            .with_service(Arc::new(LibrarianProvider::new(librarian)));
         Ok(App {
             config,
             host,
             caller,
             memory,
+            store,
         })
     }
+}
+
+/// Recall tuning from config.
+pub fn tuning(c: &Config) -> Result<Tuning> {
+    Ok(Tuning {
+        max_tokens: c.recall.max_tokens,
+        strategy: Strategy::parse(&c.recall.strategy)?,
+        min_relevance: c.recall.min_relevance,
+        max_chars: c.recall.max_chars.max(40),
+        half_life_hours: c.recall.half_life_hours,
+    })
 }
 
 /// The store tuning from config.

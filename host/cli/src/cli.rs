@@ -55,6 +55,154 @@ pub struct ContentArgs {
 /// Commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Store a memory: /memory/private/AGENT/<time>_<title>.md, or a shared namespace
+    #[command(
+        after_help = "Content comes from the argument, -c, -f or stdin. The same agent remembering the same content in the same place gets the existing memory back."
+    )]
+    Remember {
+        /// The content (or use -c / -f / stdin)
+        text: Option<String>,
+        #[command(flatten)]
+        input: ContentArgs,
+        /// Title (becomes the heading and the file name's slug)
+        #[arg(long, short = 't')]
+        title: Option<String>,
+        /// Importance 0..1
+        #[arg(long, short = 'i', default_value_t = 0.5)]
+        importance: f64,
+        /// Tags (comma-separated)
+        #[arg(long, value_name = "A,B")]
+        tags: Option<String>,
+        /// Shared namespace to remember into (/memory/shared/NS) instead of the private one
+        #[arg(long, short = 'n', value_name = "NS")]
+        namespace: Option<String>,
+        /// Where the memory comes from (stored in meta.source)
+        #[arg(long, default_value = "cli")]
+        source: String,
+        /// Forget it after this long (90s, 15m, 2h, 7d)
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+    },
+    /// Remember many memories from JSON lines, in one transaction
+    #[command(
+        name = "batch-remember",
+        after_help = "Each line: {\"content\": \"…\", \"title\": \"…\", \"importance\": 0.7, \"tags\": [\"a\"], \"namespace\": \"market\", \"source\": \"…\", \"ttl\": \"7d\"}. Prints one JSON result per line."
+    )]
+    BatchRemember {
+        /// JSONL file, or - for stdin
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Recall what is relevant to a query, summarised within a token budget
+    #[command(
+        after_help = "Scoring: relevance (FTS, topics, links, query coverage, each normalised to 0..1) fused with importance and recency per --strategy; the budget counts real cl100k tokens of the whole output."
+    )]
+    Recall {
+        /// What to recall
+        query: String,
+        /// Token budget (cl100k) for the whole answer [default: recall.max_tokens = 4000]
+        #[arg(long, short = 't', value_name = "N")]
+        max_tokens: Option<usize>,
+        /// balanced, relevance, importance or recency [default: recall.strategy]
+        #[arg(long, short = 's')]
+        strategy: Option<String>,
+        /// Drop memories less relevant than this (0..1) [default: recall.min_relevance]
+        #[arg(long, short = 'r', value_name = "X")]
+        min_relevance: Option<f64>,
+        /// Only the agent's private memories
+        #[arg(long)]
+        private_only: bool,
+        /// Only these shared namespaces (repeatable)
+        #[arg(long = "namespace", short = 'n', value_name = "NS")]
+        namespaces: Vec<String>,
+        /// Only below this path
+        #[arg(long, default_value = "/")]
+        scope: String,
+    },
+    /// Browse: the tree below PATH, or with --query the paths and one-line summaries to fetch
+    Browse {
+        /// Directory
+        #[arg(default_value = "/memory")]
+        path: String,
+        /// Levels of the tree
+        #[arg(long, short = 'd', default_value_t = 2)]
+        depth: usize,
+        /// Two-phase retrieval: rank memories for this query instead of showing the tree
+        #[arg(long, short = 'q')]
+        query: Option<String>,
+        /// At most this many memories (with --query)
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+        /// Summary width in characters (with --query)
+        #[arg(long, default_value_t = 100)]
+        width: usize,
+    },
+    /// Full content of chosen paths (phase two after browse)
+    Fetch {
+        /// Paths
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Topics: the most common ones below a directory, or those of one memory
+    Topics {
+        /// Directory or memory
+        #[arg(default_value = "/memory")]
+        path: String,
+        /// At most this many
+        #[arg(long, short = 'n', default_value_t = 30)]
+        limit: usize,
+    },
+    /// Memories changed recently, newest first
+    Timeline {
+        /// Only below this path
+        #[arg(default_value = "/")]
+        path: String,
+        /// How many days back
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// At most this many
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+    },
+    /// The link graph around a memory
+    Explore {
+        /// Memory
+        path: String,
+        /// Hops
+        #[arg(long, short = 'd', default_value_t = 2)]
+        depth: usize,
+    },
+    /// Tokens recall returned against the tokens it chose from (per agent with --agent)
+    Savings {
+        /// Only since this time (RFC 3339, 'YYYY-MM-DD HH:MM', @UNIX) or this long ago (7d)
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Ask the librarian: what you can read about it, and which agents know the rest
+    Ask {
+        /// Question
+        query: String,
+        /// At most this many readable matches
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+        /// Reveal less than configured: owner, existence or none
+        #[arg(long, short = 'p')]
+        privacy: Option<String>,
+    },
+    /// Which agents know about a topic
+    #[command(name = "who-knows")]
+    WhoKnows {
+        /// Topic
+        topic: String,
+        /// At most this many agents
+        #[arg(long, short = 'n', default_value_t = 5)]
+        limit: usize,
+    },
+    /// The directory of agents
+    Agents,
+    /// Counts for the agent given with --agent
+    #[command(name = "agent-stats")]
+    AgentStats,
     /// Print a node's content (or a suffix such as PATH:meta, PATH:history)
     Read {
         /// Path or address

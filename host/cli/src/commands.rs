@@ -27,12 +27,12 @@ fn outln(s: &str) {
     out(&format!("{s}\n"));
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     outln(&serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }
 
 /// Text mode prints `text`; JSON mode prints `data`.
-fn emit(json_mode: bool, o: &Output, text: &str) {
+pub(crate) fn emit(json_mode: bool, o: &Output, text: &str) {
     if json_mode {
         print_json(&o.data());
     } else {
@@ -40,7 +40,7 @@ fn emit(json_mode: bool, o: &Output, text: &str) {
     }
 }
 
-fn ensure_nl(s: &str) -> String {
+pub(crate) fn ensure_nl(s: &str) -> String {
     if s.is_empty() || s.ends_with('\n') {
         s.to_string()
     } else {
@@ -49,7 +49,7 @@ fn ensure_nl(s: &str) -> String {
 }
 
 /// Builds an address from a path, a suffix and query pairs, keeping the user's path exactly.
-fn addr(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {
+pub(crate) fn addr(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {
     let a = Address::path(path)?;
     let mut q = Query::new();
     for (k, v) in pairs {
@@ -68,7 +68,7 @@ fn addr(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {
 }
 
 /// Reads content from `-c`, `-f` or stdin, refusing more than `max` bytes and non-UTF-8.
-fn content(input: &ContentArgs, max: u64) -> Result<String> {
+pub(crate) fn content(input: &ContentArgs, max: u64) -> Result<String> {
     let too_large = |n: u64, from: &str| {
         Error::new(
             ErrorKind::TooLarge,
@@ -495,6 +495,9 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         Command::Import { file, force } => return import(app, &file, force, j),
         Command::Batch => return batch(app),
         Command::Config { .. } | Command::Completions { .. } | Command::Bench { .. } => {}
+        other => {
+            crate::agent_cmds::run(app, other, j)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! The `avm` command.
 
+mod agent_cmds;
 mod app;
 mod bench;
 mod cli;

@@ -14,7 +14,10 @@ use figment::providers::{Env, Format, Serialized, Toml, Yaml};
 use figment::value::{Dict, Value as FValue};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, ErrorKind, Result};
+use crate::policy::{Access, AgentConfig, PermissionRule, Policy};
 use crate::router::Router;
 
 /// Default cap on one node's content, in bytes (8 MiB).
@@ -34,6 +37,61 @@ pub struct Config {
     pub store: StoreConfig,
     /// Path patterns and the providers that serve them.
     pub mounts: Vec<MountConfig>,
+    /// Access for paths no permission rule matches (`rw`, `ro`, `none`; agents only).
+    pub default_access: Access,
+    /// Global permission rules for agents, first match wins.
+    pub permissions: Vec<PermissionRule>,
+    /// Per-agent rules, roles and quotas.
+    pub agents: BTreeMap<String, AgentConfig>,
+    /// Recall defaults.
+    pub recall: RecallConfig,
+    /// Librarian settings.
+    pub librarian: LibrarianConfig,
+}
+
+/// Recall defaults (`[recall]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecallConfig {
+    /// Token budget when a caller gives none.
+    pub max_tokens: usize,
+    /// `balanced`, `relevance`, `importance` or `recency`.
+    pub strategy: String,
+    /// Candidates whose fused relevance is below this are dropped (0..1).
+    pub min_relevance: f64,
+    /// Longest summary per memory, in characters.
+    pub max_chars: usize,
+    /// Half-life of the recency signal, in hours.
+    pub half_life_hours: f64,
+}
+
+impl Default for RecallConfig {
+    fn default() -> Self {
+        RecallConfig {
+            max_tokens: 4000,
+            strategy: "balanced".into(),
+            min_relevance: 0.15,
+            max_chars: 320,
+            half_life_hours: 168.0,
+        }
+    }
+}
+
+/// Librarian settings (`[librarian]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LibrarianConfig {
+    /// What `ask` reveals about memories the asker cannot read: `full`, `owner`, `existence`
+    /// or `none`.
+    pub privacy: String,
+}
+
+impl Default for LibrarianConfig {
+    fn default() -> Self {
+        LibrarianConfig {
+            privacy: "owner".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -50,6 +108,11 @@ impl Default for Config {
                 read_only: false,
                 options: Dict::new(),
             }],
+            default_access: Access::Rw,
+            permissions: Vec::new(),
+            agents: BTreeMap::new(),
+            recall: RecallConfig::default(),
+            librarian: LibrarianConfig::default(),
         }
     }
 }
@@ -255,7 +318,18 @@ pub struct Problem {
     pub source: Option<String>,
 }
 
-const TOP_KEYS: &[&str] = &["db", "agent", "max_node_bytes", "store", "mounts"];
+const TOP_KEYS: &[&str] = &[
+    "db",
+    "agent",
+    "max_node_bytes",
+    "store",
+    "mounts",
+    "default_access",
+    "permissions",
+    "agents",
+    "recall",
+    "librarian",
+];
 const STORE_KEYS: &[&str] = &[
     "busy_timeout_ms",
     "cache_entries",
@@ -384,7 +458,82 @@ pub fn check(sources: &Sources, known_types: &[&str]) -> Vec<Problem> {
         });
     }
     check_mounts(&fig, &dict, known_types, &mut problems);
+    check_access(&fig, &mut problems);
     problems
+}
+
+fn check_access(fig: &Figment, problems: &mut Vec<Problem>) {
+    let mut push = |key: &str, message: String| {
+        problems.push(Problem {
+            key: key.to_string(),
+            message,
+            source: fig.find_metadata(key).map(source_name),
+        })
+    };
+    let access = fig.extract_inner::<Access>("default_access");
+    if let Err(e) = &access {
+        push("default_access", format!("{}; use rw, ro or none", e.kind));
+    }
+    let rules = fig.extract_inner::<Vec<PermissionRule>>("permissions");
+    if let Err(e) = &rules {
+        push("permissions", e.kind.to_string());
+    }
+    let agents = fig.extract_inner::<BTreeMap<String, AgentConfig>>("agents");
+    if let Err(e) = &agents {
+        let key = if e.path.is_empty() {
+            "agents".to_string()
+        } else {
+            e.path.join(".")
+        };
+        push(&key, e.kind.to_string());
+    }
+    if let Ok(agents) = &agents {
+        for id in agents.keys() {
+            if let Err(e) = validate_agent_id(id) {
+                push(&format!("agents.{id}"), e.message().to_string());
+            }
+        }
+    }
+    if let (Ok(access), Ok(rules), Ok(agents)) = (access, rules, agents)
+        && let Err(e) = Policy::new(access, &rules, &agents)
+    {
+        push("permissions", e.message().to_string());
+    }
+    match fig.extract_inner::<RecallConfig>("recall") {
+        Err(e) => push("recall", e.kind.to_string()),
+        Ok(r) => {
+            if !["balanced", "relevance", "importance", "recency"].contains(&r.strategy.as_str()) {
+                push(
+                    "recall.strategy",
+                    format!(
+                        "{:?} is not accepted; use balanced, relevance, importance or recency",
+                        r.strategy
+                    ),
+                );
+            }
+            if !(0.0..=1.0).contains(&r.min_relevance) {
+                push("recall.min_relevance", "must be between 0 and 1".into());
+            }
+        }
+    }
+    match fig.extract_inner::<LibrarianConfig>("librarian") {
+        Err(e) => push("librarian", e.kind.to_string()),
+        Ok(l) if !["full", "owner", "existence", "none"].contains(&l.privacy.as_str()) => push(
+            "librarian.privacy",
+            format!(
+                "{:?} is not accepted; use full, owner, existence or none",
+                l.privacy
+            ),
+        ),
+        Ok(_) => {}
+    }
+}
+
+impl Config {
+    /// The compiled permission policy of this configuration.
+    pub fn policy(&self) -> Result<Policy> {
+        Policy::new(self.default_access, &self.permissions, &self.agents)
+    }
 }
 
 fn check_mounts(fig: &Figment, dict: &Dict, known_types: &[&str], problems: &mut Vec<Problem>) {

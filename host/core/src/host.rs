@@ -11,9 +11,10 @@ use serde_json::json;
 
 use crate::address::{Address, is_within, normalize_path};
 use crate::error::{Error, ErrorKind, Result};
+use crate::policy::{Action, Policy};
 use crate::provider::{
     Caller, Entry, ListOptions, Listing, NodeKind, Output, Provider, ProviderInfo, RemoveOptions,
-    Request, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec, WriteInput, private_owner,
+    Request, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec, Usage, WriteInput,
 };
 use crate::router::Router;
 
@@ -79,6 +80,9 @@ type Group<'a> = (&'a Mount, Vec<usize>, Vec<(Request, WriteInput)>);
 /// The host.
 pub struct Host {
     router: Router<Mount>,
+    /// Providers that serve suffixes on every path (recall, topics, librarian).
+    services: Vec<Mount>,
+    policy: Arc<Policy>,
     /// Read results of mounts with a TTL, keyed by caller, resolved path and suffix/query.
     cache: Mutex<HashMap<CacheKey, (Instant, Output)>>,
 }
@@ -117,8 +121,30 @@ impl Host {
         let router = Router::new(mounts.into_iter().map(|m| (m.pattern.clone(), m)).collect())?;
         Ok(Host {
             router,
+            services: Vec::new(),
+            policy: Arc::new(Policy::open()),
             cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Sets the permission policy applied to every agent request.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Adds a service: a provider whose declared suffixes work on every path, with the path as
+    /// the scope (`/memory/shared:recall?q=…`). A mount's own suffix of the same name wins.
+    pub fn with_service(mut self, provider: Arc<dyn Provider>) -> Self {
+        let info = provider.info();
+        self.services
+            .push(Mount::new(format!("service:{}", info.kind), provider));
+        self
+    }
+
+    /// The permission policy.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     /// The mounts, most specific first.
@@ -127,12 +153,18 @@ impl Host {
     }
 
     fn declares(&self, base: &str, word: &str) -> bool {
-        if HOST_SUFFIXES.contains(&word) {
+        if HOST_SUFFIXES.contains(&word) || self.service_for(word).is_some() {
             return true;
         }
         self.router
             .route(base)
             .is_some_and(|r| r.target.info.suffixes.iter().any(|s| s.name == word))
+    }
+
+    fn service_for(&self, word: &str) -> Option<&Mount> {
+        self.services
+            .iter()
+            .find(|m| m.info.suffixes.iter().any(|s| s.name == word))
     }
 
     /// Parses `raw`, expands `/private`, checks the caller and routes.
@@ -141,7 +173,37 @@ impl Host {
             expand_private(caller, base).is_ok_and(|b| self.declares(&b, word))
         })?;
         let path = expand_private(caller, &addr.path)?;
-        self.check_caller(caller, &path)?;
+        let action = match op {
+            Op::Read => Action::Read,
+            Op::Write => Action::Write,
+        };
+        self.check_caller(caller, &path, action)?;
+        if let Some(word) = &addr.suffix
+            && let Some(service) = self.service_for(word)
+            && !self
+                .router
+                .route(&path)
+                .is_some_and(|r| r.target.info.suffixes.iter().any(|s| &s.name == word))
+        {
+            if let Some(spec) = service.info.suffixes.iter().find(|s| &s.name == word) {
+                check_suffix(spec, &path, op)?;
+                let keys: Vec<&str> = spec.query.iter().map(String::as_str).collect();
+                addr.query.check_keys(&keys, &format!("{path}:{word}"))?;
+            }
+            return Ok((
+                service,
+                Request {
+                    mount: service.pattern.clone(),
+                    path,
+                    captures: Default::default(),
+                    suffix: addr.suffix,
+                    query: addr.query,
+                    caller: caller.clone(),
+                    deadline: None,
+                    policy: self.policy.clone(),
+                },
+            ));
+        }
         let route = self.router.route(&path).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -179,20 +241,102 @@ impl Host {
                 query: addr.query,
                 caller: caller.clone(),
                 deadline: None,
+                policy: self.policy.clone(),
             },
         ))
     }
 
-    /// Refuses access to other agents' private namespaces, naming the rule.
-    fn check_caller(&self, caller: &Caller, path: &str) -> Result<()> {
-        if caller.may_see(path) {
+    /// Refuses what the policy refuses (other agents' private namespaces, configured rules),
+    /// naming the rule.
+    fn check_caller(&self, caller: &Caller, path: &str, action: Action) -> Result<()> {
+        self.policy.check(caller, path, action)
+    }
+
+    /// Whether `caller` may see `path` in a result set.
+    pub fn may_read(&self, caller: &Caller, path: &str) -> bool {
+        caller.may_see(path) && self.policy.may_read(caller, path)
+    }
+
+    /// Refuses a write that would take an agent past its quota.
+    fn check_quota(
+        &self,
+        caller: &Caller,
+        mount: &Mount,
+        req: &Request,
+        input: &WriteInput,
+        usage: &mut Option<Usage>,
+    ) -> Result<()> {
+        let Some(agent) = caller.agent() else {
+            return Ok(());
+        };
+        let quota = self.policy.quota(agent);
+        let Some(root) = caller.private_root() else {
+            return Ok(());
+        };
+        if !quota.is_limited() || !is_within(&req.path, &root) || req.suffix.is_some() {
             return Ok(());
         }
-        let owner = private_owner(path).unwrap_or("another agent");
-        Err(Error::denied(format!(
-            "agent {} may not access {path}: it is in the private namespace of {owner} (rule: private namespaces belong to their agent)",
-            caller.agent().unwrap_or("?")
-        )))
+        let current = match usage {
+            Some(u) => *u,
+            None => {
+                let mut r = req.clone();
+                r.path = root.clone();
+                match mount.provider.usage(&r)? {
+                    Some(u) => *usage.insert(u),
+                    None => return Ok(()),
+                }
+            }
+        };
+        let old = mount
+            .provider
+            .stat(req)
+            .ok()
+            .filter(|s| s.kind == NodeKind::File)
+            .map(|s| s.size);
+        let (content_len, append) = match input {
+            WriteInput::Put(p) => (p.content.as_ref().map(|c| c.len() as u64), p.append),
+            WriteInput::Text(t) => (Some(t.len() as u64), false),
+            WriteInput::Record(v) => (
+                v.get("content")
+                    .and_then(|c| c.as_str())
+                    .map(|c| c.len() as u64),
+                false,
+            ),
+        };
+        let nodes = current.nodes + u64::from(old.is_none());
+        if old.is_none()
+            && let Some(max) = quota.max_nodes
+            && nodes > max
+        {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "quota exceeded: agent {agent} already has {}/{max} nodes in {root} (rule: agents.{agent}.quota.max_nodes); delete or archive some first",
+                    current.nodes
+                ),
+            ));
+        }
+        let bytes = match (content_len, append) {
+            (Some(n), true) => current.bytes + n,
+            (Some(n), false) => (current.bytes + n).saturating_sub(old.unwrap_or(0)),
+            (None, _) => current.bytes,
+        };
+        if let Some(max) = quota.max_bytes
+            && bytes > max
+            && bytes > current.bytes
+        {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "quota exceeded: this write would bring agent {agent} to {bytes} bytes in {root}, over its {max} (rule: agents.{agent}.quota.max_bytes)"
+                ),
+            ));
+        }
+        if let Some(u) = usage {
+            u.nodes = nodes;
+            u.bytes = bytes;
+        }
+        Ok(())
     }
 
     /// Reads a file or suffix.
@@ -265,7 +409,7 @@ impl Host {
     pub fn list(&self, caller: &Caller, raw: &str, opts: &ListOptions) -> Result<Listing> {
         let (mount, req) = self.resolve(caller, raw, Op::Read)?;
         let mut listing = mount.provider.list(&req, opts)?;
-        listing.entries.retain(|e| caller.may_see(&e.path));
+        listing.entries.retain(|e| self.may_read(caller, &e.path));
         if !opts.recursive {
             self.add_mount_points(&req.path, &mut listing);
         }
@@ -298,6 +442,7 @@ impl Host {
     /// Writes a file or writable suffix.
     pub fn write(&self, caller: &Caller, raw: &str, input: WriteInput) -> Result<Output> {
         let (mount, req) = self.resolve(caller, raw, Op::Write)?;
+        self.check_quota(caller, mount, &req, &input, &mut None)?;
         self.invalidate(&req.path);
         mount.provider.write(&req, input)
     }
@@ -311,8 +456,13 @@ impl Host {
     ) -> Vec<Result<Output>> {
         let mut results: Vec<Option<Result<Output>>> = (0..items.len()).map(|_| None).collect();
         let mut groups: Vec<Group<'_>> = Vec::new();
+        let mut usage = None;
         for (i, (raw, input)) in items.into_iter().enumerate() {
-            match self.resolve(caller, &raw, Op::Write) {
+            let resolved = self.resolve(caller, &raw, Op::Write).and_then(|(m, r)| {
+                self.check_quota(caller, m, &r, &input, &mut usage)?;
+                Ok((m, r))
+            });
+            match resolved {
                 Err(e) => results[i] = Some(Err(e)),
                 Ok((mount, req)) => {
                     self.invalidate(&req.path);
@@ -359,7 +509,7 @@ impl Host {
             )));
         }
         let dst_path = expand_private(caller, &dst_addr.path)?;
-        self.check_caller(caller, &dst_path)?;
+        self.check_caller(caller, &dst_path, Action::Write)?;
         let dst_route = self.router.route(&dst_path).ok_or_else(|| {
             Error::new(ErrorKind::NotFound, format!("no mount serves {dst_path}"))
         })?;
@@ -400,7 +550,7 @@ impl Host {
             return Err(Error::invalid("empty search query: give at least one word"));
         }
         let scope = expand_private(caller, &normalize_path(scope)?)?;
-        self.check_caller(caller, &scope)?;
+        self.check_caller(caller, &scope, Action::Read)?;
         let mut hits = Vec::new();
         let mut searched = 0;
         for (pattern, mount) in self.router.routes() {
@@ -410,12 +560,13 @@ impl Host {
             searched += 1;
             let mut req = Request::new(scope.clone(), caller.clone());
             req.mount = mount.pattern.clone();
+            req.policy = self.policy.clone();
             hits.extend(
                 mount
                     .provider
                     .search(&req, opts)?
                     .into_iter()
-                    .filter(|h| caller.may_see(&h.path) && is_within(&h.path, &scope)),
+                    .filter(|h| self.may_read(caller, &h.path) && is_within(&h.path, &scope)),
             );
         }
         if searched == 0 {

@@ -10,13 +10,16 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod host;
+pub mod policy;
 pub mod provider;
 pub mod router;
+pub mod storage;
 pub mod time;
 
 pub use address::{Address, Query};
 pub use error::{Error, ErrorKind, Result};
 pub use host::{Host, Mount};
+pub use policy::{Action, Policy};
 pub use provider::{
     Caller, Entry, ListOptions, Listing, NodeKind, Ops, Output, Provider, ProviderInfo, Put,
     RemoveOptions, Request, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec, WriteInput,

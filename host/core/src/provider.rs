@@ -1,6 +1,7 @@
 //! The one trait every provider implements, built-in or plugin, and the types it speaks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -8,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::address::Query;
 use crate::error::{Error, Result};
+use crate::policy::Policy;
 use crate::time::Micros;
 
 /// Who is asking. The host fills this from the front end (`--agent`, the mount's agent, the MCP
@@ -78,6 +80,14 @@ pub struct Request {
     pub caller: Caller,
     /// When the caller stops waiting, if it ever does.
     pub deadline: Option<Instant>,
+    /// The permission policy, for providers that build result sets (search, recall, links).
+    pub policy: Arc<Policy>,
+}
+
+/// The policy used by requests built outside a host: private namespaces only.
+fn open_policy() -> Arc<Policy> {
+    static OPEN: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+    OPEN.get_or_init(|| Arc::new(Policy::open())).clone()
 }
 
 impl Request {
@@ -91,7 +101,13 @@ impl Request {
             query: Query::new(),
             caller,
             deadline: None,
+            policy: open_policy(),
         }
+    }
+
+    /// May the caller see `path` in a result set (private namespaces and read rules)?
+    pub fn may_read(&self, path: &str) -> bool {
+        self.caller.may_see(path) && self.policy.may_read(&self.caller, path)
     }
 
     /// `"read of /a.md:meta"`-style label for error messages.
@@ -219,6 +235,15 @@ pub struct Entry {
     pub version: Option<i64>,
     /// Last change.
     pub updated_at: Option<Micros>,
+}
+
+/// How much is stored below a path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Nodes.
+    pub nodes: u64,
+    /// Content bytes.
+    pub bytes: u64,
 }
 
 /// How to list.
@@ -433,6 +458,12 @@ pub trait Provider: Send + Sync {
     fn rename(&self, src: &Request, dst: &str, force: bool) -> Result<Output> {
         let _ = (dst, force);
         Err(Error::unsupported("rename", &src.path))
+    }
+
+    /// Node count and content bytes below `req.path` (for quotas); `None` if not tracked.
+    fn usage(&self, req: &Request) -> Result<Option<Usage>> {
+        let _ = req;
+        Ok(None)
     }
 
     /// Full-text search below `req.path`, filtered to what `req.caller` may see.

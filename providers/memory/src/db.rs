@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use avm_core::{Error, ErrorKind, Result};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS nodes(
@@ -75,6 +75,44 @@ CREATE VIRTUAL TABLE IF NOT EXISTS nodes_fts USING fts5(
 CREATE VIRTUAL TABLE IF NOT EXISTS nodes_cjk USING fts5(
   uni, bi, content='', contentless_delete=1, tokenize='unicode61'
 );
+-- Schema 2: agent memory services.
+CREATE INDEX IF NOT EXISTS nodes_updated ON nodes(updated_at);
+CREATE INDEX IF NOT EXISTS nodes_hash ON nodes(hash);
+CREATE INDEX IF NOT EXISTS nodes_remember ON nodes(json_extract(meta, '$.remember_hash'));
+-- Topic index: postings keyed by node id, so moves carry them and hard deletes drop them.
+CREATE TABLE IF NOT EXISTS topics(
+  topic   TEXT    NOT NULL,
+  node_id INTEGER NOT NULL,
+  weight  REAL    NOT NULL,
+  PRIMARY KEY(topic, node_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS topics_node ON topics(node_id);
+-- The node state (hash:path) each node's topics were extracted from.
+CREATE TABLE IF NOT EXISTS topic_docs(
+  node_id   INTEGER PRIMARY KEY,
+  signature TEXT    NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS nodes_drop_topics AFTER DELETE ON nodes BEGIN
+  DELETE FROM topics WHERE node_id = old.id;
+  DELETE FROM topic_docs WHERE node_id = old.id;
+END;
+-- Cursors of workers that consume the events table.
+CREATE TABLE IF NOT EXISTS cursors(
+  name  TEXT    PRIMARY KEY,
+  seq   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS telemetry(
+  id               INTEGER PRIMARY KEY,
+  at               INTEGER NOT NULL,
+  op               TEXT    NOT NULL,
+  agent            TEXT,
+  query            TEXT,
+  tokens_returned  INTEGER NOT NULL,
+  tokens_available INTEGER NOT NULL,
+  results          INTEGER NOT NULL,
+  latency_us       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS telemetry_agent ON telemetry(agent, at);
 "#;
 
 /// Maps a SQLite error to an avm error; `db` names the file in the message.
@@ -213,7 +251,7 @@ pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()>
     let foreign: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type='table' \
-             AND name NOT IN ('nodes','access','node_tags','versions','links','events') \
+             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry') \
              AND name NOT LIKE 'nodes_fts%' AND name NOT LIKE 'nodes_cjk%' AND name NOT LIKE 'sqlite_%'",
             [],
             |r| r.get(0),

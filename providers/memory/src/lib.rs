@@ -10,6 +10,7 @@ pub mod fts;
 pub mod node;
 pub mod provider;
 pub mod record;
+pub mod services;
 pub mod store;
 pub mod write;
 

@@ -941,10 +941,23 @@ impl Provider for MemoryProvider {
         ))
     }
 
+    fn usage(&self, req: &Request) -> Result<Option<avm_core::provider::Usage>> {
+        let (nodes, bytes) = self.store.usage(&req.path)?;
+        Ok(Some(avm_core::provider::Usage { nodes, bytes }))
+    }
+
     fn search(&self, req: &Request, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
+        let keep = |p: &str| req.policy.may_read(&req.caller, p);
         Ok(self
             .store
-            .search(&req.path, &req.caller, &opts.query, opts.limit)?
+            .search_within(
+                &[req.path.clone()],
+                &req.caller,
+                &keep,
+                &opts.query,
+                opts.limit,
+                true,
+            )?
             .into_iter()
             .map(|h| SearchHit {
                 path: h.path,

@@ -321,6 +321,29 @@ impl Store {
             .map_err(|_| Error::internal("the store's writer stopped before answering"))?
     }
 
+    /// Queues one write without waiting for it (telemetry): it commits with the next group.
+    pub fn apply_nowait(&self, op: WriteOp) {
+        let (rtx, _) = mpsc::channel();
+        if let Ok(s) = self.sender() {
+            let _ = s.send(Job::Op(op, rtx));
+        }
+    }
+
+    /// Content bytes and node count below `dir` (all agents: quotas count everything).
+    pub fn usage(&self, dir: &str) -> Result<(u64, u64)> {
+        let (lo, hi) = subtree_bounds(dir);
+        let now = now_micros();
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT count(*), coalesce(sum(length(CAST(content AS BLOB))),0) FROM nodes \
+                 WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+            )?
+            .query_row(params![lo, hi, now], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })
+        })
+    }
+
     /// Applies many writes in one transaction (each still succeeds or fails on its own).
     pub fn apply_many(&self, ops: Vec<WriteOp>) -> Vec<Result<Outcome>> {
         let n = ops.len();
@@ -654,17 +677,32 @@ impl Store {
         query: &str,
         limit: usize,
     ) -> Result<Vec<Hit>> {
+        self.search_within(&[scope.to_string()], caller, &|_| true, query, limit, true)
+    }
+
+    /// Like [`Store::search`] over several scopes, with an extra filter applied while the
+    /// result fills (so it never comes back short), and snippets only when asked for.
+    pub fn search_within(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        extra: avm_core::storage::Keep<'_>,
+        query: &str,
+        limit: usize,
+        snippets: bool,
+    ) -> Result<Vec<Hit>> {
         let Some(q) = fts::compile(query) else {
             return Err(Error::invalid(format!(
                 "search query {query:?} has no words to look for"
             )));
         };
         let now = now_micros();
-        let in_trash = is_within(scope, "/trash");
+        let in_trash = scopes.iter().any(|s| is_within(s, "/trash"));
         let keep = |path: &str| {
-            is_within(path, scope)
+            scopes.iter().any(|s| is_within(path, s))
                 && (in_trash || !is_within(path, "/trash"))
                 && caller.may_see(path)
+                && extra(path)
         };
         let limit = limit.min(100_000);
         let mut window = (limit * 4).max(32);
@@ -705,7 +743,11 @@ impl Store {
                         && keep(&path)
                     {
                         hits.push(Hit {
-                            snippet: fts::snippet(&content, &q.terms),
+                            snippet: if snippets {
+                                fts::snippet(&content, &q.terms)
+                            } else {
+                                String::new()
+                            },
                             path,
                             score: *score,
                         });

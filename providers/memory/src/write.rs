@@ -73,6 +73,17 @@ pub enum WriteOp {
         /// Type, or every type.
         kind: Option<String>,
     },
+    /// Replace topic postings (no event: the topic index is derived data).
+    Topics {
+        /// Events consumed up to here.
+        cursor: i64,
+        /// New topics per node.
+        docs: Vec<avm_core::storage::TopicDoc>,
+        /// Node ids whose topics go.
+        removed: Vec<i64>,
+    },
+    /// Record a telemetry row (no event).
+    Telemetry(avm_core::storage::Telemetry),
     /// Restore an exported record exactly.
     Import {
         /// The record.
@@ -137,7 +148,78 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             kind,
         } => unlink(conn, ctx, source, target, kind.as_deref()),
         WriteOp::Import { record, force } => import(conn, ctx, record, *force),
+        WriteOp::Topics {
+            cursor,
+            docs,
+            removed,
+        } => topics(conn, *cursor, docs, removed).map_err(|e| ctx.err(e)),
+        WriteOp::Telemetry(t) => telemetry(conn, t).map_err(|e| ctx.err(e)),
     }
+}
+
+fn topics(
+    conn: &Connection,
+    cursor: i64,
+    docs: &[avm_core::storage::TopicDoc],
+    removed: &[i64],
+) -> rusqlite::Result<Outcome> {
+    let mut del = conn.prepare_cached("DELETE FROM topics WHERE node_id = ?1")?;
+    let mut del_doc = conn.prepare_cached("DELETE FROM topic_docs WHERE node_id = ?1")?;
+    for id in removed {
+        del.execute([id])?;
+        del_doc.execute([id])?;
+    }
+    let mut sig = conn.prepare_cached("SELECT hash || ':' || path FROM nodes WHERE id = ?1")?;
+    let mut ins = conn.prepare_cached(
+        "INSERT OR REPLACE INTO topics(topic, node_id, weight) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut doc = conn
+        .prepare_cached("INSERT OR REPLACE INTO topic_docs(node_id, signature) VALUES (?1, ?2)")?;
+    let mut count = 0;
+    for d in docs {
+        // Another process may have changed the node since these topics were extracted; its
+        // event is still ahead of the cursor of whoever extracted this, so skipping is safe.
+        let current: Option<String> = sig.query_row([d.node_id], |r| r.get(0)).optional()?;
+        if current.as_deref() != Some(d.signature.as_str()) {
+            continue;
+        }
+        del.execute([d.node_id])?;
+        for (topic, weight) in &d.topics {
+            ins.execute(params![topic, d.node_id, weight])?;
+        }
+        doc.execute(params![d.node_id, d.signature])?;
+        count += 1;
+    }
+    conn.prepare_cached(
+        "INSERT INTO cursors(name, seq) VALUES ('topics', ?1) \
+         ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
+    )?
+    .execute([cursor])?;
+    Ok(Outcome {
+        count,
+        ..Outcome::default()
+    })
+}
+
+fn telemetry(conn: &Connection, t: &avm_core::storage::Telemetry) -> rusqlite::Result<Outcome> {
+    conn.prepare_cached(
+        "INSERT INTO telemetry(at, op, agent, query, tokens_returned, tokens_available, results, latency_us) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        t.at,
+        t.op,
+        t.agent,
+        t.query,
+        t.tokens_returned,
+        t.tokens_available,
+        t.results,
+        t.latency_us
+    ])?;
+    Ok(Outcome {
+        count: 1,
+        ..Outcome::default()
+    })
 }
 
 fn load(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Option<Node>> {

@@ -1,0 +1,270 @@
+//! Agent-memory commands: remember, recall, browse, fetch, topics, timeline, explore, savings,
+//! ask, who-knows, agents, agent-stats. Each goes through the host (so the caller's rights
+//! apply in one place) and prints the text or, with `--json`, the structured form.
+
+use std::io::{BufRead, Write};
+
+use serde_json::Value;
+
+use avm_core::time::{now_micros, parse_duration, parse_time};
+use avm_core::{Error, Output, Result};
+use avm_provider_recall::{Memory, navigate, remember, remember_many};
+
+use crate::app::App;
+use crate::cli::Command;
+use crate::commands::{addr, content, emit, ensure_nl, print_json};
+
+fn show(j: bool, o: &Output) {
+    emit(j, o, &ensure_nl(&o.text));
+}
+
+/// `--since`: a time, or a duration ago.
+fn since(s: &str) -> Result<i64> {
+    match parse_duration(s) {
+        Ok(d) => Ok(now_micros() - d.as_micros() as i64),
+        Err(_) => parse_time(s),
+    }
+}
+
+fn memory_from_json(v: &Value, line: usize) -> Result<Memory> {
+    let bad = |what: &str| Error::invalid(format!("line {line}: {what}"));
+    let obj = v.as_object().ok_or_else(|| bad("expected a JSON object"))?;
+    let known = [
+        "content",
+        "title",
+        "importance",
+        "tags",
+        "namespace",
+        "source",
+        "ttl",
+    ];
+    if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(bad(&format!(
+            "unknown key {k:?} (known: {})",
+            known.join(", ")
+        )));
+    }
+    let s = |k: &str| -> Result<Option<String>> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(&format!("{k} must be a string"))),
+        }
+    };
+    Ok(Memory {
+        content: s("content")?.ok_or_else(|| bad("content is required"))?,
+        title: s("title")?,
+        importance: match obj.get("importance") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .ok_or_else(|| bad("importance must be a number"))?,
+            ),
+        },
+        tags: match obj.get("tags") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|t| {
+                    t.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad("tags must be strings"))
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(bad("tags must be a list of strings")),
+        },
+        namespace: s("namespace")?,
+        source: s("source")?.or(Some("batch".into())),
+        ttl: s("ttl")?.map(|t| parse_duration(&t)).transpose()?,
+        path: None,
+    })
+}
+
+/// Runs an agent-memory command; `None` when `cmd` is not one.
+pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
+    let h = &app.host;
+    let c = &app.caller;
+    let store = app.store.as_ref();
+    match cmd {
+        Command::Remember {
+            text,
+            input,
+            title,
+            importance,
+            tags,
+            namespace,
+            source,
+            ttl,
+        } => {
+            let body = match text {
+                Some(t) if input.content.is_none() && input.file.is_none() => t,
+                Some(_) => {
+                    return Err(Error::invalid(
+                        "give the content once: as an argument, with -c, with -f or on stdin",
+                    ));
+                }
+                None => content(&input, app.config.max_node_bytes)?,
+            };
+            let m = Memory {
+                content: body,
+                title,
+                importance: Some(importance),
+                tags: tags
+                    .as_deref()
+                    .map(|t| {
+                        t.split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                source: Some(source),
+                namespace,
+                ttl: ttl.as_deref().map(parse_duration).transpose()?,
+                path: None,
+            };
+            let r = remember(h, store, c, &m)?;
+            if j {
+                print_json(&avm_provider_recall::remember::to_json(&r));
+            } else if r.created {
+                println!("Remembered: {} (importance={})", r.path, r.importance);
+            } else {
+                println!("Already remembered: {}", r.path);
+            }
+        }
+        Command::BatchRemember { file } => {
+            let reader: Box<dyn BufRead> = if file == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin()))
+            } else {
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&file).map_err(|e| {
+                        Error::new(
+                            avm_core::ErrorKind::NotFound,
+                            format!("cannot read {file}: {e}"),
+                        )
+                    })?,
+                ))
+            };
+            let mut items = Vec::new();
+            for (i, line) in reader.lines().enumerate() {
+                let line = line.map_err(|e| Error::invalid(format!("line {}: {e}", i + 1)))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&line)
+                    .map_err(|e| Error::invalid(format!("line {}: not JSON: {e}", i + 1)))?;
+                items.push(memory_from_json(&v, i + 1)?);
+            }
+            let results = remember_many(h, store, c, &items);
+            let mut failed = 0;
+            let mut outp = std::io::stdout().lock();
+            for r in &results {
+                let v = match r {
+                    Ok(r) => avm_provider_recall::remember::to_json(r),
+                    Err(e) => {
+                        failed += 1;
+                        serde_json::json!({"error": {"kind": e.kind().as_str(), "message": e.message()}})
+                    }
+                };
+                let _ = writeln!(outp, "{v}");
+            }
+            if failed > 0 {
+                return Err(Error::new(
+                    avm_core::ErrorKind::InvalidInput,
+                    format!("{failed} of {} memories were not remembered", results.len()),
+                ));
+            }
+        }
+        Command::Recall {
+            query,
+            max_tokens,
+            strategy,
+            min_relevance,
+            private_only,
+            namespaces,
+            scope,
+        } => {
+            let mut pairs = vec![("q", query)];
+            if let Some(t) = max_tokens {
+                pairs.push(("max_tokens", t.to_string()));
+            }
+            if let Some(s) = strategy {
+                pairs.push(("strategy", s));
+            }
+            if let Some(r) = min_relevance {
+                pairs.push(("min_relevance", r.to_string()));
+            }
+            if private_only {
+                if c.agent().is_none() {
+                    return Err(Error::invalid("--private-only needs --agent NAME"));
+                }
+                pairs.push(("shared", "false".into()));
+            }
+            if !namespaces.is_empty() {
+                pairs.push(("ns", namespaces.join(",")));
+            }
+            let o = h.read(c, &addr(&scope, "recall", &pairs)?)?;
+            show(j, &o);
+        }
+        Command::Browse {
+            path,
+            depth,
+            query,
+            limit,
+            width,
+        } => {
+            let mut pairs = vec![("depth", depth.to_string())];
+            if let Some(q) = query {
+                pairs = vec![
+                    ("q", q),
+                    ("limit", limit.to_string()),
+                    ("width", width.to_string()),
+                ];
+            }
+            show(j, &h.read(c, &addr(&path, "browse", &pairs)?)?);
+        }
+        Command::Fetch { paths } => show(j, &navigate::fetch(h, c, &paths)?),
+        Command::Topics { path, limit } => {
+            show(
+                j,
+                &h.read(c, &addr(&path, "topics", &[("limit", limit.to_string())])?)?,
+            );
+        }
+        Command::Timeline { path, days, limit } => {
+            let pairs = [("days", days.to_string()), ("limit", limit.to_string())];
+            show(j, &h.read(c, &addr(&path, "timeline", &pairs)?)?);
+        }
+        Command::Explore { path, depth } => {
+            show(
+                j,
+                &h.read(c, &addr(&path, "explore", &[("depth", depth.to_string())])?)?,
+            );
+        }
+        Command::Savings { since: s } => {
+            let s = s.as_deref().map(since).transpose()?;
+            show(j, &navigate::savings(store, c.agent(), s)?);
+        }
+        Command::Ask {
+            query,
+            limit,
+            privacy,
+        } => {
+            let mut pairs = vec![("q", query), ("limit", limit.to_string())];
+            if let Some(p) = privacy {
+                pairs.push(("privacy", p));
+            }
+            show(j, &h.read(c, &addr("/", "ask", &pairs)?)?);
+        }
+        Command::WhoKnows { topic, limit } => {
+            let pairs = [("topic", topic), ("limit", limit.to_string())];
+            show(j, &h.read(c, &addr("/", "who-knows", &pairs)?)?);
+        }
+        Command::Agents => show(j, &h.read(c, "/:agents")?),
+        Command::AgentStats => {
+            let keep = |p: &str| h.may_read(c, p);
+            show(j, &navigate::agent_stats(store, c, &keep)?);
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some(()))
+}

@@ -1,0 +1,233 @@
+//! The storage seam of the built-in agent-memory services.
+//!
+//! Recall, the topic index, the librarian and (later) the embedding queue talk to the memory
+//! store through [`MemoryStore`], never to SQLite directly, so a second backend (PostgreSQL for
+//! teams that outgrow one machine) can be added without touching them. Every method that
+//! returns nodes takes a `keep` filter and applies it while it fills the result, so a caller's
+//! result never comes back short because of nodes it may not see.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+use crate::provider::Caller;
+use crate::time::Micros;
+
+/// A stored memory, as the services see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryNode {
+    /// Stable id (survives moves).
+    pub id: i64,
+    /// Path.
+    pub path: String,
+    /// Content.
+    pub content: String,
+    /// Metadata.
+    pub meta: Map<String, Value>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Importance 0..=1.
+    pub importance: f64,
+    /// Who created it.
+    pub author: Option<String>,
+    /// Created.
+    pub created_at: Micros,
+    /// Last content or metadata change.
+    pub updated_at: Micros,
+    /// Content version.
+    pub version: i64,
+    /// Content hash.
+    pub hash: String,
+}
+
+impl MemoryNode {
+    /// The title: `meta.title`, else the file name without extension and timestamp prefix.
+    pub fn title(&self) -> String {
+        if let Some(t) = self.meta.get("title").and_then(Value::as_str) {
+            return t.to_string();
+        }
+        let base = crate::address::basename(&self.path);
+        let stem = base.rsplit_once('.').map(|(s, _)| s).unwrap_or(base);
+        stem.to_string()
+    }
+}
+
+/// A full-text hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextHit {
+    /// Path.
+    pub path: String,
+    /// Engine score, higher is better (raw bm25 for SQLite).
+    pub score: f64,
+}
+
+/// One change recorded in the events table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreEvent {
+    /// Sequence number, increasing.
+    pub seq: i64,
+    /// When.
+    pub at: Micros,
+    /// `create`, `update`, `delete`, `move`, …
+    pub kind: String,
+    /// Path.
+    pub path: String,
+    /// The other path (moves).
+    pub detail: Option<String>,
+    /// Who.
+    pub agent: Option<String>,
+}
+
+/// The topics of one node, as extracted from one state of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicDoc {
+    /// Node id.
+    pub node_id: i64,
+    /// `hash:path` of the state the topics were extracted from; the store ignores the entry
+    /// if the node has changed since (a newer event will bring it back).
+    pub signature: String,
+    /// Topic keys and weights.
+    pub topics: Vec<(String, f64)>,
+}
+
+/// One posting of the topic index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicPosting {
+    /// Topic key.
+    pub topic: String,
+    /// Node path.
+    pub path: String,
+    /// Weight of the topic in that node.
+    pub weight: f64,
+    /// How many live nodes carry this topic.
+    pub docs: u64,
+}
+
+/// One telemetry row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Telemetry {
+    /// When.
+    pub at: Micros,
+    /// `recall`, `remember`, `browse`, …
+    pub op: String,
+    /// Who.
+    pub agent: Option<String>,
+    /// The query, if any.
+    pub query: Option<String>,
+    /// Tokens handed back to the agent.
+    pub tokens_returned: i64,
+    /// Tokens of the full content of every candidate the answer was chosen from.
+    pub tokens_available: i64,
+    /// Items returned.
+    pub results: i64,
+    /// Latency in microseconds.
+    pub latency_us: i64,
+}
+
+/// Totals of telemetry rows for one agent and operation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TelemetryTotals {
+    /// Agent (none = operator).
+    pub agent: Option<String>,
+    /// Operation.
+    pub op: String,
+    /// Rows.
+    pub count: i64,
+    /// Σ tokens returned.
+    pub tokens_returned: i64,
+    /// Σ tokens available.
+    pub tokens_available: i64,
+    /// Mean latency in microseconds.
+    pub mean_latency_us: f64,
+}
+
+/// A keep-filter over paths (the caller's read rules).
+pub type Keep<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
+/// What the agent-memory services need from a store.
+pub trait MemoryStore: Send + Sync {
+    /// The live node at `path`, without marking it accessed.
+    fn node(&self, path: &str) -> Result<Option<MemoryNode>>;
+
+    /// Full-text search within any of `scopes`, visible to `caller`, kept by `keep`, best first.
+    fn text_search(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<TextHit>>;
+
+    /// Live nodes within any of `scopes`, newest change first, changed at or after `since`.
+    fn recent(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        since: Option<Micros>,
+        limit: usize,
+    ) -> Result<Vec<MemoryNode>>;
+
+    /// The content hash this store records for `content` (compared by `find_by_hash`).
+    fn content_hash(&self, content: &str) -> String;
+
+    /// The path of a live node inside `scope` by this author whose content hash, or whose
+    /// `meta.remember_hash` (the hash of what was remembered), is `hash`.
+    fn find_by_hash(&self, scope: &str, hash: &str, author: Option<&str>)
+    -> Result<Option<String>>;
+
+    /// Links touching `path` as `(source, target, type, weight)`, both directions.
+    fn links_of(&self, path: &str) -> Result<Vec<(String, String, String, f64)>>;
+
+    /// Immediate children of `dir`: `(path, is_dir, visible nodes below or 1 for files)`.
+    fn children_counted(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        keep: Keep<'_>,
+    ) -> Result<Vec<(String, bool, u64)>>;
+
+    /// Events after `seq`, oldest first.
+    fn events_after(&self, seq: i64, limit: usize) -> Result<Vec<StoreEvent>>;
+
+    /// The newest event's sequence number.
+    fn last_event(&self) -> Result<i64>;
+
+    /// How far the topic index has consumed the events table.
+    fn topic_cursor(&self) -> Result<i64>;
+
+    /// Replaces the topics of the given nodes, drops `removed` node ids, and moves the cursor
+    /// forward to `cursor` (never back), in one transaction.
+    fn topic_update(&self, cursor: i64, docs: Vec<TopicDoc>, removed: Vec<i64>) -> Result<()>;
+
+    /// Postings for `topics` (live, visible, kept nodes within `scopes`), at most `per_topic`
+    /// per topic, heaviest first.
+    fn topic_postings(
+        &self,
+        topics: &[String],
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        per_topic: usize,
+    ) -> Result<Vec<TopicPosting>>;
+
+    /// The most common topics within `scopes`: `(topic, visible nodes)`.
+    fn topic_counts(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>>;
+
+    /// The topics of one node, heaviest first.
+    fn topics_of(&self, path: &str) -> Result<Vec<(String, f64)>>;
+
+    /// Records a telemetry row without waiting for it to commit.
+    fn record(&self, row: Telemetry);
+
+    /// Telemetry totals per agent and operation since `since`, for one agent or all.
+    fn telemetry(&self, agent: Option<&str>, since: Option<Micros>)
+    -> Result<Vec<TelemetryTotals>>;
+}

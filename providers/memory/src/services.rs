@@ -1,0 +1,378 @@
+//! The SQLite store behind the agent-memory services' storage trait.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension, params};
+
+use avm_core::address::is_within;
+use avm_core::storage::{
+    Keep, MemoryNode, MemoryStore, StoreEvent, Telemetry, TelemetryTotals, TextHit, TopicDoc,
+    TopicPosting,
+};
+use avm_core::time::{Micros, now_micros};
+use avm_core::{Caller, Result};
+
+use crate::node::Node;
+use crate::store::{NODE_COLS, Store, node_from_row, subtree_bounds, visibility, visible_sql};
+use crate::write::WriteOp;
+
+/// The services' view of a node.
+pub fn memory_node(n: &Node) -> MemoryNode {
+    MemoryNode {
+        id: n.id,
+        path: n.path.clone(),
+        content: n.content.clone(),
+        meta: n.meta.clone(),
+        tags: n.tags.clone(),
+        importance: n.importance,
+        author: n.author.clone(),
+        created_at: n.created_at,
+        updated_at: n.updated_at,
+        version: n.version,
+        hash: n.hash.clone(),
+    }
+}
+
+/// Whether `path` lies in one of `scopes` and outside the trash (unless a scope is the trash).
+fn in_scopes(scopes: &[String], path: &str) -> bool {
+    let trash_scope = scopes.iter().any(|s| is_within(s, "/trash"));
+    scopes.iter().any(|s| is_within(path, s)) && (trash_scope || !is_within(path, "/trash"))
+}
+
+/// The narrowest `[lo, hi)` path range covering every scope (scopes are checked row by row).
+fn cover(scopes: &[String]) -> (String, String) {
+    let mut common: Option<String> = None;
+    for s in scopes {
+        common = Some(match common {
+            None => s.clone(),
+            Some(c) => {
+                let mut c = c;
+                while !is_within(s, &c) {
+                    c = avm_core::address::parent(&c).to_string();
+                }
+                c
+            }
+        });
+    }
+    let c = common.unwrap_or_else(|| "/".into());
+    if c == "/" {
+        ("/".into(), "0".into())
+    } else {
+        // Include the scope path itself (a node may sit at the scope).
+        (c.clone(), format!("{c}0"))
+    }
+}
+
+impl MemoryStore for Store {
+    fn node(&self, path: &str) -> Result<Option<MemoryNode>> {
+        Ok(self.peek(path)?.map(|n| memory_node(&n)))
+    }
+
+    fn text_search(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<TextHit>> {
+        Ok(self
+            .search_within(scopes, caller, keep, query, limit, false)?
+            .into_iter()
+            .map(|h| TextHit {
+                path: h.path,
+                score: h.score,
+            })
+            .collect())
+    }
+
+    fn recent(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        since: Option<Micros>,
+        limit: usize,
+    ) -> Result<Vec<MemoryNode>> {
+        let (lo, hi) = cover(scopes);
+        let vis = visibility(caller);
+        let now = now_micros();
+        let since = since.unwrap_or(i64::MIN);
+        // Walk the updated_at index newest first, in pages, filtering as we go: the result
+        // is never short because of nodes the caller may not see.
+        let mut out = Vec::new();
+        let mut before = i64::MAX;
+        let mut before_id = i64::MAX;
+        let page = (limit * 2).clamp(64, 4096);
+        loop {
+            let rows: Vec<Node> = self.read_conn(|c| {
+                c.prepare_cached(&format!(
+                    "SELECT {NODE_COLS} FROM nodes INDEXED BY nodes_updated \
+                     WHERE (updated_at < ?1 OR (updated_at = ?1 AND id < ?2)) AND updated_at >= ?3 \
+                       AND path >= ?4 AND path < ?5 AND (expires_at IS NULL OR expires_at > ?6) AND {} \
+                     ORDER BY updated_at DESC, id DESC LIMIT ?11",
+                    visible_sql("path", 7)
+                ))?
+                .query_map(
+                    params![before, before_id, since, lo, hi, now, vis[0], vis[1], vis[2], vis[3], page as i64],
+                    node_from_row,
+                )?
+                .collect()
+            })?;
+            let done = rows.len() < page;
+            for n in rows {
+                before = n.updated_at;
+                before_id = n.id;
+                if in_scopes(scopes, &n.path) && keep(&n.path) {
+                    out.push(memory_node(&n));
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn content_hash(&self, content: &str) -> String {
+        crate::node::content_hash(content)
+    }
+
+    fn find_by_hash(
+        &self,
+        scope: &str,
+        hash: &str,
+        author: Option<&str>,
+    ) -> Result<Option<String>> {
+        let (lo, hi) = subtree_bounds(scope);
+        let now = now_micros();
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT path FROM (\
+                   SELECT path, author, expires_at FROM nodes WHERE hash = ?1 \
+                   UNION SELECT path, author, expires_at FROM nodes \
+                     WHERE json_extract(meta, '$.remember_hash') = ?1) \
+                 WHERE path >= ?2 AND path < ?3 AND author IS ?4 \
+                   AND (expires_at IS NULL OR expires_at > ?5) ORDER BY path LIMIT 1",
+            )?
+            .query_row(params![hash, lo, hi, author, now], |r| r.get(0))
+            .optional()
+        })
+    }
+
+    fn links_of(&self, path: &str) -> Result<Vec<(String, String, String, f64)>> {
+        let (out, inc) = self.links(path, &Caller::Operator)?;
+        Ok(out
+            .into_iter()
+            .chain(inc)
+            .map(|l| (l.source, l.target, l.kind, l.weight))
+            .collect())
+    }
+
+    fn children_counted(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        keep: Keep<'_>,
+    ) -> Result<Vec<(String, bool, u64)>> {
+        let children = self.children(dir, caller, 0, None)?;
+        let vis = visibility(caller);
+        let now = now_micros();
+        let mut out = Vec::new();
+        for c in children {
+            if !keep(&c.path) || (is_within(&c.path, "/trash") && !is_within(dir, "/trash")) {
+                continue;
+            }
+            match c.kind {
+                avm_core::NodeKind::File => out.push((c.path, false, 1)),
+                avm_core::NodeKind::Dir => {
+                    let (lo, hi) = subtree_bounds(&c.path);
+                    let n: i64 = self.read_conn(|conn| {
+                        conn.prepare_cached(&format!(
+                            "SELECT count(*) FROM nodes WHERE path >= ?1 AND path < ?2 \
+                             AND (expires_at IS NULL OR expires_at > ?3) AND {}",
+                            visible_sql("path", 4)
+                        ))?
+                        .query_row(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3]], |r| {
+                            r.get(0)
+                        })
+                    })?;
+                    out.push((c.path, true, n as u64));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn events_after(&self, seq: i64, limit: usize) -> Result<Vec<StoreEvent>> {
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT seq, at, kind, path, detail, agent FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?
+            .query_map(params![seq, limit as i64], |r| {
+                Ok(StoreEvent {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    path: r.get(3)?,
+                    detail: r.get(4)?,
+                    agent: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn last_event(&self) -> Result<i64> {
+        self.read_conn(|c| {
+            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+                .query_row([], |r| r.get(0))
+        })
+    }
+
+    fn topic_cursor(&self) -> Result<i64> {
+        self.read_conn(|c| {
+            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM cursors WHERE name = 'topics'")?
+                .query_row([], |r| r.get(0))
+        })
+    }
+
+    fn topic_update(&self, cursor: i64, docs: Vec<TopicDoc>, removed: Vec<i64>) -> Result<()> {
+        self.apply(WriteOp::Topics {
+            cursor,
+            docs,
+            removed,
+        })
+        .map(drop)
+    }
+
+    fn topic_postings(
+        &self,
+        topics: &[String],
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        per_topic: usize,
+    ) -> Result<Vec<TopicPosting>> {
+        let now = now_micros();
+        let mut out = Vec::new();
+        for topic in topics {
+            let rows: Vec<(String, f64, i64)> = self.read_conn(|c| {
+                c.prepare_cached(
+                    "SELECT n.path, t.weight, n.expires_at FROM topics t JOIN nodes n ON n.id = t.node_id \
+                     WHERE t.topic = ?1 ORDER BY t.weight DESC, n.path",
+                )?
+                .query_map([topic], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<i64>>(2)?.unwrap_or(i64::MAX)))
+                })?
+                .collect()
+            })?;
+            // Document frequency counts every live node carrying the topic (specificity is a
+            // property of the corpus, not of what this caller sees), but postings are filtered.
+            let live: Vec<&(String, f64, i64)> = rows
+                .iter()
+                .filter(|(p, _, exp)| *exp > now && !is_within(p, "/trash"))
+                .collect();
+            let docs = live.len() as u64;
+            for (path, weight, _) in live
+                .into_iter()
+                .filter(|(p, _, _)| in_scopes(scopes, p) && caller.may_see(p) && keep(p))
+                .take(per_topic)
+            {
+                out.push(TopicPosting {
+                    topic: topic.clone(),
+                    path: path.clone(),
+                    weight: *weight,
+                    docs,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn topic_counts(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>> {
+        let (lo, hi) = cover(scopes);
+        let vis = visibility(caller);
+        let now = now_micros();
+        let rows: Vec<(String, String)> = self.read_conn(|c| {
+            c.prepare_cached(&format!(
+                "SELECT t.topic, n.path FROM topics t JOIN nodes n ON n.id = t.node_id \
+                 WHERE n.path >= ?1 AND n.path < ?2 AND (n.expires_at IS NULL OR n.expires_at > ?3) AND {}",
+                visible_sql("n.path", 4)
+            ))?
+            .query_map(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
+        })?;
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        let mut kept: HashMap<String, bool> = HashMap::new();
+        for (topic, path) in rows {
+            let ok = *kept
+                .entry(path.clone())
+                .or_insert_with(|| in_scopes(scopes, &path) && keep(&path));
+            if ok {
+                *counts.entry(topic).or_insert(0) += 1;
+            }
+        }
+        let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    fn topics_of(&self, path: &str) -> Result<Vec<(String, f64)>> {
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT t.topic, t.weight FROM topics t JOIN nodes n ON n.id = t.node_id \
+                 WHERE n.path = ?1 ORDER BY t.weight DESC, t.topic",
+            )?
+            .query_map([path], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+    }
+
+    fn record(&self, row: Telemetry) {
+        self.apply_nowait(WriteOp::Telemetry(row));
+    }
+
+    fn telemetry(
+        &self,
+        agent: Option<&str>,
+        since: Option<Micros>,
+    ) -> Result<Vec<TelemetryTotals>> {
+        let since = since.unwrap_or(i64::MIN);
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT agent, op, count(*), sum(tokens_returned), sum(tokens_available), avg(latency_us) \
+                 FROM telemetry WHERE at >= ?1 AND (?2 IS NULL OR agent = ?2) \
+                 GROUP BY agent, op ORDER BY agent, op",
+            )?
+            .query_map(params![since, agent], |r| {
+                Ok(TelemetryTotals {
+                    agent: r.get(0)?,
+                    op: r.get(1)?,
+                    count: r.get(2)?,
+                    tokens_returned: r.get(3)?,
+                    tokens_available: r.get(4)?,
+                    mean_latency_us: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+}
+
+/// Shares one store as the services' storage.
+pub fn as_memory_store(store: &Arc<Store>) -> Arc<dyn MemoryStore> {
+    store.clone()
+}

@@ -1,0 +1,173 @@
+//! The recall service: `:recall`, `:browse`, `:timeline` and `:explore` on any path, with the
+//! path as the scope (`/memory/shared/market:recall?q=fed&max_tokens=500`).
+
+use avm_core::{Error, Ops, Output, Provider, ProviderInfo, Request, Result, SuffixOn, SuffixSpec};
+
+use crate::engine::{Engine, Strategy, narrow, scopes};
+use crate::navigate;
+use crate::recall::RecallRequest;
+
+/// Recall and navigation as a service provider.
+pub struct RecallProvider {
+    engine: Engine,
+}
+
+impl RecallProvider {
+    /// Serves `engine`.
+    pub fn new(engine: Engine) -> Self {
+        RecallProvider { engine }
+    }
+}
+
+fn list(v: Option<&str>) -> Vec<String> {
+    v.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn flag(req: &Request, key: &str, default: bool) -> Result<bool> {
+    match req.query.get(key) {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "") => Ok(true),
+        Some("0" | "false" | "no") => Ok(false),
+        Some(v) => Err(Error::invalid(format!(
+            "query key {key}={v:?} is not accepted; use true or false"
+        ))),
+    }
+}
+
+/// The scopes a service request covers: the caller's recall scopes narrowed to the path.
+pub fn request_scopes(req: &Request) -> Result<Vec<String>> {
+    let shared = flag(req, "shared", true)?;
+    let ns = list(req.query.get("ns"));
+    Ok(narrow(scopes(&req.caller, shared, &ns), &req.path))
+}
+
+impl Provider for RecallProvider {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            kind: "recall".into(),
+            description: "token-budgeted recall and navigation over agent memory".into(),
+            ops: Ops {
+                read: true,
+                ..Ops::default()
+            },
+            suffixes: vec![
+                SuffixSpec::new(
+                    "recall",
+                    SuffixOn::Any,
+                    true,
+                    false,
+                    &[
+                        "q",
+                        "max_tokens",
+                        "strategy",
+                        "min_relevance",
+                        "shared",
+                        "ns",
+                    ],
+                    "memories relevant to q, summarised within max_tokens (cl100k tokens)",
+                ),
+                SuffixSpec::new(
+                    "browse",
+                    SuffixOn::Dir,
+                    true,
+                    false,
+                    &["q", "limit", "width", "depth", "shared", "ns"],
+                    "with q: paths and one-line summaries to fetch from; without: the tree",
+                ),
+                SuffixSpec::new(
+                    "timeline",
+                    SuffixOn::Dir,
+                    true,
+                    false,
+                    &["days", "limit", "shared", "ns"],
+                    "memories changed in the last days, newest first",
+                ),
+                SuffixSpec::new(
+                    "explore",
+                    SuffixOn::File,
+                    true,
+                    false,
+                    &["depth"],
+                    "the link graph around this memory",
+                ),
+            ],
+        }
+    }
+
+    fn read(&self, req: &Request) -> Result<Output> {
+        let keep = |p: &str| req.may_read(p);
+        let e = &self.engine;
+        match req.suffix.as_deref() {
+            Some("recall") => {
+                let query = req
+                    .query
+                    .get("q")
+                    .filter(|q| !q.trim().is_empty())
+                    .ok_or_else(|| {
+                        Error::invalid(format!("{}:recall needs ?q=WHAT+TO+RECALL", req.path))
+                    })?
+                    .to_string();
+                let strategy = match req.query.get("strategy") {
+                    Some(s) => Strategy::parse(s)?,
+                    None => e.tuning.strategy,
+                };
+                let r = RecallRequest {
+                    query,
+                    max_tokens: req
+                        .query
+                        .parsed("max_tokens")?
+                        .unwrap_or(e.tuning.max_tokens),
+                    strategy,
+                    min_relevance: req
+                        .query
+                        .parsed("min_relevance")?
+                        .unwrap_or(e.tuning.min_relevance),
+                    scopes: request_scopes(req)?,
+                };
+                let out = e.recall(&req.caller, &keep, &r)?;
+                Ok(Output::new(out.text.clone(), out.to_json()))
+            }
+            Some("browse") => match req.query.get("q").filter(|q| !q.trim().is_empty()) {
+                Some(q) => navigate::browse_query(
+                    e,
+                    &req.caller,
+                    &keep,
+                    q,
+                    &request_scopes(req)?,
+                    req.query.parsed("limit")?.unwrap_or(10),
+                    req.query.parsed("width")?.unwrap_or(100),
+                ),
+                None => navigate::tree(
+                    e.store().as_ref(),
+                    &req.caller,
+                    &keep,
+                    &req.path,
+                    req.query.parsed("depth")?.unwrap_or(2),
+                ),
+            },
+            Some("timeline") => navigate::timeline(
+                e.store().as_ref(),
+                &req.caller,
+                &keep,
+                &request_scopes(req)?,
+                req.query.parsed("days")?.unwrap_or(7),
+                req.query.parsed("limit")?.unwrap_or(20),
+            ),
+            Some("explore") => navigate::explore(
+                e.store().as_ref(),
+                &req.caller,
+                &keep,
+                &req.path,
+                req.query.parsed("depth")?.unwrap_or(2),
+            ),
+            _ => Err(Error::unsupported("read", &req.path)),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Token-budgeted recall: the ranked memories, summarised, inside a budget of real tokens.
+//!
+//! Output (every token counted with cl100k_base; the whole text, header and footer included,
+//! never exceeds `max_tokens`):
+//!
+//! ```text
+//! ## Relevant Memory (2 items, ~61 tokens)
+//!
+//! [/memory/private/alice/…_nvda_note.md] (0.97) NVDA RSI at 72 overbought
+//!
+//! [/memory/shared/market/fed.md] (0.55) Fed hiked rates by 25bp …
+//!
+//! ---
+//! *Tokens: ~61/500 | Strategy: balanced | Query: "NVDA overbought"*
+//! ```
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use avm_core::storage::{Keep, Telemetry};
+use avm_core::time::now_micros;
+use avm_core::{Caller, Error, Result};
+
+use crate::engine::{Engine, Scored, Strategy};
+use crate::{summary, tokens};
+
+/// The smallest budget recall accepts: room for a header, one short entry and a footer.
+pub const MIN_TOKENS: usize = 30;
+
+/// What to recall.
+#[derive(Debug, Clone)]
+pub struct RecallRequest {
+    /// The query.
+    pub query: String,
+    /// Budget in cl100k tokens.
+    pub max_tokens: usize,
+    /// Ordering.
+    pub strategy: Strategy,
+    /// Relevance floor.
+    pub min_relevance: f64,
+    /// Where to look.
+    pub scopes: Vec<String>,
+}
+
+/// One recalled memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecallItem {
+    /// Path.
+    pub path: String,
+    /// Final score.
+    pub score: f64,
+    /// Fused relevance.
+    pub relevance: f64,
+    /// The summary shown.
+    pub summary: String,
+    /// Tokens of this entry in the output.
+    pub tokens: usize,
+    /// Candidate sources.
+    pub sources: Vec<&'static str>,
+}
+
+/// A rendered recall.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recall {
+    /// The Markdown handed to the agent.
+    pub text: String,
+    /// The entries it holds.
+    pub items: Vec<RecallItem>,
+    /// Tokens of `text`.
+    pub tokens: usize,
+    /// The budget.
+    pub max_tokens: usize,
+    /// Candidates that passed the relevance floor.
+    pub candidates: usize,
+    /// Estimated tokens of the candidates' full content (chars / 4).
+    pub tokens_available: usize,
+    /// Strategy used.
+    pub strategy: Strategy,
+    /// The query.
+    pub query: String,
+}
+
+impl Recall {
+    /// The structured form for `--json`, MCP and HTTP.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "query": self.query,
+            "strategy": self.strategy,
+            "max_tokens": self.max_tokens,
+            "tokens": self.tokens,
+            "candidates": self.candidates,
+            "tokens_available": self.tokens_available,
+            "items": self.items,
+            "text": self.text,
+        })
+    }
+}
+
+fn entry(s: &Scored, summary: &str) -> String {
+    if summary.is_empty() {
+        format!("[{}] ({:.2})", s.path, s.score)
+    } else {
+        format!("[{}] ({:.2}) {summary}", s.path, s.score)
+    }
+}
+
+/// Footer forms from the most to the least informative; tiny budgets get the shorter ones.
+fn footers(tokens: usize, max: usize, strategy: Strategy, query: &str) -> [String; 3] {
+    [
+        format!(
+            "*Tokens: ~{tokens}/{max} | Strategy: {} | Query: \"{}\"*",
+            strategy.as_str(),
+            query.replace(['\n', '\r'], " ")
+        ),
+        format!(
+            "*Tokens: ~{tokens}/{max} | Strategy: {}*",
+            strategy.as_str()
+        ),
+        format!("*Tokens: ~{tokens}/{max}*"),
+    ]
+}
+
+fn render(entries: &[String], tokens: usize, footer: &str) -> String {
+    let mut out = format!(
+        "## Relevant Memory ({} items, ~{tokens} tokens)\n\n",
+        entries.len()
+    );
+    for e in entries {
+        out.push_str(e);
+        out.push_str("\n\n");
+    }
+    if entries.is_empty() {
+        out.push_str("No memory matches this query.\n\n");
+    }
+    out.push_str("---\n");
+    out.push_str(footer);
+    out
+}
+
+impl Engine {
+    /// Recalls memories for `req` within its budget.
+    pub fn recall(&self, caller: &Caller, keep: Keep<'_>, req: &RecallRequest) -> Result<Recall> {
+        let started = Instant::now();
+        if req.max_tokens < MIN_TOKENS {
+            return Err(Error::invalid(format!(
+                "max_tokens={} is too small; recall needs at least {MIN_TOKENS} tokens",
+                req.max_tokens
+            )));
+        }
+        if !(0.0..=1.0).contains(&req.min_relevance) {
+            return Err(Error::invalid(format!(
+                "min_relevance={} must be between 0 and 1",
+                req.min_relevance
+            )));
+        }
+        let ranked = self.rank(
+            &req.query,
+            &req.scopes,
+            caller,
+            keep,
+            req.strategy,
+            req.min_relevance,
+            200,
+        )?;
+        let terms = summary::terms(&req.query);
+        let max = req.max_tokens;
+        let max_digits = max.to_string().len();
+        let placeholder = "9".repeat(max_digits);
+        // Reserve room for the header and the richest footer that leaves space for entries.
+        let frame = |footer: &str| -> Result<usize> {
+            tokens::count(&render(&[], placeholder.parse().unwrap_or(max), footer))
+        };
+        let all_footers = footers(max, max, req.strategy, &req.query);
+        let mut footer_level = 2;
+        for (i, f) in all_footers.iter().enumerate() {
+            // The empty-result line is not printed when entries exist; counting it keeps a
+            // little slack for the token boundaries between entries.
+            if frame(f)? + 12 <= max {
+                footer_level = i;
+                break;
+            }
+        }
+        let reserved = frame(&all_footers[footer_level])?;
+        let mut avail = max.saturating_sub(reserved);
+        let mut chosen: Vec<(usize, String, usize)> = Vec::new();
+        for (i, s) in ranked.iter().enumerate() {
+            if avail < 8 {
+                break;
+            }
+            let title = s.node.title();
+            let sum = summary::summarize(&s.node.content, &title, &terms, self.tuning.max_chars);
+            let mut line = entry(s, &sum);
+            let mut cost = tokens::count(&line)? + 1;
+            if cost > avail {
+                if !chosen.is_empty() {
+                    continue;
+                }
+                // The best memory always gets in, its summary cut to what is left.
+                let head = entry(s, "");
+                let head_cost = tokens::count(&head)? + 2;
+                if head_cost >= avail {
+                    continue;
+                }
+                let cut = tokens::truncate(&sum, avail - head_cost)?;
+                line = entry(s, &format!("{}…", cut.trim_end()));
+                cost = tokens::count(&line)? + 1;
+                if cost > avail {
+                    continue;
+                }
+            }
+            avail -= cost;
+            chosen.push((i, line, cost));
+        }
+        // Render, then check the real count of the whole text; token boundaries between
+        // pieces can differ from the sum of the pieces, so drop from the end until it fits.
+        loop {
+            let entries: Vec<String> = chosen.iter().map(|c| c.1.clone()).collect();
+            let mut used = 0;
+            let mut text = String::new();
+            for _ in 0..4 {
+                let footer = footers(used, max, req.strategy, &req.query)[footer_level].clone();
+                text = render(&entries, used, &footer);
+                let n = tokens::count(&text)?;
+                if n == used {
+                    break;
+                }
+                used = n;
+            }
+            let real = tokens::count(&text)?;
+            if real <= max || chosen.is_empty() {
+                if real > max {
+                    return Err(Error::invalid(format!(
+                        "max_tokens={max} cannot hold even the recall header; give a larger budget"
+                    )));
+                }
+                let items: Vec<RecallItem> = chosen
+                    .iter()
+                    .map(|(i, line, cost)| {
+                        let s = &ranked[*i];
+                        let prefix = format!("[{}] ({:.2}) ", s.path, s.score);
+                        RecallItem {
+                            path: s.path.clone(),
+                            score: s.score,
+                            relevance: s.relevance,
+                            summary: line.strip_prefix(&prefix).unwrap_or("").to_string(),
+                            tokens: *cost,
+                            sources: s.sources.clone(),
+                        }
+                    })
+                    .collect();
+                let available: usize = ranked
+                    .iter()
+                    .map(|s| s.node.content.chars().count() / 4)
+                    .sum();
+                self.store().record(Telemetry {
+                    at: now_micros(),
+                    op: "recall".into(),
+                    agent: caller.agent().map(str::to_string),
+                    query: Some(req.query.clone()),
+                    tokens_returned: real as i64,
+                    tokens_available: available as i64,
+                    results: items.len() as i64,
+                    latency_us: started.elapsed().as_micros() as i64,
+                });
+                return Ok(Recall {
+                    text,
+                    items,
+                    tokens: real,
+                    max_tokens: max,
+                    candidates: ranked.len(),
+                    tokens_available: available,
+                    strategy: req.strategy,
+                    query: req.query.clone(),
+                });
+            }
+            chosen.pop();
+        }
+    }
+}

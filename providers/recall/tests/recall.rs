@@ -1,0 +1,199 @@
+//! Recall against a real SQLite store: budgets, ranking, determinism, isolation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+
+use avm_core::storage::MemoryStore;
+use avm_core::{Caller, Host, Mount};
+use avm_provider_memory::{MemoryProvider, StoreOptions};
+use avm_provider_recall::{Engine, Memory, RecallProvider, Tuning, remember, tokens};
+
+struct World {
+    _dir: tempfile::TempDir,
+    host: Host,
+    store: Arc<dyn MemoryStore>,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryProvider::open(&dir.path().join("a.db"), StoreOptions::default()).unwrap();
+    let store = avm_provider_memory::services::as_memory_store(mem.store());
+    let engine = Engine::new(store.clone(), Tuning::default());
+    let host = Host::new(vec![Mount::new("/**", Arc::new(mem))])
+        .unwrap()
+        .with_service(Arc::new(RecallProvider::new(engine)));
+    World {
+        _dir: dir,
+        host,
+        store,
+    }
+}
+
+fn agent(a: &str) -> Caller {
+    Caller::Agent(a.into())
+}
+
+fn remember_as(w: &World, who: &Caller, content: &str, title: Option<&str>, ns: Option<&str>) -> String {
+    remember(
+        &w.host,
+        w.store.as_ref(),
+        who,
+        &Memory {
+            content: content.into(),
+            title: title.map(str::to_string),
+            namespace: ns.map(str::to_string),
+            ..Memory::default()
+        },
+    )
+    .unwrap()
+    .path
+}
+
+fn recall(w: &World, who: &Caller, q: &str, max: usize) -> String {
+    let q = q.replace(' ', "%20");
+    w.host
+        .read(who, &format!("/:recall?q={q}&max_tokens={max}"))
+        .unwrap()
+        .text
+}
+
+#[test]
+fn recall_finds_the_right_memory_in_a_three_memory_corpus() {
+    let w = world();
+    let a = agent("alice");
+    remember_as(&w, &a, "Lunch at the cafe on Main Street was great", Some("lunch"), None);
+    let fed = remember_as(
+        &w,
+        &a,
+        "Fed hiked rates by 25bp at the December meeting",
+        Some("Fed decision"),
+        Some("market"),
+    );
+    remember_as(&w, &a, "The build broke because of a missing feature flag", None, None);
+    let out = recall(&w, &a, "what did the Fed do with rates", 500);
+    let first = out.lines().find(|l| l.starts_with('[')).unwrap();
+    assert!(first.contains(&fed), "{out}");
+    assert!(out.starts_with("## Relevant Memory (1 items"), "{out}");
+    assert!(!out.contains("*Created:"), "no boilerplate in summaries: {out}");
+}
+
+fn corpus(w: &World, a: &Caller, n: usize) {
+    let topics = ["NVDA", "bitcoin", "Fed", "earnings", "Tokyo", "rust", "oil", "bonds"];
+    let verbs = ["rose", "fell", "stalled", "surprised", "lagged"];
+    let items: Vec<Memory> = (0..n)
+        .map(|i| Memory {
+            content: format!(
+                "Note {i}: {} {} after the {} report; watch level {}.\nSecond line about {} and {}.",
+                topics[i % topics.len()],
+                verbs[i % verbs.len()],
+                topics[(i / 3) % topics.len()],
+                100 + i,
+                topics[(i / 7) % topics.len()],
+                verbs[(i / 2) % verbs.len()],
+            ),
+            title: Some(format!("note {i}")),
+            importance: Some(((i * 37) % 100) as f64 / 100.0),
+            ..Memory::default()
+        })
+        .collect();
+    for r in avm_provider_recall::remember_many(&w.host, w.store.as_ref(), a, &items) {
+        r.unwrap();
+    }
+}
+
+#[test]
+fn recall_never_exceeds_its_budget_measured_with_the_same_tokenizer() {
+    let w = world();
+    let a = agent("alice");
+    corpus(&w, &a, 300);
+    for max in [50, 64, 80, 100, 150, 200, 333, 500, 1000, 2000, 4000, 8000] {
+        for q in ["NVDA rose", "bitcoin fell after the Fed report", "Tokyo", "watch level 150"] {
+            let out = recall(&w, &a, q, max);
+            let n = tokens::count(&out).unwrap();
+            assert!(n <= max, "budget {max} for {q:?} used {n}:\n{out}");
+            assert!(out.contains("## Relevant Memory"), "{out}");
+        }
+    }
+    // Large budgets actually get used when there is enough to say.
+    let out = recall(&w, &a, "NVDA rose", 2000);
+    assert!(tokens::count(&out).unwrap() > 1000, "{out}");
+}
+
+#[test]
+fn recall_output_is_deterministic_for_the_same_store() {
+    let w = world();
+    let a = agent("alice");
+    corpus(&w, &a, 120);
+    let one = recall(&w, &a, "bitcoin stalled", 1500);
+    let two = recall(&w, &a, "bitcoin stalled", 1500);
+    assert_eq!(one, two);
+}
+
+#[test]
+fn the_specific_memory_comes_first_in_a_larger_corpus() {
+    let w = world();
+    let a = agent("alice");
+    corpus(&w, &a, 1500);
+    let target = remember_as(
+        &w,
+        &a,
+        "Kestrel migration: the quorum timeout must be raised to 900ms before the upgrade",
+        Some("kestrel quorum"),
+        None,
+    );
+    let out = recall(&w, &a, "kestrel quorum timeout", 800);
+    let first = out.lines().find(|l| l.starts_with('[')).unwrap();
+    assert!(first.contains(&target), "{out}");
+}
+
+#[test]
+fn recall_never_shows_another_agents_private_memory() {
+    let w = world();
+    let a = agent("alice");
+    let b = agent("bob");
+    let secret = remember_as(&w, &b, "zebra launch codes are 1234", Some("zebra secret"), None);
+    let shared = remember_as(&w, &b, "zebra sightings in the park", None, Some("wildlife"));
+    let out = recall(&w, &a, "zebra launch codes", 4000);
+    assert!(!out.contains(&secret), "{out}");
+    assert!(!out.contains("1234"), "{out}");
+    assert!(out.contains(&shared), "shared stays visible: {out}");
+    let own = recall(&w, &b, "zebra launch codes", 4000);
+    assert!(own.contains(&secret), "{own}");
+    let op = recall(&w, &Caller::Operator, "zebra launch codes", 4000);
+    assert!(op.contains(&secret), "operators see everything: {op}");
+}
+
+#[test]
+fn remembering_the_same_content_twice_returns_the_first_memory() {
+    let w = world();
+    let a = agent("alice");
+    let one = remember_as(&w, &a, "same thing", Some("t"), None);
+    let two = remember_as(&w, &a, "same thing", Some("t"), None);
+    assert_eq!(one, two);
+    let three = remember_as(&w, &a, "same thing", Some("other title"), Some("ns"));
+    assert_ne!(one, three, "another namespace is another place");
+    // Another agent's identical memory is its own.
+    let b = remember_as(&w, &agent("bob"), "same thing", Some("t"), None);
+    assert_ne!(one, b);
+}
+
+#[test]
+fn two_memories_with_the_same_title_never_overwrite_each_other() {
+    let w = world();
+    let a = agent("alice");
+    let items: Vec<Memory> = (0..5)
+        .map(|i| Memory {
+            content: format!("version {i}"),
+            title: Some("daily".into()),
+            namespace: Some("team".into()),
+            ..Memory::default()
+        })
+        .collect();
+    let paths: Vec<String> = avm_provider_recall::remember_many(&w.host, w.store.as_ref(), &a, &items)
+        .into_iter()
+        .map(|r| r.unwrap().path)
+        .collect();
+    let unique: std::collections::BTreeSet<_> = paths.iter().collect();
+    assert_eq!(unique.len(), 5, "{paths:?}");
+}
