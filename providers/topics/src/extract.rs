@@ -7,11 +7,11 @@
 //!
 //! | source | weight |
 //! |---|---|
-//! | tags given with the memory (and the words of a compound tag such as `ai-safety`: 0.8) | 1.0 |
+//! | tags given with the memory (the words of a compound tag such as `ai-safety`: 0.8) | 1.0 |
 //! | hashtags in the content: `#rates`, `#伊朗`, `#ai-safety` (not `# Heading`, not `#ff0000`) | 1.0 |
 //! | tickers: `$NVDA` cash tags and ALL-CAPS words of 2–6 ASCII letters (`RSI`, `MACD`) | 0.9 |
-//! | title words (≥ 3 chars; CJK runs of 2–4 chars) | 0.8 |
-//! | proper nouns: `Powell`, `Tokyo` seen mid-sentence at least once | 0.7 |
+//! | title words (≥ 3 chars; CJK runs of 2–4 chars, and title bigrams the content repeats) | 0.8 |
+//! | proper nouns: capitalised words (`Powell`, `Tokyo`) seen mid-sentence at least once | 0.7 |
 //! | capitalised words only ever seen starting a sentence, line or heading | 0.4 |
 //! | salient words (≥ 4 chars), top 10 by frequency with a mild length bonus | 0.3–0.6 |
 //! | CJK terms: Han/Hangul runs of 2–4 chars and bigrams of runs, Katakana runs; top 8 | 0.3–0.6 |
@@ -23,13 +23,15 @@
 //! Noise that never yields topics: avm's boilerplate lines (`*Created: …*`, `*Tags: …*`,
 //! `*Updated: …*`, `# Version: …`), Markdown markers, URLs, numbers, dates and times, hex hashes,
 //! English (and a few Chinese) stop words, noise acronyms (`UTC`, `OK`, `API`, …), contractions,
-//! and words over 64 chars (hashes, base64, unsplit scripts).
+//! and words over 64 chars (hashes, base64, unsegmented scripts).
 //!
 //! Everything is ordered by `BTreeMap` and explicit tie-breaks, never by hash order, so the same
-//! memory yields the same topics on every run. One pass over the chars, no regex; the only
-//! allocations are one `String` per distinct key.
+//! memory yields the same topics on every run. One pass over the chars, no regex; tokens are
+//! slices of the input, and each distinct key is allocated once.
 
 use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::str::CharIndices;
 
 /// Most topics kept per memory: enough to describe a long note, few enough that the topic index
 /// stays small and a memory's weak topics don't dilute ranking.
@@ -37,7 +39,7 @@ pub const MAX_TOPICS: usize = 24;
 
 /// Longer "words" are hashes, base64 or unsegmented scripts: never useful topics.
 const MAX_WORD_CHARS: usize = 64;
-/// How many salient words, and how many CJK terms, a memory may contribute.
+/// How many salient words, and how many CJK terms, one memory may contribute.
 const SALIENT_TOP: usize = 10;
 const CJK_TOP: usize = 8;
 
@@ -57,6 +59,12 @@ const HASHTAG: u8 = 2;
 const TICKER: u8 = 4;
 const TITLE: u8 = 8;
 const TEXT: u8 = 16;
+
+// How a key was seen as a content word: capitalisation is evidence of a proper noun.
+const CAP_MID: u8 = 1;
+const CAP_INITIAL: u8 = 2;
+const LOWER: u8 = 4;
+const IN_TITLE: u8 = 8;
 
 // Which frequency pool a key competes in.
 const POOL_NONE: u8 = 0;
@@ -92,18 +100,19 @@ const STOP_WORDS: &[&str] = &[
     "vs", "want", "was", "way", "we", "well", "went", "were", "what", "whatever", "when", "where",
     "whether", "which", "while", "who", "whom", "whose", "why", "will", "with", "within", "without",
     "would", "yeah", "yes", "yesterday", "yet", "you", "your", "yours", "yourself", "yourselves",
-    "一个", "不是", "之后", "也是", "什么", "他们", "以及", "但是", "你们", "可以", "因为", "如果", "就是", "已经", "我们", "所以",
-    "没有", "然后", "自己", "还是", "这个", "这些", "那个", "那么",
+    "一个", "不是", "之后", "也是", "什么", "他们", "以及", "但是", "你们", "可以", "因为", "如果",
+    "就是", "已经", "我们", "所以", "没有", "然后", "自己", "还是", "这个", "这些", "那个", "那么",
 ];
 
 /// ALL-CAPS words that are boilerplate, time zones or generic tech acronyms rather than tickers
-/// or subjects (lower-case keys, sorted). English stop words in caps (`AND`, `THE`) are dropped
-/// by [`STOP_WORDS`] already.
+/// or subjects (lower-case keys, sorted). Stop words in caps (`AND`, `THE`) are dropped anyway.
 const NOISE_ACRONYMS: &[&str] = &[
     "api", "asap", "cest", "cet", "edt", "eod", "est", "eta", "faq", "fyi", "gmt", "html", "http",
     "https", "id", "ii", "iii", "imo", "json", "na", "nb", "pdf", "pdt", "pm", "ps", "pst", "tbd",
     "tldr", "todo", "ui", "uri", "url", "utc", "ux", "wip", "xml", "yaml",
 ];
+
+const APOSTROPHES: [char; 2] = ['\'', '\u{2019}'];
 
 /// avm's metadata line keys (`*Created: …*`, `# Updated: …`): such lines are never content.
 const META_KEYS: [&str; 5] = ["created", "modified", "tags", "updated", "version"];
@@ -113,7 +122,7 @@ const META_KEYS: [&str; 5] = ["created", "modified", "tags", "updated", "version
 pub struct Topic {
     /// The normalised key, as [`normalize`] and [`query_topics`] produce it.
     pub name: String,
-    /// How strongly the document is about the topic, in (0, 1].
+    /// How strongly the document is about the topic, in (0, 1], rounded to 3 decimals.
     pub weight: f32,
 }
 
@@ -140,16 +149,14 @@ pub fn extract(title: &str, tags: &[String], content: &str) -> Vec<Topic> {
 /// The topic keys a search query names, normalised exactly like `extract` normalises
 /// (so a query word matches a document topic), deduplicated, in query order. No frequency cutoff:
 /// every salient word of the query counts (stop words, pure numbers and 1-char Latin words dropped).
-/// A hyphenated word (`ai-safety`) names both itself, to match hashtags and tags, and its parts.
+/// A hyphenated word (`ai-safety`) names itself, to match hashtags and tags, and its parts.
 pub fn query_topics(query: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut key = String::new();
-    let mut start = true;
-    fn push(out: &mut Vec<String>, k: &str) {
-        if !k.is_empty() && !out.iter().any(|o| o == k) {
-            out.push(k.to_owned());
+    fn push(out: &mut Vec<String>, key: &str) {
+        if !key.is_empty() && !is_stop(key) && !out.iter().any(|k| k == key) {
+            out.push(key.to_owned());
         }
     }
+    let (mut out, mut key, mut start) = (Vec::new(), String::new(), true);
     for chunk in query.split_whitespace() {
         if chunk.contains(['-', '_']) && !chunk.contains("://") {
             let whole = normalize(chunk);
@@ -157,23 +164,19 @@ pub fn query_topics(query: &str) -> Vec<String> {
                 push(&mut out, &whole);
             }
         }
-        scan_chunk(chunk, &mut start, &mut |tok, _| match tok {
-            Tok::Word(w) => {
-                if !matches!(classify(w, &mut key).0, Class::Drop) {
-                    push(&mut out, &key);
+        scan_chunk(chunk, &mut start, &mut |tok, _| {
+            let found = match tok {
+                Tok::Word(w) => classify(w, &mut key).is_some(),
+                Tok::Hashtag(h) => push_key(h, &mut key) > 0 && hashtag_ok(&key),
+                Tok::Cashtag(t) => push_key(t, &mut key) > 0,
+                Tok::Cjk(run, script) => {
+                    cjk_units(run, script, |u, _| push(&mut out, u));
+                    false
                 }
+            };
+            if found {
+                push(&mut out, &key);
             }
-            Tok::Hashtag(h) => {
-                if push_key(h, &mut key) && hashtag_ok(&key) {
-                    push(&mut out, &key);
-                }
-            }
-            Tok::Cashtag(t) => {
-                if push_key(t, &mut key) {
-                    push(&mut out, &key);
-                }
-            }
-            Tok::Cjk(run, script) => cjk_units(run, script, |u, _| push(&mut out, u)),
         });
     }
     out
@@ -193,11 +196,8 @@ pub fn normalize(word: &str) -> String {
         joined.push_str(part);
     }
     let mut key = String::with_capacity(joined.len());
-    if push_key(&joined, &mut key) {
-        key
-    } else {
-        String::new()
-    }
+    push_key(&joined, &mut key);
+    key
 }
 
 /// What a scan finds; slices borrow the scanned text, so scanning allocates nothing.
@@ -217,11 +217,9 @@ enum Script {
 }
 
 fn cjk_script(c: char) -> Option<Script> {
-    let u = c as u32;
-    if u < 0x1100 {
-        return None; // fast path: ASCII, Latin, Greek, Cyrillic, Hebrew, Arabic, Indic...
-    }
-    match u {
+    match c as u32 {
+        // Fast path: ASCII, Latin, Greek, Cyrillic, Hebrew, Arabic, Indic...
+        0..=0x10FF => None,
         0x3041..=0x309F => Some(Script::Hiragana),
         0x30A1..=0x30FA | 0x30FC..=0x30FF | 0x31F0..=0x31FF | 0xFF66..=0xFF9F => {
             Some(Script::Katakana)
@@ -253,12 +251,45 @@ fn is_key_char(c: char) -> bool {
     is_word_char(c) || is_mark(c) || cjk_script(c).is_some()
 }
 
-fn is_apostrophe(c: char) -> bool {
-    c == '\'' || c == '\u{2019}'
-}
+/// `STOP_WORDS[STOP_FROM[b]..STOP_FROM[b + 1]]` are the stop words whose first byte is `b`, so a
+/// lookup (once per word) binary-searches a dozen words instead of all 300.
+const STOP_FROM: [u16; 257] = {
+    let mut from = [0u16; 257];
+    let mut i = 0;
+    while i < STOP_WORDS.len() {
+        from[STOP_WORDS[i].as_bytes()[0] as usize + 1] = i as u16 + 1;
+        i += 1;
+    }
+    // A byte that starts no stop word gets an empty range where the previous byte's ends.
+    let mut b = 1;
+    while b < from.len() {
+        if from[b] < from[b - 1] {
+            from[b] = from[b - 1];
+        }
+        b += 1;
+    }
+    from
+};
 
 fn is_stop(key: &str) -> bool {
-    STOP_WORDS.binary_search(&key).is_ok()
+    let (Some(&b), true) = (key.as_bytes().first(), key.len() <= 10) else {
+        return false; // no stop word is longer than 10 bytes
+    };
+    let (from, to) = (STOP_FROM[usize::from(b)], STOP_FROM[usize::from(b) + 1]);
+    let words = STOP_WORDS
+        .get(usize::from(from)..usize::from(to))
+        .unwrap_or_default();
+    words.binary_search_by(|w| cmp_bytes(w, key)).is_ok()
+}
+
+/// Byte order, inlined: most comparisons end at the first byte, where a `memcmp` call costs more
+/// than the comparison.
+fn cmp_bytes(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    match a.iter().zip(b).find(|(x, y)| x != y) {
+        Some((x, y)) => x.cmp(y),
+        None => a.len().cmp(&b.len()),
+    }
 }
 
 fn is_noise_acronym(key: &str) -> bool {
@@ -274,15 +305,20 @@ fn hashtag_ok(key: &str) -> bool {
     key.chars().any(char::is_alphabetic) && !hex_with_digit(key)
 }
 
-/// Writes the key of a clean word into `out` (reused, so hot loops don't allocate); false when
-/// the word yields no key.
-fn push_key(word: &str, out: &mut String) -> bool {
+/// Writes the key of a clean word into `out` (reused, so hot loops don't allocate) and returns
+/// its length in chars; 0, with `out` empty, when the word yields no key.
+fn push_key(word: &str, out: &mut String) -> usize {
     out.clear();
+    let (mut n, mut apostrophe) = (0, false);
     for c in word.chars() {
+        n += 1;
         match c {
             'A'..='Z' => out.push(c.to_ascii_lowercase()),
+            '\'' | '\u{2019}' => {
+                apostrophe = true;
+                out.push('\'');
+            }
             c if c.is_ascii() => out.push(c),
-            '\u{2019}' => out.push('\''),
             '\u{FF01}'..='\u{FF5E}' => {
                 let folded = char::from_u32(c as u32 - 0xFEE0).unwrap_or(c);
                 out.push(folded.to_ascii_lowercase());
@@ -291,69 +327,54 @@ fn push_key(word: &str, out: &mut String) -> bool {
             c => out.push(c),
         }
     }
-    if let Some(p) = out.rfind('\'') {
+    if apostrophe && let Some(p) = out.rfind('\'') {
         match &out[p + 1..] {
-            "s" => out.truncate(p),
+            "s" => {
+                out.truncate(p);
+                n -= 2;
+            }
             // Contractions are function words (don't, we're, I'll, I've, I'd, I'm).
             "t" | "re" | "ll" | "ve" | "d" | "m" => out.clear(),
             _ => {}
         }
     }
-    !out.is_empty() && out.chars().count() <= MAX_WORD_CHARS
+    if n > MAX_WORD_CHARS {
+        out.clear();
+    }
+    if out.is_empty() { 0 } else { n }
 }
 
-enum Class {
-    Drop,
+#[derive(Clone, Copy)]
+enum Kind {
     Ticker,
-    Capitalised,
-    Plain,
+    /// Capitalised: `Powell`, `Tokyo`, or just a sentence's first word.
+    Name,
+    Word,
 }
 
 /// Writes the word's key into `key` and says what kind of word it is, with the key's length in
-/// chars. Stop words, numbers, hashes, noise acronyms and 1-char words are `Drop`.
-fn classify(word: &str, key: &mut String) -> (Class, usize) {
-    if !push_key(word, key) {
-        return (Class::Drop, 0);
+/// chars; `None` for stop words, numbers, hashes, noise acronyms and 1-char words.
+fn classify(word: &str, key: &mut String) -> Option<(Kind, usize)> {
+    let n = push_key(word, key);
+    let (mut letters, mut digits, mut uppers, mut caps) = (0, 0, 0, true);
+    for c in word.chars() {
+        letters += usize::from(c.is_alphabetic());
+        digits += usize::from(c.is_numeric());
+        uppers += usize::from(c.is_uppercase());
+        caps &= c.is_ascii_uppercase();
     }
-    let (mut letters, mut digits) = (0usize, 0usize);
-    let mut ascii_caps = true;
-    let mut capitalised = true;
-    for (i, c) in word.chars().enumerate() {
-        if c.is_alphabetic() {
-            letters += 1;
-        } else if c.is_numeric() {
-            digits += 1;
-        }
-        ascii_caps &= c.is_ascii_uppercase();
-        capitalised &= if i == 0 {
-            c.is_uppercase()
-        } else {
-            !c.is_uppercase() && !c.is_numeric()
-        };
+    if n < 2 || letters == 0 || is_stop(key) {
+        return None;
     }
-    if letters == 0 {
-        return (Class::Drop, 0);
-    }
-    if ascii_caps && (2..=6).contains(&word.len()) {
-        let noise = is_noise_acronym(key) || is_stop(key);
-        return (if noise { Class::Drop } else { Class::Ticker }, word.len());
-    }
-    let chars = key.chars().count();
-    if is_stop(key) || chars < 2 {
-        return (Class::Drop, 0);
+    if caps && n <= 6 {
+        return (!is_noise_acronym(key)).then_some((Kind::Ticker, n));
     }
     // Digits-mixed words count when mostly letters (`gpt4`, `covid19`), not `10th` or hashes.
-    if digits > 0 && (letters < 2 || digits >= letters || (chars >= 6 && hex_with_digit(key))) {
-        return (Class::Drop, 0);
+    if digits > 0 && (letters < 2 || digits >= letters || (n >= 6 && hex_with_digit(key))) {
+        return None;
     }
-    (
-        if capitalised {
-            Class::Capitalised
-        } else {
-            Class::Plain
-        },
-        chars,
-    )
+    let capitalised = uppers == 1 && digits == 0 && word.starts_with(char::is_uppercase);
+    Some((if capitalised { Kind::Name } else { Kind::Word }, n))
 }
 
 /// Calls `f` with each CJK term of one same-script run, and whether it is the whole run.
@@ -361,24 +382,20 @@ fn cjk_units(run: &str, script: Script, mut f: impl FnMut(&str, bool)) {
     let n = run.chars().count();
     match script {
         Script::Hiragana => {}
-        // Katakana runs are loanwords and names: the run is the word, bigrams are junk.
-        Script::Katakana => {
-            if (2..=MAX_WORD_CHARS).contains(&n) {
-                f(run, true);
-            }
-        }
+        // Katakana runs are loanwords and names: the run is the word, its bigrams are junk.
+        Script::Katakana if (2..=MAX_WORD_CHARS).contains(&n) => f(run, true),
+        Script::Katakana => {}
         Script::Han | Script::Hangul => {
             if (2..=4).contains(&n) {
                 f(run, true);
             }
-            if n >= 3 {
-                let mut prev: Option<usize> = None;
-                for (i, c) in run.char_indices() {
-                    if let Some(p) = prev {
-                        f(&run[p..i + c.len_utf8()], false);
-                    }
-                    prev = Some(i);
+            // Bigrams of longer runs (a 2-char run is its own only bigram).
+            let mut prev: Option<usize> = None;
+            for (i, c) in run.char_indices().filter(|_| n >= 3) {
+                if let Some(p) = prev {
+                    f(&run[p..i + c.len_utf8()], false);
                 }
+                prev = Some(i);
             }
         }
     }
@@ -395,15 +412,10 @@ fn scan_text(text: &str, f: &mut impl FnMut(Tok<'_>, bool)) {
             continue;
         }
         let hashes = line.bytes().take_while(|&b| b == b'#').count();
-        let heading = (1..=6).contains(&hashes)
-            && line
-                .as_bytes()
-                .get(hashes)
-                .is_none_or(|b| b.is_ascii_whitespace());
+        let rest = &line[hashes..];
+        let heading = (1..=6).contains(&hashes) && (rest.is_empty() || rest.starts_with(' '));
         // List items, quotes and headings begin anew; a plain line may continue a sentence.
-        if !line.starts_with(char::is_alphanumeric) {
-            start = true;
-        }
+        start |= !line.starts_with(char::is_alphanumeric);
         for chunk in line.split_whitespace() {
             // Headings are usually Title Case: no word in them is mid-sentence evidence.
             start |= heading;
@@ -414,7 +426,7 @@ fn scan_text(text: &str, f: &mut impl FnMut(Tok<'_>, bool)) {
 }
 
 fn is_boilerplate(line: &str) -> bool {
-    let body = line.trim_start_matches(|c: char| matches!(c, '*' | '_' | '#' | '>' | ' ' | '\t'));
+    let body = line.trim_start_matches(['*', '_', '#', '>', ' ', '\t']);
     let head = body.get(..20).unwrap_or(body);
     let Some(colon) = head.find(':') else {
         return false;
@@ -426,80 +438,48 @@ fn is_boilerplate(line: &str) -> bool {
 /// Scans one whitespace-free chunk. `start` carries sentence state across chunks: a chunk ending
 /// in `.`, `!`, `?`, `:` or `…` makes the next token sentence-initial.
 fn scan_chunk(chunk: &str, start: &mut bool, f: &mut impl FnMut(Tok<'_>, bool)) {
+    let mut chunk = chunk;
     // A URL: keep only what precedes its scheme, e.g. the link text of `[Fed](https://…)`.
-    let chunk = match chunk.find("://") {
-        Some(p) => {
-            let scheme = chunk[..p]
-                .bytes()
-                .rev()
-                .take_while(u8::is_ascii_alphanumeric)
-                .count();
-            &chunk[..p - scheme]
-        }
-        None => chunk,
-    };
-    let bare = chunk.trim_start_matches(|c: char| !c.is_alphanumeric());
-    if bare
-        .get(..4)
-        .is_some_and(|s| s.eq_ignore_ascii_case("www."))
+    if chunk.contains(':')
+        && let Some(p) = chunk.find("://")
     {
+        chunk = chunk[..p].trim_end_matches(|c: char| c.is_ascii_alphanumeric());
+    }
+    let bare = chunk.trim_start_matches(|c: char| !c.is_alphanumeric());
+    if bare.len() >= 4 && bare.as_bytes()[..4].eq_ignore_ascii_case(b"www.") {
         return;
     }
     let mut it = chunk.char_indices().peekable();
-    let mut prev: Option<char> = None;
-    let mut pending = false;
+    let (mut prev, mut pending) = (None, false);
     while let Some((i, c)) = it.next() {
-        let mut end = i + c.len_utf8();
-        let mut last = c;
+        let (mut end, mut last) = (i + c.len_utf8(), c);
         let tok = if is_word_char(c) {
-            while let Some(&(j, d)) = it.peek() {
-                // An apostrophe joins only when a letter follows: `Powell's`, `O'Brien`.
-                let joins = is_word_char(d)
-                    || is_mark(d)
-                    || (is_apostrophe(d) && {
-                        let mut look = it.clone();
-                        look.next();
-                        look.peek()
-                            .is_some_and(|&(_, e)| e.is_alphabetic() && cjk_script(e).is_none())
-                    });
-                if !joins {
-                    break;
-                }
+            let joins =
+                |&(_, d): &(usize, char)| is_word_char(d) || is_mark(d) || APOSTROPHES.contains(&d);
+            while let Some((j, d)) = it.next_if(joins) {
                 (end, last) = (j + d.len_utf8(), d);
-                it.next();
             }
-            Some(Tok::Word(&chunk[i..end]))
+            // Apostrophes join letters (`Powell's`, `O'Brien`), never end a word (`dogs'`).
+            Some(Tok::Word(chunk[i..end].trim_end_matches(APOSTROPHES)))
         } else if let Some(script) = cjk_script(c) {
-            while let Some(&(j, d)) = it.peek() {
-                if cjk_script(d) != Some(script) {
-                    break;
-                }
+            while let Some((j, d)) = it.next_if(|&(_, d)| cjk_script(d) == Some(script)) {
                 (end, last) = (j + d.len_utf8(), d);
-                it.next();
             }
             Some(Tok::Cjk(&chunk[i..end], script))
         } else if c == '#'
             && !prev.is_some_and(|p| is_word_char(p) || matches!(p, '&' | '/' | '_'))
             && it
                 .peek()
-                .is_some_and(|&(_, d)| is_word_char(d) || cjk_script(d).is_some())
+                .is_some_and(|&(_, d)| is_key_char(d) && !is_mark(d))
         {
-            while let Some(&(j, d)) = it.peek() {
-                if !(is_key_char(d) || d == '-' || d == '_') {
-                    break;
-                }
+            let tag_char = |&(_, d): &(usize, char)| is_key_char(d) || d == '-' || d == '_';
+            while let Some((j, d)) = it.next_if(tag_char) {
                 (end, last) = (j + d.len_utf8(), d);
-                it.next();
             }
             Some(Tok::Hashtag(chunk[i + 1..end].trim_end_matches(['-', '_'])))
-        } else if c == '$'
-            && !prev.is_some_and(is_word_char)
-            && let Some(n) = cashtag_len(it.clone())
-        {
-            for _ in 0..n {
-                if let Some((j, d)) = it.next() {
-                    (end, last) = (j + d.len_utf8(), d);
-                }
+        } else if c == '$' && !prev.is_some_and(is_word_char) && is_cashtag(it.clone()) {
+            while let Some((j, d)) = it.next_if(|&(_, d)| d.is_ascii_alphabetic()) {
+                (end, last) = (j + d.len_utf8(), d);
             }
             Some(Tok::Cashtag(&chunk[i + 1..end]))
         } else {
@@ -520,34 +500,26 @@ fn scan_chunk(chunk: &str, start: &mut bool, f: &mut impl FnMut(Tok<'_>, bool)) 
     *start |= pending;
 }
 
-/// Letters of a cash tag after `$`: 1–6 ASCII letters not followed by a letter, digit or `_`.
-fn cashtag_len(look: impl Iterator<Item = (usize, char)>) -> Option<usize> {
-    let mut n = 0;
-    for (_, d) in look {
-        if d.is_ascii_alphabetic() {
-            n += 1;
-        } else if d.is_alphanumeric() || d == '_' {
-            return None;
-        } else {
-            break;
-        }
-    }
-    (1..=6).contains(&n).then_some(n)
+/// Whether `$` starts a cash tag: 1–6 ASCII letters not followed by a letter, digit or `_`.
+fn is_cashtag(mut look: Peekable<CharIndices<'_>>) -> bool {
+    let letter = |&(_, d): &(usize, char)| d.is_ascii_alphabetic();
+    let n = look.clone().take_while(letter).count();
+    let after = look.nth(n).map_or(' ', |(_, d)| d);
+    (1..=6).contains(&n) && !after.is_alphanumeric() && after != '_'
 }
 
 /// What is known about one key of a document.
+#[derive(Default)]
 struct Acc {
     /// Largest weight from tags, hashtags, tickers and the title.
     fixed: f32,
     sources: u8,
-    /// Occurrences as a content word or CJK term, for the salient pools.
+    /// Occurrences as a content word of pool length or a CJK term, for the frequency pools.
     freq: u32,
     chars: usize,
     pool: u8,
-    cap_mid: bool,
-    cap_initial: bool,
-    lower: bool,
-    /// Order of the first content occurrence: breaks score ties, earlier text first.
+    case: u8,
+    /// Order of the first content occurrence (from 1): breaks score ties, earlier text first.
     first: u32,
 }
 
@@ -559,33 +531,17 @@ struct Doc {
     seen: u32,
 }
 
-#[derive(Clone, Copy)]
-enum Case {
-    CapMid,
-    CapInitial,
-    Other,
-}
-
 impl Doc {
     /// Updates the entry of `self.key`, allocating the key only the first time it is seen.
     fn with(&mut self, f: impl FnOnce(&mut Acc)) {
-        if let Some(acc) = self.map.get_mut(self.key.as_str()) {
-            f(acc);
-            return;
+        match self.map.get_mut(self.key.as_str()) {
+            Some(acc) => f(acc),
+            None => {
+                let mut acc = Acc::default();
+                f(&mut acc);
+                self.map.insert(self.key.clone(), acc);
+            }
         }
-        let mut acc = Acc {
-            fixed: 0.0,
-            sources: 0,
-            freq: 0,
-            chars: 0,
-            pool: POOL_NONE,
-            cap_mid: false,
-            cap_initial: false,
-            lower: false,
-            first: u32::MAX,
-        };
-        f(&mut acc);
-        self.map.insert(self.key.clone(), acc);
     }
 
     fn fixed(&mut self, weight: f32, bit: u8) {
@@ -595,20 +551,16 @@ impl Doc {
         });
     }
 
-    fn text(&mut self, pool: u8, chars: usize, case: Case) {
+    fn text(&mut self, pool: u8, chars: usize, case: u8) {
         self.seen += 1;
         let seen = self.seen;
         self.with(|a| {
-            a.freq += 1;
-            a.first = a.first.min(seen);
+            a.freq += u32::from(pool != POOL_NONE);
+            a.first = if a.first == 0 { seen } else { a.first };
             a.sources |= TEXT;
             a.pool = a.pool.max(pool);
             a.chars = chars;
-            match case {
-                Case::CapMid => a.cap_mid = true,
-                Case::CapInitial => a.cap_initial = true,
-                Case::Other => a.lower = true,
-            }
+            a.case |= case;
         });
     }
 
@@ -619,8 +571,7 @@ impl Doc {
         }
         let whole = std::mem::take(&mut self.key);
         for part in whole.split(['-', '_']) {
-            let cjk = part.chars().next().and_then(cjk_script).is_some();
-            let min = if cjk { 2 } else { 3 };
+            let min = 3 - usize::from(part.starts_with(|c| cjk_script(c).is_some()));
             if part.chars().count() >= min && hashtag_ok(part) && !is_stop(part) {
                 self.key.clear();
                 self.key.push_str(part);
@@ -630,14 +581,14 @@ impl Doc {
     }
 
     fn hashtag(&mut self, h: &str) {
-        if push_key(h, &mut self.key) && hashtag_ok(&self.key) {
+        if push_key(h, &mut self.key) > 0 && hashtag_ok(&self.key) {
             self.fixed(W_HASHTAG, HASHTAG);
             self.parts(W_TITLE, HASHTAG);
         }
     }
 
     fn cashtag(&mut self, t: &str) {
-        if push_key(t, &mut self.key) && !is_noise_acronym(&self.key) {
+        if push_key(t, &mut self.key) > 0 && !is_noise_acronym(&self.key) {
             self.fixed(W_TICKER, TICKER);
         }
     }
@@ -645,20 +596,23 @@ impl Doc {
     fn title(&mut self, tok: Tok<'_>) {
         match tok {
             Tok::Word(w) => match classify(w, &mut self.key) {
-                (Class::Drop, _) => {}
-                (Class::Ticker, _) => self.fixed(W_TICKER, TITLE),
-                (_, n) if n >= 3 => self.fixed(W_TITLE, TITLE),
+                Some((Kind::Ticker, _)) => self.fixed(W_TICKER, TITLE),
+                Some((_, n)) if n >= 3 => self.fixed(W_TITLE, TITLE),
                 _ => {}
             },
             Tok::Hashtag(h) => self.hashtag(h),
             Tok::Cashtag(t) => self.cashtag(t),
+            // Whole short runs are words; bigrams of longer runs may straddle two words, so they
+            // get title weight only once the content repeats them (see `finish`).
             Tok::Cjk(run, script) => cjk_units(run, script, |u, whole| {
-                self.key.clear();
-                self.key.push_str(u);
-                if whole {
-                    self.fixed(W_TITLE, TITLE);
-                } else if !is_stop(u) {
-                    self.text(POOL_CJK, 2, Case::Other);
+                if !is_stop(u) {
+                    self.key.clear();
+                    self.key.push_str(u);
+                    if whole {
+                        self.fixed(W_TITLE, TITLE);
+                    } else {
+                        self.text(POOL_CJK, 2, IN_TITLE);
+                    }
                 }
             }),
         }
@@ -666,33 +620,25 @@ impl Doc {
 
     fn content(&mut self, tok: Tok<'_>, start: bool) {
         match tok {
-            Tok::Word(w) => {
-                let (class, n) = classify(w, &mut self.key);
-                let pool = if n >= 4 { POOL_WORD } else { POOL_NONE };
-                match class {
-                    Class::Drop => {}
-                    Class::Ticker => self.fixed(W_TICKER, TICKER),
-                    Class::Capitalised if n >= 3 => {
-                        self.text(
-                            pool,
-                            n,
-                            if start {
-                                Case::CapInitial
-                            } else {
-                                Case::CapMid
-                            },
-                        );
-                    }
-                    _ => self.text(pool, n, Case::Other),
+            Tok::Word(w) => match classify(w, &mut self.key) {
+                Some((Kind::Ticker, _)) => self.fixed(W_TICKER, TICKER),
+                Some((kind, n)) => {
+                    let case = match kind {
+                        Kind::Name if n >= 3 && start => CAP_INITIAL,
+                        Kind::Name if n >= 3 => CAP_MID,
+                        _ => LOWER,
+                    };
+                    self.text(if n >= 4 { POOL_WORD } else { POOL_NONE }, n, case);
                 }
-            }
+                None => {}
+            },
             Tok::Hashtag(h) => self.hashtag(h),
             Tok::Cashtag(t) => self.cashtag(t),
             Tok::Cjk(run, script) => cjk_units(run, script, |u, _| {
                 if !is_stop(u) {
                     self.key.clear();
                     self.key.push_str(u);
-                    self.text(POOL_CJK, u.chars().count(), Case::Other);
+                    self.text(POOL_CJK, u.chars().count(), LOWER);
                 }
             }),
         }
@@ -700,59 +646,43 @@ impl Doc {
 
     fn finish(self) -> Vec<Topic> {
         let entries: Vec<(String, Acc)> = self.map.into_iter().collect();
-        let proper = |a: &Acc| {
-            if a.cap_mid {
-                W_PROPER
-            } else if a.cap_initial && !a.lower {
-                W_PROPER_INITIAL
-            } else {
-                0.0
-            }
-        };
         let score = |a: &Acc| {
             let base = if a.pool == POOL_CJK { 2 } else { 4 };
             a.freq as f32 * (1.0 + 0.1 * a.chars.saturating_sub(base).min(5) as f32)
         };
-        let in_pool = |a: &Acc| a.pool != POOL_NONE && a.freq > 0;
-        let max_score = entries
-            .iter()
-            .filter(|(_, a)| in_pool(a))
-            .map(|(_, a)| score(a));
-        let max_score = max_score.fold(0.0f32, f32::max).max(1.0);
+        // Everything but frequency: given weights, proper nouns, confirmed title bigrams.
+        let firm = |a: &Acc| {
+            let seen = match a.case {
+                c if c & CAP_MID != 0 => W_PROPER,
+                CAP_INITIAL => W_PROPER_INITIAL,
+                c if c & IN_TITLE != 0 && a.freq > 1 => W_TITLE,
+                _ => 0.0,
+            };
+            a.fixed.max(seen)
+        };
+        let max_score = entries.iter().map(|e| score(&e.1)).fold(1.0, f32::max);
         let mut salient = vec![0.0f32; entries.len()];
         for (pool, top) in [(POOL_WORD, SALIENT_TOP), (POOL_CJK, CJK_TOP)] {
             // Keys already weighted above the salient range would only waste a slot.
-            let mut picks: Vec<usize> = (0..entries.len())
-                .filter(|&i| {
-                    let a = &entries[i].1;
-                    in_pool(a) && a.pool == pool && a.fixed.max(proper(a)) < W_SALIENT_MAX
-                })
+            let mut picks: Vec<(f32, u32, usize)> = (entries.iter().enumerate())
+                .filter(|(_, (_, a))| a.pool == pool && firm(a) < W_SALIENT_MAX)
+                .map(|(i, (_, a))| (score(a), a.first, i))
                 .collect();
-            picks.sort_by(|&x, &y| {
-                let (a, b) = (&entries[x].1, &entries[y].1);
-                score(b).total_cmp(&score(a)).then(a.first.cmp(&b.first))
-            });
-            for &i in picks.iter().take(top) {
-                let rel = score(&entries[i].1) / max_score;
-                salient[i] = W_SALIENT_MIN + (W_SALIENT_MAX - W_SALIENT_MIN) * rel;
+            picks.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            for &(s, _, i) in picks.iter().take(top) {
+                salient[i] = W_SALIENT_MIN + (W_SALIENT_MAX - W_SALIENT_MIN) * s / max_score;
             }
         }
-        let mut out: Vec<Topic> = entries
-            .into_iter()
-            .zip(salient)
+        let mut out: Vec<Topic> = (entries.into_iter().zip(salient))
             .filter_map(|((name, a), s)| {
-                let w = a.fixed.max(proper(&a)).max(s);
+                let w = firm(&a).max(s);
                 let extra = a.sources.count_ones().saturating_sub(1) as f32 * SOURCE_BONUS;
                 // Rounded so stored weights are stable and readable.
                 let weight = ((w + extra).min(1.0) * 1000.0).round() / 1000.0;
                 (w > 0.0).then_some(Topic { name, weight })
             })
             .collect();
-        out.sort_by(|a, b| {
-            b.weight
-                .total_cmp(&a.weight)
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        out.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.name.cmp(&b.name)));
         out.truncate(MAX_TOPICS);
         out
     }
@@ -765,6 +695,10 @@ mod tests {
 
     const MEMORY: &str = "# NVDA note\n\n*Created: 2026-11-21 07:44:22 UTC*\n*Tags: market, nvda*\n\n---\n\nNVDA RSI at 72 overbought. Powell said the Fed may hold rates. #rates\n";
 
+    fn topics(content: &str) -> Vec<Topic> {
+        extract("", &[], content)
+    }
+
     fn weight(topics: &[Topic], name: &str) -> Option<f32> {
         topics.iter().find(|t| t.name == name).map(|t| t.weight)
     }
@@ -773,249 +707,196 @@ mod tests {
         topics.iter().map(|t| t.name.as_str()).collect()
     }
 
+    /// `noise`: space-separated names that must not be topics.
+    fn assert_none(topics: &[Topic], noise: &str) {
+        for n in noise.split(' ') {
+            assert!(weight(topics, n).is_none(), "{n} in {topics:?}");
+        }
+    }
+
     #[test]
     fn word_lists_are_sorted_for_binary_search() {
         assert!(STOP_WORDS.windows(2).all(|w| w[0] < w[1]));
         assert!(NOISE_ACRONYMS.windows(2).all(|w| w[0] < w[1]));
-        assert!(STOP_WORDS.len() >= 82);
+        assert!(STOP_WORDS.iter().all(|w| w.len() <= 10 && is_stop(w)));
+        assert!(!is_stop("") && !is_stop("zebra") && !is_stop("thee") && !is_stop("中东"));
     }
 
     #[test]
     fn the_stored_memory_format_yields_its_topics() {
-        let tags = ["market".to_string(), "nvda".to_string()];
-        let topics = extract("NVDA note", &tags, MEMORY);
-        for want in [
-            "market",
-            "nvda",
-            "rates",
-            "rsi",
-            "powell",
-            "fed",
-            "overbought",
-            "note",
-        ] {
-            assert!(
-                weight(&topics, want).is_some(),
-                "{want} missing from {topics:?}"
-            );
+        let found = extract("NVDA note", &["market".into(), "nvda".into()], MEMORY);
+        for want in "market nvda rates rsi powell fed overbought note".split(' ') {
+            assert!(weight(&found, want).is_some(), "{want}: {found:?}");
         }
-        assert_eq!(weight(&topics, "market"), Some(1.0));
-        assert_eq!(weight(&topics, "rates"), Some(1.0));
-        assert!(topics.iter().all(|t| t.weight > 0.0 && t.weight <= 1.0));
+        assert_eq!(weight(&found, "market"), Some(W_TAG));
+        assert_eq!(weight(&found, "rsi"), Some(W_TICKER));
     }
 
     #[test]
     fn boilerplate_lines_never_become_topics() {
-        let text = format!("{MEMORY}\n*Updated: 2026-11-22 08:00:00 UTC*\n**Modified:** today\n");
-        for topics in [
-            extract("", &[], &text),
-            extract("NVDA note", &["x".into()], &text),
-        ] {
-            for noise in [
-                "created", "tags", "updated", "modified", "utc", "2026", "07", "44", "72",
-            ] {
-                assert!(weight(&topics, noise).is_none(), "{noise} in {topics:?}");
-            }
-        }
+        let text = format!("{MEMORY}*Updated: 2026-11-22 08:00:00 UTC*\n**Modified:** now\n");
+        let noise = "created tags updated modified utc 2026 07 72";
+        assert_none(&topics(&text), noise);
+        assert_none(&extract("NVDA note", &["x".into()], &text), noise);
     }
 
     #[test]
     fn hashtags_are_topics_including_cjk_and_compound_ones() {
-        let topics = extract("", &[], "Watching #rates and #伊朗 plus #AI-Safety today.");
-        assert_eq!(weight(&topics, "rates"), Some(1.0));
-        assert_eq!(weight(&topics, "伊朗"), Some(1.0));
-        assert_eq!(weight(&topics, "ai-safety"), Some(1.0));
-        assert_eq!(weight(&topics, "safety"), Some(0.8));
-        assert!(query_topics("#ai-safety news").contains(&"ai-safety".to_string()));
-        assert_eq!(normalize("AI Safety"), "ai-safety");
+        let found = topics("Watching #rates and #伊朗 plus (#AI-Safety) today.");
+        for tag in ["rates", "伊朗", "ai-safety"] {
+            assert_eq!(weight(&found, tag), Some(W_HASHTAG), "{tag}");
+        }
+        assert_eq!(weight(&found, "safety"), Some(W_TITLE));
+        assert_eq!(query_topics("#ai-safety news"), ["ai-safety", "news"]);
+        assert_eq!(query_topics("ai-safety"), ["ai-safety", "ai", "safety"]);
+        assert_eq!(normalize(" AI  Safety "), "ai-safety");
     }
 
     #[test]
     fn headings_colours_and_issue_numbers_are_not_hashtags() {
-        let topics = extract(
-            "",
-            &[],
-            "# Summary\n## Outlook\n#rates up, see #123 and #ff0000",
-        );
-        assert_eq!(weight(&topics, "rates"), Some(1.0));
-        assert!(weight(&topics, "summary").is_some_and(|w| w < 1.0));
-        assert!(weight(&topics, "outlook").is_some_and(|w| w < 1.0));
-        assert!(weight(&topics, "123").is_none() && weight(&topics, "ff0000").is_none());
+        let found = topics("# Summary\n## Outlook\n#rates up, see #123 and #ff0000");
+        assert_eq!(weight(&found, "rates"), Some(W_HASHTAG));
+        assert!(weight(&found, "summary").is_some_and(|w| w < W_HASHTAG));
+        assert!(weight(&found, "outlook").is_some_and(|w| w < W_HASHTAG));
+        assert_none(&found, "123 ff0000");
     }
 
     #[test]
     fn tickers_in_both_forms_have_lower_case_keys() {
-        let topics = extract(
-            "",
-            &[],
-            "Bought $tsla and $AMD, watching NVDA; MACD looks hot, OK? AND THE UTC",
-        );
+        let found = topics("Bought $tsla, $AMD, NVDA; MACD hot, OK? AND THE UTC $100 $TOOLONGX");
         for t in ["tsla", "amd", "nvda", "macd"] {
-            assert_eq!(weight(&topics, t), Some(0.9), "{t} in {topics:?}");
+            assert_eq!(weight(&found, t), Some(W_TICKER), "{t} in {found:?}");
         }
-        for noise in ["ok", "and", "the", "utc"] {
-            assert!(weight(&topics, noise).is_none());
-        }
-        let topics = extract("", &[], "$100 or $TOOLONGX");
-        assert!(weight(&topics, "100").is_none());
-        assert!(weight(&topics, "toolongx").is_some_and(|w| w < W_TICKER));
+        assert_none(&found, "ok and the utc 100");
+        assert!(weight(&found, "toolongx").is_some_and(|w| w < W_TICKER));
     }
 
     #[test]
     fn mid_sentence_proper_nouns_outweigh_sentence_initial_ones() {
-        let topics = extract("", &[], "Abe spoke. Then we met Ito there.\n- Kim came by");
-        assert_eq!(weight(&topics, "abe"), Some(W_PROPER_INITIAL));
-        assert_eq!(weight(&topics, "kim"), Some(W_PROPER_INITIAL));
-        assert_eq!(weight(&topics, "ito"), Some(W_PROPER));
+        let found = topics("Abe spoke. Then we met Ito there.\n- Kim came by");
+        assert_eq!(weight(&found, "abe"), Some(W_PROPER_INITIAL));
+        assert_eq!(weight(&found, "kim"), Some(W_PROPER_INITIAL));
+        assert_eq!(weight(&found, "ito"), Some(W_PROPER));
         // A capitalised word also seen in lower case is an ordinary word.
-        let topics = extract("", &[], "Rates rose. Rates fell as rates do.");
-        assert!(weight(&topics, "rates").is_some_and(|w| w <= W_SALIENT_MAX));
+        let found = topics("Rates rose. Rates fell as rates do.");
+        assert!(weight(&found, "rates").is_some_and(|w| w <= W_SALIENT_MAX));
     }
 
     #[test]
     fn stop_words_never_become_topics() {
         let text = "The This And THE AND. What they said about it is that there would be more. \
-                    However, Today we don't know. It's Here.";
-        let topics = extract("The And Of", &[], text);
-        assert!(topics.iter().all(|t| !is_stop(&t.name)), "{topics:?}");
-        assert!(weight(&topics, "don").is_none() && weight(&topics, "don't").is_none());
-        assert!(query_topics("what is the").is_empty());
+                    However, Today we don't know. It's Here. 我们没有";
+        let found = extract("The And Of", &[], text);
+        assert!(found.iter().all(|t| !is_stop(&t.name)), "{found:?}");
+        assert_none(&found, "don don't it's");
+        assert!(query_topics("what is the 我们").is_empty());
     }
 
     #[test]
-    fn urls_numbers_and_dates_are_ignored() {
-        let text = "See https://example.com/nvidia-earnings for 2026-11-21 07:44:22 1.5 10th a3f9c2e1b7 \
-                    and www.example.org; [Fed minutes](https://x.com/fomc)";
-        let got = names(&extract("", &[], text)).join(" ");
-        for noise in [
-            "example",
-            "nvidia",
-            "earnings",
-            "https",
-            "fomc",
-            "10th",
-            "a3f9c2e1b7",
-            "2026",
-        ] {
-            assert!(!got.split(' ').any(|n| n == noise), "{noise} in {got}");
-        }
-        assert!(got.contains("fed") && got.contains("minutes"), "{got}");
+    fn urls_numbers_dates_and_hashes_are_ignored() {
+        let found = topics(
+            "See https://example.com/nvidia-earnings at 2026-11-21 07:44:22 1.5 10th \
+             a3f9c2e1b7 www.example.org [Fed minutes](https://x.com/fomc)",
+        );
+        assert_none(&found, "example nvidia https fomc 10th a3f9c2e1b7 1");
+        assert!(weight(&found, "fed").is_some() && weight(&found, "minutes").is_some());
     }
 
     #[test]
     fn salient_words_rank_by_frequency() {
         let text = "inflation inflation inflation is sticky; gpt4 helps; housing is sticky";
-        let topics = extract("", &[], text);
-        assert_eq!(weight(&topics, "inflation"), Some(0.6));
-        assert!(weight(&topics, "sticky").unwrap() < 0.6);
-        assert!(weight(&topics, "gpt4").is_some());
+        let found = topics(text);
+        let w = |name| weight(&found, name).unwrap();
+        assert_eq!(w("inflation"), W_SALIENT_MAX);
+        assert!(w("inflation") > w("sticky") && w("sticky") > w("housing") && w("gpt4") > 0.0);
     }
 
     #[test]
     fn output_is_deterministic_and_independent_of_hash_order() {
         let tags = ["market".to_string(), "nvda".to_string()];
-        let a = extract("NVDA note", &tags, MEMORY);
+        let first = extract("NVDA note", &tags, MEMORY);
         for _ in 0..5 {
-            assert_eq!(a, extract("NVDA note", &tags, MEMORY));
+            assert_eq!(first, extract("NVDA note", &tags, MEMORY));
         }
-        // A fixed expectation catches any order that varied between processes.
-        let fixed = extract("", &[], "Powell met Lagarde. #rates rates");
+        // A fixed expectation catches any order that could vary between processes.
+        let fixed = topics("Powell met Lagarde. #rates rates");
         assert_eq!(names(&fixed), ["rates", "lagarde", "powell"]);
-        assert!(
-            a.windows(2).all(|w| w[0].weight > w[1].weight
-                || (w[0].weight == w[1].weight && w[0].name < w[1].name))
-        );
+        let (a, b) = (&first[0], &first[1]);
+        assert!(a.weight > b.weight || (a.weight == b.weight && a.name < b.name));
     }
 
     #[test]
     fn cjk_query_overlaps_cjk_document_topics() {
-        let doc = extract("", &[], "伊朗军事冲突 中东局势紧张");
+        let doc = topics("伊朗军事冲突 中东局势紧张");
         let query = query_topics("中东局势");
-        assert!(query.contains(&"中东局势".to_string()) && query.contains(&"中东".to_string()));
-        assert!(
-            query.iter().any(|q| weight(&doc, q).is_some()),
-            "{query:?} vs {doc:?}"
-        );
+        assert_eq!(query, ["中东局势", "中东", "东局", "局势"]);
+        assert!(query.iter().any(|q| weight(&doc, q).is_some()), "{doc:?}");
         assert!(doc.len() <= CJK_TOP);
+        // A title bigram the content repeats is a title word.
+        let titled = extract("中东局势分析", &[], "伊朗军事冲突，中东局势紧张。");
+        assert_eq!(weight(&titled, "中东"), Some(W_TITLE));
     }
 
     #[test]
     fn japanese_splits_at_script_changes() {
-        let topics = extract("", &[], "ビットコインの価格が上昇した");
-        let got = names(&topics);
-        for want in ["ビットコイン", "価格", "上昇"] {
-            assert!(got.contains(&want), "{want} missing from {got:?}");
-        }
-        assert!(got.iter().all(|n| !n.contains('の') && !n.contains('が')));
+        let found = topics("ビットコインの価格が上昇した");
+        assert_eq!(names(&found), ["ビットコイン", "上昇", "価格"]);
     }
 
     #[test]
     fn query_topics_normalise_like_extract() {
-        let q = query_topics("NVDA overbought? Powell's $TSLA #Rates NVDA 2026 a");
-        assert_eq!(q, ["nvda", "overbought", "powell", "tsla", "rates"]);
-        let doc = extract("", &[], MEMORY);
-        assert!(q.iter().filter(|k| weight(&doc, k).is_some()).count() >= 4);
-        assert_eq!(normalize("#Rates,"), "rates");
-        assert_eq!(normalize("$NVDA"), "nvda");
-        assert_eq!(normalize("(Powell’s)"), "powell");
-        assert_eq!(normalize("ＮＶＤＡ"), "nvda");
-        assert_eq!(normalize("don't"), "");
+        let query = query_topics("NVDA overbought? Powell's $TSLA #Rates NVDA 2026 a the");
+        assert_eq!(query, ["nvda", "overbought", "powell", "tsla", "rates"]);
+        let doc = topics(MEMORY);
+        assert!(query.iter().filter(|k| weight(&doc, k).is_some()).count() >= 4);
+        let words = ["#Rates,", "$NVDA", "(Powell’s)", "ＮＶＤＡ", "don't"];
+        let keys = ["rates", "nvda", "powell", "nvda", ""];
+        assert_eq!(words.map(normalize), keys);
     }
 
     #[test]
     fn at_most_max_topics_sorted_by_weight() {
         let tags: Vec<String> = (0..40).map(|i| format!("tag{i:02}x")).collect();
         assert_eq!(extract("", &tags, "").len(), MAX_TOPICS);
-        let text: String = (0..200)
-            .map(|i| format!("we met Name{} ", char::from(b'a' + (i % 26) as u8)))
-            .collect::<String>()
-            + &(0..100)
-                .map(|i| {
-                    format!(
-                        "word{}{} ",
-                        char::from(b'a' + (i % 26) as u8),
-                        "x".repeat(i / 26)
-                    )
-                })
-                .collect::<String>();
-        let topics = extract("", &[], &text);
-        assert!(topics.len() <= MAX_TOPICS && !topics.is_empty());
-        assert!(topics.windows(2).all(|w| w[0].weight >= w[1].weight));
+        let letter = |i: usize| char::from(b'a' + (i % 26) as u8);
+        let line = |i| format!("we met Name{0} wor{0}{1} ", letter(i), "d".repeat(i / 26));
+        let text: String = (0..99).map(line).collect();
+        let found = topics(&text);
+        assert_eq!(found.len(), MAX_TOPICS);
+        assert!(found.windows(2).all(|w| w[0].weight >= w[1].weight));
     }
 
     #[test]
     fn empty_input_gives_no_topics() {
-        assert!(extract("", &[], "").is_empty());
+        assert!(topics("").is_empty() && query_topics("").is_empty() && normalize("").is_empty());
         assert!(extract("  ", &["".into(), "  ".into(), "#".into()], " \n\t\n---\n").is_empty());
-        assert!(query_topics("").is_empty() && query_topics("  ?! ").is_empty());
-        assert_eq!(normalize(""), "");
+        assert!(query_topics("  ?! ").is_empty());
     }
 
     #[test]
     fn weird_unicode_never_panics() {
         let long = "a".repeat(65);
+        assert!(topics(&format!("{long} {long}")).is_empty() && normalize(&long).is_empty());
+        assert_eq!(normalize(&"b".repeat(64)).len(), 64);
         let tricky = [
-            "emoji 👩‍👩‍👧 rocket🚀launch #🚀 $🚀 #\u{200D}x",
-            "cafe\u{0301} naïve \u{0301}start İstanbul ǅemal ß STRASSE Σίσυφος",
+            "emoji 👩‍👩‍👧 rocket🚀launch #🚀 $🚀 #\u{200D}x ‍",
+            "cafe\u{0301} naïve \u{0301}start İstanbul ǅemal ß STRASSE Σίσυφος ΣΊΣΥΦΟΣ",
             "مرحبا بالعالم שלום עולם \u{200F}RTL\u{200E} ١٢٣ Ελλάδα",
-            "# \n## \n#\n$\n$$$\n'\n’s\n'tis\nO'Brien's \u{FEFF}BOM",
+            "# \n## \n#\n$\n$$$\n'\n’s\n'tis\nO'Brien's \u{FEFF}BOM dogs' ''x''",
             "http:// ://x https:// a://b [x](y://z) www. WWW.X.COM",
-            "中文#标签#结尾 한국어 서울에서 ｶﾀｶﾅ ｰ 々〇 𠀀𠀁𠀂",
+            "中文#标签#结尾 한국어 서울에서 ｶﾀｶﾅ ｰ 々〇 𠀀𠀁𠀂 。！？",
             "*Created:*\n*Tags:\n\r\n\r\0\u{7F}\u{FFFD}\u{10FFFF}",
             "ＡＢＣ１２３ ＮＶＤＡ ﾃｽﾄ",
         ];
         let joined = tricky.concat();
-        assert!(weight(&extract("", &[], &format!("{long} {long}")), &long).is_none());
-        assert_eq!(normalize(&long), "");
-        assert_eq!(normalize(&"b".repeat(64)).len(), 64);
-        for s in tricky.iter().copied().chain([joined.as_str()]) {
+        for s in tricky.into_iter().chain([joined.as_str()]) {
+            // Every char-boundary prefix and suffix: scanning must never split a char.
             for (i, _) in s.char_indices() {
                 for part in [&s[i..], &s[..i]] {
-                    let topics = extract(part, &[part.to_string()], part);
-                    assert!(topics.len() <= MAX_TOPICS);
-                    assert!(topics.iter().all(|t| t.weight > 0.0 && t.weight <= 1.0));
-                    let _ = query_topics(part);
-                    let _ = normalize(part);
+                    let found = extract(part, &[part.to_string()], part);
+                    assert!(found.len() <= MAX_TOPICS);
+                    assert!(found.iter().all(|t| t.weight > 0.0 && t.weight <= 1.0));
+                    let _ = (query_topics(part), normalize(part));
                 }
             }
         }
