@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod recall_bench;
+
 use avm_core::{Caller, Host, Mount, Put, Result, SearchOptions, WriteInput};
 use avm_provider_memory::{MemoryProvider, StoreOptions};
 
@@ -131,7 +133,7 @@ pub struct Summary {
     pub p99_us: f64,
 }
 
-fn summarize(name: &str, mut lat: Vec<Duration>, wall: Duration) -> Summary {
+pub(crate) fn summarize(name: &str, mut lat: Vec<Duration>, wall: Duration) -> Summary {
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {

@@ -82,6 +82,78 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             }
             Ok(())
         }
+        BenchWhat::Recall {
+            n,
+            questions,
+            budgets,
+            dir,
+        } => {
+            if *n < 100 || *questions == 0 || budgets.is_empty() {
+                return Err(Error::invalid(
+                    "--n must be at least 100, --questions at least 1, and give at least one budget",
+                ));
+            }
+            let tmp;
+            let dir = match dir {
+                Some(d) => {
+                    std::fs::create_dir_all(d).map_err(|e| {
+                        Error::new(
+                            ErrorKind::Unavailable,
+                            format!("cannot create {}: {e}", d.display()),
+                        )
+                    })?;
+                    d.clone()
+                }
+                None => {
+                    tmp = tempdir()?;
+                    tmp.0.clone()
+                }
+            };
+            if !json {
+                eprintln!(
+                    "avm bench recall: {n} memories, {questions} questions, in {} ({} build)",
+                    dir.display(),
+                    if cfg!(debug_assertions) {
+                        "DEBUG — numbers are not representative"
+                    } else {
+                        "release"
+                    }
+                );
+            }
+            let r = avm_benches::recall_bench::recall_bench(
+                &dir,
+                &avm_benches::recall_bench::RecallBenchOptions {
+                    n: *n,
+                    questions: *questions,
+                    budgets: budgets.clone(),
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!(
+                    "corpus: {} memories written in {:.1}s, topic index built in {:.1}s; {} questions",
+                    r.memories, r.load_secs, r.topic_sync_secs, r.questions
+                );
+                println!(
+                    "{:<10} {:>9} {:>10} {:>7} {:>8} {:>10} {:>10}",
+                    "budget", "hit rate", "first hit", "leaks", "items", "p50 µs", "p99 µs"
+                );
+                for b in &r.budgets {
+                    println!(
+                        "{:<10} {:>9.3} {:>10.3} {:>7} {:>8.1} {:>10.0} {:>10.0}",
+                        b.max_tokens,
+                        b.hit_rate,
+                        b.first_rate,
+                        b.leaks,
+                        b.mean_items,
+                        b.latency.p50_us,
+                        b.latency.p99_us
+                    );
+                }
+            }
+            Ok(())
+        }
     }
 }
 

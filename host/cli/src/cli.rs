@@ -470,4 +470,20 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Recall quality and latency: a generated corpus of agent memories and questions whose
+    /// answers are known; hit rate at each budget, p50/p99 latency
+    Recall {
+        /// Memories in the corpus
+        #[arg(long, short = 'n', default_value_t = 10_000)]
+        n: usize,
+        /// Questions asked
+        #[arg(long, default_value_t = 200)]
+        questions: usize,
+        /// Token budgets to measure
+        #[arg(long, value_delimiter = ',', default_value = "500,2000")]
+        budgets: Vec<usize>,
+        /// Scratch directory (default: a temporary one, removed afterwards)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }

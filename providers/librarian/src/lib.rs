@@ -75,6 +75,9 @@ pub struct Librarian {
     configured: Vec<(String, Option<String>)>,
 }
 
+/// Per owner of unreadable matches: how many, the best score, topics (at `full`).
+type Hidden = (usize, f64, Vec<String>);
+
 /// A match found on the asker's behalf.
 struct Found {
     path: String,
@@ -157,7 +160,7 @@ impl Librarian {
         let found = self.search_all(query, limit.saturating_mul(2).max(10))?;
         let total = found.len();
         let mut accessible = Vec::new();
-        let mut hidden: BTreeMap<String, (usize, f64, Vec<String>)> = BTreeMap::new();
+        let mut hidden: BTreeMap<String, Hidden> = BTreeMap::new();
         for f in found {
             if caller.may_see(&f.path) && keep(&f.path) {
                 if accessible.len() < limit
@@ -185,7 +188,7 @@ impl Librarian {
         }
         let mut suggestions: Vec<Value> = Vec::new();
         if privacy != Privacy::None {
-            let mut rows: Vec<(String, (usize, f64, Vec<String>))> = hidden.into_iter().collect();
+            let mut rows: Vec<(String, Hidden)> = hidden.into_iter().collect();
             rows.sort_by(|a, b| b.1.1.total_cmp(&a.1.1).then_with(|| a.0.cmp(&b.0)));
             for (owner, (n, score, topics)) in rows {
                 suggestions.push(match privacy {

@@ -76,6 +76,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS nodes_cjk USING fts5(
   uni, bi, content='', contentless_delete=1, tokenize='unicode61'
 );
 -- Schema 2: agent memory services.
+CREATE VIRTUAL TABLE IF NOT EXISTS nodes_fts_vocab USING fts5vocab(nodes_fts, 'row');
 CREATE INDEX IF NOT EXISTS nodes_updated ON nodes(updated_at);
 CREATE INDEX IF NOT EXISTS nodes_hash ON nodes(hash);
 CREATE INDEX IF NOT EXISTS nodes_remember ON nodes(json_extract(meta, '$.remember_hash'));
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS topics(
   PRIMARY KEY(topic, node_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS topics_node ON topics(node_id);
+CREATE INDEX IF NOT EXISTS topics_weight ON topics(topic, weight DESC, node_id);
 -- The node state (hash:path) each node's topics were extracted from.
 CREATE TABLE IF NOT EXISTS topic_docs(
   node_id   INTEGER PRIMARY KEY,

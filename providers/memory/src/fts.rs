@@ -66,6 +66,8 @@ pub struct Compiled {
     pub cjk: Option<String>,
     /// Lower-cased terms and phrases, for snippets.
     pub terms: Vec<String>,
+    /// The clauses `main` ORs together (`"word"*` or a `"quoted phrase"`).
+    pub parts: Vec<String>,
 }
 
 fn quote(s: &str) -> String {
@@ -136,6 +138,7 @@ pub fn compile(query: &str) -> Option<Compiled> {
         main: (!main.is_empty()).then(|| main.join(" OR ")),
         cjk: (!cjk.is_empty()).then(|| cjk.join(" OR ")),
         terms,
+        parts: main,
     })
 }
 

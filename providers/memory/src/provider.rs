@@ -951,7 +951,7 @@ impl Provider for MemoryProvider {
         Ok(self
             .store
             .search_within(
-                &[req.path.clone()],
+                std::slice::from_ref(&req.path),
                 &req.caller,
                 &keep,
                 &opts.query,

@@ -78,7 +78,7 @@ impl MemoryStore for Store {
         limit: usize,
     ) -> Result<Vec<TextHit>> {
         Ok(self
-            .search_within(scopes, caller, keep, query, limit, false)?
+            .search_candidates(scopes, caller, keep, query, limit)?
             .into_iter()
             .map(|h| TextHit {
                 path: h.path,
@@ -260,34 +260,45 @@ impl MemoryStore for Store {
         let now = now_micros();
         let mut out = Vec::new();
         for topic in topics {
-            let rows: Vec<(String, f64, i64)> = self.read_conn(|c| {
-                c.prepare_cached(
-                    "SELECT n.path, t.weight, n.expires_at FROM topics t JOIN nodes n ON n.id = t.node_id \
-                     WHERE t.topic = ?1 ORDER BY t.weight DESC, n.path",
-                )?
-                .query_map([topic], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<i64>>(2)?.unwrap_or(i64::MAX)))
-                })?
-                .collect()
+            // Heaviest postings first through (topic, weight) index; at most a bounded
+            // window is read, widened only when filtering leaves too few.
+            let docs: i64 = self.read_conn(|c| {
+                c.prepare_cached("SELECT count(*) FROM topics WHERE topic = ?1")?
+                    .query_row([topic], |r| r.get(0))
             })?;
-            // Document frequency counts every live node carrying the topic (specificity is a
-            // property of the corpus, not of what this caller sees), but postings are filtered.
-            let live: Vec<&(String, f64, i64)> = rows
-                .iter()
-                .filter(|(p, _, exp)| *exp > now && !is_within(p, "/trash"))
-                .collect();
-            let docs = live.len() as u64;
-            for (path, weight, _) in live
-                .into_iter()
-                .filter(|(p, _, _)| in_scopes(scopes, p) && caller.may_see(p) && keep(p))
-                .take(per_topic)
-            {
-                out.push(TopicPosting {
-                    topic: topic.clone(),
-                    path: path.clone(),
-                    weight: *weight,
-                    docs,
-                });
+            let mut window = (per_topic * 2).max(32) as i64;
+            loop {
+                let rows: Vec<(String, f64, i64)> = self.read_conn(|c| {
+                    c.prepare_cached(
+                        "SELECT n.path, t.weight, coalesce(n.expires_at, 9223372036854775807) \
+                         FROM topics t INDEXED BY topics_weight JOIN nodes n ON n.id = t.node_id \
+                         WHERE t.topic = ?1 ORDER BY t.weight DESC, t.node_id LIMIT ?2",
+                    )?
+                    .query_map(params![topic, window], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect()
+                })?;
+                let exhausted = (rows.len() as i64) < window;
+                let kept: Vec<&(String, f64, i64)> = rows
+                    .iter()
+                    .filter(|(p, _, exp)| {
+                        *exp > now && in_scopes(scopes, p) && caller.may_see(p) && keep(p)
+                    })
+                    .take(per_topic)
+                    .collect();
+                if kept.len() >= per_topic || exhausted {
+                    for (path, weight, _) in kept {
+                        out.push(TopicPosting {
+                            topic: topic.clone(),
+                            path: path.clone(),
+                            weight: *weight,
+                            docs: docs as u64,
+                        });
+                    }
+                    break;
+                }
+                window = window.saturating_mul(8);
             }
         }
         Ok(out)

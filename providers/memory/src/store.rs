@@ -696,6 +696,93 @@ impl Store {
                 "search query {query:?} has no words to look for"
             )));
         };
+        self.search_compiled(scopes, caller, extra, &q, limit, snippets)
+    }
+
+    /// Candidates for ranking elsewhere (recall): memories holding every query word first,
+    /// then those holding the query's rarer words. bm25 over a word most memories contain is
+    /// slow (it scores every one of them) and says little, so a word whose document count is
+    /// more than 8 times the rarest word's (and over 500) only counts among memories that
+    /// match the others. Plain search keeps exact bm25 top-k ([`Store::search`]).
+    pub fn search_candidates(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        extra: avm_core::storage::Keep<'_>,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Hit>> {
+        let Some(q) = fts::compile(query) else {
+            return Err(Error::invalid(format!(
+                "search query {query:?} has no words to look for"
+            )));
+        };
+        if q.parts.len() < 2 || q.cjk.is_some() {
+            return self.search_compiled(scopes, caller, extra, &q, limit, false);
+        }
+        let dfs: Vec<i64> = self.read_conn(|c| {
+            let mut out = Vec::new();
+            let mut stmt = c.prepare_cached(
+                "SELECT coalesce(sum(doc), 0) FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2",
+            )?;
+            for p in &q.parts {
+                // Only prefix words are pruned; a quoted phrase is always kept.
+                match p
+                    .strip_suffix('*')
+                    .and_then(|w| w.strip_prefix('"'))
+                    .and_then(|w| w.strip_suffix('"'))
+                {
+                    Some(w) if !w.contains(' ') => {
+                        let lo = w.to_lowercase();
+                        let hi = format!("{lo}\u{10FFFF}");
+                        out.push(stmt.query_row(params![lo, hi], |r| r.get(0))?);
+                    }
+                    _ => out.push(0),
+                }
+            }
+            Ok(out)
+        })?;
+        let rarest = dfs.iter().copied().min().unwrap_or(0).max(1);
+        let kept: Vec<String> = q
+            .parts
+            .iter()
+            .zip(&dfs)
+            .filter(|(_, df)| **df <= 500 || **df <= rarest * 8)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let all = fts::Compiled {
+            main: Some(q.parts.join(" AND ")),
+            ..q.clone()
+        };
+        let mut hits = self.search_compiled(scopes, caller, extra, &all, limit, false)?;
+        if hits.len() < limit && kept.len() < q.parts.len() && !kept.is_empty() {
+            let rare = fts::Compiled {
+                main: Some(kept.join(" OR ")),
+                ..q.clone()
+            };
+            let seen: std::collections::HashSet<String> =
+                hits.iter().map(|h| h.path.clone()).collect();
+            let more = self.search_compiled(scopes, caller, extra, &rare, limit, false)?;
+            hits.extend(more.into_iter().filter(|h| !seen.contains(&h.path)));
+        } else if hits.len() < limit {
+            let seen: std::collections::HashSet<String> =
+                hits.iter().map(|h| h.path.clone()).collect();
+            let more = self.search_compiled(scopes, caller, extra, &q, limit, false)?;
+            hits.extend(more.into_iter().filter(|h| !seen.contains(&h.path)));
+        }
+        hits.truncate(limit);
+        Ok(hits)
+    }
+
+    fn search_compiled(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        extra: avm_core::storage::Keep<'_>,
+        q: &fts::Compiled,
+        limit: usize,
+        snippets: bool,
+    ) -> Result<Vec<Hit>> {
         let now = now_micros();
         let in_trash = scopes.iter().any(|s| is_within(s, "/trash"));
         let keep = |path: &str| {
@@ -729,8 +816,11 @@ impl Store {
                 let mut ranked: Vec<(i64, f64)> = scored.into_iter().collect();
                 ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 let mut hits = Vec::new();
-                let mut stmt =
-                    c.prepare_cached("SELECT path, content, expires_at FROM nodes WHERE id = ?1")?;
+                let mut stmt = c.prepare_cached(if snippets {
+                    "SELECT path, content, expires_at FROM nodes WHERE id = ?1"
+                } else {
+                    "SELECT path, '', expires_at FROM nodes WHERE id = ?1"
+                })?;
                 for (id, score) in &ranked {
                     if hits.len() >= limit {
                         break;

@@ -19,7 +19,9 @@
 //! age in whole minutes since the last change (half-life 168 h unless configured).
 //!
 //! The final score depends on the strategy: `relevance`, `importance` and `recency` use that
-//! signal alone; `balanced` = `0.5·relevance + 0.3·importance + 0.2·recency`. Candidates whose
+//! signal alone; `balanced` = `relevance × (0.5 + 0.3·importance + 0.2·recency)`: importance
+//! and recency (the reference's 0.3 and 0.2 weights) decide between memories of similar
+//! relevance but never lift an off-topic memory over an on-topic one. Candidates whose
 //! relevance is below `min_relevance` are dropped; ties go to the lexically smaller path, so
 //! the same store answers the same query the same way.
 
@@ -249,8 +251,19 @@ impl Engine {
         }
         let terms = summary::terms(query);
         let window = limit.clamp(20, 200);
+        let per_source = (window / 2).max(20);
         let mut sig: BTreeMap<String, Signals> = BTreeMap::new();
-        match self.store.text_search(scopes, caller, keep, query, window) {
+        // Stop words would match (by prefix) nearly every memory and blur bm25: search for
+        // the query's terms only (the whole query when it has nothing else, e.g. "the who").
+        let fts_query = if terms.is_empty() {
+            query.to_string()
+        } else {
+            terms.join(" ")
+        };
+        match self
+            .store
+            .text_search(scopes, caller, keep, &fts_query, window)
+        {
             Ok(hits) => {
                 let best = hits.iter().map(|h| h.score).fold(0.0, f64::max);
                 for h in hits {
@@ -264,13 +277,13 @@ impl Engine {
             Err(e) => return Err(e),
         }
         self.topics.sync()?;
-        for m in self.topics.query(query, scopes, caller, keep, window)? {
+        for m in self.topics.query(query, scopes, caller, keep, per_source)? {
             let s = sig.entry(m.path).or_default();
             s.topic = m.score;
             s.sources.push("topic");
         }
         if let Some(v) = &self.vectors {
-            for (path, cos) in v.similar(query, scopes, caller, keep, window)? {
+            for (path, cos) in v.similar(query, scopes, caller, keep, per_source)? {
                 let s = sig.entry(path).or_default();
                 s.vector = cos.clamp(0.0, 1.0);
                 s.sources.push("vector");
@@ -337,7 +350,7 @@ impl Engine {
             let importance = node.importance.clamp(0.0, 1.0);
             let recency = recency(node.updated_at, now, half_life_min);
             let score = match strategy {
-                Strategy::Balanced => 0.5 * relevance + 0.3 * importance + 0.2 * recency,
+                Strategy::Balanced => relevance * (0.5 + 0.3 * importance + 0.2 * recency),
                 Strategy::Relevance => relevance,
                 Strategy::Importance => importance,
                 Strategy::Recency => recency,

@@ -155,6 +155,8 @@ impl Engine {
                 req.min_relevance
             )));
         }
+        // Enough candidates to fill the budget with short entries, and a few to spare.
+        let want = (req.max_tokens / 25).clamp(30, 200);
         let ranked = self.rank(
             &req.query,
             &req.scopes,
@@ -162,7 +164,7 @@ impl Engine {
             keep,
             req.strategy,
             req.min_relevance,
-            200,
+            want,
         )?;
         let terms = summary::terms(&req.query);
         let max = req.max_tokens;
@@ -185,8 +187,11 @@ impl Engine {
         let reserved = frame(&all_footers[footer_level])?;
         let mut avail = max.saturating_sub(reserved);
         let mut chosen: Vec<(usize, String, usize)> = Vec::new();
+        let mut misses = 0;
         for (i, s) in ranked.iter().enumerate() {
-            if avail < 8 {
+            // No entry is shorter than its path and score; stop when none can fit, or after
+            // many misses in a row (the rest are less relevant and no shorter).
+            if avail < 16 || misses > 40 {
                 break;
             }
             let title = s.node.title();
@@ -195,6 +200,7 @@ impl Engine {
             let mut cost = tokens::count(&line)? + 1;
             if cost > avail {
                 if !chosen.is_empty() {
+                    misses += 1;
                     continue;
                 }
                 // The best memory always gets in, its summary cut to what is left.
@@ -211,23 +217,18 @@ impl Engine {
                 }
             }
             avail -= cost;
+            misses = 0;
             chosen.push((i, line, cost));
         }
         // Render, then check the real count of the whole text; token boundaries between
         // pieces can differ from the sum of the pieces, so drop from the end until it fits.
         loop {
             let entries: Vec<String> = chosen.iter().map(|c| c.1.clone()).collect();
-            let mut used = 0;
-            let mut text = String::new();
-            for _ in 0..4 {
-                let footer = footers(used, max, req.strategy, &req.query)[footer_level].clone();
-                text = render(&entries, used, &footer);
-                let n = tokens::count(&text)?;
-                if n == used {
-                    break;
-                }
-                used = n;
-            }
+            // The header's figure is the sum of the parts (one count of the whole text below
+            // checks the budget); it may differ from the exact count by a token or two.
+            let estimate = reserved + chosen.iter().map(|c| c.2).sum::<usize>();
+            let footer = footers(estimate, max, req.strategy, &req.query)[footer_level].clone();
+            let text = render(&entries, estimate, &footer);
             let real = tokens::count(&text)?;
             if real <= max || chosen.is_empty() {
                 if real > max {

@@ -184,10 +184,7 @@ fn prepare(
         meta.insert("title".into(), Value::String(t.trim().to_string()));
     }
     meta.insert("remember_hash".into(), Value::String(hash.clone()));
-    let expires_at = match m.ttl {
-        Some(d) => Some(Some(now_micros() + d.as_micros() as i64)),
-        None => None,
-    };
+    let expires_at = m.ttl.map(|d| Some(now_micros() + d.as_micros() as i64));
     let put = Put {
         content: Some(format_content(m, now)),
         meta: Some(meta),

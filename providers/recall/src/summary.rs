@@ -12,7 +12,10 @@ pub fn terms(query: &str) -> Vec<String> {
     let lower = query.to_lowercase();
     let mut word = String::new();
     let flush = |word: &mut String, push: &mut dyn FnMut(String)| {
-        if word.chars().count() >= 2 && !STOP.contains(&word.as_str()) {
+        if word.chars().count() >= 2
+            && !STOP.contains(&word.as_str())
+            && !avm_provider_topics::extract::is_stop_word(word)
+        {
             push(std::mem::take(word));
         } else {
             word.clear();
@@ -64,7 +67,7 @@ pub fn lines<'a>(content: &'a str, title: &str) -> Vec<&'a str> {
                 t
             }
         })
-        .filter(|l| !(l.to_lowercase() == title && !title.is_empty()))
+        .filter(|l| title.is_empty() || l.to_lowercase() != title)
         .collect()
 }
 

@@ -34,7 +34,13 @@ fn agent(a: &str) -> Caller {
     Caller::Agent(a.into())
 }
 
-fn remember_as(w: &World, who: &Caller, content: &str, title: Option<&str>, ns: Option<&str>) -> String {
+fn remember_as(
+    w: &World,
+    who: &Caller,
+    content: &str,
+    title: Option<&str>,
+    ns: Option<&str>,
+) -> String {
     remember(
         &w.host,
         w.store.as_ref(),
@@ -62,7 +68,13 @@ fn recall(w: &World, who: &Caller, q: &str, max: usize) -> String {
 fn recall_finds_the_right_memory_in_a_three_memory_corpus() {
     let w = world();
     let a = agent("alice");
-    remember_as(&w, &a, "Lunch at the cafe on Main Street was great", Some("lunch"), None);
+    remember_as(
+        &w,
+        &a,
+        "Lunch at the cafe on Main Street was great",
+        Some("lunch"),
+        None,
+    );
     let fed = remember_as(
         &w,
         &a,
@@ -70,16 +82,27 @@ fn recall_finds_the_right_memory_in_a_three_memory_corpus() {
         Some("Fed decision"),
         Some("market"),
     );
-    remember_as(&w, &a, "The build broke because of a missing feature flag", None, None);
+    remember_as(
+        &w,
+        &a,
+        "The build broke because of a missing feature flag",
+        None,
+        None,
+    );
     let out = recall(&w, &a, "what did the Fed do with rates", 500);
     let first = out.lines().find(|l| l.starts_with('[')).unwrap();
     assert!(first.contains(&fed), "{out}");
     assert!(out.starts_with("## Relevant Memory (1 items"), "{out}");
-    assert!(!out.contains("*Created:"), "no boilerplate in summaries: {out}");
+    assert!(
+        !out.contains("*Created:"),
+        "no boilerplate in summaries: {out}"
+    );
 }
 
 fn corpus(w: &World, a: &Caller, n: usize) {
-    let topics = ["NVDA", "bitcoin", "Fed", "earnings", "Tokyo", "rust", "oil", "bonds"];
+    let topics = [
+        "NVDA", "bitcoin", "Fed", "earnings", "Tokyo", "rust", "oil", "bonds",
+    ];
     let verbs = ["rose", "fell", "stalled", "surprised", "lagged"];
     let items: Vec<Memory> = (0..n)
         .map(|i| Memory {
@@ -108,7 +131,12 @@ fn recall_never_exceeds_its_budget_measured_with_the_same_tokenizer() {
     let a = agent("alice");
     corpus(&w, &a, 300);
     for max in [50, 64, 80, 100, 150, 200, 333, 500, 1000, 2000, 4000, 8000] {
-        for q in ["NVDA rose", "bitcoin fell after the Fed report", "Tokyo", "watch level 150"] {
+        for q in [
+            "NVDA rose",
+            "bitcoin fell after the Fed report",
+            "Tokyo",
+            "watch level 150",
+        ] {
             let out = recall(&w, &a, q, max);
             let n = tokens::count(&out).unwrap();
             assert!(n <= max, "budget {max} for {q:?} used {n}:\n{out}");
@@ -152,8 +180,20 @@ fn recall_never_shows_another_agents_private_memory() {
     let w = world();
     let a = agent("alice");
     let b = agent("bob");
-    let secret = remember_as(&w, &b, "zebra launch codes are 1234", Some("zebra secret"), None);
-    let shared = remember_as(&w, &b, "zebra sightings in the park", None, Some("wildlife"));
+    let secret = remember_as(
+        &w,
+        &b,
+        "zebra launch codes are 1234",
+        Some("zebra secret"),
+        None,
+    );
+    let shared = remember_as(
+        &w,
+        &b,
+        "zebra sightings in the park",
+        None,
+        Some("wildlife"),
+    );
     let out = recall(&w, &a, "zebra launch codes", 4000);
     assert!(!out.contains(&secret), "{out}");
     assert!(!out.contains("1234"), "{out}");
@@ -190,10 +230,11 @@ fn two_memories_with_the_same_title_never_overwrite_each_other() {
             ..Memory::default()
         })
         .collect();
-    let paths: Vec<String> = avm_provider_recall::remember_many(&w.host, w.store.as_ref(), &a, &items)
-        .into_iter()
-        .map(|r| r.unwrap().path)
-        .collect();
+    let paths: Vec<String> =
+        avm_provider_recall::remember_many(&w.host, w.store.as_ref(), &a, &items)
+            .into_iter()
+            .map(|r| r.unwrap().path)
+            .collect();
     let unique: std::collections::BTreeSet<_> = paths.iter().collect();
     assert_eq!(unique.len(), 5, "{paths:?}");
 }

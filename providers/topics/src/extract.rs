@@ -271,6 +271,11 @@ const STOP_FROM: [u16; 257] = {
     from
 };
 
+/// Whether a lower-cased word is a stop word (too common to be a topic or to search for).
+pub fn is_stop_word(key: &str) -> bool {
+    is_stop(key)
+}
+
 fn is_stop(key: &str) -> bool {
     let (Some(&b), true) = (key.as_bytes().first(), key.len() <= 10) else {
         return false; // no stop word is longer than 10 bytes

@@ -103,7 +103,7 @@ impl TopicIndex {
         }
         let postings = self
             .store
-            .topic_postings(&keys, scopes, caller, keep, limit.max(50))?;
+            .topic_postings(&keys, scopes, caller, keep, limit.max(10))?;
         let mut scored: std::collections::BTreeMap<String, (f64, Vec<String>)> =
             std::collections::BTreeMap::new();
         for p in postings {

@@ -1,0 +1,320 @@
+//! Retrieval quality and latency of recall: `avm bench recall`.
+//!
+//! A deterministic corpus of agent memories about synthetic systems ("the timeout of Kavolomi
+//! after the audit is 412ms; Rudu changed it …"), spread over one asking agent's private
+//! namespace, shared namespaces written by several agents, and other agents' private
+//! namespaces. Each question names a fact whose answer memory is known by construction; near
+//! misses (same system, other setting; same setting, other system; same fact in another
+//! agent's private namespace) compete with it. A question is a hit when the answer's path is in
+//! the recall output; a leak is any other agent's private path in it (must stay 0).
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use avm_core::storage::MemoryStore;
+use avm_core::{Caller, Host, Mount, Result};
+use avm_provider_memory::{MemoryProvider, StoreOptions};
+use avm_provider_recall::{Engine, Memory, RecallProvider, Tuning, remember_many};
+
+use crate::{Rng, Summary, word};
+
+const ATTRS: [&str; 12] = [
+    "timeout",
+    "replica count",
+    "budget",
+    "deadline",
+    "owner",
+    "region",
+    "version",
+    "threshold",
+    "quota",
+    "priority",
+    "port",
+    "retention",
+];
+const EVENTS: [&str; 8] = [
+    "outage",
+    "audit",
+    "launch",
+    "migration",
+    "review",
+    "incident",
+    "upgrade",
+    "rollback",
+];
+
+fn cap(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Who writes a fact, and into which shared namespace (none = private).
+type Placed = (Caller, Option<String>, Fact);
+
+/// One fact: system, setting, event, value, person.
+#[derive(Clone)]
+struct Fact {
+    system: String,
+    attr: &'static str,
+    event: &'static str,
+    value: String,
+    person: String,
+}
+
+fn filler(rng: &mut Rng, words: usize) -> String {
+    let mut s = String::new();
+    for k in 0..words {
+        if k > 0 {
+            s.push(' ');
+        }
+        // Common words from the head of the vocabulary, like real prose.
+        s.push_str(&word(5000 + rng.zipf(3000)));
+    }
+    s
+}
+
+fn text(f: &Fact, rng: &mut Rng) -> String {
+    let (a, b) = (25 + rng.below(30), 10 + rng.below(10));
+    let (one, two) = (filler(rng, a), filler(rng, b));
+    format!(
+        "{} {} after the {}: set to {} by {}.\n{}.\nFollow-up: {}.",
+        cap(&f.system),
+        f.attr,
+        f.event,
+        f.value,
+        cap(&f.person),
+        one,
+        two,
+    )
+}
+
+/// Options of the run.
+#[derive(Debug, Clone)]
+pub struct RecallBenchOptions {
+    /// Memories in the corpus.
+    pub n: usize,
+    /// Questions asked.
+    pub questions: usize,
+    /// Budgets to measure.
+    pub budgets: Vec<usize>,
+}
+
+/// Results of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecallBenchResult {
+    /// Memories.
+    pub memories: usize,
+    /// Questions.
+    pub questions: usize,
+    /// Per budget: hit rate, rank-1 rate, leaks, latency.
+    pub budgets: Vec<BudgetResult>,
+    /// Seconds spent writing the corpus.
+    pub load_secs: f64,
+    /// Seconds the first topic-index sync took.
+    pub topic_sync_secs: f64,
+}
+
+/// Results at one budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetResult {
+    /// Token budget.
+    pub max_tokens: usize,
+    /// Share of questions whose answer is in the output.
+    pub hit_rate: f64,
+    /// Share of questions whose answer is the first entry.
+    pub first_rate: f64,
+    /// Other agents' private paths seen in outputs (must be 0).
+    pub leaks: usize,
+    /// Mean entries per output.
+    pub mean_items: f64,
+    /// Latency.
+    pub latency: Summary,
+}
+
+/// Builds the corpus in a fresh database under `dir` and asks the questions.
+pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<RecallBenchResult> {
+    let mem = MemoryProvider::open(&dir.join("recall.db"), StoreOptions::default())?;
+    let store: std::sync::Arc<dyn MemoryStore> =
+        avm_provider_memory::services::as_memory_store(mem.store());
+    let engine = Engine::new(store.clone(), Tuning::default());
+    let host = Host::new(vec![Mount::new("/**", std::sync::Arc::new(mem.clone()))])
+        .map_err(|e| {
+            e.into_iter()
+                .next()
+                .unwrap_or_else(|| avm_core::Error::internal("mount"))
+        })?
+        .with_service(std::sync::Arc::new(RecallProvider::new(engine.clone())));
+    let mut rng = Rng::new(42);
+    let systems: Vec<String> = (0..(o.n / 25).max(8)).map(|i| word(i * 7 + 11)).collect();
+    let people: Vec<String> = (0..60).map(|i| word(i * 13 + 3001)).collect();
+    let asker = Caller::Agent("agent0".into());
+    // Who writes each memory, and where: 30% the asker's private namespace, 30% shared
+    // namespaces (various authors), 40% other agents' private namespaces.
+    let mut facts: Vec<Placed> = Vec::with_capacity(o.n);
+    let mut used = std::collections::HashSet::new();
+    while facts.len() < o.n {
+        let f = Fact {
+            system: systems[rng.zipf(systems.len())].clone(),
+            attr: ATTRS[rng.below(ATTRS.len())],
+            event: EVENTS[rng.below(EVENTS.len())],
+            value: format!(
+                "{}{}",
+                10 + rng.below(990),
+                ["ms", "GB", "", "%"][rng.below(4)]
+            ),
+            person: people[rng.below(people.len())].clone(),
+        };
+        let r = rng.below(10);
+        let (who, ns) = match r {
+            0..=2 => (asker.clone(), None),
+            3..=5 => (
+                Caller::Agent(format!("agent{}", 1 + rng.below(7))),
+                Some(format!("team{}", rng.below(6))),
+            ),
+            _ => (Caller::Agent(format!("agent{}", 1 + rng.below(7))), None),
+        };
+        facts.push((who, ns, f));
+    }
+    // Questions: facts the asker can see whose (system, setting, event) is unique among them.
+    let mut count = std::collections::HashMap::new();
+    for (who, ns, f) in &facts {
+        if *who == asker || ns.is_some() {
+            *count
+                .entry((f.system.clone(), f.attr, f.event))
+                .or_insert(0usize) += 1;
+        }
+    }
+    let mut question_idx = Vec::new();
+    for (i, (who, ns, f)) in facts.iter().enumerate() {
+        if (*who == asker || ns.is_some())
+            && count.get(&(f.system.clone(), f.attr, f.event)) == Some(&1)
+            && used.insert((f.system.clone(), f.attr, f.event))
+        {
+            question_idx.push(i);
+        }
+    }
+    // Spread the questions over the corpus deterministically.
+    let step = (question_idx.len() / o.questions.max(1)).max(1);
+    let question_idx: Vec<usize> = question_idx
+        .into_iter()
+        .step_by(step)
+        .take(o.questions)
+        .collect();
+    let wanted: std::collections::HashSet<usize> = question_idx.iter().copied().collect();
+    // The same fact, with another value, in another agent's private namespace: a trap.
+    let traps: Vec<Placed> = question_idx
+        .iter()
+        .map(|&i| {
+            let mut f = facts[i].2.clone();
+            f.value = "999TRAP".into();
+            (Caller::Agent("agent9".into()), None, f)
+        })
+        .collect();
+    let started = Instant::now();
+    let mut answer_path = std::collections::HashMap::new();
+    let all: Vec<(usize, Placed)> = facts.into_iter().chain(traps).enumerate().collect();
+    let mut by_agent: std::collections::BTreeMap<String, Vec<(usize, Memory, Fact)>> =
+        Default::default();
+    for (i, (who, ns, f)) in all {
+        let m = Memory {
+            content: text(&f, &mut rng),
+            title: (rng.below(2) == 0).then(|| format!("{} {}", f.system, f.attr)),
+            importance: Some(rng.below(101) as f64 / 100.0),
+            tags: Vec::new(),
+            source: Some("bench".into()),
+            namespace: ns,
+            path: None,
+            ttl: None,
+        };
+        by_agent
+            .entry(who.agent().unwrap_or("").to_string())
+            .or_default()
+            .push((i, m, f));
+    }
+    let mut questions: Vec<(String, String)> = Vec::new();
+    for (agent, items) in by_agent {
+        let who = Caller::Agent(agent);
+        for chunk in items.chunks(500) {
+            let ms: Vec<Memory> = chunk.iter().map(|(_, m, _)| m.clone()).collect();
+            for ((i, _, f), r) in chunk
+                .iter()
+                .zip(remember_many(&host, store.as_ref(), &who, &ms))
+            {
+                let r = r?;
+                if wanted.contains(i) {
+                    answer_path.insert(*i, (r.path, f.clone()));
+                }
+            }
+        }
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    for i in &question_idx {
+        if let Some((p, f)) = answer_path.get(i) {
+            questions.push((
+                format!(
+                    "what is the {} of {} after the {}?",
+                    f.attr,
+                    cap(&f.system),
+                    f.event
+                ),
+                p.clone(),
+            ));
+        }
+    }
+    let t = Instant::now();
+    engine.topics().sync()?;
+    let topic_sync_secs = t.elapsed().as_secs_f64();
+    let mut budgets = Vec::new();
+    for &max in &o.budgets {
+        let mut hits = 0;
+        let mut firsts = 0;
+        let mut leaks = 0;
+        let mut items = 0;
+        let mut lat = Vec::with_capacity(questions.len());
+        let wall = Instant::now();
+        for (q, answer) in &questions {
+            let addr = format!(
+                "/:recall?q={}&max_tokens={max}",
+                q.replace(' ', "%20").replace('?', "%3F")
+            );
+            let t = Instant::now();
+            let out = host.read(&asker, &addr)?;
+            lat.push(t.elapsed());
+            let entries: Vec<&str> = out.text.lines().filter(|l| l.starts_with('[')).collect();
+            items += entries.len();
+            if entries.iter().any(|l| l.contains(answer.as_str())) {
+                hits += 1;
+            }
+            if entries.first().is_some_and(|l| l.contains(answer.as_str())) {
+                firsts += 1;
+            }
+            leaks += entries
+                .iter()
+                .filter(|l| {
+                    l.contains("/memory/private/") && !l.contains("/memory/private/agent0/")
+                })
+                .count();
+        }
+        let n = questions.len().max(1) as f64;
+        budgets.push(BudgetResult {
+            max_tokens: max,
+            hit_rate: hits as f64 / n,
+            first_rate: firsts as f64 / n,
+            leaks,
+            mean_items: items as f64 / n,
+            latency: crate::summarize(&format!("recall, budget {max}"), lat, wall.elapsed()),
+        });
+    }
+    mem.store().sync()?;
+    Ok(RecallBenchResult {
+        memories: o.n + question_idx.len(),
+        questions: questions.len(),
+        budgets,
+        load_secs,
+        topic_sync_secs,
+    })
+}
