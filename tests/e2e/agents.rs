@@ -1,0 +1,388 @@
+//! Agent memory through the real binary: isolation on every route, permissions and quotas from
+//! config, remember/recall/navigation, topics kept in step with deletes and moves.
+
+use crate::{Env, s};
+
+/// Alice's secret, Bob's shared note, and links between them, as seen by a third party.
+struct Scene {
+    env: Env,
+    secret: String,
+    alice_shared: String,
+}
+
+const SECRET_WORD: &str = "xylophonic";
+
+fn scene() -> Scene {
+    let env = Env::new();
+    let r = env.run(&[
+        "-a",
+        "alice",
+        "--json",
+        "remember",
+        &format!("The {SECRET_WORD} launch code is ZQX7731. #{SECRET_WORD}"),
+        "-t",
+        &format!("{SECRET_WORD} plan"),
+        "--tags",
+        SECRET_WORD,
+    ]);
+    let secret = r.json()["path"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("/memory/private/alice/"), "{secret}");
+    let r = env.run(&[
+        "-a",
+        "alice",
+        "--json",
+        "remember",
+        &format!("Shared {SECRET_WORD} schedule: the rehearsal is on Friday"),
+        "-n",
+        "team",
+        "-t",
+        "rehearsal",
+    ]);
+    let alice_shared = r.json()["path"].as_str().unwrap().to_string();
+    env.run(&[
+        "-a",
+        "alice",
+        "link",
+        &secret,
+        &alice_shared,
+        "-t",
+        "related",
+    ])
+    .ok();
+    env.run(&[
+        "-a",
+        "alice",
+        "write",
+        &format!("{secret}.draft"),
+        "-c",
+        "v1",
+    ])
+    .ok();
+    env.run(&[
+        "-a",
+        "alice",
+        "write",
+        &format!("{secret}.draft"),
+        "-c",
+        "v2 ZQX7731",
+    ])
+    .ok();
+    Scene {
+        env,
+        secret,
+        alice_shared,
+    }
+}
+
+#[track_caller]
+fn clean(out: &str, what: &str) {
+    assert!(!out.contains("ZQX7731"), "{what} leaked content: {out}");
+    assert!(
+        !out.contains("/memory/private/alice"),
+        "{what} leaked a path: {out}"
+    );
+}
+
+#[test]
+fn no_route_into_another_agents_private_memory_reveals_anything() {
+    let sc = scene();
+    let env = &sc.env;
+    let bob = |args: &[&str]| {
+        let mut v = vec!["-a", "bob"];
+        v.extend_from_slice(args);
+        env.run(&v)
+    };
+    // Direct access is refused and says why.
+    for args in [
+        vec!["read", sc.secret.as_str()],
+        vec!["read", &format!("{}:meta", sc.secret)],
+        vec!["history", sc.secret.as_str()],
+        vec!["links", sc.secret.as_str()],
+        vec!["explore", sc.secret.as_str()],
+        vec!["topics", sc.secret.as_str()],
+        vec!["list", "/memory/private/alice"],
+        vec!["browse", "/memory/private/alice"],
+        vec!["export", "/memory/private/alice"],
+        vec!["mv", sc.secret.as_str(), "/memory/shared/stolen.md"],
+        vec![
+            "mv",
+            "/memory/shared/x.md",
+            "/memory/private/alice/planted.md",
+        ],
+        vec!["delete", sc.secret.as_str()],
+        vec!["fetch", sc.secret.as_str()],
+    ] {
+        let r = bob(&args);
+        assert_ne!(r.code, 0, "{args:?} should fail: {r:#?}");
+        clean(&r.stdout, &format!("{args:?}"));
+        assert!(
+            r.stderr.contains("private namespace")
+                || r.stderr.contains("not found")
+                || r.stderr.contains("none of the paths"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // Result sets leave it out entirely, while shared memories stay.
+    for args in [
+        vec!["search", SECRET_WORD],
+        vec!["recall", SECRET_WORD],
+        vec!["recall", "launch code", "--max-tokens", "8000"],
+        vec!["browse", "-q", SECRET_WORD],
+        vec!["browse", "/memory", "-d", "5"],
+        vec!["timeline"],
+        vec!["list", "/", "-n", "1000"],
+        vec!["list", "/memory", "-n", "1000"],
+        vec!["topics", "/memory"],
+        vec!["links", sc.alice_shared.as_str()],
+        vec!["explore", sc.alice_shared.as_str()],
+        vec!["stats", "/"],
+        vec!["tags", "/"],
+        vec!["ask", &format!("{SECRET_WORD} launch code")],
+        vec!["who-knows", SECRET_WORD],
+        vec!["agents"],
+        vec!["export", "/memory"],
+    ] {
+        let r = bob(&args);
+        let out = r.ok();
+        clean(out, &format!("{args:?}"));
+    }
+    // The shared memory is there for Bob where it should be.
+    let out = bob(&["recall", &format!("{SECRET_WORD} rehearsal")]);
+    assert!(out.ok().contains(&sc.alice_shared), "{out:#?}");
+    let out = bob(&["search", "rehearsal"]);
+    assert!(out.ok().contains(&sc.alice_shared));
+    // The librarian says who to ask, not what she knows.
+    let ask = bob(&["--json", "ask", &format!("{SECRET_WORD} launch code")]).json();
+    assert_eq!(ask["suggestions"][0]["agent"], "alice", "{ask}");
+    let who = bob(&["who-knows", SECRET_WORD]);
+    assert!(who.ok().contains("alice"), "{who:#?}");
+    // The owner and operators see it.
+    let own = env.run(&["-a", "alice", "recall", "launch code"]);
+    assert!(own.ok().contains(&sc.secret), "{own:#?}");
+    let op = env.run(&["recall", "launch code"]);
+    assert!(op.ok().contains(&sc.secret), "{op:#?}");
+}
+
+#[test]
+fn librarian_privacy_levels_reveal_less_and_less() {
+    let sc = scene();
+    let env = &sc.env;
+    let q = format!("{SECRET_WORD} launch code");
+    let full = env.write_file("full.toml", "[librarian]\nprivacy = \"full\"\n");
+    let r = env
+        .run(&["--config", s(&full), "-a", "bob", "--json", "ask", &q])
+        .json();
+    assert_eq!(r["suggestions"][0]["agent"], "alice");
+    assert!(
+        r["suggestions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("relevant memor")
+    );
+    let r = env
+        .run(&["-a", "bob", "--json", "ask", &q, "--privacy", "existence"])
+        .json();
+    assert_eq!(r["suggestions"][0]["agent"], "another agent", "{r}");
+    let r = env
+        .run(&["-a", "bob", "--json", "ask", &q, "--privacy", "none"])
+        .json();
+    assert_eq!(r["suggestions"].as_array().unwrap().len(), 0, "{r}");
+    // Asking for more than configured is not possible.
+    let none = env.write_file("none.toml", "[librarian]\nprivacy = \"none\"\n");
+    let r = env
+        .run(&[
+            "--config",
+            s(&none),
+            "-a",
+            "bob",
+            "--json",
+            "ask",
+            &q,
+            "--privacy",
+            "full",
+        ])
+        .json();
+    assert_eq!(r["suggestions"].as_array().unwrap().len(), 0, "{r}");
+    for txt in [r.to_string()] {
+        clean(&txt, "ask");
+    }
+}
+
+#[test]
+fn permission_rules_roles_and_quotas_come_from_config() {
+    let env = Env::new();
+    let cfg = env.write_file(
+        "avm.toml",
+        r#"
+default_access = "rw"
+
+[[permissions]]
+pattern = "/memory/shared/announcements/**"
+access = "ro"
+
+[agents.intern]
+role = "readonly"
+
+[agents.carol]
+write = ["/memory/shared/team/**"]
+quota = { max_nodes = 2 }
+"#,
+    );
+    let c = s(&cfg);
+    // Shared namespaces are writable by default.
+    env.run(&[
+        "--config", c, "-a", "dave", "remember", "hello", "-n", "market",
+    ])
+    .ok();
+    let r = env.run(&[
+        "--config",
+        c,
+        "-a",
+        "dave",
+        "remember",
+        "x",
+        "-n",
+        "announcements",
+    ]);
+    assert!(r.fails(1).contains("permissions[0]"), "{r:#?}");
+    let r = env.run(&["--config", c, "-a", "intern", "remember", "my own note"]);
+    assert!(r.fails(1).contains("readonly"), "{r:#?}");
+    env.run(&["--config", c, "-a", "intern", "recall", "hello"])
+        .ok();
+    let r = env.run(&[
+        "--config", c, "-a", "carol", "remember", "x", "-n", "market",
+    ]);
+    assert!(r.fails(1).contains("agents.carol.write"), "{r:#?}");
+    env.run(&["--config", c, "-a", "carol", "remember", "y", "-n", "team"])
+        .ok();
+    env.run(&["--config", c, "-a", "carol", "remember", "one"])
+        .ok();
+    env.run(&["--config", c, "-a", "carol", "remember", "two"])
+        .ok();
+    let r = env.run(&["--config", c, "-a", "carol", "remember", "three"]);
+    assert!(r.fails(1).contains("quota exceeded"), "{r:#?}");
+    // Operators are not bound by agent rules.
+    env.run(&[
+        "--config",
+        c,
+        "write",
+        "/memory/shared/announcements/a.md",
+        "-c",
+        "hi",
+    ])
+    .ok();
+    // `config check` validates the new sections.
+    let bad = env.write_file(
+        "bad.toml",
+        "default_access = \"maybe\"\n[agents.x]\nrole = \"boss\"\n[recall]\nstrategy = \"fast\"\n[librarian]\nprivacy = \"all\"\n",
+    );
+    let r = env.run(&["--config", s(&bad), "config", "check"]);
+    let err = format!("{}{}", r.stdout, r.stderr);
+    assert_ne!(r.code, 0);
+    for key in [
+        "default_access",
+        "agents",
+        "recall.strategy",
+        "librarian.privacy",
+    ] {
+        assert!(err.contains(key), "{key} not reported: {err}");
+    }
+}
+
+#[test]
+fn remember_recall_browse_fetch_and_batch_work_end_to_end() {
+    let env = Env::new();
+    let a = |args: &[&str]| {
+        let mut v = vec!["-a", "alice"];
+        v.extend_from_slice(args);
+        env.run(&v)
+    };
+    let r = a(&[
+        "remember",
+        "NVDA RSI at 72 overbought",
+        "-t",
+        "NVDA note",
+        "-i",
+        "0.9",
+        "--tags",
+        "market",
+    ]);
+    assert!(
+        r.ok().starts_with("Remembered: /memory/private/alice/"),
+        "{r:#?}"
+    );
+    let again = a(&["remember", "NVDA RSI at 72 overbought", "-t", "NVDA note"]);
+    assert!(again.ok().starts_with("Already remembered:"), "{again:#?}");
+    let out = a(&["recall", "NVDA overbought", "-t", "500"]);
+    let text = out.ok();
+    assert!(text.starts_with("## Relevant Memory (1 items, ~"), "{text}");
+    assert!(text.contains("NVDA RSI at 72 overbought"), "{text}");
+    assert!(text.contains("*Tokens: ~"), "{text}");
+    assert!(text.contains("Query: \"NVDA overbought\""), "{text}");
+    let j = a(&["--json", "recall", "NVDA overbought"]).json();
+    assert_eq!(j["items"].as_array().unwrap().len(), 1);
+    let path = j["items"][0]["path"].as_str().unwrap().to_string();
+    let b = a(&["--json", "browse", "-q", "nvda"]).json();
+    assert_eq!(b["items"][0]["path"], path.as_str());
+    let f = a(&["fetch", &path, "/private/missing.md"]);
+    let f = f.ok();
+    assert!(
+        f.contains("NVDA RSI at 72") && f.contains("*Not found: /private/missing.md*"),
+        "{f}"
+    );
+    let lines = "{\"content\":\"first batch memory about kiwis\",\"tags\":[\"fruit\"]}\n{\"content\":\"second batch memory about kiwis\",\"namespace\":\"garden\"}\n";
+    let r = env.run_in(&["-a", "alice", "batch-remember"], lines.as_bytes());
+    assert_eq!(r.ok().lines().count(), 2, "{r:#?}");
+    let r = env.run_in(&["-a", "alice", "batch-remember"], b"{\"content\":\"\"}\n");
+    r.fails(2);
+    let t = a(&["timeline", "--days", "1"]);
+    let t = t.ok();
+    let first = t.lines().find(|l| l.starts_with("  [")).unwrap();
+    assert!(first.contains("kiwis"), "newest first: {t}");
+    let tree = a(&["browse", "/memory"]);
+    assert!(tree.ok().contains("📁 alice/ (2)"), "{tree:#?}");
+    let topics = a(&["topics"]);
+    assert!(topics.ok().contains("kiwis"), "{topics:#?}");
+    let sv = a(&["--json", "savings"]).json();
+    assert!(sv["recalls"].as_i64().unwrap() >= 2, "{sv}");
+    let st = a(&["--json", "agent-stats"]).json();
+    assert_eq!(st["private_count"], 2);
+    let ag = env.run(&["--json", "agents"]).json();
+    assert_eq!(ag["agents"][0]["id"], "alice");
+    // Bad input is a clear usage error.
+    a(&["recall", "x", "-t", "5"]).fails(2);
+    a(&["recall", "x", "-s", "fastest"]).fails(2);
+    env.run(&["remember", "no agent"]).fails(2);
+    a(&["remember", "x", "-i", "2"]).fails(2);
+}
+
+#[test]
+fn topics_follow_deletes_and_moves() {
+    let env = Env::new();
+    let a = |args: &[&str]| {
+        let mut v = vec!["-a", "alice"];
+        v.extend_from_slice(args);
+        env.run(&v)
+    };
+    a(&[
+        "write",
+        "/private/p.md",
+        "-c",
+        "Quokka sightings near the river #quokka",
+    ])
+    .ok();
+    let t = a(&["--json", "topics", "/private/p.md"]).json();
+    assert!(t.to_string().contains("quokka"), "{t}");
+    a(&["mv", "/private/p.md", "/private/q.md"]).ok();
+    let out = a(&["--json", "browse", "-q", "quokka"]).json();
+    assert_eq!(
+        out["items"][0]["path"], "/memory/private/alice/q.md",
+        "{out}"
+    );
+    a(&["delete", "/private/q.md"]).ok();
+    let out = a(&["--json", "recall", "quokka"]).json();
+    assert_eq!(out["items"].as_array().unwrap().len(), 0, "{out}");
+    let top = a(&["topics"]);
+    assert!(!top.ok().contains("quokka"), "{top:#?}");
+}
