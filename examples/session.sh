@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short scripted session of the avm CLI on the embedded SQLite store: two agents write
 # private and shared memories, search them, move, link, delete and restore, travel back in
-# history, and export. Uses a scratch database unless AVM_SESSION_DB names one.
+# history, remember and recall within a token budget, ask the librarian, and export. Uses a scratch database unless AVM_SESSION_DB names one.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 avm=${AVM_BIN:-$here/target/release/avm}
@@ -25,5 +25,15 @@ run trash
 run restore /memory/shared/macro/fed.md
 run list /memory
 run stats
+run --agent alice remember "NVDA RSI at 72, overbought; Powell speaks Wednesday" -t "NVDA note" -i 0.9 --tags market
+run --agent alice remember "Fed hiked rates by 25bp at the December meeting" -t "Fed decision" -n market
+run --agent bob remember "Bob's private launch plan for the NVDA hedge"
+run --agent alice recall "what did the Fed do with rates" -t 300
+run --agent alice browse -q nvda
+run --agent alice topics
+run --agent alice timeline
+run --agent alice ask "launch plan hedge"
+run who-knows nvda
+run --agent alice savings
 run export -o -
 echo "database: $db"
