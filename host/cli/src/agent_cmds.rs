@@ -260,6 +260,32 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             show(j, &h.read(c, &addr("/", "who-knows", &pairs)?)?);
         }
         Command::Agents => show(j, &h.read(c, "/:agents")?),
+        Command::Tell {
+            to,
+            message,
+            priority,
+            expires,
+        } => {
+            let text = match message {
+                Some(m) => m,
+                None => content(
+                    &crate::cli::ContentArgs {
+                        content: None,
+                        file: None,
+                    },
+                    app.config.max_node_bytes,
+                )?,
+            };
+            let t = avm_provider_tell::send(store, c, &to, &text, &priority, expires.as_deref())?;
+            if j {
+                print_json(&serde_json::json!({"id": t.id, "to": t.to, "priority": t.priority}));
+            } else {
+                println!("Sent to {} ({}).", t.to, t.priority);
+            }
+        }
+        Command::Inbox { mark_read } => {
+            show(j, &avm_provider_tell::inbox(store, c, mark_read)?);
+        }
         Command::AgentStats => {
             let keep = |p: &str| h.may_read(c, p);
             show(j, &navigate::agent_stats(store, c, &keep)?);

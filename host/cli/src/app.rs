@@ -13,6 +13,7 @@ use avm_core::{Caller, Error, ErrorKind, Host, Mount, Result};
 use avm_provider_librarian::{Librarian, LibrarianProvider, Privacy};
 use avm_provider_memory::{MemoryProvider, StoreOptions};
 use avm_provider_recall::{Engine, RecallProvider, Strategy, Tuning};
+use avm_provider_tell::TellProvider;
 use avm_provider_topics::provider::TopicsProvider;
 
 use crate::cli::Global;
@@ -86,6 +87,10 @@ impl App {
                 .map(|(a, d)| (a.to_string(), d.map(str::to_string)))
                 .collect(),
         );
+        let tell = Arc::new(TellProvider::new(store.clone()));
+        if !config.mounts.iter().any(|m| m.pattern.starts_with("/tell")) {
+            mounts.push(Mount::new("/tell/**", tell.clone()));
+        }
         let host = Host::new(mounts)
             .map_err(|errs| {
                 Error::invalid(format!(
@@ -99,7 +104,8 @@ impl App {
             .with_policy(policy)
             .with_service(Arc::new(TopicsProvider::new(engine.topics().clone())))
             .with_service(Arc::new(RecallProvider::new(engine.clone())))
-            .with_service(Arc::new(LibrarianProvider::new(librarian)));
+            .with_service(Arc::new(LibrarianProvider::new(librarian)))
+            .with_service(tell);
         Ok(App {
             config,
             host,

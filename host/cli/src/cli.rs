@@ -203,6 +203,44 @@ pub enum Command {
     /// Counts for the agent given with --agent
     #[command(name = "agent-stats")]
     AgentStats,
+    /// Send a message to an agent (or @all); urgent ones show on top of its next file read
+    Tell {
+        /// Recipient agent, or @all
+        to: String,
+        /// The message (or stdin)
+        message: Option<String>,
+        /// urgent, normal or low
+        #[arg(long, short = 'p', default_value = "normal")]
+        priority: String,
+        /// Hide it after this long (2h, 7d) or at this time
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Your messages (needs --agent)
+    Inbox {
+        /// Mark every unread message read
+        #[arg(long)]
+        mark_read: bool,
+    },
+    /// Mount avm as a filesystem at DIR (as --agent, or as the operator)
+    #[command(
+        after_help = "Without --foreground the mount runs in the background and this command returns once it is live. Unmount with `avm unmount DIR` (or SIGTERM to the mount process)."
+    )]
+    Mount {
+        /// Mount point (created if missing)
+        dir: PathBuf,
+        /// Stay in the foreground until unmounted or signalled
+        #[arg(long)]
+        foreground: bool,
+        /// Worker threads serving the mount
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
+    /// Unmount an avm mount
+    Unmount {
+        /// Mount point
+        dir: PathBuf,
+    },
     /// Print a node's content (or a suffix such as PATH:meta, PATH:history)
     Read {
         /// Path or address

@@ -157,6 +157,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Config { action } => return config_cmd(&g, action),
         Command::Bench { what } => return crate::bench::run(what, j).map(|()| ExitCode::SUCCESS),
+        Command::Mount {
+            dir,
+            foreground,
+            threads,
+        } => {
+            return if *foreground {
+                crate::mount_cmd::foreground(&g, dir, *threads)
+            } else {
+                crate::mount_cmd::background(&g, dir, *threads)
+            };
+        }
+        Command::Unmount { dir } => {
+            crate::mount_cmd::unmount(dir)?;
+            if !j {
+                println!("Unmounted: {}", dir.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let app = App::open(&g)?;

@@ -5,6 +5,7 @@ mod app;
 mod bench;
 mod cli;
 mod commands;
+mod mount_cmd;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ fn exit_code(kind: ErrorKind) -> u8 {
         | ErrorKind::NotADirectory
         | ErrorKind::IsADirectory
         | ErrorKind::AlreadyExists
+        | ErrorKind::NotEmpty
         | ErrorKind::PermissionDenied
         | ErrorKind::ReadOnly
         | ErrorKind::Unsupported

@@ -209,7 +209,7 @@ fn home() -> Option<PathBuf> {
 }
 
 /// Environment variables that steer the CLI rather than the configuration.
-const ENV_NOT_CONFIG: &[&str] = &["config", "log", "json"];
+const ENV_NOT_CONFIG: &[&str] = &["config", "log", "json", "mount_detached"];
 
 /// The files that exist and will be read, in order.
 pub fn files(sources: &Sources) -> Vec<PathBuf> {

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     IsADirectory,
     /// The target exists and the operation refuses to overwrite it.
     AlreadyExists,
+    /// A directory that must be empty is not (rmdir).
+    NotEmpty,
     /// The caller may not do this; the message names the rule that refused.
     PermissionDenied,
     /// The path is served by a provider that does not accept writes.
@@ -40,11 +42,12 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order (used by tests that check front-end mappings are total).
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::NotFound,
         ErrorKind::NotADirectory,
         ErrorKind::IsADirectory,
         ErrorKind::AlreadyExists,
+        ErrorKind::NotEmpty,
         ErrorKind::PermissionDenied,
         ErrorKind::ReadOnly,
         ErrorKind::InvalidInput,
@@ -63,6 +66,7 @@ impl ErrorKind {
             ErrorKind::NotADirectory => "not-a-directory",
             ErrorKind::IsADirectory => "is-a-directory",
             ErrorKind::AlreadyExists => "already-exists",
+            ErrorKind::NotEmpty => "not-empty",
             ErrorKind::PermissionDenied => "permission-denied",
             ErrorKind::ReadOnly => "read-only",
             ErrorKind::InvalidInput => "invalid-input",

@@ -496,6 +496,32 @@ impl Host {
         mount.provider.remove(&req, opts)
     }
 
+    /// Makes an empty directory (it persists until removed).
+    pub fn mkdir(&self, caller: &Caller, raw: &str) -> Result<Output> {
+        let (mount, req) = self.resolve(caller, raw, Op::Write)?;
+        plain(&req, "make a directory at")?;
+        self.invalidate(&req.path);
+        mount.provider.mkdir(&req)
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, caller: &Caller, raw: &str) -> Result<Output> {
+        let (mount, req) = self.resolve(caller, raw, Op::Write)?;
+        plain(&req, "remove the directory")?;
+        self.invalidate(&req.path);
+        mount.provider.rmdir(&req)
+    }
+
+    /// Parses `raw` as this caller would address it: the path with `/private` expanded, and the
+    /// suffix and query if the routed provider (or a service) declares the suffix.
+    pub fn parse(&self, caller: &Caller, raw: &str) -> Result<Address> {
+        let mut addr = Address::parse_with(raw, |base, word| {
+            expand_private(caller, base).is_ok_and(|b| self.declares(&b, word))
+        })?;
+        addr.path = expand_private(caller, &addr.path)?;
+        Ok(addr)
+    }
+
     /// Moves a file or subtree; both ends are checked and must be on the same provider.
     pub fn rename(&self, caller: &Caller, src: &str, dst: &str, force: bool) -> Result<Output> {
         let (mount, req) = self.resolve(caller, src, Op::Write)?;

@@ -460,6 +460,16 @@ pub trait Provider: Send + Sync {
         Err(Error::unsupported("rename", &src.path))
     }
 
+    /// Makes an empty directory that persists until removed.
+    fn mkdir(&self, req: &Request) -> Result<Output> {
+        Err(Error::unsupported("mkdir", &req.path))
+    }
+
+    /// Removes an empty directory.
+    fn rmdir(&self, req: &Request) -> Result<Output> {
+        Err(Error::unsupported("rmdir", &req.path))
+    }
+
     /// Node count and content bytes below `req.path` (for quotas); `None` if not tracked.
     fn usage(&self, req: &Request) -> Result<Option<Usage>> {
         let _ = req;

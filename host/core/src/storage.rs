@@ -141,6 +141,25 @@ pub struct TelemetryTotals {
     pub mean_latency_us: f64,
 }
 
+/// A message between agents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tell {
+    /// Id (0 before it is stored).
+    pub id: i64,
+    /// Sender (agent id, or `operator`).
+    pub from: String,
+    /// Recipient agent id, or `@all`.
+    pub to: String,
+    /// Text.
+    pub content: String,
+    /// `urgent`, `normal` or `low`.
+    pub priority: String,
+    /// Sent.
+    pub created_at: Micros,
+    /// Hidden from then on.
+    pub expires_at: Option<Micros>,
+}
+
 /// A keep-filter over paths (the caller's read rules).
 pub type Keep<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
@@ -223,6 +242,19 @@ pub trait MemoryStore: Send + Sync {
 
     /// The topics of one node, heaviest first.
     fn topics_of(&self, path: &str) -> Result<Vec<(String, f64)>>;
+
+    /// Stores a message; returns its id.
+    fn tell_send(&self, tell: Tell) -> Result<i64>;
+
+    /// Unexpired messages to `agent` (or `@all`) with whether this agent has read each,
+    /// unread first, urgent before normal before low, newest first within each.
+    fn tell_inbox(&self, agent: &str, limit: usize) -> Result<Vec<(Tell, bool)>>;
+
+    /// Marks messages read for `agent` only.
+    fn tell_mark_read(&self, agent: &str, ids: &[i64]) -> Result<()>;
+
+    /// The path of the live node with this id (shortcuts).
+    fn path_of_id(&self, id: i64) -> Result<Option<String>>;
 
     /// Records a telemetry row without waiting for it to commit.
     fn record(&self, row: Telemetry);

@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use avm_core::{Error, ErrorKind, Result};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS nodes(
@@ -115,6 +115,36 @@ CREATE TABLE IF NOT EXISTS telemetry(
   latency_us       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS telemetry_agent ON telemetry(agent, at);
+-- Schema 3: directories made empty on purpose (mkdir), per-agent read markers, messages.
+CREATE TABLE IF NOT EXISTS dirs(
+  path TEXT PRIMARY KEY
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS marks(
+  agent   TEXT    NOT NULL,
+  node_id INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  PRIMARY KEY(agent, node_id)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS nodes_drop_marks AFTER DELETE ON nodes BEGIN
+  DELETE FROM marks WHERE node_id = old.id;
+END;
+CREATE TABLE IF NOT EXISTS tells(
+  id         INTEGER PRIMARY KEY,
+  sender     TEXT    NOT NULL,
+  recipient  TEXT    NOT NULL,
+  content    TEXT    NOT NULL,
+  priority   TEXT    NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS tells_recipient ON tells(recipient, created_at);
+-- Read state per recipient, so one agent reading a broadcast never reads it for the others.
+CREATE TABLE IF NOT EXISTS tell_reads(
+  tell_id INTEGER NOT NULL,
+  agent   TEXT    NOT NULL,
+  at      INTEGER NOT NULL,
+  PRIMARY KEY(tell_id, agent)
+) WITHOUT ROWID;
 "#;
 
 /// Maps a SQLite error to an avm error; `db` names the file in the message.
@@ -253,7 +283,7 @@ pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()>
     let foreign: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type='table' \
-             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry') \
+             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry','dirs','marks','tells','tell_reads') \
              AND name NOT LIKE 'nodes_fts%' AND name NOT LIKE 'nodes_cjk%' AND name NOT LIKE 'sqlite_%'",
             [],
             |r| r.get(0),

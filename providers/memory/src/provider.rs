@@ -144,9 +144,116 @@ impl MemoryProvider {
         ))
     }
 
+    /// The caller's read marker on `path` (0 when never marked).
+    fn marker(&self, agent: &str, path: &str) -> Result<i64> {
+        self.store.mark_of(agent, path)
+    }
+
     fn read_suffix(&self, req: &Request, suffix: &str) -> Result<Output> {
         let q = &req.query;
         match suffix {
+            "shared" => {
+                let n = self.node(req)?;
+                let list: Vec<String> = n
+                    .meta
+                    .get("shared_with")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let text = if list.is_empty() {
+                    "all\n".to_string()
+                } else {
+                    format!("{}\n", list.join(","))
+                };
+                Ok(Output::new(text, json!(list)))
+            }
+            "mark" => {
+                let n = self.node(req)?;
+                let agent = req.caller.agent().ok_or_else(|| {
+                    Error::invalid(format!("{}:mark needs an agent (--agent NAME)", req.path))
+                })?;
+                let m = self.marker(agent, &req.path)?;
+                Ok(Output::new(
+                    format!("marked: v{m}, current: v{}\n", n.version),
+                    json!({"marked": m, "current": n.version}),
+                ))
+            }
+            "delta" => {
+                let n = self.node(req)?;
+                let agent = req.caller.agent().ok_or_else(|| {
+                    Error::invalid(format!("{}:delta needs an agent (--agent NAME)", req.path))
+                })?;
+                let m = self.marker(agent, &req.path)?;
+                let text = if m == 0 {
+                    format!("# (first read, full content)\n{}\n", n.content)
+                } else if m >= n.version {
+                    "(no changes)\n".to_string()
+                } else {
+                    let mut parts = Vec::new();
+                    let hist = self.store.history(&req.path, 100)?;
+                    for h in hist.iter().rev().filter(|h| h.version > m) {
+                        parts.push(format!(
+                            "# v{} ({})\n{}",
+                            h.version,
+                            to_minute(h.at),
+                            self.diff_to_previous(&req.path, h.version)?
+                        ));
+                    }
+                    format!("{}\n", parts.join("\n"))
+                };
+                // Reading the delta is what moves the marker (a stat never does: the FUSE layer
+                // snapshots on open and reads once).
+                self.apply(WriteOp::Mark {
+                    agent: agent.to_string(),
+                    path: req.path.clone(),
+                    version: n.version,
+                })?;
+                Ok(Output::new(
+                    text.clone(),
+                    json!({"from": m, "to": n.version, "text": text}),
+                ))
+            }
+            "changes" => {
+                let minutes: i64 = q.parsed("minutes")?.unwrap_or(60);
+                let since = match q.get("since") {
+                    Some(s) => avm_core::time::parse_time(s)?,
+                    None => now_micros() - minutes.max(0) * 60_000_000,
+                };
+                let limit: usize = q.parsed("limit")?.unwrap_or(20).clamp(1, 10_000);
+                let keep = |p: &str| req.may_read(p);
+                let nodes = avm_core::storage::MemoryStore::recent(
+                    self.store.as_ref(),
+                    std::slice::from_ref(&req.path),
+                    &req.caller,
+                    &keep,
+                    Some(since),
+                    limit,
+                )?;
+                let mut text = String::new();
+                let mut data = Vec::new();
+                for n in &nodes {
+                    let base = avm_core::address::basename(&n.path);
+                    let short: String = if base.chars().count() > 25 {
+                        format!("{}...", base.chars().take(22).collect::<String>())
+                    } else {
+                        base.to_string()
+                    };
+                    text.push_str(&format!(
+                        "@{}  {}  {short}\n",
+                        shortcut(n.id),
+                        &to_minute(n.updated_at)[11..]
+                    ));
+                    data.push(json!({"path": n.path, "shortcut": format!("@{}", shortcut(n.id)), "updated_at": to_iso(n.updated_at), "version": n.version}));
+                }
+                if nodes.is_empty() {
+                    text.push_str("(no changes)\n");
+                }
+                Ok(Output::new(text, Value::Array(data)))
+            }
             "data" => {
                 let n = self.node(req)?;
                 Ok(Output::new(n.content.clone(), n.to_json()))
@@ -476,6 +583,55 @@ impl MemoryProvider {
                 }
             }
             "links" => return self.write_links(req, &text),
+            "shared" => {
+                let t = text.trim();
+                let list: Vec<Value> = if t.is_empty() || t == "all" {
+                    Vec::new()
+                } else {
+                    t.split([',', '\n'])
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_string()))
+                        .collect()
+                };
+                let n = self.node(req)?;
+                if let (Some(a), Some(author)) = (req.caller.agent(), n.author.as_deref())
+                    && a != author
+                {
+                    return Err(Error::denied(format!(
+                        "only {author}, who created {}, may change who it is shared with",
+                        req.path
+                    )));
+                }
+                let mut m = serde_json::Map::new();
+                m.insert(
+                    "shared_with".into(),
+                    if list.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::Array(list)
+                    },
+                );
+                Put {
+                    meta: Some(m),
+                    ..Put::default()
+                }
+            }
+            "mark" => {
+                let n = self.node(req)?;
+                let agent = req.caller.agent().ok_or_else(|| {
+                    Error::denied(format!("{}:mark needs an agent (--agent NAME)", req.path))
+                })?;
+                self.apply(WriteOp::Mark {
+                    agent: agent.to_string(),
+                    path: req.path.clone(),
+                    version: n.version,
+                })?;
+                return Ok(Output::new(
+                    format!("marked: v{}, current: v{}\n", n.version, n.version),
+                    json!({"marked": n.version, "current": n.version}),
+                ));
+            }
             other => {
                 return Err(Error::new(
                     ErrorKind::ReadOnly,
@@ -670,6 +826,27 @@ pub fn ttl_text(expires: Option<Micros>, now: Micros) -> String {
     }
 }
 
+/// The shortcut id of a node: its id in base 36 (unique, stable across moves, found by id).
+pub fn shortcut(id: i64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut n = id.unsigned_abs();
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The node id of a shortcut, if it is one.
+pub fn shortcut_id(s: &str) -> Option<i64> {
+    i64::from_str_radix(s, 36).ok().filter(|n| *n > 0)
+}
+
 impl Provider for MemoryProvider {
     fn info(&self) -> ProviderInfo {
         use SuffixOn::{Any, Dir, File};
@@ -735,6 +912,38 @@ impl Provider for MemoryProvider {
                     "time to live; write 15m, 2h, 7d or never",
                 ),
                 SuffixSpec::new("path", File, true, false, &[], "the node's path"),
+                SuffixSpec::new(
+                    "shared",
+                    File,
+                    true,
+                    true,
+                    &[],
+                    "who a shared memory is shared with (all, or agent ids; write to change)",
+                ),
+                SuffixSpec::new(
+                    "delta",
+                    File,
+                    true,
+                    false,
+                    &[],
+                    "what changed since your last :delta or :mark (moves your marker)",
+                ),
+                SuffixSpec::new(
+                    "mark",
+                    File,
+                    true,
+                    true,
+                    &[],
+                    "your read marker; write anything to mark the current version read",
+                ),
+                SuffixSpec::new(
+                    "changes",
+                    Dir,
+                    true,
+                    false,
+                    &["since", "minutes", "limit"],
+                    "nodes changed below this directory, newest first",
+                ),
                 SuffixSpec::new(
                     "record",
                     File,
@@ -938,6 +1147,26 @@ impl Provider for MemoryProvider {
         Ok(Output::new(
             format!("Moved {} node(s): {} → {to}", out.count, src.path),
             json!({"from": src.path, "to": dst, "count": out.count, "moves": out.moves.iter().map(|(a, b)| json!({"from": a, "to": b})).collect::<Vec<_>>()}),
+        ))
+    }
+
+    fn mkdir(&self, req: &Request) -> Result<Output> {
+        self.apply(WriteOp::Mkdir {
+            path: req.path.clone(),
+        })?;
+        Ok(Output::new(
+            format!("Created: {}/\n", req.path),
+            json!({"path": req.path}),
+        ))
+    }
+
+    fn rmdir(&self, req: &Request) -> Result<Output> {
+        self.apply(WriteOp::Rmdir {
+            path: req.path.clone(),
+        })?;
+        Ok(Output::new(
+            format!("Removed: {}/\n", req.path),
+            json!({"path": req.path}),
         ))
     }
 

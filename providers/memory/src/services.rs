@@ -352,6 +352,65 @@ impl MemoryStore for Store {
         })
     }
 
+    fn tell_send(&self, tell: avm_core::storage::Tell) -> Result<i64> {
+        Ok(self.apply(WriteOp::Tell(tell))?.count as i64)
+    }
+
+    fn tell_inbox(
+        &self,
+        agent: &str,
+        limit: usize,
+    ) -> Result<Vec<(avm_core::storage::Tell, bool)>> {
+        let now = now_micros();
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT t.id, t.sender, t.recipient, t.content, t.priority, t.created_at, t.expires_at, \
+                        EXISTS(SELECT 1 FROM tell_reads r WHERE r.tell_id = t.id AND r.agent = ?1) AS seen \
+                 FROM tells t WHERE (t.recipient = ?1 OR (t.recipient = '@all' AND t.sender != ?1)) \
+                   AND (t.expires_at IS NULL OR t.expires_at > ?2) \
+                 ORDER BY seen, CASE t.priority WHEN 'urgent' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END, \
+                          t.created_at DESC, t.id DESC LIMIT ?3",
+            )?
+            .query_map(params![agent, now, limit as i64], |r| {
+                Ok((
+                    avm_core::storage::Tell {
+                        id: r.get(0)?,
+                        from: r.get(1)?,
+                        to: r.get(2)?,
+                        content: r.get(3)?,
+                        priority: r.get(4)?,
+                        created_at: r.get(5)?,
+                        expires_at: r.get(6)?,
+                    },
+                    r.get(7)?,
+                ))
+            })?
+            .collect()
+        })
+    }
+
+    fn tell_mark_read(&self, agent: &str, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.apply(WriteOp::TellRead {
+            agent: agent.to_string(),
+            ids: ids.to_vec(),
+        })
+        .map(drop)
+    }
+
+    fn path_of_id(&self, id: i64) -> Result<Option<String>> {
+        let now = now_micros();
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT path FROM nodes WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            )?
+            .query_row(params![id, now], |r| r.get(0))
+            .optional()
+        })
+    }
+
     fn record(&self, row: Telemetry) {
         self.apply_nowait(WriteOp::Telemetry(row));
     }

@@ -329,6 +329,17 @@ impl Store {
         }
     }
 
+    /// `agent`'s read marker on `path` (0 if none).
+    pub fn mark_of(&self, agent: &str, path: &str) -> Result<i64> {
+        self.read_conn(|c| {
+            c.prepare_cached(
+                "SELECT coalesce((SELECT m.version FROM marks m JOIN nodes n ON n.id = m.node_id \
+                 WHERE m.agent = ?1 AND n.path = ?2), 0)",
+            )?
+            .query_row(params![agent, path], |r| r.get(0))
+        })
+    }
+
     /// Content bytes and node count below `dir` (all agents: quotas count everything).
     pub fn usage(&self, dir: &str) -> Result<(u64, u64)> {
         let (lo, hi) = subtree_bounds(dir);
@@ -544,12 +555,33 @@ impl Store {
         let now = now_micros();
         self.read_conn(|c| {
             c.prepare_cached(
-                "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) LIMIT 1",
+                "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) \
+                 UNION ALL SELECT 1 FROM dirs WHERE path = ?4 OR (path >= ?1 AND path < ?2) LIMIT 1",
             )?
-            .query_row(params![lo, hi, now], |_| Ok(()))
+            .query_row(params![lo, hi, now, dir], |_| Ok(()))
             .optional()
             .map(|o| o.is_some())
         })
+    }
+
+    /// Explicit directories (made with mkdir) directly below `dir`.
+    fn explicit_children(&self, dir: &str) -> Result<Vec<String>> {
+        let (lo, hi) = subtree_bounds(dir);
+        let rows: Vec<String> = self.read_conn(|c| {
+            c.prepare_cached("SELECT path FROM dirs WHERE path >= ?1 AND path < ?2 ORDER BY path")?
+                .query_map(params![lo, hi], |r| r.get(0))?
+                .collect()
+        })?;
+        let mut out: Vec<String> = Vec::new();
+        for p in rows {
+            let rest = &p[lo.len()..];
+            let first = rest.split('/').next().unwrap_or(rest);
+            let child = format!("{lo}{first}");
+            if out.last() != Some(&child) {
+                out.push(child);
+            }
+        }
+        Ok(out)
     }
 
     /// Immediate children of `dir` visible to `caller`: `(path, kind, size, version, updated)`.
@@ -606,6 +638,28 @@ impl Store {
                     }
                 }
                 break;
+            }
+            Ok(out)
+        })
+        .and_then(|mut out| {
+            // Directories made empty on purpose show up too (paging stays by path order).
+            let extra: Vec<String> = self
+                .explicit_children(dir)?
+                .into_iter()
+                .filter(|p| caller.may_see(p) && !out.iter().any(|c| &c.path == p))
+                .collect();
+            if !extra.is_empty() {
+                out.extend(extra.into_iter().map(|path| ChildEntry {
+                    path,
+                    kind: NodeKind::Dir,
+                    size: 0,
+                    version: None,
+                    updated_at: None,
+                }));
+                out.sort_by(|a, b| a.path.cmp(&b.path));
+                if let Some(w) = want {
+                    out.truncate(w);
+                }
             }
             Ok(out)
         })

@@ -84,6 +84,34 @@ pub enum WriteOp {
     },
     /// Record a telemetry row (no event).
     Telemetry(avm_core::storage::Telemetry),
+    /// Make an (empty) directory that persists until removed.
+    Mkdir {
+        /// Path.
+        path: String,
+    },
+    /// Remove an empty directory.
+    Rmdir {
+        /// Path.
+        path: String,
+    },
+    /// Set an agent's read marker on a node (no event: markers are per reader).
+    Mark {
+        /// Reader.
+        agent: String,
+        /// Node.
+        path: String,
+        /// Version read.
+        version: i64,
+    },
+    /// Send a message.
+    Tell(avm_core::storage::Tell),
+    /// Mark messages read for one recipient.
+    TellRead {
+        /// Recipient.
+        agent: String,
+        /// Message ids.
+        ids: Vec<i64>,
+    },
     /// Restore an exported record exactly.
     Import {
         /// The record.
@@ -154,6 +182,52 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             removed,
         } => topics(conn, *cursor, docs, removed).map_err(|e| ctx.err(e)),
         WriteOp::Telemetry(t) => telemetry(conn, t).map_err(|e| ctx.err(e)),
+        WriteOp::Mkdir { path } => mkdir(conn, ctx, path),
+        WriteOp::Rmdir { path } => rmdir(conn, ctx, path),
+        WriteOp::Mark {
+            agent,
+            path,
+            version,
+        } => conn
+            .prepare_cached(
+                "INSERT INTO marks(agent, node_id, version) SELECT ?1, id, ?3 FROM nodes WHERE path = ?2 \
+                 ON CONFLICT(agent, node_id) DO UPDATE SET version = excluded.version",
+            )
+            .and_then(|mut st| st.execute(params![agent, path, version]))
+            .map(|count| Outcome {
+                count,
+                ..Outcome::default()
+            })
+            .map_err(|e| ctx.err(e)),
+        WriteOp::Tell(t) => conn
+            .prepare_cached(
+                "INSERT INTO tells(sender, recipient, content, priority, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![t.from, t.to, t.content, t.priority, t.created_at, t.expires_at])
+            })
+            .map(|_| Outcome {
+                count: conn.last_insert_rowid() as usize,
+                ..Outcome::default()
+            })
+            .map_err(|e| ctx.err(e)),
+        WriteOp::TellRead { agent, ids } => {
+            let mut st = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO tell_reads(tell_id, agent, at) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|e| ctx.err(e))?;
+            let now = now_micros();
+            let mut count = 0;
+            for id in ids {
+                count += st.execute(params![id, agent, now]).map_err(|e| ctx.err(e))?;
+            }
+            Ok(Outcome {
+                count,
+                ..Outcome::default()
+            })
+        }
     }
 }
 
@@ -435,9 +509,10 @@ fn check_size(ctx: &Ctx<'_>, path: &str, content: &str) -> Result<()> {
 fn has_children(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
     let (lo, hi) = subtree_bounds(path);
     conn.prepare_cached(
-        "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) LIMIT 1",
+        "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) \
+         UNION ALL SELECT 1 FROM dirs WHERE path = ?4 OR (path >= ?1 AND path < ?2) LIMIT 1",
     )
-    .and_then(|mut s| s.query_row(params![lo, hi, now_micros()], |_| Ok(())).optional())
+    .and_then(|mut s| s.query_row(params![lo, hi, now_micros(), path], |_| Ok(())).optional())
         .map(|o| o.is_some())
         .map_err(|e| ctx.err(e))
 }
@@ -787,6 +862,19 @@ fn remove(
                 .filter(|n| caller.may_see(&n.path))
                 .collect();
             if nodes.is_empty() {
+                let explicit = has_children(conn, ctx, path)?;
+                if explicit && recursive {
+                    drop_dirs(conn, ctx, path)?;
+                    event(conn, ctx, "rmdir", path, None, None, None)?;
+                    out.changed.push(path.to_string());
+                    return Ok(out);
+                }
+                if explicit {
+                    return Err(Error::new(
+                        ErrorKind::IsADirectory,
+                        format!("{path} is an empty directory; pass -r to remove it"),
+                    ));
+                }
                 return Err(Error::not_found(path));
             }
             if !recursive {
@@ -801,6 +889,9 @@ fn remove(
             nodes
         }
     };
+    if recursive {
+        drop_dirs(conn, ctx, path)?;
+    }
     for n in targets {
         out.changed.push(n.path.clone());
         if n.is_expired(now) {
@@ -879,7 +970,15 @@ fn rename(
         return Ok(out);
     }
     let nodes = subtree(conn, ctx, src)?;
-    if nodes.is_empty() {
+    let explicit = {
+        let (lo, hi) = subtree_bounds(src);
+        conn.prepare_cached(
+            "SELECT count(*) FROM dirs WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+        )
+        .and_then(|mut s| s.query_row(params![src, lo, hi], |r| r.get::<_, i64>(0)))
+        .map_err(|e| ctx.err(e))?
+    };
+    if nodes.is_empty() && explicit == 0 {
         return Err(Error::not_found(src).context("mv"));
     }
     check_subtree_visible(caller, src, &nodes, "move")?;
@@ -944,7 +1043,117 @@ fn rename(
         out.moves.push((n.path, target));
         out.count += 1;
     }
+    if explicit > 0 {
+        if !caller.may_see(&base) {
+            return Err(Error::denied(format!(
+                "cannot move {src} to {base}: another agent's private namespace"
+            )));
+        }
+        move_dirs(conn, ctx, src, &base)?;
+        event(conn, ctx, "move", src, None, None, Some(&base))?;
+        out.changed.extend([src.to_string(), base.clone()]);
+    }
     Ok(out)
+}
+
+fn mkdir(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    if path == "/" || exists(conn, ctx, path)? {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("{path} already exists"),
+        ));
+    }
+    if has_children(conn, ctx, path)? {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("{path} already exists as a directory"),
+        ));
+    }
+    // No directory below a file.
+    let mut p = parent(path).to_string();
+    while p != "/" {
+        if load_live(conn, ctx, &p, &mut out)?.is_some() {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("cannot make {path}: {p} is a file"),
+            ));
+        }
+        p = parent(&p).to_string();
+    }
+    conn.prepare_cached("INSERT INTO dirs(path) VALUES (?1)")
+        .and_then(|mut s| s.execute([path]))
+        .map_err(|e| ctx.err(e))?;
+    event(conn, ctx, "mkdir", path, None, None, None)?;
+    out.changed.push(path.to_string());
+    out.count = 1;
+    Ok(out)
+}
+
+fn rmdir(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let (lo, hi) = subtree_bounds(path);
+    let below: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) \
+             UNION ALL SELECT 1 FROM dirs WHERE path >= ?1 AND path < ?2 LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row(params![lo, hi, now_micros()], |r| r.get(0)).optional())
+        .map_err(|e| ctx.err(e))?;
+    if below.is_some() {
+        return Err(Error::new(
+            ErrorKind::NotEmpty,
+            format!("{path} is not empty; remove what is in it first (or delete -r)"),
+        ));
+    }
+    if load_live(conn, ctx, path, &mut out)?.is_some() {
+        return Err(Error::new(
+            ErrorKind::NotADirectory,
+            format!("{path} is a file"),
+        ));
+    }
+    let n = conn
+        .prepare_cached("DELETE FROM dirs WHERE path = ?1")
+        .and_then(|mut s| s.execute([path]))
+        .map_err(|e| ctx.err(e))?;
+    if n == 0 {
+        return Err(Error::not_found(path));
+    }
+    event(conn, ctx, "rmdir", path, None, None, None)?;
+    out.changed.push(path.to_string());
+    out.count = 1;
+    Ok(out)
+}
+
+/// Moves explicit directories at and below `src` to `dst`; returns how many moved.
+fn move_dirs(conn: &Connection, ctx: &Ctx<'_>, src: &str, dst: &str) -> Result<usize> {
+    let (lo, hi) = subtree_bounds(src);
+    let rows: Vec<String> = conn
+        .prepare_cached("SELECT path FROM dirs WHERE path = ?1 OR (path >= ?2 AND path < ?3)")
+        .and_then(|mut s| {
+            s.query_map(params![src, lo, hi], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(|e| ctx.err(e))?;
+    for p in &rows {
+        let target = format!("{dst}{}", &p[src.len()..]);
+        conn.prepare_cached("DELETE FROM dirs WHERE path = ?1")
+            .and_then(|mut s| s.execute([p]))
+            .map_err(|e| ctx.err(e))?;
+        conn.prepare_cached("INSERT OR IGNORE INTO dirs(path) VALUES (?1)")
+            .and_then(|mut s| s.execute([&target]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    Ok(rows.len())
+}
+
+/// Drops explicit directories at and below `path`.
+fn drop_dirs(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
+    let (lo, hi) = subtree_bounds(path);
+    conn.prepare_cached("DELETE FROM dirs WHERE path = ?1 OR (path >= ?2 AND path < ?3)")
+        .and_then(|mut s| s.execute(params![path, lo, hi]))
+        .map(drop)
+        .map_err(|e| ctx.err(e))
 }
 
 fn link(
