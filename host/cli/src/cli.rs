@@ -241,6 +241,14 @@ pub enum Command {
         /// Mount point
         dir: PathBuf,
     },
+    /// Keep the mounts of $XDG_CONFIG_HOME/avm/mounts.toml alive
+    #[command(
+        after_help = "mounts.toml:\n  [[mounts]]\n  path = \"/mnt/avm/alice\"\n  agent = \"alice\"\n  enabled = true\nLog: $XDG_STATE_HOME/avm/daemon.log. SIGHUP (or `avm daemon reload`) re-reads the file; SIGTERM unmounts everything and exits."
+    )]
+    Daemon {
+        #[command(subcommand)]
+        action: DaemonAction,
+    },
     /// Print a node's content (or a suffix such as PATH:meta, PATH:history)
     Read {
         /// Path or address
@@ -476,6 +484,23 @@ pub enum Direction {
     Out,
     /// Both
     Both,
+}
+
+/// `avm daemon …`.
+#[derive(Debug, Subcommand)]
+pub enum DaemonAction {
+    /// Start the daemon (in the background unless --foreground)
+    Start {
+        /// Run in this process (for systemd and supervisors)
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the daemon, unmounting every mount
+    Stop,
+    /// The daemon and each configured mount, probed
+    Status,
+    /// Re-read the mounts file
+    Reload,
 }
 
 /// `avm config …`.

@@ -168,6 +168,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 crate::mount_cmd::background(&g, dir, *threads)
             };
         }
+        Command::Daemon { action } => return crate::daemon::run(&g, action),
         Command::Unmount { dir } => {
             crate::mount_cmd::unmount(dir)?;
             if !j {

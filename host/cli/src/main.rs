@@ -5,6 +5,7 @@ mod app;
 mod bench;
 mod cli;
 mod commands;
+mod daemon;
 mod mount_cmd;
 
 use std::io::Write;

@@ -395,17 +395,101 @@ impl MemoryProvider {
                 Ok(Output::new(format!("{v}\n"), v))
             }
             "list" => {
-                let opts = ListOptions {
-                    recursive: q.flag("recursive")?,
-                    limit: Some(q.parsed::<usize>("limit")?.unwrap_or(100)),
-                    offset: q.parsed::<usize>("offset")?.unwrap_or(0),
+                let limit = q.parsed::<usize>("limit")?.unwrap_or(50).clamp(1, 100_000);
+                let offset = q.parsed::<usize>("offset")?.unwrap_or(0);
+                let tag = q.get("tag").map(str::to_lowercase);
+                let want = if tag.is_some() {
+                    None
+                } else {
+                    Some(offset + limit)
                 };
-                let listing = self.list(req, &opts)?;
-                let text: String = listing.entries.iter().map(list_line).collect();
-                Ok(Output::new(
-                    text,
-                    serde_json::to_value(&listing).map_err(|e| Error::internal(e.to_string()))?,
-                ))
+                // Paths (and whether each is a directory), from a search or from the listing.
+                let paths: Vec<(String, bool)> = match q.get("q").filter(|s| !s.trim().is_empty()) {
+                    Some(text) => {
+                        let keep = |p: &str| req.may_read(p);
+                        self.store
+                            .search_within(
+                                std::slice::from_ref(&req.path),
+                                &req.caller,
+                                &keep,
+                                text,
+                                want.unwrap_or(10_000),
+                                false,
+                            )?
+                            .into_iter()
+                            .map(|h| (h.path, false))
+                            .collect()
+                    }
+                    None => {
+                        let opts = ListOptions {
+                            recursive: q.flag("recursive")?,
+                            limit: want,
+                            offset: 0,
+                        };
+                        self.list(req, &opts)?
+                            .entries
+                            .into_iter()
+                            .filter(|e| req.may_read(&e.path))
+                            .map(|e| (e.path, e.kind == NodeKind::Dir))
+                            .collect()
+                    }
+                };
+                let mut text = String::new();
+                let mut data = Vec::new();
+                let mut seen = 0usize;
+                for (path, is_dir) in paths {
+                    let node = if is_dir {
+                        None
+                    } else {
+                        self.store.peek(&path)?
+                    };
+                    if let Some(t) = &tag
+                        && !node
+                            .as_ref()
+                            .is_some_and(|n| n.tags.iter().any(|x| x.to_lowercase() == *t))
+                    {
+                        continue;
+                    }
+                    seen += 1;
+                    if seen <= offset {
+                        continue;
+                    }
+                    if data.len() >= limit {
+                        break;
+                    }
+                    let base = avm_core::address::basename(&path);
+                    let name: String = if base.chars().count() > 30 {
+                        format!("{}...", base.chars().take(27).collect::<String>())
+                    } else {
+                        base.to_string()
+                    };
+                    match node {
+                        Some(n) => {
+                            let first = n
+                                .content
+                                .lines()
+                                .map(|l| l.trim_start_matches(['#', ' ']).trim())
+                                .find(|l| !l.is_empty())
+                                .unwrap_or("");
+                            let first_short: String = if first.chars().count() > 40 {
+                                format!("{}...", first.chars().take(40).collect::<String>())
+                            } else {
+                                first.to_string()
+                            };
+                            let sc = shortcut(n.id);
+                            text.push_str(&format!("@{sc}  {name}  {first_short}\n"));
+                            data.push(json!({"path": path, "shortcut": format!("@{sc}"), "kind": "file", "summary": first_short, "tags": n.tags, "version": n.version}));
+                        }
+                        None => {
+                            text.push_str(&format!("{name}/\n"));
+                            data.push(json!({"path": path, "kind": "dir"}));
+                        }
+                    }
+                }
+                if data.is_empty() {
+                    text.push('\n');
+                }
+                Ok(Output::new(text, Value::Array(data)))
             }
             "stats" => {
                 let v = self.store.stats(&req.path, &req.caller)?;
@@ -957,8 +1041,8 @@ impl Provider for MemoryProvider {
                     Dir,
                     true,
                     false,
-                    &["limit", "offset", "recursive"],
-                    "directory listing",
+                    &["limit", "offset", "recursive", "q", "tag"],
+                    "@shortcut, name and first line per entry; q= searches, tag= filters",
                 ),
                 SuffixSpec::new(
                     "stats",
