@@ -4,6 +4,7 @@
 
 mod agents;
 mod cli;
+mod fuse;
 mod concurrency;
 mod input;
 
