@@ -51,11 +51,7 @@ impl Mount {
         if let Some(a) = agent {
             args.extend(["--agent".into(), a.into()]);
         }
-        args.extend([
-            "mount".into(),
-            s(&dir).into(),
-            "--foreground".into(),
-        ]);
+        args.extend(["mount".into(), s(&dir).into(), "--foreground".into()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = env
             .cmd(&args)
@@ -66,7 +62,10 @@ impl Mount {
         let m = Mount { child, dir };
         let t = Instant::now();
         while !mounted(&m.dir) {
-            assert!(t.elapsed() < Duration::from_secs(20), "mount did not come up");
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "mount did not come up"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         m
@@ -139,7 +138,10 @@ fn shell_tools_work_through_the_mount() {
     );
     let ls = m.ok("ls -la memory/private/alice/notes");
     assert!(ls.contains("a.md") && ls.contains("deep"), "{ls}");
-    assert!(!ls.contains(':'.to_string().as_str()) || !ls.contains("a.md:"), "no virtual nodes listed: {ls}");
+    assert!(
+        !ls.contains(':'.to_string().as_str()) || !ls.contains("a.md:"),
+        "no virtual nodes listed: {ls}"
+    );
     // Empty directories persist until removed; rmdir refuses non-empty ones.
     assert!(m.ok("ls memory/private/alice/notes").contains("deep"));
     let o = m.sh("rmdir memory/private/alice/notes");
@@ -154,7 +156,10 @@ fn shell_tools_work_through_the_mount() {
     std::fs::write(src.join("one.txt"), "alpha needle\n").unwrap();
     std::fs::write(src.join("sub/two.txt"), "beta\n").unwrap();
     m.ok(&format!("cp -r {} memory/private/alice/copied", s(&src)));
-    assert_eq!(m.ok("cat memory/private/alice/copied/sub/two.txt"), "beta\n");
+    assert_eq!(
+        m.ok("cat memory/private/alice/copied/sub/two.txt"),
+        "beta\n"
+    );
     let g = m.ok("grep -r needle memory/private/alice");
     assert!(g.contains("copied/one.txt:alpha needle"), "{g}");
     let f = m.ok("find memory/private/alice -type f | sort");
@@ -168,7 +173,10 @@ fn shell_tools_work_through_the_mount() {
     );
     let out = env.path("out");
     m.ok(&format!("cp -r memory/private/alice/copied {}", s(&out)));
-    assert_eq!(std::fs::read_to_string(out.join("one.txt")).unwrap(), "alpha needle\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("one.txt")).unwrap(),
+        "alpha needle\n"
+    );
     // mv of a file and of a directory; rm -r.
     m.ok("mv memory/private/alice/notes/a.md memory/private/alice/notes/b.md");
     assert!(m.sh("cat memory/private/alice/notes/a.md").status.code() != Some(0));
@@ -201,20 +209,39 @@ fn overwriting_keeps_metadata_and_makes_exactly_one_version() {
     need_fuse!();
     let env = Env::new();
     env.run(&[
-        "-a", "alice", "write", "/private/k.md", "-c", "v1", "--tags", "keep", "-i", "0.9",
+        "-a",
+        "alice",
+        "write",
+        "/private/k.md",
+        "-c",
+        "v1",
+        "--tags",
+        "keep",
+        "-i",
+        "0.9",
     ])
     .ok();
     let m = Mount::new(&env, Some("alice"), "mnt");
     m.ok("echo v2 > memory/private/alice/k.md");
     m.ok("echo fresh > memory/private/alice/new.md");
-    let h = env.run(&["-a", "alice", "--json", "history", "/private/k.md"]).json();
+    let h = env
+        .run(&["-a", "alice", "--json", "history", "/private/k.md"])
+        .json();
     assert_eq!(h.as_array().unwrap().len(), 2, "{h}");
-    let n = env.run(&["-a", "alice", "--json", "read", "/private/k.md"]).json();
+    let n = env
+        .run(&["-a", "alice", "--json", "read", "/private/k.md"])
+        .json();
     assert_eq!(n["meta"]["tags"][0], "keep", "{n}");
     assert_eq!(n["meta"]["importance"], 0.9);
     assert_eq!(n["content"], "v2\n");
-    let h = env.run(&["-a", "alice", "--json", "history", "/private/new.md"]).json();
-    assert_eq!(h.as_array().unwrap().len(), 1, "a new file is one version: {h}");
+    let h = env
+        .run(&["-a", "alice", "--json", "history", "/private/new.md"])
+        .json();
+    assert_eq!(
+        h.as_array().unwrap().len(),
+        1,
+        "a new file is one version: {h}"
+    );
 }
 
 #[test]
@@ -223,46 +250,102 @@ fn every_virtual_node_reads_and_the_writable_ones_write() {
     let env = Env::new();
     let m = Mount::new(&env, Some("alice"), "mnt");
     let f = "memory/shared/team/plan.md";
-    m.ok(&format!("mkdir -p memory/shared/team && echo 'Ship the quokka feature' > {f}"));
+    m.ok(&format!(
+        "mkdir -p memory/shared/team && echo 'Ship the quokka feature' > {f}"
+    ));
     m.ok(&format!("echo '{{\"owner\": \"alice\"}}' > '{f}:meta'"));
-    assert!(m.ok(&format!("cat '{f}:meta'")).contains("\"owner\": \"alice\""));
+    assert!(
+        m.ok(&format!("cat '{f}:meta'"))
+            .contains("\"owner\": \"alice\"")
+    );
     m.ok(&format!("echo 'work,q4' > '{f}:tags'"));
     assert_eq!(m.ok(&format!("cat '{f}:tags'")), "work,q4\n");
     m.ok("echo 'other' > memory/shared/team/other.md");
-    m.ok(&format!("echo '/memory/shared/team/other.md related' > '{f}:links'"));
-    assert!(m.ok(&format!("cat '{f}:links'")).contains("--> [related] /memory/shared/team/other.md"));
+    m.ok(&format!(
+        "echo '/memory/shared/team/other.md related' > '{f}:links'"
+    ));
+    assert!(
+        m.ok(&format!("cat '{f}:links'"))
+            .contains("--> [related] /memory/shared/team/other.md")
+    );
     assert!(m.ok(&format!("cat '{f}:history'")).contains("v1 [create]"));
     assert_eq!(m.ok(&format!("cat '{f}:shared'")), "all\n");
     m.ok(&format!("echo 'bob,carol' > '{f}:shared'"));
     assert_eq!(m.ok(&format!("cat '{f}:shared'")), "bob,carol\n");
     m.ok(&format!("echo 2h > '{f}:ttl'"));
-    assert!(m.ok(&format!("cat '{f}:ttl'")).starts_with("1h 59m") || m.ok(&format!("cat '{f}:ttl'")).starts_with("2h"));
+    assert!(
+        m.ok(&format!("cat '{f}:ttl'")).starts_with("1h 59m")
+            || m.ok(&format!("cat '{f}:ttl'")).starts_with("2h")
+    );
     m.ok(&format!("echo never > '{f}:ttl'"));
     assert_eq!(m.ok(&format!("cat '{f}:ttl'")), "never\n");
-    assert_eq!(m.ok(&format!("cat '{f}:data'")), "Ship the quokka feature\n");
-    assert_eq!(m.ok(&format!("cat '{f}:path'")), "memory/shared/team/plan.md\n");
+    assert_eq!(
+        m.ok(&format!("cat '{f}:data'")),
+        "Ship the quokka feature\n"
+    );
+    assert_eq!(
+        m.ok(&format!("cat '{f}:path'")),
+        "memory/shared/team/plan.md\n"
+    );
     assert!(m.ok(&format!("cat '{f}:info'")).contains(":delta"));
     // :delta shows everything the first time, then only changes; :mark moves the marker.
-    assert!(m.ok(&format!("cat '{f}:delta'")).starts_with("# (first read, full content)"));
+    assert!(
+        m.ok(&format!("cat '{f}:delta'"))
+            .starts_with("# (first read, full content)")
+    );
     assert_eq!(m.ok(&format!("cat '{f}:delta'")), "(no changes)\n");
     m.ok(&format!("echo 'Ship the quokka feature by Friday' > {f}"));
     let d = m.ok(&format!("cat '{f}:delta'"));
-    assert!(d.starts_with("# v2 (") && d.contains("+Ship the quokka feature by Friday"), "{d}");
+    assert!(
+        d.starts_with("# v2 (") && d.contains("+Ship the quokka feature by Friday"),
+        "{d}"
+    );
     m.ok(&format!("echo x > '{f}'"));
     m.ok(&format!("echo mark > '{f}:mark'"));
-    assert_eq!(m.ok(&format!("cat '{f}:mark'")), "marked: v3, current: v3\n");
+    assert_eq!(
+        m.ok(&format!("cat '{f}:mark'")),
+        "marked: v3, current: v3\n"
+    );
     // Directory and root nodes.
     let list = m.ok("cat 'memory/shared/team/:list?limit=10'");
     assert!(list.contains("  other.md  other"), "{list}");
-    let short = list.lines().next().unwrap().split_whitespace().next().unwrap().to_string();
+    let short = list
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     assert!(short.starts_with('@'));
-    assert!(!m.ok(&format!("cat 'memory/shared/team/{short}:path'")).is_empty());
-    assert!(m.ok("cat 'memory/shared/team/:list?tag=work'").contains("plan.md"));
-    assert!(m.ok("cat 'memory/shared/team/:changes?minutes=5'").contains("plan.md"));
-    assert!(m.ok("cat 'memory/shared/team/:stats'").contains("\"nodes\""));
-    assert!(m.ok("cat 'memory/shared/team/:topics'").contains("Memory Topics"));
-    assert!(m.ok("cat ':help'").contains("AVM — AI Virtual Memory  (agent: alice)"));
-    assert!(m.ok("cat ':search?q=other'").contains("/memory/shared/team/other.md"));
+    assert!(
+        !m.ok(&format!("cat 'memory/shared/team/{short}:path'"))
+            .is_empty()
+    );
+    assert!(
+        m.ok("cat 'memory/shared/team/:list?tag=work'")
+            .contains("plan.md")
+    );
+    assert!(
+        m.ok("cat 'memory/shared/team/:changes?minutes=5'")
+            .contains("plan.md")
+    );
+    assert!(
+        m.ok("cat 'memory/shared/team/:stats'")
+            .contains("\"nodes\"")
+    );
+    assert!(
+        m.ok("cat 'memory/shared/team/:topics'")
+            .contains("Memory Topics")
+    );
+    assert!(
+        m.ok("cat ':help'")
+            .contains("AVM — AI Virtual Memory  (agent: alice)")
+    );
+    assert!(
+        m.ok("cat ':search?q=other'")
+            .contains("/memory/shared/team/other.md")
+    );
     let r = m.ok("cat ':recall?q=quokka&max_tokens=300'");
     assert!(r.starts_with("## Relevant Memory"), "{r}");
     assert!(m.ok("cat ':inbox'").contains("Inbox"));
@@ -277,20 +360,44 @@ fn every_virtual_node_reads_and_the_writable_ones_write() {
 fn tell_reaches_the_other_mount_and_urgent_messages_show_once() {
     need_fuse!();
     let env = Env::new();
-    env.run(&["-a", "bob", "write", "/private/todo.md", "-c", "bob's list\n"]).ok();
+    env.run(&[
+        "-a",
+        "bob",
+        "write",
+        "/private/todo.md",
+        "-c",
+        "bob's list\n",
+    ])
+    .ok();
     let a = Mount::new(&env, Some("alice"), "alice");
     let b = Mount::new(&env, Some("bob"), "bob");
     a.ok("echo 'deploy is broken' > 'tell/bob?priority=urgent'");
     a.ok("echo 'lunch?' > tell/@all");
-    let size: usize = b.ok("stat -c %s memory/private/bob/todo.md").trim().parse().unwrap();
+    let size: usize = b
+        .ok("stat -c %s memory/private/bob/todo.md")
+        .trim()
+        .parse()
+        .unwrap();
     let first = b.ok("cat memory/private/bob/todo.md");
-    assert!(first.starts_with("# ⚠️ UNREAD MESSAGES\n\n## 🔴 From: alice @ "), "{first}");
-    assert!(first.contains("deploy is broken") && first.ends_with("---\nbob's list\n"), "{first}");
+    assert!(
+        first.starts_with("# ⚠️ UNREAD MESSAGES\n\n## 🔴 From: alice @ "),
+        "{first}"
+    );
+    assert!(
+        first.contains("deploy is broken") && first.ends_with("---\nbob's list\n"),
+        "{first}"
+    );
     assert_eq!(size, first.len(), "the header counts in st_size");
     assert_eq!(b.ok("cat memory/private/bob/todo.md"), "bob's list\n");
     let inbox = b.ok("cat ':inbox'");
-    assert!(inbox.contains("## Unread (1)") && inbox.contains("lunch?"), "{inbox}");
-    assert_eq!(b.ok("cat ':inbox?mark=read'"), "Marked 1 messages as read.\n");
+    assert!(
+        inbox.contains("## Unread (1)") && inbox.contains("lunch?"),
+        "{inbox}"
+    );
+    assert_eq!(
+        b.ok("cat ':inbox?mark=read'"),
+        "Marked 1 messages as read.\n"
+    );
     assert!(b.ok("cat ':inbox'").contains("## Read (2)"));
     // The broadcast is still unread for anyone else.
     let c = env.run(&["-a", "carol", "inbox"]);
@@ -301,14 +408,33 @@ fn tell_reaches_the_other_mount_and_urgent_messages_show_once() {
 fn another_agents_mount_can_neither_see_nor_open_private_files() {
     need_fuse!();
     let env = Env::new();
-    env.run(&["-a", "alice", "write", "/private/secret.md", "-c", "zebra codes"]).ok();
-    env.run(&["-a", "alice", "write", "/memory/shared/open.md", "-c", "hello"]).ok();
+    env.run(&[
+        "-a",
+        "alice",
+        "write",
+        "/private/secret.md",
+        "-c",
+        "zebra codes",
+    ])
+    .ok();
+    env.run(&[
+        "-a",
+        "alice",
+        "write",
+        "/memory/shared/open.md",
+        "-c",
+        "hello",
+    ])
+    .ok();
     let b = Mount::new(&env, Some("bob"), "bob");
     let ls = b.ok("ls memory/private 2>/dev/null; true");
     assert!(!ls.contains("alice"), "{ls}");
     let o = b.sh("cat memory/private/alice/secret.md");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("Permission denied"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("Permission denied"),
+        "{err}"
+    );
     let o = b.sh("ls memory/private/alice");
     assert!(!o.status.success(), "{o:?}");
     let o = b.sh("echo x > memory/private/alice/planted.md");
@@ -324,7 +450,13 @@ fn writes_from_a_cli_process_show_through_the_mount_at_once() {
     let env = Env::new();
     let m = Mount::new(&env, None, "mnt");
     for i in 0..5 {
-        env.run(&["write", "/memory/shared/live.md", "-c", &format!("version {i}")]).ok();
+        env.run(&[
+            "write",
+            "/memory/shared/live.md",
+            "-c",
+            &format!("version {i}"),
+        ])
+        .ok();
         assert_eq!(m.ok("cat memory/shared/live.md"), format!("version {i}"));
     }
 }
@@ -392,7 +524,11 @@ fn the_daemon_keeps_configured_mounts_alive_and_cleans_up() {
     let wait = |dir: &Path, want: bool| {
         let t = Instant::now();
         while mounted(dir) != want {
-            assert!(t.elapsed() < Duration::from_secs(20), "{} mounted={want}", dir.display());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{} mounted={want}",
+                dir.display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
@@ -411,13 +547,20 @@ fn the_daemon_keeps_configured_mounts_alive_and_cleans_up() {
     wait(&b, false);
     let st = avm(&["--json", "daemon", "status"]).json();
     assert_eq!(st["mounts"][1]["state"], "disabled", "{st}");
-    assert!(avm(&["daemon", "start"]).fails(1).contains("already running"));
+    assert!(
+        avm(&["daemon", "start"])
+            .fails(1)
+            .contains("already running")
+    );
     avm(&["daemon", "stop"]).ok();
     wait(&a, false);
     let st = avm(&["--json", "daemon", "status"]).json();
     assert_eq!(st["running"], false);
     // No avm process left a child unreaped (a detached daemon that exited is init's to reap).
-    let ps = Command::new("ps").args(["-eo", "stat=,ppid=,args="]).output().unwrap();
+    let ps = Command::new("ps")
+        .args(["-eo", "stat=,ppid=,args="])
+        .output()
+        .unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
     assert!(
         !ps.lines().any(|l| {
@@ -427,4 +570,18 @@ fn the_daemon_keeps_configured_mounts_alive_and_cleans_up() {
         "zombies: {ps}"
     );
     avm(&["daemon", "stop"]).fails(1);
+}
+
+#[test]
+fn a_fresh_mount_has_the_namespaces_and_takes_writes_at_once() {
+    need_fuse!();
+    let env = Env::new();
+    let m = Mount::new(&env, Some("alice"), "mnt");
+    assert_eq!(m.ok("ls"), "memory\ntell\n");
+    assert_eq!(m.ok("ls memory"), "private\nshared\n");
+    assert_eq!(m.ok("ls memory/private"), "alice\n");
+    m.ok("echo 'first thought' > memory/private/alice/idea.md");
+    assert_eq!(m.ok("cat memory/private/alice/idea.md"), "first thought\n");
+    let r = env.run(&["-a", "alice", "recall", "first thought"]);
+    assert!(r.ok().contains("/memory/private/alice/idea.md"), "{r:#?}");
 }

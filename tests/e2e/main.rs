@@ -4,8 +4,8 @@
 
 mod agents;
 mod cli;
-mod fuse;
 mod concurrency;
+mod fuse;
 mod input;
 
 use std::io::Write;

@@ -82,6 +82,44 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             }
             Ok(())
         }
+        BenchWhat::Fuse { n, dir } => {
+            let tmp;
+            let dir = match dir {
+                Some(d) => d.clone(),
+                None => {
+                    tmp = tempdir()?;
+                    tmp.0.clone()
+                }
+            };
+            let rows = fuse_bench(&dir, (*n).max(10))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
+            } else {
+                eprintln!(
+                    "avm bench fuse: {} ({} build)",
+                    dir.display(),
+                    if cfg!(debug_assertions) {
+                        "DEBUG — numbers are not representative"
+                    } else {
+                        "release"
+                    }
+                );
+                println!(
+                    "{:<44} {:>8} {:>10} {:>10}",
+                    "measurement", "ops", "p50 µs", "p99 µs"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<44} {:>8} {:>10.1} {:>10.1}",
+                        r.name, r.ops, r.p50_us, r.p99_us
+                    );
+                }
+            }
+            Ok(())
+        }
         BenchWhat::Recall {
             n,
             questions,
@@ -155,6 +193,131 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// One FUSE measurement.
+#[derive(serde::Serialize)]
+struct Row {
+    name: String,
+    ops: usize,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn row(name: &str, mut lat: Vec<std::time::Duration>) -> Row {
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize)
+            .map(|d| d.as_secs_f64() * 1e6)
+            .unwrap_or(0.0)
+    };
+    Row {
+        name: name.into(),
+        ops: lat.len(),
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+    }
+}
+
+fn timed(
+    n: usize,
+    mut f: impl FnMut(usize) -> std::io::Result<()>,
+) -> Result<Vec<std::time::Duration>> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = std::time::Instant::now();
+        f(i).map_err(|e| Error::new(ErrorKind::Internal, format!("bench step failed: {e}")))?;
+        lat.push(t.elapsed());
+    }
+    Ok(lat)
+}
+
+/// Mounts a scratch store in this process and times operations through the kernel.
+fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
+    use std::sync::Arc;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", dir.display())))?;
+    let g = crate::cli::Global {
+        db: Some(dir.join("fuse.db")),
+        config: None,
+        agent: Some("bench".into()),
+        json: false,
+    };
+    let app = crate::app::App::open(&g)?;
+    let caller = app.caller.clone();
+    // 1,000 memories in one directory, written before mounting.
+    let items: Vec<(String, avm_core::WriteInput)> = (0..1000)
+        .map(|i| {
+            (
+                format!("/memory/private/bench/dir/note{i:04}.md"),
+                avm_core::WriteInput::Put(avm_core::Put {
+                    content: Some(format!(
+                        "Note {i}: the quokka migration step {i} finished; follow-up in the review.\n"
+                    )),
+                    tags: Some(vec!["bench".into()]),
+                    ..avm_core::Put::default()
+                }),
+            )
+        })
+        .collect();
+    for r in app.host.write_many(&caller, items) {
+        r?;
+    }
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt)
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", mnt.display())))?;
+    let store = app.store.clone();
+    let threads: usize = std::env::var("BENCH_FUSE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(avm_fuse::default_threads);
+    let session = avm_fuse::mount(Arc::new(app.host), caller, Some(store), &mnt, threads)?;
+    let base = mnt.join("memory/private/bench/dir");
+    let file = base.join("note0042.md");
+    let mut rows = Vec::new();
+    // Warm up the tokenizer and caches once.
+    let _ = std::fs::read(mnt.join(":recall?q=quokka&max_tokens=500"));
+    rows.push(row(
+        "cat of a memory",
+        timed(n, |_| std::fs::read(&file).map(drop))?,
+    ));
+    rows.push(row(
+        ":meta of a memory",
+        timed(n / 2, |_| {
+            std::fs::read(base.join("note0042.md:meta")).map(drop)
+        })?,
+    ));
+    rows.push(row(
+        "ls of 1,000 entries",
+        timed(50, |_| {
+            std::fs::read_dir(&base).map(|d| {
+                let _ = d.count();
+            })
+        })?,
+    ));
+    rows.push(row(
+        ":search?q=quokka+review (top 10)",
+        timed(200, |_| {
+            std::fs::read(mnt.join(":search?q=quokka+review&limit=10")).map(drop)
+        })?,
+    ));
+    rows.push(row(
+        ":recall?q=…&max_tokens=2000",
+        timed(100, |i| {
+            std::fs::read(mnt.join(format!(":recall?q=migration+step+{i}&max_tokens=2000")))
+                .map(drop)
+        })?,
+    ));
+    rows.push(row(
+        "write+close of a new memory",
+        timed(n / 2, |i| {
+            std::fs::write(base.join(format!("new{i}.md")), "fresh memory\n")
+        })?,
+    ));
+    session
+        .umount_and_join()
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("unmount: {e}")))?;
+    Ok(rows)
 }
 
 /// A scratch directory removed on drop.

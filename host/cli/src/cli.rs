@@ -232,9 +232,9 @@ pub enum Command {
         /// Stay in the foreground until unmounted or signalled
         #[arg(long)]
         foreground: bool,
-        /// Worker threads serving the mount
-        #[arg(long, default_value_t = 4)]
-        threads: usize,
+        /// Worker threads serving the mount [default: the number of CPUs, at least 2]
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Unmount an avm mount
     Unmount {
@@ -529,6 +529,16 @@ pub enum BenchWhat {
         /// Run only these parts: write, writers (the concurrent run alone), read, search
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Scratch directory (default: a temporary one, removed afterwards)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// FUSE latency: cat, :meta, ls of 1,000 entries, :search, :recall and write+close of a
+    /// new memory through a real mount (needs /dev/fuse)
+    Fuse {
+        /// Iterations of the per-file measurements
+        #[arg(long, short = 'n', default_value_t = 2000)]
+        n: usize,
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,

@@ -162,10 +162,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             foreground,
             threads,
         } => {
+            let threads = threads.unwrap_or_else(avm_fuse::default_threads);
             return if *foreground {
-                crate::mount_cmd::foreground(&g, dir, *threads)
+                crate::mount_cmd::foreground(&g, dir, threads)
             } else {
-                crate::mount_cmd::background(&g, dir, *threads)
+                crate::mount_cmd::background(&g, dir, threads)
             };
         }
         Command::Daemon { action } => return crate::daemon::run(&g, action),

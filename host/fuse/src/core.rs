@@ -700,3 +700,138 @@ impl Core {
 fn avm_core_shortcut_id(s: &str) -> Option<i64> {
     i64::from_str_radix(s, 36).ok().filter(|n| *n > 0)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use avm_core::Mount;
+    use avm_provider_memory::MemoryProvider;
+
+    fn core(agent: &str) -> (tempfile::TempDir, Core, Arc<Host>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = MemoryProvider::open(&dir.path().join("a.db"), Default::default()).unwrap();
+        let store = avm_provider_memory::services::as_memory_store(mem.store());
+        let host = Arc::new(
+            Host::new(vec![
+                Mount::new("/**", Arc::new(mem)),
+                Mount::new(
+                    "/tell/**",
+                    Arc::new(avm_provider_tell::TellProvider::new(store.clone())),
+                ),
+            ])
+            .unwrap(),
+        );
+        let c = Core::new(host.clone(), Caller::Agent(agent.into()), Some(store));
+        (dir, c, host)
+    }
+
+    #[test]
+    fn a_created_file_is_stored_once_at_close_and_listed_meanwhile() {
+        let (_d, c, host) = core("alice");
+        let p = "/memory/private/alice/n.md";
+        let fh = c.create(p).unwrap();
+        assert_eq!(c.getattr(p).unwrap().kind, Kind::File);
+        assert!(
+            c.readdir("/memory/private/alice")
+                .unwrap()
+                .iter()
+                .any(|(n, _)| n == "n.md")
+        );
+        c.flush(fh).unwrap(); // a close before any write stores nothing
+        c.write(fh, 0, b"hello").unwrap();
+        c.release(fh).unwrap();
+        let h = host
+            .read(c.caller(), "/memory/private/alice/n.md:history")
+            .unwrap();
+        assert_eq!(h.text.lines().count(), 1, "{}", h.text);
+        assert_eq!(c.getattr(p).unwrap().size, 5);
+    }
+
+    #[test]
+    fn truncating_open_replaces_content_in_one_version_and_append_appends() {
+        let (_d, c, host) = core("alice");
+        let p = "/memory/private/alice/t.md";
+        let fh = c.create(p).unwrap();
+        c.write(fh, 0, b"one\n").unwrap();
+        c.release(fh).unwrap();
+        let (fh, _) = c
+            .open(
+                p,
+                OpenMode {
+                    write: true,
+                    truncate: true,
+                    append: false,
+                },
+            )
+            .unwrap();
+        c.write(fh, 0, b"two\n").unwrap();
+        c.release(fh).unwrap();
+        let (fh, _) = c
+            .open(
+                p,
+                OpenMode {
+                    write: true,
+                    truncate: false,
+                    append: true,
+                },
+            )
+            .unwrap();
+        c.write(fh, 4, b"three\n").unwrap();
+        c.release(fh).unwrap();
+        assert_eq!(host.read(c.caller(), p).unwrap().text, "two\nthree\n");
+        let h = host.read(c.caller(), &format!("{p}:history")).unwrap();
+        assert_eq!(h.text.lines().count(), 3, "{}", h.text);
+    }
+
+    #[test]
+    fn suffixes_queries_help_and_tell_are_virtual_and_not_removable() {
+        let (_d, c, _h) = core("alice");
+        let p = "/memory/private/alice/v.md";
+        let fh = c.create(p).unwrap();
+        c.write(fh, 0, b"x").unwrap();
+        c.release(fh).unwrap();
+        for v in [
+            format!("{p}:meta"),
+            "/:help".to_string(),
+            "/memory:search?q=x".to_string(),
+            "/tell/bob".to_string(),
+        ] {
+            assert_eq!(c.getattr(&v).unwrap().kind, Kind::Virtual, "{v}");
+        }
+        assert_eq!(
+            c.unlink(&format!("{p}:meta")).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+        let (fh, direct) = c.open("/:help", OpenMode::default()).unwrap();
+        assert!(direct);
+        let a = c.read(fh, 0, 5).unwrap();
+        let b = c.read(fh, 5, 1 << 20).unwrap();
+        assert_eq!(
+            String::from_utf8([a, b].concat()).unwrap(),
+            help(Some("alice"))
+        );
+    }
+
+    #[test]
+    fn shortcuts_resolve_by_node_id_and_private_paths_of_others_are_refused() {
+        let (_d, c, host) = core("alice");
+        host.write(
+            c.caller(),
+            "/memory/shared/s.md",
+            WriteInput::Text("shared".into()),
+        )
+        .unwrap();
+        let list = host.read(c.caller(), "/memory/shared:list").unwrap().text;
+        let short = list.split_whitespace().next().unwrap().to_string();
+        let (fh, _) = c
+            .open(&format!("/memory/{short}"), OpenMode::default())
+            .unwrap();
+        assert_eq!(c.read(fh, 0, 100).unwrap(), b"shared");
+        let e = c.getattr("/memory/private/bob/x.md").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(crate::fs::errno(e.kind()), fuser::Errno::EACCES);
+        assert!(c.create("/memory/private/bob/y.md").is_err());
+        assert!(c.create("/memory/shared/@bad").is_err());
+    }
+}

@@ -15,9 +15,24 @@ use avm_core::ErrorKind;
 
 use crate::core::{Attr, Core, Kind, OpenMode};
 
-/// Attributes and entries are never cached by the kernel: other processes write the same
-/// store, and their writes must show through the mount at once.
+/// File attributes are never cached by the kernel: other processes write the same store, and
+/// their writes must show through the mount at once (content is read fresh at every open).
 const TTL: Duration = Duration::ZERO;
+
+/// Names (dentries) of stored files and directories, and directory attributes, are cached
+/// for a second: resolving `memory/private/alice/x.md` would otherwise ask the store about
+/// every directory on the way, on every open. A name removed by another process then fails
+/// at open with ENOENT; a directory removed elsewhere may still be listed for up to a second.
+const NAME_TTL: Duration = Duration::from_secs(1);
+
+/// `(attribute TTL, entry TTL)` for a reply.
+fn ttls(a: &Attr) -> (Duration, Duration) {
+    match a.kind {
+        Kind::Dir => (NAME_TTL, NAME_TTL),
+        Kind::File => (TTL, NAME_TTL),
+        Kind::Virtual => (TTL, TTL),
+    }
+}
 
 /// The one place avm errors become errno values for the kernel.
 pub fn errno(kind: ErrorKind) -> Errno {
@@ -118,7 +133,10 @@ impl Filesystem for AvmFs {
             .child(parent, name)
             .and_then(|p| self.core.getattr(&p).map_err(|e| errno(e.kind())))
         {
-            Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+            Ok(a) => {
+                let (at, et) = ttls(&a);
+                reply.entry_with_ttls(&at, &et, &self.attr(&a), Generation(0))
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -128,7 +146,7 @@ impl Filesystem for AvmFs {
             .path(ino)
             .and_then(|p| self.core.getattr(&p).map_err(|e| errno(e.kind())))
         {
-            Ok(a) => reply.attr(&TTL, &self.attr(&a)),
+            Ok(a) => reply.attr(&ttls(&a).0, &self.attr(&a)),
             Err(e) => reply.error(e),
         }
     }

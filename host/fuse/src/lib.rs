@@ -16,6 +16,15 @@ use avm_core::{Caller, Error, ErrorKind, Host, Result};
 
 pub use avm_provider_tell::urgent_block;
 
+/// Worker threads by default: one per CPU, at least two (so a slow `:recall` never holds up
+/// a `cat`); more threads than CPUs only add hand-offs between them.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 16)
+}
+
 /// Mounts `host` at `dir` as `caller`, served by `threads` worker threads, in the background.
 /// Dropping (or `umount_and_join` on) the session unmounts.
 pub fn mount(
@@ -34,6 +43,7 @@ pub fn mount(
         fuser::MountOption::NoSuid,
     ];
     cfg.n_threads = Some(threads.max(1));
+    cfg.clone_fd = true;
     fuser::spawn_mount(fs::AvmFs::new(core), dir, &cfg).map_err(|e| {
         Error::new(
             if e.kind() == std::io::ErrorKind::PermissionDenied {

@@ -910,6 +910,14 @@ pub fn ttl_text(expires: Option<Micros>, now: Micros) -> String {
     }
 }
 
+/// The namespace directories that exist before anything is written in them: `/memory`, its
+/// `private` and `shared` roots, and the caller's own private namespace (so an agent can write
+/// `/memory/private/<self>/note.md` through a fresh mount without making directories first).
+pub fn always_dir(path: &str, caller: &avm_core::Caller) -> bool {
+    matches!(path, "/memory" | "/memory/private" | "/memory/shared")
+        || caller.private_root().as_deref() == Some(path)
+}
+
 /// The shortcut id of a node: its id in base 36 (unique, stable across moves, found by id).
 pub fn shortcut(id: i64) -> String {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -1087,6 +1095,16 @@ impl Provider for MemoryProvider {
     }
 
     fn stat(&self, req: &Request) -> Result<Stat> {
+        if always_dir(&req.path, &req.caller) {
+            return Ok(Stat {
+                kind: NodeKind::Dir,
+                size: 0,
+                version: None,
+                created_at: None,
+                updated_at: None,
+                accessed_at: None,
+            });
+        }
         if let Some(n) = self.store.peek(&req.path)? {
             return Ok(Stat {
                 kind: NodeKind::File,
@@ -1145,9 +1163,31 @@ impl Provider for MemoryProvider {
                 })
                 .collect()
         };
+        if !opts.recursive && opts.offset == 0 {
+            let own = req.caller.private_root();
+            let extra: Vec<&str> = match req.path.as_str() {
+                "/" => vec!["/memory"],
+                "/memory" => vec!["/memory/private", "/memory/shared"],
+                "/memory/private" => own.as_deref().into_iter().collect(),
+                _ => vec![],
+            };
+            for p in extra {
+                if !entries.iter().any(|e| e.path == p) {
+                    entries.push(Entry {
+                        path: p.to_string(),
+                        kind: NodeKind::Dir,
+                        size: 0,
+                        version: None,
+                        updated_at: None,
+                    });
+                }
+            }
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+        }
         if entries.is_empty()
             && opts.offset == 0
             && req.path != "/"
+            && !always_dir(&req.path, &req.caller)
             && !self.store.has_children(&req.path)?
         {
             return Err(Error::not_found(&req.path));
