@@ -35,5 +35,19 @@ run --agent alice timeline
 run --agent alice ask "launch plan hedge"
 run who-knows nvda
 run --agent alice savings
+run --agent bob tell alice "the NVDA hedge is live" -p urgent
+run --agent alice inbox
 run export -o -
+if [ -w /dev/fuse ]; then
+  mnt=$(mktemp -d)
+  run --agent alice mount "$mnt"
+  echo "\$ echo 'mounted thought' > $mnt/memory/private/alice/fuse.md; cat …; cat …:history; cat '$mnt/:recall?q=nvda&max_tokens=200'"
+  echo 'mounted thought' > "$mnt/memory/private/alice/fuse.md"
+  cat "$mnt/memory/private/alice/fuse.md"
+  cat "$mnt/memory/private/alice/fuse.md:history"
+  cat "$mnt/:recall?q=nvda&max_tokens=200"; echo; echo
+  run unmount "$mnt"
+else
+  echo "(no writable /dev/fuse here: skipping the FUSE part of the session)"
+fi
 echo "database: $db"
