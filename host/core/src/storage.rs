@@ -160,6 +160,32 @@ pub struct Tell {
     pub expires_at: Option<Micros>,
 }
 
+/// A vector of one node, computed from one state of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorDoc {
+    /// Node id.
+    pub node_id: i64,
+    /// Content hash of the state embedded (ignored if the node changed since).
+    pub hash: String,
+    /// Unit vector.
+    pub vector: Vec<f32>,
+}
+
+/// A vector-similarity candidate source (the embedding provider implements it; recall and
+/// hybrid search use it).
+pub trait VectorSearch: Send + Sync {
+    /// Paths within `scopes`, visible to `caller` and kept by `keep`, most similar to `query`,
+    /// with cosine similarity, best first; never short because of filtering.
+    fn similar(
+        &self,
+        query: &str,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        limit: usize,
+    ) -> Result<Vec<(String, f64)>>;
+}
+
 /// A keep-filter over paths (the caller's read rules).
 pub type Keep<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
@@ -255,6 +281,25 @@ pub trait MemoryStore: Send + Sync {
 
     /// The path of the live node with this id (shortcuts).
     fn path_of_id(&self, id: i64) -> Result<Option<String>>;
+
+    /// How far the embedding queue has consumed the events table.
+    fn vector_cursor(&self) -> Result<i64>;
+
+    /// Stores vectors (skipping nodes changed since) and moves the cursor forward.
+    fn vectors_put(&self, cursor: i64, model: &str, docs: Vec<VectorDoc>) -> Result<()>;
+
+    /// Live nodes outside the trash without a current vector of `model`, at most `limit`.
+    fn vectors_stale(&self, model: &str, limit: usize) -> Result<Vec<MemoryNode>>;
+
+    /// Every vector of `model` as `(node id, vector)`, and a stamp that changes whenever the
+    /// set of vectors changes.
+    fn vectors_all(&self, model: &str) -> Result<(Vec<(i64, Vec<f32>)>, i64)>;
+
+    /// The stamp [`MemoryStore::vectors_all`] would return now (cheap).
+    fn vectors_stamp(&self, model: &str) -> Result<i64>;
+
+    /// Paths of live nodes by id (missing and expired ids are left out).
+    fn paths_of_ids(&self, ids: &[i64]) -> Result<Vec<(i64, String)>>;
 
     /// Records a telemetry row without waiting for it to commit.
     fn record(&self, row: Telemetry);

@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use avm_core::{Error, ErrorKind, Result};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS nodes(
@@ -139,6 +139,20 @@ CREATE TABLE IF NOT EXISTS tells(
 );
 CREATE INDEX IF NOT EXISTS tells_recipient ON tells(recipient, created_at);
 -- Read state per recipient, so one agent reading a broadcast never reads it for the others.
+-- Schema 4: vectors (one per node, of one model), dropped with their node.
+CREATE TABLE IF NOT EXISTS vectors(
+  node_id INTEGER PRIMARY KEY,
+  model   TEXT    NOT NULL,
+  hash    TEXT    NOT NULL,
+  vec     BLOB    NOT NULL,
+  stamp   INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO cursors(name, seq) VALUES ('vectors_deleted', 0);
+CREATE TRIGGER IF NOT EXISTS nodes_drop_vectors AFTER DELETE ON nodes BEGIN
+  UPDATE cursors SET seq = seq + 1
+    WHERE name = 'vectors_deleted' AND EXISTS (SELECT 1 FROM vectors WHERE node_id = old.id);
+  DELETE FROM vectors WHERE node_id = old.id;
+END;
 CREATE TABLE IF NOT EXISTS tell_reads(
   tell_id INTEGER NOT NULL,
   agent   TEXT    NOT NULL,
@@ -283,7 +297,7 @@ pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()>
     let foreign: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type='table' \
-             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry','dirs','marks','tells','tell_reads') \
+             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry','dirs','marks','tells','tell_reads','vectors') \
              AND name NOT LIKE 'nodes_fts%' AND name NOT LIKE 'nodes_cjk%' AND name NOT LIKE 'sqlite_%'",
             [],
             |r| r.get(0),

@@ -411,6 +411,86 @@ impl MemoryStore for Store {
         })
     }
 
+    fn vector_cursor(&self) -> Result<i64> {
+        self.read_conn(|c| {
+            c.prepare_cached("SELECT coalesce(max(seq), 0) FROM cursors WHERE name = 'embed'")?
+                .query_row([], |r| r.get(0))
+        })
+    }
+
+    fn vectors_put(
+        &self,
+        cursor: i64,
+        model: &str,
+        docs: Vec<avm_core::storage::VectorDoc>,
+    ) -> Result<()> {
+        self.apply(WriteOp::Vectors {
+            cursor,
+            model: model.to_string(),
+            docs,
+        })
+        .map(drop)
+    }
+
+    fn vectors_stale(&self, model: &str, limit: usize) -> Result<Vec<MemoryNode>> {
+        let now = now_micros();
+        let rows: Vec<Node> = self.read_conn(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {NODE_COLS} FROM nodes WHERE NOT EXISTS (SELECT 1 FROM vectors v \
+                   WHERE v.node_id = nodes.id AND v.hash = nodes.hash AND v.model = ?1) \
+                   AND NOT (path >= '/trash/' AND path < '/trash0') \
+                   AND (expires_at IS NULL OR expires_at > ?2) ORDER BY nodes.id LIMIT ?3"
+            ))?
+            .query_map(params![model, now, limit as i64], node_from_row)?
+            .collect()
+        })?;
+        Ok(rows.iter().map(memory_node).collect())
+    }
+
+    fn vectors_all(&self, model: &str) -> Result<(Vec<(i64, Vec<f32>)>, i64)> {
+        self.read_conn(|c| {
+            let stamp = stamp_of(c, model)?;
+            let rows = c
+                .prepare_cached(
+                    "SELECT node_id, vec FROM vectors WHERE model = ?1 ORDER BY node_id",
+                )?
+                .query_map([model], |r| {
+                    let id: i64 = r.get(0)?;
+                    let blob: Vec<u8> = r.get(1)?;
+                    let v = blob
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    Ok((id, v))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((rows, stamp))
+        })
+    }
+
+    fn vectors_stamp(&self, model: &str) -> Result<i64> {
+        self.read_conn(|c| stamp_of(c, model))
+    }
+
+    fn paths_of_ids(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let now = now_micros();
+        self.read_conn(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT path FROM nodes WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            )?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(p) = st
+                    .query_row(params![id, now], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    out.push((*id, p));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn record(&self, row: Telemetry) {
         self.apply_nowait(WriteOp::Telemetry(row));
     }
@@ -440,6 +520,16 @@ impl MemoryStore for Store {
             .collect()
         })
     }
+}
+
+/// Changes whenever a vector of `model` is written or a node with a vector is deleted.
+fn stamp_of(c: &rusqlite::Connection, model: &str) -> rusqlite::Result<i64> {
+    c.prepare_cached(
+        "SELECT coalesce((SELECT max(stamp) FROM vectors WHERE model = ?1), 0) * 1000003 \
+              + (SELECT count(*) FROM vectors WHERE model = ?1) \
+              + coalesce((SELECT seq FROM cursors WHERE name = 'vectors_deleted'), 0) * 7919",
+    )?
+    .query_row([model], |r| r.get(0))
 }
 
 /// Shares one store as the services' storage.

@@ -105,6 +105,15 @@ pub enum WriteOp {
     },
     /// Send a message.
     Tell(avm_core::storage::Tell),
+    /// Store vectors and move the embedding cursor.
+    Vectors {
+        /// Events consumed up to here.
+        cursor: i64,
+        /// Model id.
+        model: String,
+        /// The vectors.
+        docs: Vec<avm_core::storage::VectorDoc>,
+    },
     /// Mark messages read for one recipient.
     TellRead {
         /// Recipient.
@@ -183,6 +192,11 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
         } => topics(conn, *cursor, docs, removed).map_err(|e| ctx.err(e)),
         WriteOp::Telemetry(t) => telemetry(conn, t).map_err(|e| ctx.err(e)),
         WriteOp::Mkdir { path } => mkdir(conn, ctx, path),
+        WriteOp::Vectors {
+            cursor,
+            model,
+            docs,
+        } => vectors(conn, *cursor, model, docs).map_err(|e| ctx.err(e)),
         WriteOp::Rmdir { path } => rmdir(conn, ctx, path),
         WriteOp::Mark {
             agent,
@@ -266,6 +280,39 @@ fn topics(
     }
     conn.prepare_cached(
         "INSERT INTO cursors(name, seq) VALUES ('topics', ?1) \
+         ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
+    )?
+    .execute([cursor])?;
+    Ok(Outcome {
+        count,
+        ..Outcome::default()
+    })
+}
+
+fn vectors(
+    conn: &Connection,
+    cursor: i64,
+    model: &str,
+    docs: &[avm_core::storage::VectorDoc],
+) -> rusqlite::Result<Outcome> {
+    let stamp: i64 =
+        conn.query_row("SELECT coalesce(max(stamp), 0) + 1 FROM vectors", [], |r| {
+            r.get(0)
+        })?;
+    let mut put = conn.prepare_cached(
+        "INSERT OR REPLACE INTO vectors(node_id, model, hash, vec, stamp) \
+         SELECT id, ?2, hash, ?3, ?4 FROM nodes WHERE id = ?1 AND hash = ?5",
+    )?;
+    let mut count = 0;
+    for d in docs {
+        let mut blob = Vec::with_capacity(d.vector.len() * 4);
+        for x in &d.vector {
+            blob.extend_from_slice(&x.to_le_bytes());
+        }
+        count += put.execute(params![d.node_id, model, blob, stamp, d.hash])?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO cursors(name, seq) VALUES ('embed', ?1) \
          ON CONFLICT(name) DO UPDATE SET seq = max(seq, excluded.seq)",
     )?
     .execute([cursor])?;

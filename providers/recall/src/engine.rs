@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use avm_core::storage::VectorSearch;
 use avm_core::storage::{Keep, MemoryNode, MemoryStore};
 use avm_core::time::{Micros, now_micros};
 use avm_core::{Caller, Error, Result};
@@ -74,19 +75,6 @@ impl Strategy {
             Strategy::Recency => "recency",
         }
     }
-}
-
-/// A vector-similarity candidate source (the embedding provider implements it).
-pub trait VectorSearch: Send + Sync {
-    /// Paths within `scopes` most similar to `query`, with cosine similarity, best first.
-    fn similar(
-        &self,
-        query: &str,
-        scopes: &[String],
-        caller: &Caller,
-        keep: Keep<'_>,
-        limit: usize,
-    ) -> Result<Vec<(String, f64)>>;
 }
 
 /// Tuning that comes from configuration.
