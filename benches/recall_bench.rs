@@ -101,6 +101,8 @@ pub struct RecallBenchOptions {
     pub questions: usize,
     /// Budgets to measure.
     pub budgets: Vec<usize>,
+    /// Model files: recall also uses vectors (hybrid); every memory is embedded first.
+    pub vectors: Option<avm_provider_embedding::model::ModelFiles>,
 }
 
 /// Results of the run.
@@ -116,6 +118,10 @@ pub struct RecallBenchResult {
     pub load_secs: f64,
     /// Seconds the first topic-index sync took.
     pub topic_sync_secs: f64,
+    /// Seconds embedding the corpus took (hybrid runs).
+    pub embed_secs: Option<f64>,
+    /// Whether recall used vectors.
+    pub hybrid: bool,
 }
 
 /// Results at one budget.
@@ -140,7 +146,17 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
     let mem = MemoryProvider::open(&dir.join("recall.db"), StoreOptions::default())?;
     let store: std::sync::Arc<dyn MemoryStore> =
         avm_provider_memory::services::as_memory_store(mem.store());
-    let engine = Engine::new(store.clone(), Tuning::default());
+    let semantic = o.vectors.as_ref().map(|f| {
+        std::sync::Arc::new(avm_provider_embedding::Semantic::new(
+            store.clone(),
+            f.clone(),
+            false,
+        ))
+    });
+    let mut engine = Engine::new(store.clone(), Tuning::default());
+    if let Some(s) = &semantic {
+        engine = engine.with_vectors(s.clone());
+    }
     let host = Host::new(vec![Mount::new("/**", std::sync::Arc::new(mem.clone()))])
         .map_err(|e| {
             e.into_iter()
@@ -268,6 +284,14 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
     let t = Instant::now();
     engine.topics().sync()?;
     let topic_sync_secs = t.elapsed().as_secs_f64();
+    let embed_secs = match &semantic {
+        Some(s) => {
+            let t = Instant::now();
+            s.sync(None, &mut |_, _| {})?;
+            Some(t.elapsed().as_secs_f64())
+        }
+        None => None,
+    };
     let mut budgets = Vec::new();
     for &max in &o.budgets {
         let mut hits = 0;
@@ -316,5 +340,7 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         budgets,
         load_secs,
         topic_sync_secs,
+        embed_secs,
+        hybrid: semantic.is_some(),
     })
 }

@@ -384,3 +384,98 @@ fn topics_follow_deletes_and_moves() {
     let top = a(&["topics"]);
     assert!(!top.ok().contains("quokka"), "{top:#?}");
 }
+
+/// The installed model's directory, if any (the e2e environment has its own XDG dirs).
+fn model_dir() -> Option<String> {
+    let dir = std::env::var("AVM_EMBEDDING__DIR").ok().or_else(|| {
+        std::env::var("XDG_DATA_HOME")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|d| format!("{d}/avm/models"))
+            .or_else(|| {
+                std::env::var("HOME")
+                    .ok()
+                    .map(|h| format!("{h}/.local/share/avm/models"))
+            })
+    })?;
+    if std::path::Path::new(&dir).join("model.onnx").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("REQUIRE_AVM_MODEL").is_none(),
+        "REQUIRE_AVM_MODEL is set but no model in {dir}"
+    );
+    eprintln!("SKIP: no embedding model in {dir} (avm model install)");
+    None
+}
+
+#[test]
+fn semantic_and_hybrid_search_through_the_cli_find_meaning_and_keep_isolation() {
+    let Some(models) = model_dir() else { return };
+    let env = Env::new();
+    let cfg = env.write_file("m.toml", &format!("[embedding]\ndir = \"{models}\"\n"));
+    let run = |args: &[&str]| {
+        let mut v = vec!["--config", s(&cfg)];
+        v.extend_from_slice(args);
+        env.run(&v)
+    };
+    run(&[
+        "-a",
+        "alice",
+        "remember",
+        "Fed hiked rates by 25bp",
+        "-t",
+        "fed",
+        "-n",
+        "market",
+    ])
+    .ok();
+    run(&[
+        "-a",
+        "alice",
+        "remember",
+        "Lunch at the noodle bar was great",
+        "-t",
+        "lunch",
+    ])
+    .ok();
+    run(&[
+        "-a",
+        "bob",
+        "remember",
+        "The central bank raised borrowing costs",
+        "-t",
+        "secret",
+    ])
+    .ok();
+    let sem = run(&[
+        "-a",
+        "alice",
+        "--json",
+        "semantic",
+        "monetary tightening",
+        "-n",
+        "5",
+    ])
+    .json();
+    let paths: Vec<&str> = sem
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    assert!(paths[0].ends_with("_fed.md"), "{paths:?}");
+    assert!(
+        paths.iter().all(|p| !p.contains("/bob/")),
+        "isolation: {paths:?}"
+    );
+    let rec = run(&["-a", "alice", "recall", "central bank monetary tightening"]);
+    assert!(rec.ok().contains("_fed.md"), "{rec:#?}");
+    let hyb = run(&["-a", "alice", "search", "monetary tightening", "--hybrid"]);
+    assert!(hyb.ok().contains("_fed.md"), "{hyb:#?}");
+    assert!(!hyb.ok().contains("/bob/"));
+    let r = run(&["reindex"]);
+    assert!(r.ok().contains("none waiting"), "{r:#?}");
+    // Without the model: a clear error, not a crash.
+    env.run(&["-a", "alice", "semantic", "x"]).fails(1);
+}

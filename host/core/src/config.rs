@@ -47,6 +47,36 @@ pub struct Config {
     pub recall: RecallConfig,
     /// Librarian settings.
     pub librarian: LibrarianConfig,
+    /// Local embeddings.
+    pub embedding: EmbeddingConfig,
+}
+
+/// Local embeddings (`[embedding]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingConfig {
+    /// Use vectors when the model files are there (recall, hybrid search).
+    pub enabled: bool,
+    /// Directory holding the three model files (default `$XDG_DATA_HOME/avm/models`).
+    pub dir: Option<String>,
+    /// Override: the ONNX Runtime shared library.
+    pub runtime: Option<String>,
+    /// Override: the ONNX model.
+    pub model: Option<String>,
+    /// Override: tokenizer.json.
+    pub tokenizer: Option<String>,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        EmbeddingConfig {
+            enabled: true,
+            dir: None,
+            runtime: None,
+            model: None,
+            tokenizer: None,
+        }
+    }
 }
 
 /// Recall defaults (`[recall]`).
@@ -113,6 +143,7 @@ impl Default for Config {
             agents: BTreeMap::new(),
             recall: RecallConfig::default(),
             librarian: LibrarianConfig::default(),
+            embedding: EmbeddingConfig::default(),
         }
     }
 }
@@ -329,6 +360,7 @@ const TOP_KEYS: &[&str] = &[
     "agents",
     "recall",
     "librarian",
+    "embedding",
 ];
 const STORE_KEYS: &[&str] = &[
     "busy_timeout_ms",
@@ -515,6 +547,9 @@ fn check_access(fig: &Figment, problems: &mut Vec<Problem>) {
                 push("recall.min_relevance", "must be between 0 and 1".into());
             }
         }
+    }
+    if let Err(e) = fig.extract_inner::<EmbeddingConfig>("embedding") {
+        push("embedding", e.kind.to_string());
     }
     match fig.extract_inner::<LibrarianConfig>("librarian") {
         Err(e) => push("librarian", e.kind.to_string()),

@@ -186,6 +186,23 @@ pub trait VectorSearch: Send + Sync {
     ) -> Result<Vec<(String, f64)>>;
 }
 
+/// Reciprocal-rank fusion: each list ranks paths best first; a path scores
+/// Σ 1 / (60 + rank) over the lists it appears in (rank from 1). Best first; ties by path.
+pub fn rrf(lists: &[Vec<String>]) -> Vec<(String, f64)> {
+    let mut score: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    for list in lists {
+        for (i, p) in list.iter().enumerate() {
+            *score.entry(p.as_str()).or_insert(0.0) += 1.0 / (60.0 + (i + 1) as f64);
+        }
+    }
+    let mut out: Vec<(String, f64)> = score.into_iter().map(|(p, s)| (p.to_string(), s)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// Vectors by node id.
+pub type Vectors = Vec<(i64, Vec<f32>)>;
+
 /// A keep-filter over paths (the caller's read rules).
 pub type Keep<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
@@ -293,7 +310,7 @@ pub trait MemoryStore: Send + Sync {
 
     /// Every vector of `model` as `(node id, vector)`, and a stamp that changes whenever the
     /// set of vectors changes.
-    fn vectors_all(&self, model: &str) -> Result<(Vec<(i64, Vec<f32>)>, i64)>;
+    fn vectors_all(&self, model: &str) -> Result<(Vectors, i64)>;
 
     /// The stamp [`MemoryStore::vectors_all`] would return now (cheap).
     fn vectors_stamp(&self, model: &str) -> Result<i64>;

@@ -19,6 +19,11 @@ fn files() -> Option<ModelFiles> {
     if f.missing().is_empty() {
         Some(f)
     } else {
+        assert!(
+            std::env::var_os("REQUIRE_AVM_MODEL").is_none(),
+            "REQUIRE_AVM_MODEL is set but the model files are missing in {}",
+            dir.display()
+        );
         eprintln!(
             "SKIP: model files missing in {} (run `avm model install` or set AVM_EMBEDDING__DIR)",
             dir.display()
@@ -164,4 +169,56 @@ fn semantic_search_finds_meaning_without_shared_words_and_respects_isolation() {
     assert!(r.iter().all(|(p, _)| !p.ends_with("lunch.md")), "{r:?}");
     // Nothing is left in the queue.
     assert_eq!(s.sync(None, &mut |_, _| {}).unwrap().remaining, 0);
+}
+
+#[test]
+fn recall_with_vectors_finds_a_memory_that_shares_no_words_with_the_query() {
+    let Some(f) = files() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mem =
+        avm_provider_memory::MemoryProvider::open(&dir.path().join("a.db"), Default::default())
+            .unwrap();
+    let store = avm_provider_memory::services::as_memory_store(mem.store());
+    let sem = Arc::new(Semantic::new(store.clone(), f, false));
+    let engine =
+        avm_provider_recall::Engine::new(store.clone(), avm_provider_recall::Tuning::default());
+    let fts_only =
+        avm_provider_recall::Engine::new(store.clone(), avm_provider_recall::Tuning::default());
+    let engine = engine.with_vectors(sem);
+    let host = avm_core::Host::new(vec![avm_core::Mount::new("/**", Arc::new(mem))]).unwrap();
+    let alice = Caller::Agent("alice".into());
+    for (c, t) in [
+        ("Fed hiked rates by 25bp", "fed"),
+        ("Lunch at the noodle bar was great", "lunch"),
+        ("The build broke because of a missing semicolon", "build"),
+    ] {
+        avm_provider_recall::remember(
+            &host,
+            store.as_ref(),
+            &alice,
+            &avm_provider_recall::Memory {
+                content: c.into(),
+                title: Some(t.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let req = avm_provider_recall::RecallRequest {
+        query: "central bank monetary tightening".into(),
+        max_tokens: 400,
+        strategy: avm_provider_recall::Strategy::Balanced,
+        min_relevance: 0.05,
+        scopes: avm_provider_recall::engine::scopes(&alice, true, &[]),
+    };
+    let all = |_: &str| true;
+    let without = fts_only.recall(&alice, &all, &req).unwrap();
+    assert!(
+        without.items.is_empty(),
+        "no shared words: {}",
+        without.text
+    );
+    let with = engine.recall(&alice, &all, &req).unwrap();
+    assert!(with.items[0].path.ends_with("_fed.md"), "{}", with.text);
+    assert!(with.items[0].sources.contains(&"vector"));
 }

@@ -23,25 +23,43 @@ use crate::store::{Store, StoreOptions};
 use crate::write::{Outcome, WriteOp};
 
 /// The `memory` provider.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MemoryProvider {
     store: Arc<Store>,
+    /// Vector search for `:search?mode=semantic|hybrid`, once an embedder is configured.
+    vectors: Arc<std::sync::RwLock<Option<Arc<dyn avm_core::storage::VectorSearch>>>>,
 }
 
 /// Version kinds after which the path holds nothing.
 const GONE: &[&str] = &["delete", "move-out", "expire"];
 
+impl std::fmt::Debug for MemoryProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryProvider")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
 impl MemoryProvider {
     /// Opens the database at `path`.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Self> {
-        Ok(MemoryProvider {
-            store: Arc::new(Store::open(path, opts)?),
-        })
+        Ok(MemoryProvider::new(Arc::new(Store::open(path, opts)?)))
     }
 
     /// Wraps an open store.
     pub fn new(store: Arc<Store>) -> Self {
-        MemoryProvider { store }
+        MemoryProvider {
+            store,
+            vectors: Arc::new(std::sync::RwLock::new(None)),
+        }
+    }
+
+    /// Enables semantic and hybrid `:search` (and in every clone of this provider).
+    pub fn set_vectors(&self, v: Arc<dyn avm_core::storage::VectorSearch>) {
+        if let Ok(mut g) = self.vectors.write() {
+            *g = Some(v);
+        }
     }
 
     /// The store underneath.
@@ -530,13 +548,84 @@ impl MemoryProvider {
                     .get("q")
                     .ok_or_else(|| Error::invalid(format!("{}:search needs q=WORDS", req.path)))?;
                 let limit = q.parsed::<usize>("limit")?.unwrap_or(10).clamp(1, 1000);
-                let hits = self.search(
-                    req,
-                    &SearchOptions {
-                        query: query.to_string(),
-                        limit,
-                    },
-                )?;
+                let mode = q.get("mode").unwrap_or("fts");
+                if !["fts", "semantic", "hybrid"].contains(&mode) {
+                    return Err(Error::invalid(format!(
+                        "mode={mode:?} is not accepted; use fts, semantic or hybrid"
+                    )));
+                }
+                let vectors = if mode == "fts" {
+                    None
+                } else {
+                    Some(
+                        self.vectors
+                            .read()
+                            .ok()
+                            .and_then(|g| g.clone())
+                            .ok_or_else(|| {
+                                Error::new(
+                                    ErrorKind::Unavailable,
+                                    format!("mode={mode} needs the embedding model; run `avm model install`"),
+                                )
+                            })?,
+                    )
+                };
+                let keep = |p: &str| req.may_read(p);
+                let fts = if mode == "semantic" {
+                    Vec::new()
+                } else {
+                    self.search(
+                        req,
+                        &SearchOptions {
+                            query: query.to_string(),
+                            limit: if mode == "hybrid" { limit * 2 } else { limit },
+                        },
+                    )?
+                };
+                let hits = match vectors {
+                    None => fts,
+                    Some(v) => {
+                        let sem = v.similar(
+                            query,
+                            std::slice::from_ref(&req.path),
+                            &req.caller,
+                            &keep,
+                            if mode == "hybrid" { limit * 2 } else { limit },
+                        )?;
+                        if mode == "semantic" {
+                            sem.into_iter()
+                                .map(|(path, score)| SearchHit {
+                                    snippet: String::new(),
+                                    path,
+                                    score,
+                                })
+                                .collect()
+                        } else {
+                            // Vectors rank everything; only real semantic matches join the
+                            // fusion (cosine >= 0.2 for all-MiniLM-L6-v2).
+                            let fused = avm_core::storage::rrf(&[
+                                fts.iter().map(|h| h.path.clone()).collect(),
+                                sem.iter()
+                                    .filter(|h| h.1 >= 0.2)
+                                    .map(|h| h.0.clone())
+                                    .collect(),
+                            ]);
+                            fused
+                                .into_iter()
+                                .take(limit)
+                                .map(|(path, score)| SearchHit {
+                                    snippet: fts
+                                        .iter()
+                                        .find(|h| h.path == path)
+                                        .map(|h| h.snippet.clone())
+                                        .unwrap_or_default(),
+                                    path,
+                                    score,
+                                })
+                                .collect()
+                        }
+                    }
+                };
                 let mut text = String::new();
                 for h in &hits {
                     text.push_str(&format!("[{:.2}] {}\n", h.score, h.path));
@@ -1073,8 +1162,8 @@ impl Provider for MemoryProvider {
                     Dir,
                     true,
                     false,
-                    &["q", "limit"],
-                    "full-text search below this directory",
+                    &["q", "limit", "mode"],
+                    "search below this directory; mode=fts (default), semantic or hybrid",
                 ),
             ],
         }

@@ -447,7 +447,7 @@ impl MemoryStore for Store {
         Ok(rows.iter().map(memory_node).collect())
     }
 
-    fn vectors_all(&self, model: &str) -> Result<(Vec<(i64, Vec<f32>)>, i64)> {
+    fn vectors_all(&self, model: &str) -> Result<(avm_core::storage::Vectors, i64)> {
         self.read_conn(|c| {
             let stamp = stamp_of(c, model)?;
             let rows = c

@@ -9,11 +9,13 @@
 //! - `fts` = bm25 / best bm25 among the candidates;
 //! - `cover` = share of the query's terms that occur in the memory (title + content);
 //! - `topic` = Σ topic weight × specificity, / the best such sum (see avm-provider-topics);
-//! - `vector` = cosine similarity, clamped to [0, 1];
+//! - `vector` = (cosine − 0.2) / 0.4, clamped to [0, 1] (all-MiniLM-L6-v2 puts unrelated text
+//!   below 0.2 and close paraphrases above 0.6);
 //! - `link` = weight (≤ 1) × 0.5 × relevance of the memory linking to it.
 //!
-//! `relevance = 0.40·fts + 0.30·cover + 0.20·topic + 0.10·link` without vectors, and
-//! `relevance = 0.30·fts + 0.25·vector + 0.20·cover + 0.15·topic + 0.10·link` with them.
+//! `lexical = 0.40·fts + 0.30·cover + 0.20·topic + 0.10·link`; `relevance = lexical` without
+//! vectors, and `relevance = 1 − (1 − lexical)·(1 − 0.8·vector)` with them (either kind of
+//! evidence suffices, both reinforce).
 //!
 //! `importance` is the memory's importance (0..1); `recency = 0.5^(age / half-life)` with the
 //! age in whole minutes since the last change (half-life 168 h unless configured).
@@ -273,7 +275,8 @@ impl Engine {
         if let Some(v) = &self.vectors {
             for (path, cos) in v.similar(query, scopes, caller, keep, per_source)? {
                 let s = sig.entry(path).or_default();
-                s.vector = cos.clamp(0.0, 1.0);
+                // all-MiniLM-L6-v2 cosines: unrelated text ≲ 0.2, close paraphrases ≳ 0.6.
+                s.vector = ((cos - 0.2) / 0.4).clamp(0.0, 1.0);
                 s.sources.push("vector");
             }
         }
@@ -382,10 +385,12 @@ fn relevance(s: &Signals, n: &MemoryNode, terms: &[String], vectors: bool) -> f6
     text.push('\n');
     text.push_str(&n.content.to_lowercase());
     let cover = summary::coverage(terms, &text);
+    let lexical = 0.40 * s.fts + 0.30 * cover + 0.20 * s.topic + 0.10 * s.link;
     let r = if vectors {
-        0.30 * s.fts + 0.25 * s.vector + 0.20 * cover + 0.15 * s.topic + 0.10 * s.link
+        // Meaning and words are alternative evidence: either suffices, both reinforce.
+        1.0 - (1.0 - lexical) * (1.0 - 0.8 * s.vector)
     } else {
-        0.40 * s.fts + 0.30 * cover + 0.20 * s.topic + 0.10 * s.link
+        lexical
     };
     r.clamp(0.0, 1.0)
 }
