@@ -9,13 +9,14 @@
 //! - `fts` = bm25 / best bm25 among the candidates;
 //! - `cover` = share of the query's terms that occur in the memory (title + content);
 //! - `topic` = Σ topic weight × specificity, / the best such sum (see avm-provider-topics);
-//! - `vector` = (cosine − 0.2) / 0.4, clamped to [0, 1] (all-MiniLM-L6-v2 puts unrelated text
-//!   below 0.2 and close paraphrases above 0.6);
+//! - `vector` = (cosine − floor) / 0.3, clamped to [0, 1], where floor is the median cosine of
+//!   the nearest vector candidates (at least 0.2): how much closer than its neighbours a
+//!   memory is, so look-alike memories that all sit at one high cosine get no lift;
 //! - `link` = weight (≤ 1) × 0.5 × relevance of the memory linking to it.
 //!
 //! `lexical = 0.40·fts + 0.30·cover + 0.20·topic + 0.10·link`; `relevance = lexical` without
-//! vectors, and `relevance = 1 − (1 − lexical)·(1 − 0.8·vector)` with them (either kind of
-//! evidence suffices, both reinforce).
+//! vectors, and `relevance = lexical + (1 − lexical)²·0.8·vector` with them (meaning carries a
+//! memory that shares no word with the query, but barely moves one that matches the words).
 //!
 //! `importance` is the memory's importance (0..1); `recency = 0.5^(age / half-life)` with the
 //! age in whole minutes since the last change (half-life 168 h unless configured).
@@ -273,11 +274,25 @@ impl Engine {
             s.sources.push("topic");
         }
         if let Some(v) = &self.vectors {
-            for (path, cos) in v.similar(query, scopes, caller, keep, per_source)? {
+            let hits = v.similar(query, scopes, caller, keep, per_source)?;
+            // How much closer than its neighbours a memory is: cosines are measured from the
+            // median of the nearest candidates (at least 0.2, below which all-MiniLM-L6-v2
+            // text is unrelated), so a corpus of look-alike memories, all at the same high
+            // cosine, gives no memory a lift, while a true match still stands out.
+            let mut cos: Vec<f64> = hits.iter().map(|h| h.1).collect();
+            cos.sort_by(|a, b| a.total_cmp(b));
+            let median = if cos.len() >= 5 {
+                cos[cos.len() / 2]
+            } else {
+                0.0
+            };
+            let floor = median.max(0.2);
+            for (path, c) in hits {
                 let s = sig.entry(path).or_default();
-                // all-MiniLM-L6-v2 cosines: unrelated text ≲ 0.2, close paraphrases ≳ 0.6.
-                s.vector = ((cos - 0.2) / 0.4).clamp(0.0, 1.0);
-                s.sources.push("vector");
+                s.vector = ((c - floor) / 0.3).clamp(0.0, 1.0);
+                if s.vector > 0.0 {
+                    s.sources.push("vector");
+                }
             }
         }
         let vectors = self.vectors.is_some();
@@ -387,8 +402,10 @@ fn relevance(s: &Signals, n: &MemoryNode, terms: &[String], vectors: bool) -> f6
     let cover = summary::coverage(terms, &text);
     let lexical = 0.40 * s.fts + 0.30 * cover + 0.20 * s.topic + 0.10 * s.link;
     let r = if vectors {
-        // Meaning and words are alternative evidence: either suffices, both reinforce.
-        1.0 - (1.0 - lexical) * (1.0 - 0.8 * s.vector)
+        // Meaning fills in where words are missing: it can carry a memory that shares no
+        // word with the query, but barely moves one that matches the words well (so vector
+        // noise never reorders strong lexical matches).
+        lexical + (1.0 - lexical).powi(2) * 0.8 * s.vector
     } else {
         lexical
     };
