@@ -147,6 +147,7 @@ CREATE TABLE IF NOT EXISTS vectors(
   vec     BLOB    NOT NULL,
   stamp   INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS vectors_stamp ON vectors(model, stamp);
 INSERT OR IGNORE INTO cursors(name, seq) VALUES ('vectors_deleted', 0);
 CREATE TRIGGER IF NOT EXISTS nodes_drop_vectors AFTER DELETE ON nodes BEGIN
   UPDATE cursors SET seq = seq + 1
