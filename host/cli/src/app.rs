@@ -86,6 +86,11 @@ impl App {
         let model_files = model_files(&config)?;
         let semantic = (config.embedding.enabled && model_files.missing().is_empty())
             .then(|| Arc::new(Semantic::new(store.clone(), model_files.clone(), false)));
+        if let Some(s) = &semantic {
+            let mut dir = db.clone().into_os_string();
+            dir.push(".vectors");
+            s.set_graph_dir(PathBuf::from(dir));
+        }
         let mut engine = Engine::new(store.clone(), tuning(&config)?);
         if let Some(s) = &semantic {
             engine = engine.with_vectors(s.clone());

@@ -75,6 +75,10 @@ pub fn foreground(g: &Global, dir: &Path, threads: usize) -> Result<ExitCode> {
     }
     let dir = prepare_dir(dir)?;
     let app = App::open(g)?;
+    if let Some(s) = &app.semantic {
+        // A mount lives long: large collections get the HNSW graph (saved beside the db).
+        s.use_graph(true);
+    }
     let caller = app.caller.clone();
     let store = app.store.clone();
     let memory = app.memory.clone();

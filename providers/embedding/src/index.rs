@@ -5,7 +5,12 @@
 //! returns are always re-checked against the live nodes, and when filters leave fewer than
 //! asked the search falls back to the exact scan, so results never come back short.
 
+use std::path::Path;
+
+use hnsw_rs::api::AnnT;
+use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{DistDot, Hnsw};
+use serde::{Deserialize, Serialize};
 
 use crate::embedder::dot;
 
@@ -60,6 +65,65 @@ impl VectorIndex {
         self.hnsw = Some(hnsw);
     }
 
+    /// A digest of the ids in index order (a saved graph fits only the same ids).
+    fn ids_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for id in &self.ids {
+            h.update(id.to_le_bytes());
+        }
+        h.finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Saves the graph under `dir` (`graph.hnsw.graph`, `graph.hnsw.data`, `manifest.json`).
+    pub fn save_graph(&self, dir: &Path) -> std::result::Result<(), String> {
+        let Some(h) = &self.hnsw else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        for f in ["graph.hnsw.graph", "graph.hnsw.data", "manifest.json"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let base = h.file_dump(dir, "graph").map_err(|e| e.to_string())?;
+        let m = Manifest {
+            stamp: self.stamp,
+            count: self.len(),
+            ids: self.ids_digest(),
+            basename: base,
+        };
+        let tmp = dir.join("manifest.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&m).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        std::fs::rename(tmp, dir.join("manifest.json")).map_err(|e| e.to_string())
+    }
+
+    /// Attaches the graph saved under `dir` if it was built from exactly these vectors.
+    pub fn load_graph(&mut self, dir: &Path) -> bool {
+        let Ok(text) = std::fs::read(dir.join("manifest.json")) else {
+            return false;
+        };
+        let Ok(m) = serde_json::from_slice::<Manifest>(&text) else {
+            return false;
+        };
+        if m.stamp != self.stamp || m.count != self.len() || m.ids != self.ids_digest() {
+            return false;
+        }
+        // The loaded graph borrows its loader; the index lives as long as the process
+        // (it is replaced only when the vectors change), so the loader is kept for good.
+        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, &m.basename)));
+        match io.load_hnsw::<f32, DistDot>() {
+            Ok(h) => {
+                self.hnsw = Some(h);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Vectors held.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -102,5 +166,62 @@ impl VectorIndex {
                 .map(|n| (self.ids[n.d_id], 1.0 - n.distance))
                 .collect(),
         }
+    }
+}
+
+/// What a saved graph was built from.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    stamp: i64,
+    count: usize,
+    ids: String,
+    basename: String,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Vec<(i64, Vec<f32>)> {
+        let mut x: u64 = 7;
+        (0..n)
+            .map(|i| {
+                let v: Vec<f32> = (0..16)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x % 1000) as f32 / 1000.0 - 0.5
+                    })
+                    .collect();
+                let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+                (i as i64 * 3, v.into_iter().map(|a| a / n).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_saved_graph_loads_only_for_the_same_vectors_and_answers_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = VectorIndex::build(items(2000), 16, 42, false);
+        a.build_graph();
+        a.save_graph(dir.path()).unwrap();
+        let q = &items(1)[0].1;
+        let mut b = VectorIndex::build(items(2000), 16, 42, false);
+        assert!(b.load_graph(dir.path()));
+        assert_eq!(a.approx(q, 10, 64), b.approx(q, 10, 64));
+        let mut stale = VectorIndex::build(items(2000), 16, 43, false);
+        assert!(!stale.load_graph(dir.path()), "another stamp");
+        let mut fewer = VectorIndex::build(items(1999), 16, 42, false);
+        assert!(!fewer.load_graph(dir.path()), "other vectors");
+        // The graph's answers agree with the exact scan on most of the top 10.
+        let exact = a.exact(q, 10);
+        let approx = a.approx(q, 10, 64);
+        let same = approx
+            .iter()
+            .filter(|x| exact.iter().any(|e| e.0 == x.0))
+            .count();
+        assert!(same >= 8, "{same}");
     }
 }

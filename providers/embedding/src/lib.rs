@@ -61,7 +61,8 @@ pub struct Semantic {
     files: Option<ModelFiles>,
     embedder: OnceLock<std::result::Result<Arc<dyn Embedder>, Error>>,
     index: Mutex<Option<Arc<VectorIndex>>>,
-    graph: bool,
+    graph: std::sync::atomic::AtomicBool,
+    graph_dir: Mutex<Option<std::path::PathBuf>>,
 }
 
 /// Memories embedded before a query when the queue has a backlog (the rest waits for
@@ -77,7 +78,20 @@ impl Semantic {
             files: Some(files),
             embedder: OnceLock::new(),
             index: Mutex::new(None),
-            graph,
+            graph: std::sync::atomic::AtomicBool::new(graph),
+            graph_dir: Mutex::new(None),
+        }
+    }
+
+    /// Lets large collections use an HNSW graph (long-lived processes: mounts, servers).
+    pub fn use_graph(&self, on: bool) {
+        self.graph.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Where the HNSW graph is saved and loaded from (rebuilt when the vectors changed).
+    pub fn set_graph_dir(&self, dir: std::path::PathBuf) {
+        if let Ok(mut g) = self.graph_dir.lock() {
+            *g = Some(dir);
         }
     }
 
@@ -90,7 +104,8 @@ impl Semantic {
             files: None,
             embedder: cell,
             index: Mutex::new(None),
-            graph,
+            graph: std::sync::atomic::AtomicBool::new(graph),
+            graph_dir: Mutex::new(None),
         }
     }
 
@@ -173,7 +188,21 @@ impl Semantic {
             return Ok(i.clone());
         }
         let (items, stamp) = self.store.vectors_all(MODEL_ID)?;
-        let idx = Arc::new(VectorIndex::build(items, DIM, stamp, self.graph));
+        let graph = self.graph.load(std::sync::atomic::Ordering::Relaxed);
+        let mut idx = VectorIndex::build(items, DIM, stamp, false);
+        if graph && idx.len() >= index::HNSW_MIN {
+            let dir = self.graph_dir.lock().ok().and_then(|g| g.clone());
+            // A saved graph of exactly these vectors loads in about a second; otherwise
+            // build one (about 70 s per 100k vectors here) and save it for the next start.
+            let loaded = dir.as_ref().is_some_and(|d| idx.load_graph(d));
+            if !loaded {
+                idx.build_graph();
+                if let Some(d) = &dir {
+                    let _ = idx.save_graph(d);
+                }
+            }
+        }
+        let idx = Arc::new(idx);
         *guard = Some(idx.clone());
         Ok(idx)
     }
