@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod fuse;
 mod input;
+mod mcp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -239,6 +239,12 @@ pub enum Command {
         #[arg(long)]
         mark_read: bool,
     },
+    /// Serve the Model Context Protocol over stdin/stdout as --agent (tools: avm_recall,
+    /// avm_browse, avm_fetch, avm_remember, avm_search, …)
+    #[command(
+        after_help = "Example client configuration:\n  {\"mcpServers\": {\"avm\": {\"command\": \"avm\", \"args\": [\"--agent\", \"alice\", \"mcp\"]}}}"
+    )]
+    Mcp,
     /// Mount avm as a filesystem at DIR (as --agent, or as the operator)
     #[command(
         after_help = "Without --foreground the mount runs in the background and this command returns once it is live. Unmount with `avm unmount DIR` (or SIGTERM to the mount process)."

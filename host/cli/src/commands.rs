@@ -170,6 +170,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
         }
         Command::Daemon { action } => return crate::daemon::run(&g, action),
+        Command::Mcp => {
+            let app = App::open(&g)?;
+            let memory = app.memory.clone();
+            avm_mcp::serve_stdio(avm_mcp::Ctx {
+                semantic: app.semantic.is_some(),
+                store: app.store.clone(),
+                caller: app.caller.clone(),
+                host: std::sync::Arc::new(app.host),
+            })?;
+            let _ = memory.store().sync();
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Model { action } => return crate::agent_cmds::model_cmd(&g, action, j),
         Command::Unmount { dir } => {
             crate::mount_cmd::unmount(dir)?;

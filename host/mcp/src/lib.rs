@@ -1,0 +1,509 @@
+//! avm-mcp: agent memory over the Model Context Protocol (rmcp), as tools an LLM can use.
+//!
+//! Every tool turns its arguments into a host call as the session's agent (isolation holds
+//! exactly as on the other front ends). A tool that ran and failed is an `isError` result
+//! naming the error kind; malformed arguments are JSON-RPC errors (rmcp's parameter parsing).
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, ContentBlock as Content, Implementation, ServerCapabilities, ServerConfig,
+};
+use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use avm_core::address::Query;
+use avm_core::storage::MemoryStore;
+use avm_core::{Caller, Error, Host, ListOptions, Output, Put, Result, SearchOptions, WriteInput};
+
+/// What the tools work on.
+pub struct Ctx {
+    /// The host (rights checked there).
+    pub host: Arc<Host>,
+    /// The store behind the services (remember, messages).
+    pub store: Arc<dyn MemoryStore>,
+    /// Who this session is.
+    pub caller: Caller,
+    /// Whether semantic search is available.
+    pub semantic: bool,
+}
+
+/// The one place avm results become MCP tool results.
+fn result(r: Result<Output>) -> std::result::Result<CallToolResult, rmcp::ErrorData> {
+    Ok(match r {
+        Ok(o) => CallToolResult::success(vec![Content::text(o.text)]),
+        Err(e) => CallToolResult::error(vec![Content::text(format!(
+            "{}: {}",
+            e.kind().as_str(),
+            e.message()
+        ))]),
+    })
+}
+
+fn address(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {
+    let mut q = Query::new();
+    for (k, v) in pairs {
+        q.push(*k, v.clone());
+    }
+    let mut s = avm_core::Address::path(path)?.path;
+    s.push(':');
+    s.push_str(suffix);
+    if !q.is_empty() {
+        s.push('?');
+        s.push_str(&q.to_string());
+    }
+    Ok(s)
+}
+
+/// `avm_recall` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct RecallArgs {
+    /// What to remember about: a question or keywords.
+    pub query: String,
+    /// Token budget for the whole answer (cl100k tokens); default 4000.
+    pub max_tokens: Option<usize>,
+    /// balanced (default), relevance, importance or recency.
+    pub strategy: Option<String>,
+    /// Only these shared namespaces (besides your private memories).
+    pub namespaces: Option<Vec<String>>,
+}
+
+/// `avm_browse` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct BrowseArgs {
+    /// Query to rank memories by.
+    pub query: String,
+    /// At most this many (default 10).
+    pub limit: Option<usize>,
+}
+
+/// `avm_fetch` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct FetchArgs {
+    /// Paths returned by avm_browse or avm_recall.
+    pub paths: Vec<String>,
+}
+
+/// `avm_remember` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct RememberArgs {
+    /// The memory.
+    pub content: String,
+    /// Short title (becomes part of the file name).
+    pub title: Option<String>,
+    /// 0..1, default 0.5.
+    pub importance: Option<f64>,
+    /// Tags.
+    pub tags: Option<Vec<String>>,
+    /// Shared namespace to write into (else your private memory).
+    pub namespace: Option<String>,
+}
+
+/// `avm_search` / `avm_semantic` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct SearchArgs {
+    /// Words to search for.
+    pub query: String,
+    /// At most this many hits (default 10).
+    pub limit: Option<usize>,
+}
+
+/// `avm_list` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct ListArgs {
+    /// Directory (default: your private memory, /private).
+    pub prefix: Option<String>,
+    /// At most this many (default 50).
+    pub limit: Option<usize>,
+}
+
+/// A path.
+#[derive(Deserialize, JsonSchema)]
+pub struct PathArgs {
+    /// Path such as /memory/shared/market/fed.md or /private/notes.md.
+    pub path: String,
+}
+
+/// `avm_write` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct WriteArgs {
+    /// Path to write.
+    pub path: String,
+    /// New content.
+    pub content: String,
+    /// Replace the tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// `avm_tags` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct TagsArgs {
+    /// A memory (its tags) or a directory (tag counts); default /memory.
+    pub path: Option<String>,
+}
+
+/// `avm_recent` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct RecentArgs {
+    /// How many days back (default 1).
+    pub days: Option<u32>,
+    /// At most this many (default 20).
+    pub limit: Option<usize>,
+}
+
+/// `avm_link` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct LinkArgs {
+    /// From.
+    pub source: String,
+    /// To.
+    pub target: String,
+    /// Link type: related (default), derived, supersedes, contradicts, or any word.
+    pub link_type: Option<String>,
+}
+
+/// `avm_tell` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct TellArgs {
+    /// Recipient agent id, or @all.
+    pub to: String,
+    /// The message.
+    pub message: String,
+    /// urgent, normal (default) or low.
+    pub priority: Option<String>,
+}
+
+/// `avm_inbox` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct InboxArgs {
+    /// Mark every unread message read.
+    pub mark_read: Option<bool>,
+}
+
+/// `avm_topics` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct TopicsArgs {
+    /// Directory or memory (default /memory).
+    pub path: Option<String>,
+    /// At most this many (default 30).
+    pub limit: Option<usize>,
+}
+
+/// `avm_who_knows` arguments.
+#[derive(Deserialize, JsonSchema)]
+pub struct WhoKnowsArgs {
+    /// Topic.
+    pub topic: String,
+}
+
+/// The MCP server of one agent session.
+#[derive(Clone)]
+pub struct AvmMcp {
+    ctx: Arc<Ctx>,
+    #[allow(dead_code)]
+    tool_router: ToolRouter<Self>,
+}
+
+type ToolResult = std::result::Result<CallToolResult, rmcp::ErrorData>;
+
+#[tool_router]
+impl AvmMcp {
+    /// A server for `ctx`.
+    pub fn new(ctx: Ctx) -> Self {
+        AvmMcp {
+            ctx: Arc::new(ctx),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    fn read(&self, addr: Result<String>) -> Result<Output> {
+        self.ctx.host.read(&self.ctx.caller, &addr?)
+    }
+
+    #[tool(
+        description = "Recall what you (and your team, through shared namespaces) remember about a query, summarised to fit a token budget. Returns Markdown: one entry per memory with its path, score and the most relevant lines. Use this first; then avm_fetch for full text."
+    )]
+    async fn avm_recall(&self, Parameters(a): Parameters<RecallArgs>) -> ToolResult {
+        let mut pairs = vec![("q", a.query)];
+        if let Some(t) = a.max_tokens {
+            pairs.push(("max_tokens", t.to_string()));
+        }
+        if let Some(s) = a.strategy {
+            pairs.push(("strategy", s));
+        }
+        if let Some(ns) = a.namespaces.filter(|n| !n.is_empty()) {
+            pairs.push(("ns", ns.join(",")));
+        }
+        result(self.read(address("/", "recall", &pairs)))
+    }
+
+    #[tool(
+        description = "Phase one of two-phase retrieval: the paths of the memories most relevant to a query, each with a one-line summary and score, without their content. Follow with avm_fetch for the ones you need."
+    )]
+    async fn avm_browse(&self, Parameters(a): Parameters<BrowseArgs>) -> ToolResult {
+        let pairs = vec![("q", a.query), ("limit", a.limit.unwrap_or(10).to_string())];
+        result(self.read(address("/memory", "browse", &pairs)))
+    }
+
+    #[tool(description = "Phase two: the full content of the given memory paths.")]
+    async fn avm_fetch(&self, Parameters(a): Parameters<FetchArgs>) -> ToolResult {
+        result(avm_provider_recall::navigate::fetch(
+            &self.ctx.host,
+            &self.ctx.caller,
+            &a.paths,
+        ))
+    }
+
+    #[tool(
+        description = "Store a memory: private to you by default, or in a shared namespace your team can read. Returns its path. Remembering the same content twice returns the first memory."
+    )]
+    async fn avm_remember(&self, Parameters(a): Parameters<RememberArgs>) -> ToolResult {
+        let m = avm_provider_recall::Memory {
+            content: a.content,
+            title: a.title,
+            importance: a.importance,
+            tags: a.tags.unwrap_or_default(),
+            source: Some("mcp".into()),
+            namespace: a.namespace,
+            path: None,
+            ttl: None,
+        };
+        let r = avm_provider_recall::remember(
+            &self.ctx.host,
+            self.ctx.store.as_ref(),
+            &self.ctx.caller,
+            &m,
+        )
+        .map(|r| {
+            Output::new(
+                if r.created {
+                    format!("Stored: {}", r.path)
+                } else {
+                    format!("Already stored: {}", r.path)
+                },
+                avm_provider_recall::remember::to_json(&r),
+            )
+        });
+        result(r)
+    }
+
+    #[tool(
+        description = "Full-text search over the memories you may read: words match as prefixes, \"quoted text\" as a phrase. Returns scored paths with snippets."
+    )]
+    async fn avm_search(&self, Parameters(a): Parameters<SearchArgs>) -> ToolResult {
+        let r = self
+            .ctx
+            .host
+            .search(
+                &self.ctx.caller,
+                "/",
+                &SearchOptions {
+                    query: a.query.clone(),
+                    limit: a.limit.unwrap_or(10),
+                },
+            )
+            .map(|hits| {
+                let mut t = format!("Found {} results for '{}':\n\n", hits.len(), a.query);
+                for h in &hits {
+                    let snip: String = h.snippet.replace('\n', " ").chars().take(100).collect();
+                    t.push_str(&format!("- [{:.2}] {}\n  {snip}\n\n", h.score, h.path));
+                }
+                Output::new(t, serde_json::json!(hits))
+            });
+        result(r)
+    }
+
+    #[tool(
+        description = "Search by meaning (local embeddings): finds memories that say the same thing in other words. Needs the embedding model installed (avm model install)."
+    )]
+    async fn avm_semantic(&self, Parameters(a): Parameters<SearchArgs>) -> ToolResult {
+        if !self.ctx.semantic {
+            return result(Err(Error::new(
+                avm_core::ErrorKind::Unavailable,
+                "semantic search needs the embedding model: run `avm model install`",
+            )));
+        }
+        let pairs = vec![
+            ("q", a.query),
+            ("limit", a.limit.unwrap_or(10).to_string()),
+            ("mode", "semantic".to_string()),
+        ];
+        result(self.read(address("/memory", "search", &pairs)))
+    }
+
+    #[tool(description = "List a directory of memories (default: your private memory).")]
+    async fn avm_list(&self, Parameters(a): Parameters<ListArgs>) -> ToolResult {
+        let prefix = a.prefix.unwrap_or_else(|| "/private".into());
+        let r = self
+            .ctx
+            .host
+            .list(
+                &self.ctx.caller,
+                &prefix,
+                &ListOptions {
+                    recursive: false,
+                    limit: Some(a.limit.unwrap_or(50)),
+                    offset: 0,
+                },
+            )
+            .map(|l| {
+                let mut t = format!("Memories in {prefix} ({} items):\n\n", l.entries.len());
+                for e in &l.entries {
+                    let dir = if e.kind == avm_core::NodeKind::Dir {
+                        "/"
+                    } else {
+                        ""
+                    };
+                    t.push_str(&format!("- {}{dir}\n", e.path));
+                }
+                Output::new(t, serde_json::json!(l))
+            });
+        result(r)
+    }
+
+    #[tool(description = "Read one memory in full.")]
+    async fn avm_read(&self, Parameters(a): Parameters<PathArgs>) -> ToolResult {
+        let r = self
+            .ctx
+            .host
+            .read(&self.ctx.caller, &a.path)
+            .map(|o| Output::text(format!("# {}\n\n{}", a.path, o.text)));
+        result(r)
+    }
+
+    #[tool(
+        description = "Create or replace a node's content; tags and metadata not given are kept."
+    )]
+    async fn avm_write(&self, Parameters(a): Parameters<WriteArgs>) -> ToolResult {
+        let r = avm_core::Address::path(&a.path).and_then(|addr| {
+            self.ctx.host.write(
+                &self.ctx.caller,
+                &addr.path,
+                WriteInput::Put(Put {
+                    content: Some(a.content),
+                    tags: a.tags,
+                    ..Put::default()
+                }),
+            )
+        });
+        result(r)
+    }
+
+    #[tool(description = "Tags of a memory, or tag counts below a directory (default /memory).")]
+    async fn avm_tags(&self, Parameters(a): Parameters<TagsArgs>) -> ToolResult {
+        let p = a.path.unwrap_or_else(|| "/memory".into());
+        result(self.read(address(&p, "tags", &[])))
+    }
+
+    #[tool(description = "Memories changed recently that you may read, newest first.")]
+    async fn avm_recent(&self, Parameters(a): Parameters<RecentArgs>) -> ToolResult {
+        let pairs = vec![
+            ("days", a.days.unwrap_or(1).to_string()),
+            ("limit", a.limit.unwrap_or(20).to_string()),
+        ];
+        result(self.read(address("/", "timeline", &pairs)))
+    }
+
+    #[tool(description = "Counts and sizes of the memories you may read.")]
+    async fn avm_stats(&self) -> ToolResult {
+        result(self.read(address("/memory", "stats", &[])))
+    }
+
+    #[tool(
+        description = "Link two memories with a typed edge (related, derived, supersedes, contradicts, …)."
+    )]
+    async fn avm_link(&self, Parameters(a): Parameters<LinkArgs>) -> ToolResult {
+        let line = format!(
+            "{} {}",
+            a.target,
+            a.link_type.unwrap_or_else(|| "related".into())
+        );
+        let r = avm_core::Address::path(&a.source).and_then(|addr| {
+            self.ctx.host.write(
+                &self.ctx.caller,
+                &format!("{}:links", addr.path),
+                WriteInput::Text(line),
+            )
+        });
+        result(r)
+    }
+
+    #[tool(
+        description = "Send a message to another agent (or @all). Urgent messages appear on top of its next file read."
+    )]
+    async fn avm_tell(&self, Parameters(a): Parameters<TellArgs>) -> ToolResult {
+        let r = avm_provider_tell::send(
+            self.ctx.store.as_ref(),
+            &self.ctx.caller,
+            &a.to,
+            &a.message,
+            a.priority.as_deref().unwrap_or("normal"),
+            None,
+        )
+        .map(|t| Output::text(format!("Sent to {} ({}).", t.to, t.priority)));
+        result(r)
+    }
+
+    #[tool(description = "Your messages from other agents.")]
+    async fn avm_inbox(&self, Parameters(a): Parameters<InboxArgs>) -> ToolResult {
+        result(avm_provider_tell::inbox(
+            self.ctx.store.as_ref(),
+            &self.ctx.caller,
+            a.mark_read.unwrap_or(false),
+        ))
+    }
+
+    #[tool(
+        description = "The most common topics of the memories you may read, or the topics of one memory."
+    )]
+    async fn avm_topics(&self, Parameters(a): Parameters<TopicsArgs>) -> ToolResult {
+        let p = a.path.unwrap_or_else(|| "/memory".into());
+        result(self.read(address(
+            &p,
+            "topics",
+            &[("limit", a.limit.unwrap_or(30).to_string())],
+        )))
+    }
+
+    #[tool(
+        description = "Which agents know about a topic (ids and counts only, never their private content)."
+    )]
+    async fn avm_who_knows(&self, Parameters(a): Parameters<WhoKnowsArgs>) -> ToolResult {
+        result(self.read(address("/", "who-knows", &[("topic", a.topic)])))
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for AvmMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("avm", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "avm is your long-term memory, shared with your team. Start with avm_recall (or \
+                 avm_browse then avm_fetch); store what you learn with avm_remember.",
+            )
+    }
+}
+
+/// Serves `ctx` over stdin/stdout until the client closes the connection.
+pub fn serve_stdio(ctx: Ctx) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let server = AvmMcp::new(ctx);
+        match server.serve(rmcp::transport::stdio()).await {
+            Ok(running) => {
+                let _ = running.waiting().await;
+            }
+            // A client that leaves before initializing is not an error worth a backtrace.
+            Err(e) => eprintln!("avm mcp: {e}"),
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The MCP server driven by a real MCP client (rmcp) over stdio.
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::TokioChildProcess;
+
+use crate::{Env, s};
+
+fn text(r: &rmcp::model::CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn client(env: &Env, agent: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    let mut cmd =
+        tokio::process::Command::from(env.cmd(&["--db", s(&env.db()), "--agent", agent, "mcp"]));
+    cmd.stderr(std::process::Stdio::null());
+    ().serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap()
+}
+
+fn call(name: &str, args: serde_json::Value) -> CallToolRequestParams {
+    let mut p = CallToolRequestParams::new(name.to_string());
+    p.arguments = args.as_object().cloned();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_uses_every_tool_and_sessions_are_isolated() {
+    let env = Env::new();
+    let alice = client(&env, "alice").await;
+    let info = alice.peer_info().unwrap();
+    assert_eq!(info.server_info.as_ref().unwrap().name, "avm");
+    let tools = alice.list_all_tools().await.unwrap();
+    let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    for want in [
+        "avm_recall",
+        "avm_browse",
+        "avm_fetch",
+        "avm_remember",
+        "avm_search",
+        "avm_semantic",
+        "avm_list",
+        "avm_read",
+        "avm_write",
+        "avm_tags",
+        "avm_recent",
+        "avm_stats",
+        "avm_link",
+        "avm_tell",
+        "avm_inbox",
+        "avm_topics",
+        "avm_who_knows",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+    let recall = tools.iter().find(|t| t.name == "avm_recall").unwrap();
+    assert!(
+        recall
+            .input_schema
+            .get("required")
+            .unwrap()
+            .to_string()
+            .contains("query")
+    );
+    // Good calls.
+    let r = alice
+        .call_tool(call(
+            "avm_remember",
+            serde_json::json!({"content": "MCP memory about zebra migrations", "title": "zebras", "tags": ["wildlife"]}),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let path = text(&r).trim_start_matches("Stored: ").to_string();
+    assert!(path.starts_with("/memory/private/alice/"), "{path}");
+    let r = alice
+        .call_tool(call(
+            "avm_recall",
+            serde_json::json!({"query": "zebra migrations", "max_tokens": 300}),
+        ))
+        .await
+        .unwrap();
+    assert!(text(&r).contains(&path), "{}", text(&r));
+    let r = alice
+        .call_tool(call("avm_browse", serde_json::json!({"query": "zebra"})))
+        .await
+        .unwrap();
+    assert!(text(&r).contains(&path));
+    let r = alice
+        .call_tool(call("avm_fetch", serde_json::json!({"paths": [path]})))
+        .await
+        .unwrap();
+    assert!(text(&r).contains("MCP memory about zebra migrations"));
+    let r = alice
+        .call_tool(call("avm_search", serde_json::json!({"query": "zebra"})))
+        .await
+        .unwrap();
+    assert!(text(&r).contains(&path));
+    let r = alice
+        .call_tool(call(
+            "avm_write",
+            serde_json::json!({"path": "/memory/shared/team/plan.md", "content": "ship it"}),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        text(&r).starts_with("Saved: /memory/shared/team/plan.md"),
+        "{}",
+        text(&r)
+    );
+    let r = alice
+        .call_tool(call(
+            "avm_read",
+            serde_json::json!({"path": "/memory/shared/team/plan.md"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "# /memory/shared/team/plan.md\n\nship it");
+    let r = alice.call_tool(call("avm_link", serde_json::json!({"source": "/memory/shared/team/plan.md", "target": path, "link_type": "derived"}))).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    for (tool, args) in [
+        ("avm_list", serde_json::json!({})),
+        ("avm_tags", serde_json::json!({})),
+        ("avm_recent", serde_json::json!({})),
+        ("avm_stats", serde_json::json!({})),
+        ("avm_topics", serde_json::json!({})),
+        ("avm_who_knows", serde_json::json!({"topic": "zebra"})),
+        (
+            "avm_tell",
+            serde_json::json!({"to": "bob", "message": "hi bob", "priority": "urgent"}),
+        ),
+        ("avm_inbox", serde_json::json!({})),
+    ] {
+        let r = alice.call_tool(call(tool, args)).await.unwrap();
+        assert_ne!(r.is_error, Some(true), "{tool}: {}", text(&r));
+    }
+    // A tool that runs and fails is an isError result; malformed arguments are protocol errors.
+    let r = alice
+        .call_tool(call(
+            "avm_read",
+            serde_json::json!({"path": "/memory/none.md"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(text(&r).starts_with("not-found:"), "{}", text(&r));
+    let r = alice
+        .call_tool(call(
+            "avm_recall",
+            serde_json::json!({"query": "x", "strategy": "fastest"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    // Arguments that do not fit the schema: refused (as a protocol error, or as an error result
+    // the model can read and correct, which is what the current MCP revision asks for).
+    match alice
+        .call_tool(call("avm_recall", serde_json::json!({"max_tokens": 5})))
+        .await
+    {
+        Err(_) => {}
+        Ok(r) => assert_eq!(r.is_error, Some(true), "{}", text(&r)),
+    }
+    assert!(
+        alice
+            .call_tool(call("avm_nope", serde_json::json!({})))
+            .await
+            .is_err()
+    );
+    // Bob's session on the same database cannot reach Alice's private memory.
+    let bob = client(&env, "bob").await;
+    let r = bob
+        .call_tool(call("avm_read", serde_json::json!({"path": path})))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(text(&r).starts_with("permission-denied:"), "{}", text(&r));
+    for (tool, args) in [
+        (
+            "avm_recall",
+            serde_json::json!({"query": "zebra migrations"}),
+        ),
+        ("avm_search", serde_json::json!({"query": "zebra"})),
+        ("avm_browse", serde_json::json!({"query": "zebra"})),
+        ("avm_recent", serde_json::json!({})),
+        ("avm_list", serde_json::json!({"prefix": "/memory/private"})),
+        ("avm_fetch", serde_json::json!({"paths": [path]})),
+    ] {
+        let r = bob.call_tool(call(tool, args)).await.unwrap();
+        // (avm_fetch may name the path it was given back; it never shows the content.)
+        let t = text(&r);
+        assert!(!t.contains("MCP memory about"), "{tool}: {t}");
+        assert!(
+            tool == "avm_fetch" || !t.contains("/memory/private/alice"),
+            "{tool}: {t}"
+        );
+    }
+    let r = bob
+        .call_tool(call("avm_inbox", serde_json::json!({})))
+        .await
+        .unwrap();
+    assert!(text(&r).contains("hi bob"), "{}", text(&r));
+    let r = bob
+        .call_tool(call(
+            "avm_read",
+            serde_json::json!({"path": "/memory/shared/team/plan.md"}),
+        ))
+        .await
+        .unwrap();
+    assert!(text(&r).contains("ship it"), "shared stays visible");
+    alice.cancel().await.unwrap();
+    bob.cancel().await.unwrap();
+}
