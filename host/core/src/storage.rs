@@ -200,6 +200,41 @@ pub fn rrf(lists: &[Vec<String>]) -> Vec<(String, f64)> {
     out
 }
 
+/// Whether `line` is one of the header lines `remember` puts around a memory's content
+/// (`---`, `*Created: …*`, `*Updated: …*`, `*Tags: …*`, `*Source: …*`), which summaries,
+/// excerpts and embeddings leave out.
+pub fn is_header_line(line: &str) -> bool {
+    let t = line.trim();
+    t == "---"
+        || (t.starts_with('*')
+            && t.ends_with('*')
+            && ["*Created:", "*Updated:", "*Tags:", "*Source:"]
+                .iter()
+                .any(|p| t.starts_with(p)))
+}
+
+/// The shortcut id of a node: its id in base 36 (unique, stable across moves, found by id at
+/// any store size).
+pub fn shortcut(id: i64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut n = id.unsigned_abs();
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The node id of a shortcut, if it is one.
+pub fn shortcut_id(s: &str) -> Option<i64> {
+    i64::from_str_radix(s, 36).ok().filter(|n| *n > 0)
+}
+
 /// Vectors by node id.
 pub type Vectors = Vec<(i64, Vec<f32>)>;
 

@@ -204,7 +204,7 @@ impl Core {
         let Some(store) = &self.store else {
             return Err(Error::not_found(path));
         };
-        let node = avm_core_shortcut_id(id)
+        let node = avm_core::storage::shortcut_id(id)
             .map(|n| store.path_of_id(n))
             .transpose()?
             .flatten()
@@ -695,10 +695,6 @@ impl Core {
         }
         Ok(())
     }
-}
-
-fn avm_core_shortcut_id(s: &str) -> Option<i64> {
-    i64::from_str_radix(s, 36).ok().filter(|n| *n > 0)
 }
 
 #[cfg(test)]

@@ -39,14 +39,7 @@ pub fn document_text(n: &MemoryNode) -> String {
         out.push('\n');
     }
     for line in n.content.lines() {
-        let t = line.trim();
-        if t == "---"
-            || (t.starts_with('*')
-                && t.ends_with('*')
-                && ["*Created:", "*Updated:", "*Tags:"]
-                    .iter()
-                    .any(|p| t.starts_with(p)))
-        {
+        if avm_core::storage::is_header_line(line) {
             continue;
         }
         out.push_str(line);

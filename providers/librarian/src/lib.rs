@@ -396,13 +396,7 @@ fn excerpt(content: &str, max: usize) -> String {
     let body: Vec<&str> = content
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            !l.is_empty()
-                && *l != "---"
-                && !l.starts_with("*Created:")
-                && !l.starts_with("*Tags:")
-                && !l.starts_with("# ")
-        })
+        .filter(|l| !l.is_empty() && !avm_core::storage::is_header_line(l) && !l.starts_with("# "))
         .collect();
     let joined = body.join(" ");
     let mut out: String = joined.chars().take(max).collect();

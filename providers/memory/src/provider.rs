@@ -1007,26 +1007,7 @@ pub fn always_dir(path: &str, caller: &avm_core::Caller) -> bool {
         || caller.private_root().as_deref() == Some(path)
 }
 
-/// The shortcut id of a node: its id in base 36 (unique, stable across moves, found by id).
-pub fn shortcut(id: i64) -> String {
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut n = id.unsigned_abs();
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// The node id of a shortcut, if it is one.
-pub fn shortcut_id(s: &str) -> Option<i64> {
-    i64::from_str_radix(s, 36).ok().filter(|n| *n > 0)
-}
+pub use avm_core::storage::{shortcut, shortcut_id};
 
 impl Provider for MemoryProvider {
     fn info(&self) -> ProviderInfo {

@@ -41,14 +41,7 @@ const STOP: &[&str] = &[
 
 /// Is this a line `remember` adds around the content (`*Created: …*`, `*Tags: …*`, `---`)?
 pub fn is_boilerplate(line: &str) -> bool {
-    let t = line.trim();
-    t.is_empty()
-        || t == "---"
-        || (t.starts_with('*')
-            && t.ends_with('*')
-            && ["*Created:", "*Updated:", "*Tags:", "*Source:"]
-                .iter()
-                .any(|p| t.starts_with(p)))
+    line.trim().is_empty() || avm_core::storage::is_header_line(line)
 }
 
 /// The content lines worth showing: boilerplate dropped, a heading repeating the title
