@@ -388,3 +388,33 @@ fn restore_brings_back_the_newest_trash_copy_and_whole_directories() {
     );
     assert!(e.run(&["--agent", "", "ls"]).fails(2).contains("agent id"));
 }
+
+#[test]
+fn a_stray_avm_variable_is_ignored_and_config_check_names_it() {
+    let env = Env::new();
+    let ok = env
+        .cmd(&["write", "/memory/a.md", "-c", "x"])
+        .env("AVM_SESSION_DB", "/tmp/whatever")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let check = env
+        .cmd(&["config", "check"])
+        .env("AVM_MAX_NODE_BYTE", "5")
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(!check.status.success());
+    assert!(
+        out.contains("AVM_MAX_NODE_BYTE") && out.contains("did you mean AVM_MAX_NODE_BYTES"),
+        "{out}"
+    );
+}

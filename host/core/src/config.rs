@@ -284,11 +284,14 @@ pub fn figment(sources: &Sources) -> Result<Figment> {
         ));
     }
     if sources.env {
-        fig = fig.merge(
-            Env::prefixed("AVM_")
-                .split("__")
-                .filter(|k| !ENV_NOT_CONFIG.contains(&k.as_str().to_lowercase().as_str())),
-        );
+        fig = fig.merge(Env::prefixed("AVM_").split("__").filter(|k| {
+            // Only variables naming a configuration key are configuration: a script's own
+            // AVM_SOMETHING must not make every avm command fail. `avm config check`
+            // still lists the ones it ignores, so a typo does not go unnoticed.
+            let k = k.as_str().to_lowercase();
+            let top = k.split('.').next().unwrap_or("");
+            !ENV_NOT_CONFIG.contains(&k.as_str()) && TOP_KEYS.contains(&top)
+        }));
     }
     for (key, value) in &sources.flags {
         fig = fig.merge(Serialized::global(key, value.clone()));
@@ -488,6 +491,28 @@ pub fn check(sources: &Sources, known_types: &[&str]) -> Vec<Problem> {
             message: e.message().to_string(),
             source: source_of("agent"),
         });
+    }
+    if sources.env {
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            let Some(rest) = name.strip_prefix("AVM_") else {
+                continue;
+            };
+            let k = rest.to_lowercase();
+            let top = k.split("__").next().unwrap_or("");
+            if !ENV_NOT_CONFIG.contains(&k.as_str()) && !TOP_KEYS.contains(&top) {
+                let hint = suggest(top, TOP_KEYS)
+                    .map(|s| format!("; did you mean AVM_{}?", s.to_uppercase()))
+                    .unwrap_or_default();
+                problems.push(Problem {
+                    key: name.to_string(),
+                    message: format!(
+                        "environment variable {name} is ignored: {top:?} is not a configuration key{hint}"
+                    ),
+                    source: Some("environment".into()),
+                });
+            }
+        }
     }
     check_mounts(&fig, &dict, known_types, &mut problems);
     check_access(&fig, &mut problems);
