@@ -26,31 +26,12 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             if *n == 0 || *writers == 0 {
                 return Err(Error::invalid("--n and --writers must be at least 1"));
             }
-            let tmp;
-            let dir = match dir {
-                Some(d) => {
-                    std::fs::create_dir_all(d).map_err(|e| {
-                        Error::new(
-                            ErrorKind::Unavailable,
-                            format!("cannot create {}: {e}", d.display()),
-                        )
-                    })?;
-                    d.clone()
-                }
-                None => {
-                    tmp = tempdir()?;
-                    tmp.0.clone()
-                }
-            };
+            let (dir, _tmp) = scratch(dir)?;
             if !json {
                 eprintln!(
                     "avm bench store: {n} nodes, {writers} writers, in {} ({} build)",
                     dir.display(),
-                    if cfg!(debug_assertions) {
-                        "DEBUG — numbers are not representative"
-                    } else {
-                        "release"
-                    }
+                    build_label()
                 );
                 println!(
                     "{:<44} {:>10} {:>12} {:>10} {:>10}",
@@ -83,14 +64,7 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             Ok(())
         }
         BenchWhat::Fuse { n, dir } => {
-            let tmp;
-            let dir = match dir {
-                Some(d) => d.clone(),
-                None => {
-                    tmp = tempdir()?;
-                    tmp.0.clone()
-                }
-            };
+            let (dir, _tmp) = scratch(dir)?;
             let rows = fuse_bench(&dir, (*n).max(10))?;
             if json {
                 println!(
@@ -101,11 +75,7 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                 eprintln!(
                     "avm bench fuse: {} ({} build)",
                     dir.display(),
-                    if cfg!(debug_assertions) {
-                        "DEBUG — numbers are not representative"
-                    } else {
-                        "release"
-                    }
+                    build_label()
                 );
                 println!(
                     "{:<44} {:>8} {:>10} {:>10}",
@@ -133,31 +103,12 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                     "--n must be at least 100, --questions at least 1, and give at least one budget",
                 ));
             }
-            let tmp;
-            let dir = match dir {
-                Some(d) => {
-                    std::fs::create_dir_all(d).map_err(|e| {
-                        Error::new(
-                            ErrorKind::Unavailable,
-                            format!("cannot create {}: {e}", d.display()),
-                        )
-                    })?;
-                    d.clone()
-                }
-                None => {
-                    tmp = tempdir()?;
-                    tmp.0.clone()
-                }
-            };
+            let (dir, _tmp) = scratch(dir)?;
             if !json {
                 eprintln!(
                     "avm bench recall: {n} memories, {questions} questions, in {} ({} build)",
                     dir.display(),
-                    if cfg!(debug_assertions) {
-                        "DEBUG — numbers are not representative"
-                    } else {
-                        "release"
-                    }
+                    build_label()
                 );
             }
             let r = avm_benches::recall_bench::recall_bench(
@@ -355,6 +306,35 @@ struct TempDir(std::path::PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `release`, or a warning that a debug build's numbers mean little.
+pub fn build_label() -> &'static str {
+    if cfg!(debug_assertions) {
+        "DEBUG — numbers are not representative"
+    } else {
+        "release"
+    }
+}
+
+/// The bench's scratch directory: `dir` (created if needed), or a temporary one that is
+/// removed when the returned guard drops.
+fn scratch(dir: &Option<std::path::PathBuf>) -> Result<(std::path::PathBuf, Option<TempDir>)> {
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("cannot create {}: {e}", d.display()),
+                )
+            })?;
+            Ok((d.clone(), None))
+        }
+        None => {
+            let t = tempdir()?;
+            Ok((t.0.clone(), Some(t)))
+        }
     }
 }
 

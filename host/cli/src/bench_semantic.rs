@@ -87,14 +87,7 @@ pub fn run(sizes: &[usize], queries: usize, json_out: bool) -> Result<()> {
         rows.push(json!({"name": name, "value": v}));
     };
     if !json_out {
-        eprintln!(
-            "avm bench semantic ({} build)",
-            if cfg!(debug_assertions) {
-                "DEBUG — numbers are not representative"
-            } else {
-                "release"
-            }
-        );
+        eprintln!("avm bench semantic ({} build)", crate::bench::build_label());
     }
     let t = Instant::now();
     let e = OrtEmbedder::load(&files)?;
