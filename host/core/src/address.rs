@@ -116,10 +116,8 @@ pub fn is_suffix_name(s: &str) -> bool {
 /// `/:search` gives `("/", "search")`. Returns `None` when the last segment has no well-formed
 /// `:word` ending. The caller decides whether the word is a declared suffix.
 pub fn suffix_candidate(path: &str) -> Option<(String, &str)> {
-    let (parent, last) = match path.rfind('/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => return None,
-    };
+    let i = path.rfind('/')?;
+    let (parent, last) = (&path[..i], &path[i + 1..]);
     let colon = last.rfind(':')?;
     let word = &last[colon + 1..];
     if !is_suffix_name(word) {

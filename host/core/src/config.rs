@@ -197,6 +197,21 @@ pub struct MountConfig {
     pub options: Dict,
 }
 
+impl MountConfig {
+    /// This mount's `options` read into a provider's typed option struct (which should deny
+    /// unknown fields); errors name the mount and say what was wrong.
+    pub fn typed_options<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let v = serde_json::to_value(&self.options)
+            .map_err(|e| Error::invalid(format!("mount {}: options: {e}", self.pattern)))?;
+        serde_json::from_value(v).map_err(|e| {
+            Error::invalid(format!(
+                "mount {} (type {}): options: {e}",
+                self.pattern, self.kind
+            ))
+        })
+    }
+}
+
 /// Where configuration comes from, besides the fixed files.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {

@@ -85,6 +85,8 @@ pub struct Host {
     policy: Arc<Policy>,
     /// Read results of mounts with a TTL, keyed by caller, resolved path and suffix/query.
     cache: Mutex<HashMap<CacheKey, (Instant, Output)>>,
+    /// Each mount pattern's literal prefix (`/db/users/{id}` → `/db/users`), by pattern.
+    prefixes: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Host {
@@ -119,8 +121,13 @@ impl Host {
     /// Builds a host, reporting every bad or conflicting pattern.
     pub fn new(mounts: Vec<Mount>) -> std::result::Result<Self, Vec<Error>> {
         let router = Router::new(mounts.into_iter().map(|m| (m.pattern.clone(), m)).collect())?;
+        let prefixes = router
+            .routes()
+            .map(|(p, _)| (p.as_str().to_string(), p.literal_prefix()))
+            .collect();
         Ok(Host {
             router,
+            prefixes,
             services: Vec::new(),
             policy: Arc::new(Policy::open()),
             cache: Mutex::new(HashMap::new()),
@@ -150,6 +157,37 @@ impl Host {
     /// The mounts, most specific first.
     pub fn mounts(&self) -> impl Iterator<Item = &Mount> {
         self.router.routes().map(|(_, m)| m)
+    }
+
+    /// Refuses, before any content is sent, a write of `path` that its mount can never take
+    /// (a read-only mount, or a provider that takes no writes), so a front end such as FUSE can
+    /// fail the `open` instead of the `close` that shells ignore.
+    pub fn check_writable(&self, path: &str) -> Result<()> {
+        let Some(r) = self.router.route(path) else {
+            return Ok(());
+        };
+        let m = r.target;
+        if m.read_only {
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!("{path} is on the read-only mount {}", m.pattern),
+            ));
+        }
+        if !m.info.ops.write {
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!(
+                    "{path} is served by the {} provider of mount {}, which takes no writes",
+                    m.info.kind, m.pattern
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `type` of the provider that serves `path` (`memory`, `wasm`, …), if any mount does.
+    pub fn provider_kind(&self, path: &str) -> Option<&str> {
+        self.router.route(path).map(|r| r.target.info.kind.as_str())
     }
 
     fn declares(&self, base: &str, word: &str) -> bool {
@@ -204,7 +242,41 @@ impl Host {
                 },
             ));
         }
-        let route = self.router.route(&path).ok_or_else(|| {
+        // The literal root of a pattern such as `/db/users/{id}` matches no pattern itself (or
+        // only a catch-all from above, like `/**`), yet it is where that mount's entries live:
+        // plain reads (stat, list) of it go to that mount.
+        let prefix_len = |pattern: &str| self.prefixes.get(pattern).map_or(0, String::len);
+        let routed = self.router.route(&path);
+        let root = if op == Op::Read && addr.suffix.is_none() {
+            self.router.routes().map(|(_, m)| m).find(|m| {
+                m.pattern.len() > path.len()
+                    && self.prefixes.get(&m.pattern).is_some_and(|lp| *lp == path)
+                    && routed.as_ref().is_none_or(|r| {
+                        r.target.pattern != m.pattern && prefix_len(&r.target.pattern) < path.len()
+                    })
+            })
+        } else {
+            None
+        };
+        let route = match (routed, root) {
+            (_, Some(mount)) => {
+                return Ok((
+                    mount,
+                    Request {
+                        mount: mount.pattern.clone(),
+                        path,
+                        captures: Default::default(),
+                        suffix: None,
+                        query: addr.query,
+                        caller: caller.clone(),
+                        deadline: None,
+                        policy: self.policy.clone(),
+                    },
+                ));
+            }
+            (r, _) => r,
+        }
+        .ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
                 format!(

@@ -266,6 +266,21 @@ pub struct Listing {
     pub more: bool,
 }
 
+impl Listing {
+    /// One page of `entries` (already sorted) as `opts` asks: `offset`, then at most `limit`,
+    /// with `more` telling whether entries remain.
+    pub fn page(entries: Vec<Entry>, opts: &ListOptions) -> Listing {
+        let total = entries.len();
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .skip(opts.offset)
+            .take(opts.limit.unwrap_or(usize::MAX))
+            .collect();
+        let more = opts.offset + entries.len() < total;
+        Listing { entries, more }
+    }
+}
+
 /// A typed write of content and metadata. Fields left `None` are left as they are.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Put {

@@ -106,6 +106,18 @@ impl Pattern {
         &self.raw
     }
 
+    /// The names of the pattern's captures in order; `**` is named `**`.
+    pub fn capture_names(&self) -> Vec<String> {
+        self.segs
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Cap(c) => Some(c.clone()),
+                Seg::Globstar => Some("**".to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The literal path before the first wildcard (`/live/prices` for `/live/prices/{s}`).
     pub fn literal_prefix(&self) -> String {
         let mut out = String::new();

@@ -337,7 +337,7 @@ impl Core {
                 )
             })
             .collect();
-        for (p, _) in lock(&self.pending).iter() {
+        for p in lock(&self.pending).keys() {
             if parent(p) == path && !out.iter().any(|(n, _)| n == basename(p)) {
                 out.push((basename(p).to_string(), Kind::File));
             }
@@ -405,6 +405,11 @@ impl Core {
                 }
             }
             let content = self.host.read(&self.caller, &addr)?.text;
+            // Content generated on each read (http, script, sqlite, wasm, …) may differ from the
+            // size getattr saw, so the kernel must not trust that size: direct I/O.
+            if self.host.provider_kind(path).is_some_and(|k| k != "memory") {
+                direct = true;
+            }
             let mut snap = Vec::new();
             if !mode.write
                 && let Some((header, ids)) = self.urgent()
@@ -424,7 +429,11 @@ impl Core {
         let addr = self.host.parse(&self.caller, &self.address(path)?)?;
         self.host
             .policy()
-            .check(&self.caller, &addr.path, Action::Write)
+            .check(&self.caller, &addr.path, Action::Write)?;
+        if addr.suffix.is_none() {
+            self.host.check_writable(&addr.path)?;
+        }
+        Ok(())
     }
 
     fn generate(&self, path: &str) -> Result<String> {

@@ -458,8 +458,10 @@ impl MemoryStore for Store {
                     let id: i64 = r.get(0)?;
                     let blob: Vec<u8> = r.get(1)?;
                     let v = blob
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .as_chunks::<4>()
+                        .0
+                        .iter()
+                        .map(|b| f32::from_le_bytes(*b))
                         .collect();
                     Ok((id, v))
                 })?
