@@ -1,0 +1,223 @@
+//! Mount options of a `wasm` provider, with human-friendly sizes and durations.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Options of a `type = "wasm"` mount (`[mounts.options]`).
+///
+/// ```toml
+/// [[mounts]]
+/// pattern = "/live/indicators/{symbol}"
+/// type = "wasm"
+/// options = { component = "~/plugins/indicators.wasm", timeout = "500ms", memory = "32MiB",
+///             output = "256KiB", http = ["https://prices.example/*"] }
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmOptions {
+    /// The component file (`.wasm`, built for wasm32-wasip2); `~` and `${VAR}` are expanded.
+    pub component: String,
+    /// Wall-clock limit of one call: `"1s"`, `"250ms"` or milliseconds. Default 1 s.
+    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Linear-memory limit: `"64MiB"`, `"512KiB"` or bytes. Default 64 MiB, at most 1 GiB.
+    #[serde(default = "default_memory", deserialize_with = "de_size")]
+    pub memory: u64,
+    /// Largest result (and http-get body) a call may return, and the cap on captured
+    /// stdout/stderr/log text. Default 1 MiB.
+    #[serde(default = "default_output", deserialize_with = "de_size")]
+    pub output: u64,
+    /// URL patterns the plugin may GET through the `http-get` import (`*` matches any run of
+    /// characters). Empty (the default) grants nothing.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Environment variables visible to the guest through WASI (default: none).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host directories the guest may read through WASI, guest path → host path (default: none).
+    #[serde(default)]
+    pub dirs: BTreeMap<String, String>,
+    /// The key-value store file (default: the CLI passes `<data dir>/plugins-kv.db`).
+    #[serde(default)]
+    pub kv: Option<String>,
+    /// Most bytes this mount may keep in the key-value store. Default 16 MiB.
+    #[serde(default = "default_kv_max", deserialize_with = "de_size")]
+    pub kv_max: u64,
+}
+
+/// The largest memory limit a plugin may ask for (the instance pool is sized for it).
+pub const MAX_MEMORY: u64 = 1 << 30;
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_memory() -> u64 {
+    64 << 20
+}
+fn default_output() -> u64 {
+    1 << 20
+}
+fn default_kv_max() -> u64 {
+    16 << 20
+}
+
+impl WasmOptions {
+    /// Options for `component` with every default.
+    pub fn new(component: impl Into<String>) -> Self {
+        WasmOptions {
+            component: component.into(),
+            timeout: default_timeout(),
+            memory: default_memory(),
+            output: default_output(),
+            http: Vec::new(),
+            env: BTreeMap::new(),
+            dirs: BTreeMap::new(),
+            kv: None,
+            kv_max: default_kv_max(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrText {
+    Num(u64),
+    Text(String),
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match NumOrText::deserialize(d)? {
+        NumOrText::Num(ms) => Ok(Duration::from_millis(ms)),
+        NumOrText::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match NumOrText::deserialize(d)? {
+        NumOrText::Num(n) => Ok(n),
+        NumOrText::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `"250ms"`, `"2s"`, `"1m"` or a bare number of milliseconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let t = raw.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration; use e.g. \"500ms\", \"2s\" or \"1m\""))?;
+    match unit.trim() {
+        "" | "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" | "min" => Ok(Duration::from_secs(n * 60)),
+        u => Err(format!(
+            "{raw:?}: unknown duration unit {u:?}; use ms, s or m"
+        )),
+    }
+}
+
+/// Parses `"64MiB"`, `"512KiB"`, `"1GiB"`, `"100KB"` or a bare number of bytes.
+pub fn parse_size(raw: &str) -> Result<u64, String> {
+    let t = raw.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a size; use e.g. \"64MiB\", \"512KiB\" or bytes"))?;
+    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        u => {
+            return Err(format!(
+                "{raw:?}: unknown size unit {u:?}; use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{raw:?} is too large"))
+}
+
+/// Does `url` match the grant `pattern` (`*` = any run of characters, everything else literal)?
+pub fn url_matches(pattern: &str, url: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == url;
+    }
+    let mut rest = url;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_accept_units_and_bare_numbers() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("40"), Ok(Duration::from_millis(40)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn url_grants_match_only_their_pattern() {
+        let p = "http://127.0.0.1:8080/prices/*";
+        assert!(url_matches(p, "http://127.0.0.1:8080/prices/NVDA"));
+        assert!(!url_matches(p, "http://127.0.0.1:8080/admin"));
+        assert!(!url_matches(p, "http://127.0.0.1:9090/prices/NVDA"));
+        assert!(url_matches(
+            "https://a.example/*/x",
+            "https://a.example/v1/x"
+        ));
+        assert!(!url_matches(
+            "https://a.example/*/x",
+            "https://a.example/v1/y"
+        ));
+        assert!(url_matches(
+            "https://exact.example/",
+            "https://exact.example/"
+        ));
+        assert!(!url_matches(
+            "https://exact.example/",
+            "https://exact.example/more"
+        ));
+    }
+
+    #[test]
+    fn options_deserialize_from_config_values() {
+        let v = serde_json::json!({"component": "x.wasm", "timeout": "200ms", "memory": "16MiB", "output": 4096});
+        let o: WasmOptions = serde_json::from_value(v).expect("parses");
+        assert_eq!(o.timeout, Duration::from_millis(200));
+        assert_eq!(o.memory, 16 << 20);
+        assert_eq!(o.output, 4096);
+        let bad = serde_json::json!({"component": "x.wasm", "fuel": 3});
+        assert!(serde_json::from_value::<WasmOptions>(bad).is_err());
+    }
+}
