@@ -560,7 +560,11 @@ fn the_daemon_keeps_configured_mounts_alive_and_cleans_up() {
         assert!(t.elapsed() < Duration::from_secs(20), "not restarted: {st}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(std::fs::read_dir(&b).unwrap().count(), 2, "memory and tell");
+    assert_eq!(
+        std::fs::read_dir(&b).unwrap().count(),
+        3,
+        "index, memory and tell"
+    );
     // Reload applies the edited file: bob's mount goes.
     env.write_file("config/avm/mounts.toml", &conf(false));
     avm(&["daemon", "reload"]).ok();
@@ -597,11 +601,56 @@ fn a_fresh_mount_has_the_namespaces_and_takes_writes_at_once() {
     need_fuse!();
     let env = Env::new();
     let m = Mount::new(&env, Some("alice"), "mnt");
-    assert_eq!(m.ok("ls"), "memory\ntell\n");
+    assert_eq!(m.ok("ls"), "index\nmemory\ntell\n");
     assert_eq!(m.ok("ls memory"), "private\nshared\n");
     assert_eq!(m.ok("ls memory/private"), "alice\n");
     m.ok("echo 'first thought' > memory/private/alice/idea.md");
     assert_eq!(m.ok("cat memory/private/alice/idea.md"), "first thought\n");
     let r = env.run(&["-a", "alice", "recall", "first thought"]);
     assert!(r.ok().contains("/memory/private/alice/idea.md"), "{r:#?}");
+}
+
+#[test]
+fn plugin_mounts_are_files_in_the_mount_with_content_generated_at_each_read() {
+    need_fuse!();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
+    let built = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "building plugins/ failed");
+    let wasm = root.join("target/wasm32-wasip2/release/hello.wasm");
+    let env = Env::new();
+    let counter = env.write_file("bin/n.sh", "#!/bin/sh\necho \"run $1\"\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&counter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    env.write_file(
+        "config/avm/config.toml",
+        &format!(
+            "[[mounts]]\npattern = \"/**\"\ntype = \"memory\"\n\n[[mounts]]\npattern = \"/hello/{{name}}\"\ntype = \"wasm\"\noptions = {{ component = \"{}\" }}\n\n[[mounts]]\npattern = \"/tools/{{x}}\"\ntype = \"script\"\noptions = {{ program = \"{}\", args = [\"{{x}}\"] }}\n",
+            s(&wasm),
+            s(&counter)
+        ),
+    );
+    let m = Mount::new(&env, Some("alice"), "mnt");
+    assert_eq!(m.ok("cat hello/world"), "Hello, world! (asked by alice)\n");
+    assert_eq!(
+        m.ok("cat hello/world:shout"),
+        "HELLO, WORLD! (ASKED BY ALICE)\n"
+    );
+    assert_eq!(m.ok("ls hello"), "world\n");
+    // The script's size is unknown until it runs (stat says 0): reads still get everything.
+    assert_eq!(m.ok("cat tools/abc"), "run abc\n");
+    assert_eq!(m.ok("cat tools/xyz | wc -c").trim(), "8");
+    assert!(m.sh("echo x > hello/world").status.code() != Some(0));
 }

@@ -8,6 +8,7 @@ mod concurrency;
 mod fuse;
 mod input;
 mod mcp;
+mod plugins;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Wraps a finished process's output.
+    pub fn from_output(o: Output) -> Run {
+        Run::from(o)
+    }
+
     fn from(o: Output) -> Run {
         Run {
             code: o.status.code().unwrap_or(-1),

@@ -21,7 +21,9 @@ use avm_provider_topics::provider::TopicsProvider;
 use crate::cli::Global;
 
 /// Provider types this build can mount.
-pub const KNOWN_TYPES: &[&str] = &["memory"];
+pub const KNOWN_TYPES: &[&str] = &[
+    "memory", "wasm", "http", "script", "sqlite", "file", "index", "native",
+];
 
 /// Where configuration comes from for these global flags.
 pub fn sources(g: &Global) -> Sources {
@@ -109,6 +111,21 @@ impl App {
         if !config.mounts.iter().any(|m| m.pattern.starts_with("/tell")) {
             mounts.push(Mount::new("/tell/**", tell.clone()));
         }
+        // Project indexes (`avm index scan`) live at /index unless the config mounts it.
+        if !config
+            .mounts
+            .iter()
+            .any(|m| m.pattern.starts_with("/index"))
+        {
+            let o = avm_provider_index::IndexOptions {
+                db: Some(index_db(&db)),
+                ..Default::default()
+            };
+            mounts.push(Mount::new(
+                "/index/**",
+                Arc::new(avm_provider_index::IndexProvider::new("/index/**", o)?),
+            ));
+        }
         let host = Host::new(mounts)
             .map_err(|errs| {
                 Error::invalid(format!(
@@ -158,6 +175,11 @@ pub fn model_files(c: &Config) -> Result<ModelFiles> {
         f.tokenizer = PathBuf::from(config::expand(p)?);
     }
     Ok(f)
+}
+
+/// The index provider's state file beside the database (`avm.db` → `avm.index.db`).
+pub fn index_db(db: &std::path::Path) -> String {
+    db.with_extension("index.db").to_string_lossy().to_string()
 }
 
 /// Recall tuning from config.
@@ -221,6 +243,38 @@ fn mount(
             };
             Arc::new(p)
         }
+        "wasm" => Arc::new(avm_wasm::WasmProvider::new(
+            &m.pattern,
+            m.typed_options()?,
+            &avm_wasm::WasmEnv::standard(),
+        )?),
+        "http" => Arc::new(avm_provider_http::HttpProvider::new(
+            &m.pattern,
+            m.typed_options()?,
+        )?),
+        "script" => Arc::new(avm_provider_script::ScriptProvider::new(
+            &m.pattern,
+            m.typed_options()?,
+        )?),
+        "sqlite" => Arc::new(avm_provider_sqlite::SqliteProvider::new(
+            &m.pattern,
+            m.typed_options()?,
+        )?),
+        "file" => Arc::new(avm_provider_file::FileProvider::new(
+            &m.pattern,
+            m.typed_options()?,
+        )?),
+        "index" => {
+            let mut o: avm_provider_index::IndexOptions = m.typed_options()?;
+            if o.db.is_none() {
+                o.db = Some(index_db(default_db));
+            }
+            Arc::new(avm_provider_index::IndexProvider::new(&m.pattern, o)?)
+        }
+        "native" => Arc::new(avm_provider_native::NativeProvider::new(
+            &m.pattern,
+            m.typed_options()?,
+        )?),
         other => {
             return Err(Error::new(
                 ErrorKind::InvalidInput,

@@ -497,6 +497,19 @@ pub enum Command {
         /// Shell
         shell: clap_complete::Shell,
     },
+    /// WASM plugins: scaffold one, build it, inspect a built component
+    #[command(
+        after_help = "Walkthrough:\n  avm plugin new greet && cd greet\n  avm plugin build\n  # then mount it (config.toml):\n  [[mounts]]\n  pattern = \"/greet/{name}\"\n  type = \"wasm\"\n  options = { component = \"/path/to/greet/target/wasm32-wasip2/release/greet.wasm\" }"
+    )]
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+    /// Project indexes: track a directory's files and code signatures under /index/NAME
+    Index {
+        #[command(subcommand)]
+        action: IndexAction,
+    },
     /// Measure the store on this machine
     Bench {
         #[command(subcommand)]
@@ -620,4 +633,57 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+/// `avm plugin …`.
+#[derive(Debug, Subcommand)]
+pub enum PluginAction {
+    /// Scaffold a plugin crate NAME/ (source, vendored SDK and WIT; builds offline once fetched)
+    New {
+        /// Plugin name (letters, digits, - and _)
+        name: String,
+        /// Create it inside this directory [default: .]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the plugin in DIR for wasm32-wasip2 (release) and check that avm can load it
+    Build {
+        /// The plugin's directory [default: .]
+        dir: Option<PathBuf>,
+    },
+    /// Load a built component and print what it declares
+    Info {
+        /// The .wasm file
+        file: PathBuf,
+    },
+}
+
+/// `avm index …`.
+#[derive(Debug, Subcommand)]
+pub enum IndexAction {
+    /// Scan DIR into the index NAME (hashes, change status, code signatures)
+    Scan {
+        /// Index name
+        name: String,
+        /// Directory to scan [default: rescan the recorded one]
+        dir: Option<PathBuf>,
+    },
+    /// What changed on disk since the last scan
+    Status {
+        /// Index name
+        name: String,
+    },
+    /// Code signatures (functions, types, classes) of every tracked file
+    Sigs {
+        /// Index name
+        name: String,
+        /// Only this language: rs, py, ts, go
+        #[arg(long)]
+        lang: Option<String>,
+        /// Only signatures containing this text
+        #[arg(long, short = 'q')]
+        query: Option<String>,
+    },
+    /// The indexes there are
+    List,
 }

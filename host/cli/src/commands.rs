@@ -183,6 +183,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Model { action } => return crate::agent_cmds::model_cmd(&g, action, j),
+        Command::Plugin { action } => return crate::plugin_cmd::plugin_cmd(action, j),
         Command::Unmount { dir } => {
             crate::mount_cmd::unmount(dir)?;
             if !j {
@@ -560,6 +561,7 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         Command::Export { prefix, output } => export(app, &prefix, output, j)?,
         Command::Import { file, force } => return import(app, &file, force, j),
         Command::Batch => return batch(app),
+        Command::Index { action } => return crate::plugin_cmd::index_cmd(app, action, j),
         Command::Config { .. } | Command::Completions { .. } | Command::Bench { .. } => {}
         other => {
             crate::agent_cmds::run(app, other, j)?;

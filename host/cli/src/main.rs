@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod daemon;
 mod mount_cmd;
+mod plugin_cmd;
 
 use std::io::Write;
 use std::process::ExitCode;
