@@ -244,10 +244,10 @@ impl Host {
         }
         // The literal root of a pattern such as `/db/users/{id}` matches no pattern itself (or
         // only a catch-all from above, like `/**`), yet it is where that mount's entries live:
-        // plain reads (stat, list) of it go to that mount.
+        // reads (stat, list) and writes of it go to that mount, which decides.
         let prefix_len = |pattern: &str| self.prefixes.get(pattern).map_or(0, String::len);
         let routed = self.router.route(&path);
-        let root = if op == Op::Read && addr.suffix.is_none() {
+        let root = if addr.suffix.is_none() {
             self.router.routes().map(|(_, m)| m).find(|m| {
                 m.pattern.len() > path.len()
                     && self.prefixes.get(&m.pattern).is_some_and(|lp| *lp == path)

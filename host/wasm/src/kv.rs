@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use avm_core::{Error, ErrorKind, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -55,13 +55,13 @@ impl Kv {
         &self.file
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, deadline: Instant, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let mut guard = self
             .conn
             .lock()
             .map_err(|_| Error::new(ErrorKind::Internal, "plugin key-value lock poisoned"))?;
         if guard.is_none() {
-            if let Some(dir) = self.file.parent() {
+            if let Some(dir) = self.file.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     Error::new(
                         ErrorKind::Unavailable,
@@ -81,7 +81,18 @@ impl Kv {
             *guard = Some(c);
         }
         match guard.as_ref() {
-            Some(c) => f(c),
+            Some(c) => {
+                // Never wait for another writer past the plugin call's own deadline.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::new(
+                        ErrorKind::TimedOut,
+                        "no time left for the key-value store",
+                    ));
+                }
+                c.busy_timeout(left).map_err(db_err)?;
+                f(c)
+            }
             None => Err(Error::new(
                 ErrorKind::Internal,
                 "plugin key-value store not open",
@@ -90,8 +101,8 @@ impl Kv {
     }
 
     /// The value under `key`.
-    pub fn get(&self, key: &str) -> Result<Option<String>> {
-        self.with(|c| {
+    pub fn get(&self, key: &str, deadline: Instant) -> Result<Option<String>> {
+        self.with(deadline, |c| {
             c.query_row(
                 "SELECT value FROM kv WHERE scope = ?1 AND key = ?2",
                 params![self.scope, key],
@@ -103,14 +114,14 @@ impl Kv {
     }
 
     /// Stores `value` under `key`, refusing keys that are too long and a scope over its cap.
-    pub fn set(&self, key: &str, value: &str) -> Result<()> {
+    pub fn set(&self, key: &str, value: &str, deadline: Instant) -> Result<()> {
         if key.is_empty() || key.len() > MAX_KEY {
             return Err(Error::invalid(format!(
                 "key-value keys must be 1 to {MAX_KEY} bytes (got {})",
                 key.len()
             )));
         }
-        self.with(|c| {
+        self.with(deadline, |c| {
             let used: i64 = c
                 .query_row(
                     "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0)
@@ -140,8 +151,8 @@ impl Kv {
     }
 
     /// Removes `key`; true when it existed.
-    pub fn delete(&self, key: &str) -> Result<bool> {
-        self.with(|c| {
+    pub fn delete(&self, key: &str, deadline: Instant) -> Result<bool> {
+        self.with(deadline, |c| {
             c.execute(
                 "DELETE FROM kv WHERE scope = ?1 AND key = ?2",
                 params![self.scope, key],
@@ -152,8 +163,8 @@ impl Kv {
     }
 
     /// Keys beginning with `prefix`, sorted.
-    pub fn keys(&self, prefix: &str) -> Result<Vec<String>> {
-        self.with(|c| {
+    pub fn keys(&self, prefix: &str, deadline: Instant) -> Result<Vec<String>> {
+        self.with(deadline, |c| {
             let mut st = c
                 .prepare(
                     "SELECT key FROM kv WHERE scope = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
@@ -173,31 +184,35 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
     #[test]
     fn scopes_never_see_each_others_keys() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("kv.db");
         let a = Kv::new(&f, "/a/**", 1 << 20);
         let b = Kv::new(&f, "/b/**", 1 << 20);
-        a.set("k", "from a").unwrap();
-        assert_eq!(b.get("k").unwrap(), None);
-        b.set("k", "from b").unwrap();
-        assert_eq!(a.get("k").unwrap().as_deref(), Some("from a"));
-        assert_eq!(a.keys("").unwrap(), vec!["k"]);
-        assert!(a.delete("k").unwrap());
-        assert!(!a.delete("k").unwrap());
-        assert_eq!(b.get("k").unwrap().as_deref(), Some("from b"));
+        a.set("k", "from a", soon()).unwrap();
+        assert_eq!(b.get("k", soon()).unwrap(), None);
+        b.set("k", "from b", soon()).unwrap();
+        assert_eq!(a.get("k", soon()).unwrap().as_deref(), Some("from a"));
+        assert_eq!(a.keys("", soon()).unwrap(), vec!["k"]);
+        assert!(a.delete("k", soon()).unwrap());
+        assert!(!a.delete("k", soon()).unwrap());
+        assert_eq!(b.get("k", soon()).unwrap().as_deref(), Some("from b"));
     }
 
     #[test]
     fn a_scope_over_its_cap_is_refused_as_too_large() {
         let dir = tempfile::tempdir().unwrap();
         let a = Kv::new(dir.path().join("kv.db"), "/a", 100);
-        a.set("one", &"x".repeat(50)).unwrap();
-        let e = a.set("two", &"y".repeat(60)).unwrap_err();
+        a.set("one", &"x".repeat(50), soon()).unwrap();
+        let e = a.set("two", &"y".repeat(60), soon()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooLarge);
         // Replacing a value counts the new size, not old + new.
-        a.set("one", &"z".repeat(90)).unwrap();
-        assert!(a.set(&"k".repeat(300), "v").is_err());
+        a.set("one", &"z".repeat(90), soon()).unwrap();
+        assert!(a.set(&"k".repeat(300), "v", soon()).is_err());
     }
 }

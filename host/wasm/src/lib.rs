@@ -16,6 +16,7 @@
 //! Compiled components are cached in `$XDG_CACHE_HOME/avm/wasm`, keyed by the component's bytes
 //! and the engine, so a second load skips compilation.
 
+pub mod clock;
 pub mod kv;
 pub mod options;
 pub mod provider;

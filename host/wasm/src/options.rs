@@ -112,7 +112,10 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     match unit.trim() {
         "" | "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
-        "m" | "min" => Ok(Duration::from_secs(n * 60)),
+        "m" | "min" => n
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{raw:?} is too long")),
         u => Err(format!(
             "{raw:?}: unknown duration unit {u:?}; use ms, s or m"
         )),
@@ -145,13 +148,90 @@ pub fn parse_size(raw: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{raw:?} is too large"))
 }
 
-/// Does `url` match the grant `pattern` (`*` = any run of characters, everything else literal)?
-pub fn url_matches(pattern: &str, url: &str) -> bool {
+/// An `http` grant: an exact scheme, host (or `*.suffix` for subdomains) and port, and a glob
+/// (`*` = any run of characters) over the normalised path and query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    scheme: String,
+    host: String,
+    subdomains: bool,
+    port: u16,
+    path: String,
+}
+
+/// Parses a grant such as `https://api.example.com/v1/*` or `http://127.0.0.1:8080/prices/*`.
+pub fn parse_grant(p: &str) -> Result<Grant, String> {
+    let (scheme, rest) = p
+        .split_once("://")
+        .ok_or_else(|| format!("http grant {p:?} must start with http:// or https://"))?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => {
+            return Err(format!(
+                "http grant {p:?} must start with http:// or https://"
+            ));
+        }
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.contains('@') || authority.is_empty() {
+        return Err(format!("http grant {p:?}: give a host, without user info"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h,
+            port.parse::<u16>()
+                .map_err(|_| format!("http grant {p:?}: {port:?} is not a port"))?,
+        ),
+        _ => (authority, default_port),
+    };
+    let (host, subdomains) = match host.strip_prefix("*.") {
+        Some(h) => (h, true),
+        None => (host, false),
+    };
+    if host.is_empty() || host.contains('*') {
+        return Err(format!(
+            "http grant {p:?}: the host must be literal (or *.domain for its subdomains)"
+        ));
+    }
+    Ok(Grant {
+        scheme: scheme.to_string(),
+        host: host.to_ascii_lowercase(),
+        subdomains,
+        port,
+        path: path.to_string(),
+    })
+}
+
+impl Grant {
+    /// Does the (already parsed and normalised) URL fall under this grant?
+    pub fn allows(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: Option<u16>,
+        path_and_query: &str,
+    ) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_ok =
+            host == self.host || (self.subdomains && host.ends_with(&format!(".{}", self.host)));
+        scheme == self.scheme
+            && host_ok
+            && port == Some(self.port)
+            && glob(&self.path, path_and_query)
+    }
+}
+
+/// `*` matches any run of characters (including `/`); everything else is literal.
+pub fn glob(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
-        return pattern == url;
+        return pattern == text;
     }
-    let mut rest = url;
+    let mut rest = text;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
             match rest.strip_prefix(part) {
@@ -187,27 +267,20 @@ mod tests {
     }
 
     #[test]
-    fn url_grants_match_only_their_pattern() {
-        let p = "http://127.0.0.1:8080/prices/*";
-        assert!(url_matches(p, "http://127.0.0.1:8080/prices/NVDA"));
-        assert!(!url_matches(p, "http://127.0.0.1:8080/admin"));
-        assert!(!url_matches(p, "http://127.0.0.1:9090/prices/NVDA"));
-        assert!(url_matches(
-            "https://a.example/*/x",
-            "https://a.example/v1/x"
-        ));
-        assert!(!url_matches(
-            "https://a.example/*/x",
-            "https://a.example/v1/y"
-        ));
-        assert!(url_matches(
-            "https://exact.example/",
-            "https://exact.example/"
-        ));
-        assert!(!url_matches(
-            "https://exact.example/",
-            "https://exact.example/more"
-        ));
+    fn grants_match_scheme_host_port_exactly_and_glob_the_path() {
+        let g = parse_grant("http://127.0.0.1:8080/prices/*").expect("grant");
+        assert!(g.allows("http", "127.0.0.1", Some(8080), "/prices/NVDA"));
+        assert!(!g.allows("http", "127.0.0.1", Some(8080), "/admin"));
+        assert!(!g.allows("http", "127.0.0.1", Some(9090), "/prices/NVDA"));
+        assert!(!g.allows("https", "127.0.0.1", Some(8080), "/prices/NVDA"));
+        let w = parse_grant("https://*.example.com/*").expect("grant");
+        assert!(w.allows("https", "api.example.com", Some(443), "/x"));
+        assert!(!w.allows("https", "evil.com", Some(443), "/.example.com/x"));
+        assert!(!w.allows("https", "example.com.evil.org", Some(443), "/"));
+        assert!(parse_grant("ftp://x/*").is_err());
+        assert!(parse_grant("https://user@x/*").is_err());
+        assert!(parse_grant("https://ex*ample.com/*").is_err());
+        assert!(glob("/a/*/x", "/a/v1/x") && !glob("/a/*/x", "/a/v1/y"));
     }
 
     #[test]

@@ -17,13 +17,15 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::kv::Kv;
-use crate::options::{WasmOptions, url_matches};
+use crate::options::{Grant, WasmOptions, parse_grant};
 use crate::runtime::{self, Compiled, TICK};
 
 mod bindings {
     wasmtime::component::bindgen!({
         world: "plugin",
         path: "../../wit/avm-provider-0.1.0",
+        // Host imports may stop the call with a typed error (an avm_core::Error inside).
+        imports: { default: trappable },
     });
 }
 
@@ -37,6 +39,10 @@ pub const LOG_SUFFIX: &str = "plugin-log";
 const LOG_LINES: usize = 200;
 /// Longest kept log line, in bytes.
 const LOG_LINE_MAX: usize = 1024;
+/// The longest call a mount may allow.
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// WASI resources (streams, pollables) a call may hold at once.
+const MAX_RESOURCES: usize = 10_000;
 /// Captured stdout/stderr per call, in bytes.
 const STDIO_CAP: usize = 64 << 10;
 
@@ -44,6 +50,7 @@ const STDIO_CAP: usize = 64 << 10;
 struct Shared {
     name: String,
     opts: WasmOptions,
+    grants: Vec<Grant>,
     kv: Kv,
     log: Mutex<VecDeque<String>>,
 }
@@ -120,6 +127,15 @@ impl WasiView for State {
 
 impl wit::Host for State {}
 
+impl crate::clock::CallClock for State {
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
 fn werr(kind: WitKind, message: impl Into<String>) -> wit::Error {
     wit::Error {
         kind,
@@ -166,9 +182,9 @@ fn from_wit_kind(k: WitKind) -> ErrorKind {
 }
 
 impl wit_host::Host for State {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         if self.log_budget == 0 {
-            return;
+            return Ok(());
         }
         let lvl = match level {
             Level::Debug => "debug",
@@ -179,60 +195,102 @@ impl wit_host::Host for State {
         let line = format!("{lvl}: {message}");
         self.log_budget = self.log_budget.saturating_sub(line.len());
         self.shared.log(line);
+        Ok(())
     }
 
-    fn http_get(&mut self, url: String) -> std::result::Result<Response, wit::Error> {
+    fn http_get(
+        &mut self,
+        url: String,
+    ) -> wasmtime::Result<std::result::Result<Response, wit::Error>> {
         let opts = &self.shared.opts;
-        if !opts.http.iter().any(|p| url_matches(p, &url)) {
+        // Parse (and so normalise: `..`, `%2e`, case) before checking, so the URL checked is
+        // the URL fetched.
+        let parsed = match avm_provider_http::client::parse_url(&url) {
+            Ok(u) => u,
+            // Not an http(s) URL: nothing can grant it.
+            Err(e) => return Ok(Err(werr(WitKind::PermissionDenied, e.message()))),
+        };
+        let path_and_query = match parsed.query() {
+            Some(q) => format!("{}?{q}", parsed.path()),
+            None => parsed.path().to_string(),
+        };
+        let allowed = parsed.username().is_empty()
+            && parsed.password().is_none()
+            && self.shared.grants.iter().any(|g| {
+                g.allows(
+                    parsed.scheme(),
+                    parsed.host_str().unwrap_or(""),
+                    parsed.port_or_known_default(),
+                    &path_and_query,
+                )
+            });
+        if !allowed {
             self.shared
                 .log(format!("warn: refused http-get {url} (not granted)"));
-            return Err(werr(
+            return Ok(Err(werr(
                 WitKind::PermissionDenied,
                 format!(
                     "http-get {url} is not granted to plugin {}; grant it with options.http = [\"<url pattern>\"]",
                     self.shared.name
                 ),
-            ));
+            )));
         }
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(werr(WitKind::TimedOut, "no time left for http-get"));
+            return Ok(Err(werr(WitKind::TimedOut, "no time left for http-get")));
         }
         let fetch = avm_provider_http::client::Fetch {
-            url,
+            url: parsed.to_string(),
             headers: Vec::new(),
             timeout: left,
             max_bytes: opts.output,
         };
-        match avm_provider_http::client::get(&fetch) {
+        Ok(match avm_provider_http::client::get(&fetch) {
             Ok(r) => Ok(Response {
                 status: r.status,
                 body: r.body,
             }),
             Err(e) => Err(werr(to_wit_kind(e.kind()), e.message())),
-        }
+        })
     }
 
-    fn kv_get(&mut self, key: String) -> Option<String> {
-        self.shared.kv.get(&key).ok().flatten()
-    }
-
-    fn kv_set(&mut self, key: String, value: String) -> std::result::Result<(), wit::Error> {
+    fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        // A store that cannot answer stops the call with a typed error rather than reading as
+        // "absent", which would let a read-modify-write overwrite real data.
         self.shared
             .kv
-            .set(&key, &value)
-            .map_err(|e| werr(to_wit_kind(e.kind()), e.message()))
+            .get(&key, self.deadline)
+            .map_err(wasmtime::Error::new)
     }
 
-    fn kv_delete(&mut self, key: String) -> std::result::Result<bool, wit::Error> {
+    fn kv_set(
+        &mut self,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<std::result::Result<(), wit::Error>> {
+        Ok(self
+            .shared
+            .kv
+            .set(&key, &value, self.deadline)
+            .map_err(|e| werr(to_wit_kind(e.kind()), e.message())))
+    }
+
+    fn kv_delete(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<std::result::Result<bool, wit::Error>> {
+        Ok(self
+            .shared
+            .kv
+            .delete(&key, self.deadline)
+            .map_err(|e| werr(to_wit_kind(e.kind()), e.message())))
+    }
+
+    fn kv_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
         self.shared
             .kv
-            .delete(&key)
-            .map_err(|e| werr(to_wit_kind(e.kind()), e.message()))
-    }
-
-    fn kv_keys(&mut self, prefix: String) -> Vec<String> {
-        self.shared.kv.keys(&prefix).unwrap_or_default()
+            .keys(&prefix, self.deadline)
+            .map_err(wasmtime::Error::new)
     }
 }
 
@@ -280,13 +338,19 @@ impl WasmProvider {
                 "mount {pattern}: timeout must be more than 0"
             )));
         }
-        for p in &opts.http {
-            if !(p.starts_with("http://") || p.starts_with("https://")) {
-                return Err(Error::invalid(format!(
-                    "mount {pattern}: http grant {p:?} must start with http:// or https://"
-                )));
-            }
+        if opts.timeout > MAX_TIMEOUT {
+            return Err(Error::invalid(format!(
+                "mount {pattern}: timeout {} ms is over the largest allowed, {} ms",
+                opts.timeout.as_millis(),
+                MAX_TIMEOUT.as_millis()
+            )));
         }
+        let grants = opts
+            .http
+            .iter()
+            .map(|p| parse_grant(p))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::invalid(format!("mount {pattern}: {e}")))?;
         let prefix = Pattern::parse(pattern)?.literal_prefix();
         let file = PathBuf::from(avm_core::config::expand(&opts.component)?);
         let kv_file = match &opts.kv {
@@ -310,6 +374,7 @@ impl WasmProvider {
             runtime::load_component(engine, &file, env.cache_dir.as_deref())?;
         let mut linker: Linker<State> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(internal)?;
+        crate::clock::add_to_linker(&mut linker).map_err(internal)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(internal)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             Error::invalid(format!(
@@ -331,6 +396,7 @@ impl WasmProvider {
             .unwrap_or_else(|| pattern.to_string());
         let shared = Arc::new(Shared {
             name,
+            grants,
             kv: Kv::new(kv_file, pattern, opts.kv_max),
             opts,
             log: Mutex::new(VecDeque::new()),
@@ -382,7 +448,9 @@ impl WasmProvider {
         let stdout = MemoryOutputPipe::new(STDIO_CAP);
         let stderr = MemoryOutputPipe::new(STDIO_CAP);
         let mut b = WasiCtxBuilder::new();
-        b.stdout(stdout.clone()).stderr(stderr.clone());
+        b.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .monotonic_clock(crate::clock::Clock);
         for (k, v) in &opts.env {
             b.env(k, v);
         }
@@ -401,7 +469,12 @@ impl WasmProvider {
         }
         let state = State {
             wasi: b.build(),
-            table: ResourceTable::new(),
+            table: {
+                // Resources live in host memory, outside the guest's memory limit.
+                let mut t = ResourceTable::new();
+                t.set_max_capacity(MAX_RESOURCES);
+                t
+            },
             limiter: Limiter {
                 memory: opts.memory as usize,
                 refused: false,
@@ -418,19 +491,20 @@ impl WasmProvider {
     }
 
     /// Runs one export in a fresh instance and turns every way it can fail into an avm error.
-    fn call<R>(
+    fn call<R: Send>(
         &self,
         deadline: Option<Instant>,
         f: impl FnOnce(
             &Plugin,
             &mut Store<State>,
-        ) -> wasmtime::Result<std::result::Result<R, wit::Error>>,
+        ) -> wasmtime::Result<std::result::Result<R, wit::Error>>
+        + Send,
     ) -> Result<R> {
         let (mut store, stdout, stderr) = self.store(deadline)?;
-        let result = match self.pre.instantiate(&mut store) {
+        let result = outside_async(|| match self.pre.instantiate(&mut store) {
             Ok(plugin) => f(&plugin, &mut store),
             Err(e) => Err(e),
-        };
+        });
         self.keep_stdio("stdout", &stdout);
         let err_text = String::from_utf8_lossy(&stderr.contents()).to_string();
         self.keep_stdio("stderr", &stderr);
@@ -462,6 +536,9 @@ impl WasmProvider {
                     opts.memory
                 ),
             );
+        }
+        if let Some(fault) = e.downcast_ref::<Error>() {
+            return Error::new(fault.kind(), format!("plugin {name}: {}", fault.message()));
         }
         if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
             .is_some()
@@ -551,8 +628,39 @@ impl WasmProvider {
         self.capped(text)
     }
 
+    /// The plugin log can show any caller's requests: operators only.
+    fn log_allowed(&self, req: &Request) -> Result<()> {
+        match req.caller {
+            Caller::Operator => Ok(()),
+            Caller::Agent(_) => Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "the log of plugin {} is for operators (it shows every caller's requests)",
+                    self.shared.name
+                ),
+            )),
+        }
+    }
+
     fn is_root(&self, path: &str) -> bool {
         path == self.prefix || (self.prefix.is_empty() && path == "/")
+    }
+}
+
+/// Runs `f` where wasmtime-wasi's blocking bindings may block. They drive guest I/O with the
+/// current tokio runtime's `Handle::block_on` when there is one, which panics on a runtime
+/// worker thread (the MCP server's tools run there); leave the async context first.
+fn outside_async<T: Send>(f: impl FnOnce() -> wasmtime::Result<T> + Send) -> wasmtime::Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        // A current-thread runtime cannot give its only thread away: use another one.
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|_| Err(wasmtime::Error::msg("plugin call thread panicked")))
+        }),
     }
 }
 
@@ -610,6 +718,7 @@ impl Provider for WasmProvider {
 
     fn read(&self, req: &Request) -> Result<Output> {
         if req.suffix.as_deref() == Some(LOG_SUFFIX) {
+            self.log_allowed(req)?;
             let lines = self.log_lines();
             let mut text = lines.join("\n");
             if !text.is_empty() {
@@ -629,6 +738,13 @@ impl Provider for WasmProvider {
             updated_at: None,
             accessed_at: None,
         };
+        if req.suffix.as_deref() == Some(LOG_SUFFIX) {
+            self.log_allowed(req)?;
+            return Ok(Stat {
+                kind: NodeKind::File,
+                ..dir
+            });
+        }
         if self.is_root(&req.path) {
             return Ok(dir);
         }
@@ -695,6 +811,18 @@ impl Provider for WasmProvider {
                     && p.importance.is_none()
                     && p.expires_at.is_none() =>
             {
+                if p.create_only {
+                    match self.guest_read(req) {
+                        Ok(_) => {
+                            return Err(Error::new(
+                                ErrorKind::AlreadyExists,
+                                format!("{} already exists", req.path),
+                            ));
+                        }
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 match (p.content, p.append) {
                     (Some(c), false) => c,
                     (Some(c), true) => {

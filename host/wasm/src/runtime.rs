@@ -104,6 +104,7 @@ pub fn load_component(
     if let Some(dir) = cache_dir {
         let entry = dir.join(format!("{key}.cwasm"));
         if entry.is_file()
+            && private_to_us(dir, &entry)
             && let Ok(c) = deserialize(engine, &entry)
         {
             return Ok((c, Compiled::Cached));
@@ -137,12 +138,27 @@ fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Is the cache entry ours alone: directory and file owned by this process's user and
+/// writable by nobody else? Only then is it trusted as compiled code.
+fn private_to_us(dir: &Path, entry: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(me) = std::fs::metadata("/proc/self") else {
+        return false;
+    };
+    [dir, entry].iter().all(|p| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.uid() == me.uid() && m.mode() & 0o022 == 0 && !m.file_type().is_symlink()
+        })
+    })
+}
+
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, entry: &Path) -> wasmtime::Result<Component> {
     // SAFETY: wasmtime requires that the bytes were produced by `Component::serialize` of a
     // compatible engine and not tampered with. The entry is named by the hash of the source
-    // bytes and the engine's compatibility hash, lives in this user's own cache directory
-    // (created 0700), and wasmtime itself rejects entries from another version or config.
+    // bytes and the engine's compatibility hash, is read only after `private_to_us` checked
+    // that this user owns it and its directory and nobody else can write either, and
+    // wasmtime itself rejects entries from another version or config.
     unsafe { Component::deserialize_file(engine, entry) }
 }
 
@@ -155,8 +171,19 @@ fn store_in_cache(component: &Component, dir: &Path, key: &str) -> std::io::Resu
     let bytes = component
         .serialize()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{key}.{}.{n}.tmp", std::process::id()));
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+    }
     std::fs::rename(&tmp, dir.join(format!("{key}.cwasm")))
 }
 

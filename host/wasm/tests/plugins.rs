@@ -73,6 +73,13 @@ fn hello_greets_the_captured_name_and_the_asking_agent() {
     );
     let info = h.read(&Caller::Operator, "/hello/world:plugin-log");
     assert!(info.is_ok(), "the host's log suffix works: {info:?}");
+    let denied = h.read(&alice, "/hello/world:plugin-log").unwrap_err();
+    assert_eq!(
+        denied.kind(),
+        ErrorKind::PermissionDenied,
+        "the log is for operators"
+    );
+    assert!(h.stat(&Caller::Operator, "/hello/world:plugin-log").is_ok());
     let e = h
         .write(
             &Caller::Operator,
@@ -104,6 +111,16 @@ fn each_hostile_guest_gets_its_typed_error_and_the_next_call_works() {
         t.elapsed()
     );
     assert!(err.message().contains("300 ms"), "{err}");
+    ok(&h);
+
+    let t = Instant::now();
+    let err = read(&h, "/x/sleep").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "sleep stopped in {:?}",
+        t.elapsed()
+    );
     ok(&h);
 
     let err = read(&h, "/x/bomb").unwrap_err();
@@ -210,6 +227,9 @@ fn granted_http_works_and_anything_else_is_permission_denied() {
     for url in [
         format!("{base}/admin"),
         format!("{base}/prices"),
+        format!("{base}/prices/../admin"),
+        format!("{base}/prices/%2e%2e/admin"),
+        format!("{}/prices/x", base.replace("http://", "http://user@")),
         "http://127.0.0.2:1/prices/NVDA".to_string(),
         "file:///etc/passwd".to_string(),
     ] {
@@ -298,6 +318,16 @@ fn indicators_compute_from_prices_written_through_the_mount() {
         WriteInput::Text("1,2,3".into()),
     )
     .unwrap();
+    let again = h.write(
+        &op,
+        "/live/indicators/AMD",
+        WriteInput::Put(avm_core::Put {
+            content: Some("4 5 6".into()),
+            create_only: true,
+            ..Default::default()
+        }),
+    );
+    assert_eq!(again.unwrap_err().kind(), ErrorKind::AlreadyExists);
     let err = read(&h, "/live/indicators/AMD:rsi").unwrap_err();
     assert!(err.message().contains("needs at least 15 prices"), "{err}");
     h.remove(&op, "/live/indicators/AMD", RemoveOptions::default())

@@ -1,7 +1,7 @@
 //! Hostile test guest: each path misbehaves in one way, so tests can check that the host
 //! contains it and that the next call to the same plugin still works.
 //!
-//! `/x/loop` spins forever, `/x/bomb` allocates without bound, `/x/http?url=` calls http-get
+//! `/x/loop` spins forever, `/x/sleep` sleeps an hour, `/x/bomb` allocates without bound, `/x/http?url=` calls http-get
 //! (granted or not), `/x/panic` panics, `/x/big?bytes=N` returns N bytes, `/x/flood` floods
 //! stdout, `/x/escape` tries the environment and the host filesystem, `/x/count` increments a
 //! key-value counter, `/x/ok` answers "ok".
@@ -32,6 +32,11 @@ impl Provider for Hostile {
                 }
             }
             "panic" => panic!("hostile guest panicked on purpose"),
+            "sleep" => {
+                // Blocks in the host's timer, where the epoch deadline cannot reach.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok("woke up\n".into())
+            }
             "big" => {
                 let n: usize = req.query_num("bytes", 8 << 20)?;
                 Ok("x".repeat(n))

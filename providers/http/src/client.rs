@@ -85,9 +85,11 @@ fn shared() -> Result<&'static Shared> {
                 .map_err(|e| format!("cannot start the http runtime: {e}"))?;
             let policy = reqwest::redirect::Policy::custom(|attempt| {
                 let next = attempt.url();
-                // Same host, and never from https down to plain http.
+                // Same host and port (headers may carry keys meant for that service only), and
+                // never from https down to plain http.
                 let safe = attempt.previous().first().is_some_and(|first| {
                     first.host_str() == next.host_str()
+                        && first.port_or_known_default() == next.port_or_known_default()
                         && !(first.scheme() == "https" && next.scheme() != "https")
                 });
                 if attempt.previous().len() > MAX_REDIRECTS || !safe {

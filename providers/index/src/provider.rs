@@ -601,7 +601,19 @@ impl IndexProvider {
                     .map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))?;
                 Ok(Output::new(text + "\n", data))
             }
-            "scan" => self.rescan(&name),
+            "scan" => {
+                // A rescan reads the whole recorded tree with avm's rights: operators only.
+                if req.caller != avm_core::Caller::Operator {
+                    return Err(Error::new(
+                        ErrorKind::PermissionDenied,
+                        format!(
+                            "only an operator may rescan {} (rule: index scans are operator-only)",
+                            req.path
+                        ),
+                    ));
+                }
+                self.rescan(&name)
+            }
             "describe" => {
                 let row = require(self.store().index(&name)?, &name)?;
                 let text = if row.description.is_empty() {
@@ -929,7 +941,13 @@ impl Provider for IndexProvider {
                 req.path, req.path
             )));
         }
-        let dir = PathBuf::from(avm_core::config::expand(body)?);
+        // An absolute path is taken as given (the CLI sends canonical ones, and a directory
+        // may have a `$` in its name); `~` and `${VAR}` are expanded otherwise.
+        let dir = if body.starts_with('/') {
+            PathBuf::from(body)
+        } else {
+            PathBuf::from(avm_core::config::expand(body)?)
+        };
         let report = self.scan(&name, &dir, &mut |_| {})?;
         Ok(Output::new(report.text(), report.to_json()))
     }

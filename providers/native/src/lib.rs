@@ -475,7 +475,9 @@ impl Provider for NativeProvider {
                         None => entries.push(entry(join(&dir, &n), NodeKind::File)),
                     }
                 }
-                if entries.len() + dirs.len() > MAX_RECURSIVE_ENTRIES {
+                // Directories visited count too: a plugin that always lists one more
+                // subdirectory would otherwise never stop.
+                if entries.len() + dirs.len() + seen.len() > MAX_RECURSIVE_ENTRIES {
                     return Err(Error::new(
                         ErrorKind::TooLarge,
                         format!(

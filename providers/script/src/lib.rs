@@ -259,7 +259,12 @@ impl ScriptProvider {
         })
     }
 
-    fn command(&self, inv: &Invocation, req: &Request, caps: &BTreeMap<String, String>) -> Command {
+    fn command(
+        &self,
+        inv: &Invocation,
+        req: &Request,
+        caps: &BTreeMap<String, String>,
+    ) -> Result<Command> {
         let caller = req.caller.agent().unwrap_or("operator");
         let suffix = req.suffix.as_deref().unwrap_or("");
         let ctx = Context {
@@ -271,7 +276,18 @@ impl ScriptProvider {
         };
         let mut cmd = Command::new(&inv.program);
         for a in &inv.args {
-            cmd.arg(a.render(&ctx));
+            let arg = a.render(&ctx);
+            // A value from the request that opens an argument would read as an option
+            // (`--output=/home/u/.bashrc`): it stays one argument, but not one that starts
+            // with `-` unless the template itself put the dash there.
+            if arg.starts_with('-') && !a.starts_with_literal_dash() {
+                return Err(Error::invalid(format!(
+                    "{}: a value starting with '-' cannot open an argument of {} (it would read as an option)",
+                    req.path,
+                    inv.program.display()
+                )));
+            }
+            cmd.arg(arg);
         }
         if !self.inherit_env {
             cmd.env_clear();
@@ -296,7 +312,7 @@ impl ScriptProvider {
         if let Some(d) = &self.cwd {
             cmd.current_dir(d);
         }
-        cmd
+        Ok(cmd)
     }
 
     fn limits(&self, req: &Request) -> run::Limits {
@@ -327,7 +343,7 @@ impl ScriptProvider {
         req.query.check_keys(&keys, &req.describe(op))?;
         let label = format!("{} (for {})", inv.program.display(), req.path);
         let out = run::run(
-            self.command(inv, req, &caps),
+            self.command(inv, req, &caps)?,
             stdin,
             &self.limits(req),
             &label,

@@ -100,6 +100,11 @@ impl Template {
         Ok(Template { pieces })
     }
 
+    /// Does the template itself begin with a literal `-` (so a leading dash is the operator's)?
+    pub fn starts_with_literal_dash(&self) -> bool {
+        matches!(self.pieces.first(), Some(Piece::Lit(l)) if l.starts_with('-'))
+    }
+
     /// The query keys this template reads.
     pub fn query_keys(&self) -> impl Iterator<Item = &str> {
         self.pieces.iter().filter_map(|p| match p {

@@ -100,7 +100,6 @@ fn hostile_captures_stay_in_their_slot_and_never_reach_a_shell() {
         format!("x' ; touch {c} ; echo '"),
         format!("x\" && touch {c} && echo \""),
         format!("a\nb\ntouch {c}"),
-        "--help".to_string(),
         "*".to_string(),
         "a b  c\t".to_string(),
         "1; DROP TABLE t; --".to_string(),
@@ -127,6 +126,36 @@ fn hostile_captures_stay_in_their_slot_and_never_reach_a_shell() {
         );
     }
     assert!(!canary.exists(), "a capture was run as a command");
+}
+
+#[test]
+fn a_capture_cannot_open_an_argument_with_a_dash_and_become_an_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let prog = script(dir.path(), "argv.sh", ARGV_SCRIPT);
+    let p = provider(
+        "/tools/weather/{city}",
+        json!({"program": prog, "args": ["{city}", "--name={city}"]}),
+    );
+    for v in ["--output=/tmp/x", "-rf", "-"] {
+        let e = p
+            .read(&req_with("/tools/weather/x", &[("city", v)]))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{v}: {e}");
+        assert!(e.message().contains("option"), "{e}");
+    }
+    // Inside an argument, or after the operator's own dash, a dash is just text.
+    let p = provider(
+        "/tools/weather/{city}",
+        json!({"program": prog, "args": ["--name={city}", "x{city}"]}),
+    );
+    let out = p
+        .read(&req_with("/tools/weather/x", &[("city", "-rf")]))
+        .unwrap();
+    assert!(
+        out.text.contains("--name=-rf") && out.text.contains("x-rf"),
+        "{}",
+        out.text
+    );
 }
 
 #[test]
