@@ -102,7 +102,7 @@ fn no_route_into_another_agents_private_memory_reveals_anything() {
         vec!["topics", sc.secret.as_str()],
         vec!["list", "/memory/private/alice"],
         vec!["browse", "/memory/private/alice"],
-        vec!["export", "/memory/private/alice"],
+        vec!["export", "/memory/private/alice", "-o", "-"],
         vec!["mv", sc.secret.as_str(), "/memory/shared/stolen.md"],
         vec![
             "mv",
@@ -141,7 +141,7 @@ fn no_route_into_another_agents_private_memory_reveals_anything() {
         vec!["ask", &format!("{SECRET_WORD} launch code")],
         vec!["who-knows", SECRET_WORD],
         vec!["agents"],
-        vec!["export", "/memory"],
+        vec!["export", "/memory", "-o", "-"],
     ] {
         let r = bob(&args);
         let out = r.ok();
@@ -478,4 +478,82 @@ fn semantic_and_hybrid_search_through_the_cli_find_meaning_and_keep_isolation() 
     assert!(r.ok().contains("none waiting"), "{r:#?}");
     // Without the model: a clear error, not a crash.
     env.run(&["-a", "alice", "semantic", "x"]).fails(1);
+}
+
+#[test]
+fn gossip_digests_say_who_knows_a_topic_and_cannot_be_forged() {
+    let env = Env::new();
+    let db = env.db();
+    let db = s(&db);
+    for (agent, text) in [
+        (
+            "alice",
+            "Kubernetes deployment rollout failed on the staging cluster",
+        ),
+        (
+            "alice",
+            "Kubernetes ingress certificates renew through cert-manager",
+        ),
+        (
+            "bob",
+            "Pasta carbonara needs guanciale, pecorino and egg yolks",
+        ),
+        (
+            "bob",
+            "Fresh pasta dough rests thirty minutes before rolling",
+        ),
+    ] {
+        env.run(&["--db", db, "--agent", agent, "remember", text])
+            .ok();
+    }
+    env.run(&["--db", db, "gossip", "publish"]).fails(2);
+    let p = env.run(&["--db", db, "--agent", "alice", "gossip", "publish"]);
+    assert!(p.ok().starts_with("Published digest v1 with "), "{p:?}");
+    let p = env.run(&["--db", db, "--agent", "alice", "gossip", "publish"]);
+    assert!(p.ok().starts_with("Published digest v2 "), "{p:?}");
+    env.run(&["--db", db, "--agent", "bob", "gossip", "publish"])
+        .ok();
+
+    let r = env.run(&["--db", db, "gossip", "refresh"]);
+    let text = r.ok();
+    assert!(text.starts_with("Refreshed. Known agents: 2"), "{text}");
+    assert!(text.contains("• alice (v2,"), "{text}");
+    let who = env
+        .run(&["--db", db, "--json", "gossip", "who-knows", "kubernetes"])
+        .json();
+    let agents: Vec<&str> = who
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["agent"].as_str().unwrap())
+        .collect();
+    assert!(
+        agents.contains(&"alice") && !agents.contains(&"bob"),
+        "{who}"
+    );
+    let who = env
+        .run(&["--db", db, "--json", "gossip", "who-knows", "pasta"])
+        .json();
+    assert_eq!(who[0]["agent"], "bob", "{who}");
+    let none = env.run(&["--db", db, "gossip", "who-knows", "zzzqqq-nothing"]);
+    assert_eq!(none.ok(), "No agents found for topic: zzzqqq-nothing\n");
+
+    // Mallory cannot speak for bob, even by overwriting bob's digest.
+    let forged = env.run(&[
+        "--db",
+        db,
+        "--agent",
+        "mallory",
+        "write",
+        "/gossip/bob.digest",
+        "-c",
+        "{}",
+    ]);
+    assert!(forged.fails(1).contains("gossip digest"), "{forged:?}");
+    let stats = env
+        .run(&["--db", db, "--agent", "alice", "--json", "gossip", "stats"])
+        .json();
+    assert_eq!(stats["known_agents"], 2);
+    assert_eq!(stats["own_version"], 2);
+    assert_eq!(stats["agents"][0]["memories"], 2);
 }

@@ -219,3 +219,83 @@ async fn an_mcp_client_uses_every_tool_and_sessions_are_isolated() {
     alice.cancel().await.unwrap();
     bob.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_are_resources_each_session_sees_only_its_own_and_ping_answers() {
+    use rmcp::model::{ClientRequest, PingRequest, ReadResourceRequestParams, ServerResult};
+    let env = Env::new();
+    env.run(&[
+        "--db",
+        s(&env.db()),
+        "write",
+        "/memory/shared/team/plan.md",
+        "-c",
+        "ship friday",
+    ])
+    .ok();
+    env.run(&[
+        "--db",
+        s(&env.db()),
+        "write",
+        "/memory/private/alice/diary.md",
+        "-c",
+        "alice only",
+    ])
+    .ok();
+    let alice = client(&env, "alice").await;
+    let bob = client(&env, "bob").await;
+    let pong = alice
+        .send_request(ClientRequest::PingRequest(PingRequest::default()))
+        .await
+        .unwrap();
+    assert!(matches!(pong, ServerResult::EmptyResult(_)), "{pong:?}");
+
+    let uris = |rs: Vec<rmcp::model::Resource>| -> Vec<String> {
+        rs.iter().map(|r| r.uri.clone()).collect()
+    };
+    let a = uris(alice.list_all_resources().await.unwrap());
+    assert!(
+        a.contains(&"avm:///memory/shared/team/plan.md".to_string()),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&"avm:///memory/private/alice/diary.md".to_string()),
+        "{a:?}"
+    );
+    let b = uris(bob.list_all_resources().await.unwrap());
+    assert!(
+        b.contains(&"avm:///memory/shared/team/plan.md".to_string()),
+        "{b:?}"
+    );
+    assert!(!b.iter().any(|u| u.contains("/private/alice")), "{b:?}");
+
+    let read = alice
+        .read_resource(ReadResourceRequestParams::new(
+            "avm:///memory/private/alice/diary.md",
+        ))
+        .await
+        .unwrap();
+    let body = serde_json::to_value(&read.contents[0]).unwrap();
+    assert_eq!(body["text"], "alice only");
+    assert_eq!(body["uri"], "avm:///memory/private/alice/diary.md");
+    // Another agent's private memory: an error, and not its content.
+    let denied = bob
+        .read_resource(ReadResourceRequestParams::new(
+            "avm:///memory/private/alice/diary.md",
+        ))
+        .await;
+    let msg = format!("{denied:?}");
+    assert!(denied.is_err() && !msg.contains("alice only"), "{msg}");
+    let bad = alice
+        .read_resource(ReadResourceRequestParams::new("file:///etc/passwd"))
+        .await;
+    assert!(bad.is_err());
+    let traversal = alice
+        .read_resource(ReadResourceRequestParams::new(
+            "avm:///memory/shared/../private/alice/diary.md",
+        ))
+        .await;
+    assert!(traversal.is_err(), "{traversal:?}");
+    alice.cancel().await.unwrap();
+    bob.cancel().await.unwrap();
+}

@@ -91,6 +91,12 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             Ok(())
         }
         BenchWhat::Semantic { sizes, queries } => crate::bench_semantic::run(sizes, *queries, json),
+        BenchWhat::Api { n, queries, dir } => {
+            let (dir, _tmp) = scratch(dir)?;
+            let rows = api_bench(&dir, (*n).max(10), (*queries).max(10))?;
+            print_rows(&format!("avm bench api: {} memories", n), &rows, json);
+            Ok(())
+        }
         BenchWhat::Recall {
             n,
             questions,
@@ -347,4 +353,191 @@ fn tempdir() -> Result<TempDir> {
         )
     })?;
     Ok(TempDir(base))
+}
+
+fn print_rows(title: &str, rows: &[Row], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
+        return;
+    }
+    eprintln!("{title} ({} build)", build_label());
+    println!(
+        "{:<44} {:>8} {:>10} {:>10}",
+        "measurement", "ops", "p50 µs", "p99 µs"
+    );
+    for r in rows {
+        println!(
+            "{:<44} {:>8} {:>10.1} {:>10.1}",
+            r.name, r.ops, r.p50_us, r.p99_us
+        );
+    }
+}
+
+fn io_err(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::new(ErrorKind::Unavailable, format!("{what}: {e}"))
+}
+
+/// One HTTP/1.1 keep-alive GET; returns the body.
+fn http_get(
+    conn: &mut std::io::BufReader<std::net::TcpStream>,
+    host: &str,
+    target: &str,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{BufRead, Read, Write};
+    write!(
+        conn.get_mut(),
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n"
+    )?;
+    let mut len = 0usize;
+    let mut status = String::new();
+    conn.read_line(&mut status)?;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; len];
+    conn.read_exact(&mut body)?;
+    if !status.contains(" 200 ") {
+        return Err(std::io::Error::other(format!(
+            "{}: {}",
+            status.trim(),
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    Ok(body)
+}
+
+/// Recall round trips through `avm serve` (HTTP) and `avm mcp` (stdio) at `n` memories.
+fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let db = dir.join("api.db");
+    {
+        let (host, mem) = avm_benches::open(&db, avm_provider_memory::StoreOptions::default())?;
+        avm_benches::fill(&host, n, 7)?;
+        mem.store().sync()?;
+    }
+    let exe = std::env::current_exe().map_err(io_err("current exe"))?;
+    let q = |i: usize| {
+        format!(
+            "{}+{}",
+            avm_benches::word(i % 97 + 1),
+            avm_benches::word(i % 13 + 40)
+        )
+    };
+    let mut rows = Vec::new();
+
+    // HTTP: avm serve, one keep-alive connection.
+    let mut srv = Command::new(&exe)
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--bind", "127.0.0.1:0", "--work-every", "3600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(io_err("avm serve"))?;
+    let mut line = String::new();
+    if let Some(out) = srv.stdout.take() {
+        BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(io_err("avm serve"))?;
+    }
+    let addr = line
+        .trim()
+        .strip_prefix("Listening on http://")
+        .ok_or_else(|| Error::internal(format!("avm serve said {line:?}")))?
+        .to_string();
+    let stream = std::net::TcpStream::connect(&addr).map_err(io_err("connect"))?;
+    let _ = stream.set_nodelay(true);
+    let mut conn = BufReader::new(stream);
+    for i in 0..10 {
+        http_get(
+            &mut conn,
+            &addr,
+            &format!("/v1/recall?q={}&max_tokens=2000", q(i)),
+        )
+        .map_err(io_err("warm-up"))?;
+    }
+    rows.push(row(
+        "HTTP GET /v1/recall (2000 tokens)",
+        timed(queries, |i| {
+            http_get(
+                &mut conn,
+                &addr,
+                &format!("/v1/recall?q={}&max_tokens=2000", q(i)),
+            )
+            .map(drop)
+        })?,
+    ));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(srv.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = srv.wait();
+
+    // MCP: avm mcp over stdio, JSON-RPC lines.
+    let mut mcp = Command::new(&exe)
+        .arg("--db")
+        .arg(&db)
+        .args(["--agent", "bench", "mcp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(io_err("avm mcp"))?;
+    let mut input = mcp
+        .stdin
+        .take()
+        .ok_or_else(|| Error::internal("mcp stdin"))?;
+    let mut output = BufReader::new(
+        mcp.stdout
+            .take()
+            .ok_or_else(|| Error::internal("mcp stdout"))?,
+    );
+    let mut send = |v: serde_json::Value| writeln!(input, "{v}").and_then(|_| input.flush());
+    let mut recv = || {
+        let mut l = String::new();
+        output.read_line(&mut l).map(|_| l)
+    };
+    send(serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "avm-bench", "version": "1"}}}))
+    .map_err(io_err("mcp"))?;
+    recv().map_err(io_err("mcp"))?;
+    send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .map_err(io_err("mcp"))?;
+    let call = |i: usize| {
+        serde_json::json!({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {
+            "name": "avm_recall", "arguments": {"query": q(i).replace('+', " "), "max_tokens": 2000}}})
+    };
+    let mut roundtrip = |i: usize| -> std::io::Result<()> {
+        send(call(i))?;
+        let l = recv()?;
+        if l.contains("\"result\"") {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("mcp answered {l}")))
+        }
+    };
+    for i in 0..10 {
+        roundtrip(i).map_err(io_err("warm-up"))?;
+    }
+    rows.push(row(
+        "MCP tools/call avm_recall over stdio (2000)",
+        timed(queries, |i| roundtrip(i + 10))?,
+    ));
+    drop(roundtrip);
+    drop(send);
+    // End of input ends the session.
+    drop(input);
+    let _ = mcp.wait();
+    Ok(rows)
 }

@@ -505,6 +505,35 @@ pub enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// Gossip: publish a Bloom-filter digest of your topics; find which agents know a topic
+    #[command(
+        after_help = "Digests live at /gossip/<agent>.digest and are built from the topics of the agent's own private memories (1024-bit Bloom filter, 3 hashes). A digest counts only if written by the agent it names. Confidence falls from 100% to 10% over a week."
+    )]
+    Gossip {
+        #[command(subcommand)]
+        action: GossipAction,
+    },
+    /// Run the long-lived server: the HTTP API, plus workers that keep the topic index and the
+    /// embeddings up to date
+    #[command(
+        after_help = "Binds 127.0.0.1:7420 by default. On loopback, requests without a key act as the operator (or as X-Avm-Agent); any other bind requires an API key on every request (avm key create --agent NAME). SIGTERM/SIGINT stop it gracefully: requests in flight finish, writes are flushed. API: GET /openapi.json."
+    )]
+    Serve {
+        /// Address to listen on (port 0 picks a free one)
+        #[arg(long, default_value = "127.0.0.1:7420")]
+        bind: String,
+        /// Largest request body in bytes [default: max_node_bytes + 64 KiB]
+        #[arg(long)]
+        max_body: Option<usize>,
+        /// Seconds between worker passes (topic index, embeddings)
+        #[arg(long, default_value_t = 2)]
+        work_every: u64,
+    },
+    /// API keys for the HTTP API, one agent per key (stored hashed)
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Project indexes: track a directory's files and code signatures under /index/NAME
     Index {
         #[command(subcommand)]
@@ -614,6 +643,20 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 200)]
         queries: usize,
     },
+    /// Front-end round trips at N memories: `GET /v1/recall` against `avm serve` (HTTP/1.1
+    /// keep-alive) and `tools/call avm_recall` against `avm mcp` over stdio, both as child
+    /// processes of this one
+    Api {
+        /// Memories in the corpus
+        #[arg(long, short = 'n', default_value_t = 10_000)]
+        n: usize,
+        /// Requests per front end
+        #[arg(long, default_value_t = 300)]
+        queries: usize,
+        /// Scratch directory (default: a temporary one, removed afterwards)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Recall quality and latency: a generated corpus of agent memories and questions whose
     /// answers are known; hit rate at each budget, p50/p99 latency
     Recall {
@@ -686,4 +729,34 @@ pub enum IndexAction {
     },
     /// The indexes there are
     List,
+}
+
+/// `avm gossip …`.
+#[derive(Debug, Subcommand)]
+pub enum GossipAction {
+    /// Build and publish this agent's digest (needs --agent)
+    Publish,
+    /// Read every published digest and list the agents known
+    Refresh,
+    /// Agents whose digest mentions TOPIC, with a confidence from the digest's age
+    WhoKnows {
+        /// Topic
+        topic: String,
+    },
+    /// Known agents, versions, topic and memory counts, ages
+    Stats,
+}
+
+/// `avm key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Make a key for --agent NAME and print it (shown once)
+    Create,
+    /// The keys there are (ids and agents, never the secrets)
+    List,
+    /// Revoke a key by id
+    Revoke {
+        /// Key id (from `avm key list`)
+        id: String,
+    },
 }

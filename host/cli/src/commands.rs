@@ -184,6 +184,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Model { action } => return crate::agent_cmds::model_cmd(&g, action, j),
         Command::Plugin { action } => return crate::plugin_cmd::plugin_cmd(action, j),
+        Command::Serve {
+            bind,
+            max_body,
+            work_every,
+        } => return crate::serve::serve(&g, bind, *max_body, *work_every),
         Command::Unmount { dir } => {
             crate::mount_cmd::unmount(dir)?;
             if !j {
@@ -562,6 +567,8 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         Command::Import { file, force } => return import(app, &file, force, j),
         Command::Batch => return batch(app),
         Command::Index { action } => return crate::plugin_cmd::index_cmd(app, action, j),
+        Command::Gossip { action } => return crate::plugin_cmd::gossip_cmd(app, action, j),
+        Command::Key { action } => return crate::serve::key_cmd(app, action, j),
         Command::Config { .. } | Command::Completions { .. } | Command::Bench { .. } => {}
         other => {
             crate::agent_cmds::run(app, other, j)?;

@@ -9,6 +9,7 @@ mod commands;
 mod daemon;
 mod mount_cmd;
 mod plugin_cmd;
+mod serve;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! `avm plugin new|build|info` and `avm index scan|status|sigs|list`.
+//! `avm plugin new|build|info`, `avm index scan|status|sigs|list` and `avm gossip …`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use avm_core::{Error, ErrorKind, Provider, Result};
 use avm_wasm::{WasmEnv, WasmOptions, WasmProvider};
 
 use crate::app::App;
-use crate::cli::{IndexAction, PluginAction};
+use crate::cli::{GossipAction, IndexAction, PluginAction};
 use crate::commands::{addr, emit, ensure_nl, print_json};
 
 const SDK_SRC: &str = include_str!("../../../plugins/sdk/src/lib.rs");
@@ -228,12 +228,7 @@ fn describe(file: &Path) -> Result<serde_json::Value> {
     let env = WasmEnv::standard();
     let mut opts = WasmOptions::new(file.to_string_lossy());
     // Loading only asks the plugin to describe itself; no key-value access happens.
-    opts.kv = Some(
-        std::env::temp_dir()
-            .join("avm-plugin-info-kv.db")
-            .to_string_lossy()
-            .to_string(),
-    );
+    opts.kv = Some(":memory:".into());
     let p = WasmProvider::new("/plugin/**", opts, &env)?;
     let info = p.info();
     Ok(json!({
@@ -438,6 +433,111 @@ pub fn index_cmd(app: &App, action: IndexAction, j: bool) -> Result<ExitCode> {
         IndexAction::List => {
             let o = h.read(c, "/index")?;
             emit(j, &o, &ensure_nl(&o.text));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `avm gossip …`.
+pub fn gossip_cmd(app: &App, action: GossipAction, j: bool) -> Result<ExitCode> {
+    use avm_core::time::now_micros;
+    use avm_provider_librarian::gossip::{self, Digest};
+    let store = app.store.as_ref();
+    let now = now_micros();
+    match action {
+        GossipAction::Publish => {
+            let agent = gossip::need_agent(&app.caller)?;
+            avm_provider_topics::TopicIndex::new(app.store.clone()).sync()?;
+            let previous = gossip::published(store, agent)?.map(|d| d.version);
+            let d = gossip::build(store, agent, previous)?;
+            let body = serde_json::to_string_pretty(&d.to_json())
+                .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+            let mut meta = serde_json::Map::new();
+            meta.insert("type".into(), json!("gossip_digest"));
+            meta.insert("version".into(), json!(d.version));
+            app.host.write(
+                &app.caller,
+                &Digest::path(agent),
+                WriteInput::Put(avm_core::Put {
+                    content: Some(body),
+                    meta: Some(meta),
+                    ..Default::default()
+                }),
+            )?;
+            if j {
+                print_json(&d.to_json());
+            } else {
+                println!(
+                    "Published digest v{} with {} topics",
+                    d.version, d.topic_count
+                );
+            }
+        }
+        GossipAction::Refresh => {
+            let all = gossip::all(store)?;
+            if j {
+                print_json(&json!(all.iter().map(Digest::to_json).collect::<Vec<_>>()));
+            } else {
+                println!("Refreshed. Known agents: {}", all.len());
+                for d in &all {
+                    println!("  • {} (v{}, {} topics)", d.agent, d.version, d.topic_count);
+                }
+            }
+        }
+        GossipAction::WhoKnows { topic } => {
+            let all = gossip::all(store)?;
+            let found = gossip::who_knows(&all, &topic, now);
+            if j {
+                print_json(&json!(
+                    found
+                        .iter()
+                        .map(|(a, c)| json!({"agent": a, "confidence": c}))
+                        .collect::<Vec<_>>()
+                ));
+            } else if found.is_empty() {
+                println!("No agents found for topic: {topic}");
+            } else {
+                for (a, c) in &found {
+                    println!("  • {a} ({:.0}% confidence)", c * 100.0);
+                }
+            }
+        }
+        GossipAction::Stats => {
+            let all = gossip::all(store)?;
+            let own = app
+                .caller
+                .agent()
+                .and_then(|a| all.iter().find(|d| d.agent == a))
+                .map(|d| d.version);
+            let v = json!({
+                "known_agents": all.len(),
+                "own_version": own,
+                "agents": all.iter().map(|d| json!({
+                    "id": d.agent,
+                    "version": d.version,
+                    "topics": d.topic_count,
+                    "memories": d.memory_count,
+                    "age_hours": (d.age_hours(now) * 10.0).round() / 10.0,
+                })).collect::<Vec<_>>(),
+            });
+            if j {
+                print_json(&v);
+            } else {
+                println!("Known agents: {}", all.len());
+                if let Some(o) = own {
+                    println!("Own version:  {o}");
+                }
+                for d in &all {
+                    println!(
+                        "  • {}  v{}  {} topics  {} memories  {:.1} h old",
+                        d.agent,
+                        d.version,
+                        d.topic_count,
+                        d.memory_count,
+                        d.age_hours(now)
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

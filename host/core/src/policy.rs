@@ -242,6 +242,17 @@ impl Policy {
                 "{path} is in the private namespace of {owner}; private namespaces belong to their agent"
             ));
         }
+        // A gossip digest speaks for one agent: only that agent may write it.
+        if action == Action::Write
+            && (path == "/gossip"
+                || path
+                    .strip_prefix("/gossip/")
+                    .is_some_and(|name| name.strip_suffix(".digest") != Some(agent.as_str())))
+        {
+            return deny(format!(
+                "{path} is not {agent}'s gossip digest; an agent writes only /gossip/{agent}.digest"
+            ));
+        }
         let rules = self.agents.get(agent.as_str());
         let role = rules.map(|r| r.role).unwrap_or_default();
         if role == Role::Readonly && action == Action::Write {

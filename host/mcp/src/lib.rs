@@ -9,8 +9,11 @@ use std::sync::Arc;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock as Content, Implementation, ServerCapabilities, ServerConfig,
+    CallToolResult, ContentBlock as Content, Implementation, ListResourcesResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Resource, ResourceContents, ServerCapabilities, ServerConfig,
 };
+use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -476,15 +479,134 @@ impl AvmMcp {
     }
 }
 
+/// The URI scheme of memories as MCP resources: `avm:///memory/shared/x.md`.
+pub const RESOURCE_SCHEME: &str = "avm://";
+
+/// Resources listed per `resources/list` page.
+const RESOURCE_PAGE: usize = 200;
+
+/// The avm path a resource URI names (`avm:///memory/a.md` → `/memory/a.md`).
+pub fn resource_path(uri: &str) -> std::result::Result<String, rmcp::ErrorData> {
+    let path = uri
+        .strip_prefix(RESOURCE_SCHEME)
+        .filter(|p| p.starts_with('/'))
+        .ok_or_else(|| {
+            rmcp::ErrorData::invalid_params(
+                format!("resource URIs look like avm:///memory/shared/notes.md, not {uri:?}"),
+                None,
+            )
+        })?;
+    avm_core::Address::path(path)
+        .map(|a| a.path)
+        .map_err(|e| rmcp::ErrorData::invalid_params(e.message().to_string(), None))
+}
+
+/// The one place avm errors become JSON-RPC errors for resource requests.
+fn resource_error(e: Error) -> rmcp::ErrorData {
+    let text = format!("{}: {}", e.kind().as_str(), e.message());
+    match e.kind() {
+        avm_core::ErrorKind::NotFound | avm_core::ErrorKind::PermissionDenied => {
+            rmcp::ErrorData::resource_not_found(text, None)
+        }
+        avm_core::ErrorKind::InvalidInput
+        | avm_core::ErrorKind::IsADirectory
+        | avm_core::ErrorKind::NotADirectory => rmcp::ErrorData::invalid_params(text, None),
+        _ => rmcp::ErrorData::internal_error(text, None),
+    }
+}
+
+impl AvmMcp {
+    /// One page of the memories this session may read, as resources.
+    fn resources(
+        &self,
+        cursor: Option<&str>,
+    ) -> std::result::Result<ListResourcesResult, rmcp::ErrorData> {
+        let offset = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse::<usize>()
+                .map_err(|_| rmcp::ErrorData::invalid_params(format!("bad cursor {c:?}"), None))?,
+        };
+        let listing = self
+            .ctx
+            .host
+            .list(
+                &self.ctx.caller,
+                "/memory",
+                &ListOptions {
+                    recursive: true,
+                    limit: Some(RESOURCE_PAGE),
+                    offset,
+                },
+            )
+            .map_err(resource_error)?;
+        let resources: Vec<Resource> = listing
+            .entries
+            .iter()
+            .filter(|e| e.kind == avm_core::NodeKind::File)
+            .map(|e| {
+                let name = e.path.rsplit('/').next().unwrap_or(&e.path).to_string();
+                Resource::new(format!("{RESOURCE_SCHEME}{}", e.path), name)
+                    .with_mime_type(if e.path.ends_with(".md") {
+                        "text/markdown"
+                    } else {
+                        "text/plain"
+                    })
+                    .with_size(e.size)
+            })
+            .collect();
+        let mut out = ListResourcesResult::with_all_items(resources);
+        if listing.more {
+            out.next_cursor = Some((offset + listing.entries.len()).to_string());
+        }
+        Ok(out)
+    }
+}
+
 #[tool_handler]
 impl ServerHandler for AvmMcp {
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListResourcesResult, rmcp::ErrorData> {
+        self.resources(request.as_ref().and_then(|r| r.cursor.as_deref()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> std::result::Result<ReadResourceResponse, rmcp::ErrorData> {
+        let path = resource_path(&request.uri)?;
+        let out = self
+            .ctx
+            .host
+            .read(&self.ctx.caller, &path)
+            .map_err(resource_error)?;
+        let mime = if path.ends_with(".md") {
+            "text/markdown"
+        } else {
+            "text/plain"
+        };
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(out.text, request.uri).with_mime_type(mime),
+        ])
+        .into())
+    }
+
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("avm", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "avm is your long-term memory, shared with your team. Start with avm_recall (or \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("avm", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "avm is your long-term memory, shared with your team. Start with avm_recall (or \
                  avm_browse then avm_fetch); store what you learn with avm_remember.",
-            )
+        )
     }
 }
 

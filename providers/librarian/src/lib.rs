@@ -14,6 +14,8 @@
 //!
 //! Never, at any level, a path, an excerpt or content of a memory the asker cannot read.
 
+pub mod gossip;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,0 +1,493 @@
+//! avm-http: the HTTP API over the host.
+//!
+//! JSON in and out; every error is `{"error":{"kind","message"}}` with the status chosen in
+//! one place ([`status`]). Identity: `Authorization: Bearer <key>` (per-agent keys from
+//! `avm key create`) acts as the key's agent. On a loopback-only server a request without a
+//! key acts as the operator, or as the agent named by `X-Avm-Agent`; a server bound to any
+//! other address requires a key on every request (401 without one). A key plus an
+//! `X-Avm-Agent` naming someone else is 403. Host calls run on the blocking pool.
+
+pub mod keys;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use avm_core::address::Query;
+use avm_core::storage::MemoryStore;
+use avm_core::{
+    Caller, Error, ErrorKind, Host, ListOptions, Output, Put, RemoveOptions, SearchOptions,
+    WriteInput,
+};
+
+pub use keys::KeyStore;
+
+/// What the handlers share.
+pub struct HttpState {
+    /// The host (rights are checked there).
+    pub host: Arc<Host>,
+    /// The store behind remember and messages.
+    pub store: Arc<dyn MemoryStore>,
+    /// API keys.
+    pub keys: Arc<KeyStore>,
+    /// Every request needs a key (the server listens beyond loopback).
+    pub require_key: bool,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+}
+
+/// An API failure: an avm error, or missing/invalid credentials.
+#[derive(Debug)]
+pub enum ApiError {
+    /// An error from avm.
+    Avm(Error),
+    /// No key where one is required, or a key that is not valid (401).
+    Unauthorized(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Avm(e)
+    }
+}
+
+/// The one place avm error kinds become HTTP statuses.
+pub fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::NotADirectory | ErrorKind::IsADirectory => StatusCode::CONFLICT,
+        ErrorKind::AlreadyExists | ErrorKind::NotEmpty => StatusCode::CONFLICT,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::ReadOnly => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Busy | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, kind, message) = match self {
+            ApiError::Avm(e) => (status(e.kind()), e.kind().as_str(), e.message().to_string()),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
+        };
+        let mut r = (
+            code,
+            Json(json!({"error": {"kind": kind, "message": message}})),
+        )
+            .into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if code == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+type ApiResult = std::result::Result<Response, ApiError>;
+type Shared = State<Arc<HttpState>>;
+
+/// Who a request acts as.
+pub fn caller(state: &HttpState, headers: &HeaderMap) -> std::result::Result<Caller, ApiError> {
+    let named = headers
+        .get("x-avm-agent")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_string)
+                .map_err(|_| ApiError::Avm(Error::invalid("X-Avm-Agent is not text")))
+        })
+        .transpose()?;
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").map(str::trim));
+    match key {
+        Some(k) => {
+            let agent = state.keys.verify(k)?.ok_or_else(|| {
+                ApiError::Unauthorized("the API key is not valid (revoked or never made)".into())
+            })?;
+            if let Some(n) = named
+                && n != agent
+            {
+                return Err(ApiError::Avm(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!("this key acts as {agent}, not {n}"),
+                )));
+            }
+            Ok(Caller::Agent(agent))
+        }
+        None if state.require_key => Err(ApiError::Unauthorized(
+            "an API key is required (Authorization: Bearer avm_…; make one with `avm key create --agent NAME`)".into(),
+        )),
+        None => match named {
+            Some(a) => {
+                avm_core::config::validate_agent_id(&a)?;
+                Ok(Caller::Agent(a))
+            }
+            None => Ok(Caller::Operator),
+        },
+    }
+}
+
+/// Runs a host call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> avm_core::Result<T> + Send + 'static,
+) -> std::result::Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Avm(Error::internal(format!("request task failed: {e}"))))?
+        .map_err(ApiError::Avm)
+}
+
+fn out(path: &str, o: &Output) -> Response {
+    Json(json!({"path": path, "text": o.text, "data": o.data()})).into_response()
+}
+
+fn wants_text(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("text/plain"))
+}
+
+fn query(raw: Option<String>) -> std::result::Result<Query, ApiError> {
+    Ok(Query::parse(raw.as_deref().unwrap_or(""))?)
+}
+
+async fn body_bytes(state: &HttpState, body: Body) -> std::result::Result<Vec<u8>, ApiError> {
+    axum::body::to_bytes(body, state.max_body)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|_| {
+            ApiError::Avm(Error::new(
+                ErrorKind::TooLarge,
+                format!("request body is over {} bytes", state.max_body),
+            ))
+        })
+}
+
+async fn health() -> Response {
+    Json(json!({"ok": true, "version": env!("CARGO_PKG_VERSION")})).into_response()
+}
+
+async fn openapi_doc() -> Response {
+    Json(openapi::document()).into_response()
+}
+
+async fn read_node(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let path = format!("/{rest}");
+    let addr = match &q {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.clone(),
+    };
+    let h = s.host.clone();
+    let o = blocking(move || h.read(&c, &addr)).await?;
+    if wants_text(&headers) {
+        return Ok(o.text.into_response());
+    }
+    Ok(out(&path, &o))
+}
+
+/// The JSON form of a write.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    content: Option<String>,
+    #[serde(default)]
+    append: bool,
+    meta: Option<serde_json::Map<String, Value>>,
+    tags: Option<Vec<String>>,
+    importance: Option<f64>,
+}
+
+async fn write_node(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let bytes = body_bytes(&s, body).await?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ApiError::Avm(Error::invalid("the body is not UTF-8 text")))?;
+    let path = format!("/{rest}");
+    let addr = match &q {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.clone(),
+    };
+    let input = if is_json {
+        let b: PutBody = serde_json::from_str(&text)
+            .map_err(|e| ApiError::Avm(Error::invalid(format!("body: {e}"))))?;
+        WriteInput::Put(Put {
+            content: b.content,
+            append: b.append,
+            meta: b.meta,
+            tags: b.tags,
+            importance: b.importance,
+            ..Put::default()
+        })
+    } else if path.contains(':') {
+        // A suffix write (`…/a.md:tags`) takes the body as typed.
+        WriteInput::Text(text)
+    } else {
+        WriteInput::Put(Put {
+            content: Some(text),
+            ..Put::default()
+        })
+    };
+    let h = s.host.clone();
+    let o = blocking(move || h.write(&c, &addr, input)).await?;
+    Ok(out(&path, &o))
+}
+
+async fn delete_node(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let q = query(q)?;
+    q.check_keys(&["recursive", "hard"], "DELETE /v1/nodes")?;
+    let opts = RemoveOptions {
+        recursive: q.flag("recursive")?,
+        hard: q.flag("hard")?,
+    };
+    let path = format!("/{rest}");
+    let h = s.host.clone();
+    let p = path.clone();
+    let o = blocking(move || h.remove(&c, &p, opts)).await?;
+    Ok(out(&path, &o))
+}
+
+async fn list_nodes(
+    State(s): Shared,
+    headers: HeaderMap,
+    rest: Option<Path<String>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let q = query(q)?;
+    q.check_keys(&["recursive", "limit", "offset"], "GET /v1/list")?;
+    let opts = ListOptions {
+        recursive: q.flag("recursive")?,
+        limit: Some(q.parsed::<usize>("limit")?.unwrap_or(100).min(10_000)),
+        offset: q.parsed::<usize>("offset")?.unwrap_or(0),
+    };
+    let path = format!("/{}", rest.map(|Path(p)| p).unwrap_or_default());
+    let h = s.host.clone();
+    let p = path.clone();
+    let l = blocking(move || h.list(&c, &p, &opts)).await?;
+    Ok(Json(json!({"path": path, "entries": l.entries, "more": l.more})).into_response())
+}
+
+async fn search(State(s): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let q = query(q)?;
+    q.check_keys(&["q", "limit", "path"], "GET /v1/search")?;
+    let text = q
+        .get("q")
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| ApiError::Avm(Error::invalid("search needs ?q=")))?
+        .to_string();
+    let limit = q.parsed::<usize>("limit")?.unwrap_or(10).min(1000);
+    let path = q.get("path").unwrap_or("/").to_string();
+    let h = s.host.clone();
+    let hits = blocking(move || h.search(&c, &path, &SearchOptions { query: text, limit })).await?;
+    Ok(Json(json!({"results": hits})).into_response())
+}
+
+/// Reads a service suffix (`:recall`, `:inbox`, `:stats`) with the request's query.
+async fn service(
+    s: Arc<HttpState>,
+    headers: HeaderMap,
+    path: &str,
+    suffix: &str,
+    q: Option<String>,
+) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let mut addr = format!("{path}:{suffix}");
+    if let Some(q) = q.filter(|q| !q.is_empty()) {
+        addr.push('?');
+        addr.push_str(&q);
+    }
+    let h = s.host.clone();
+    let o = blocking(move || h.read(&c, &addr)).await?;
+    if wants_text(&headers) {
+        return Ok(o.text.into_response());
+    }
+    Ok(out(path, &o))
+}
+
+async fn recall(State(s): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
+    service(s, headers, "/", "recall", q).await
+}
+
+async fn stats(State(s): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
+    let qq = query(q)?;
+    qq.check_keys(&["path"], "GET /v1/stats")?;
+    let path = qq.get("path").unwrap_or("/memory").to_string();
+    avm_core::Address::path(&path)?;
+    service(s, headers, &path, "stats", None).await
+}
+
+/// `POST /v1/remember`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RememberBody {
+    content: String,
+    title: Option<String>,
+    namespace: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    importance: Option<f64>,
+}
+
+async fn remember(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let bytes = body_bytes(&s, body).await?;
+    let b: RememberBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Avm(Error::invalid(format!("body: {e}"))))?;
+    let m = avm_provider_recall::Memory {
+        content: b.content,
+        title: b.title,
+        importance: b.importance,
+        tags: b.tags,
+        source: Some("http".into()),
+        namespace: b.namespace,
+        path: None,
+        ttl: None,
+    };
+    let (h, st) = (s.host.clone(), s.store.clone());
+    let r = blocking(move || avm_provider_recall::remember(&h, st.as_ref(), &c, &m)).await?;
+    let code = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(avm_provider_recall::remember::to_json(&r))).into_response())
+}
+
+/// `POST /v1/tell`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TellBody {
+    to: String,
+    message: String,
+    priority: Option<String>,
+}
+
+async fn tell(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let bytes = body_bytes(&s, body).await?;
+    let b: TellBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Avm(Error::invalid(format!("body: {e}"))))?;
+    let st = s.store.clone();
+    let t = blocking(move || {
+        avm_provider_tell::send(
+            st.as_ref(),
+            &c,
+            &b.to,
+            &b.message,
+            b.priority.as_deref().unwrap_or("normal"),
+            None,
+        )
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"to": t.to, "priority": t.priority})),
+    )
+        .into_response())
+}
+
+async fn inbox(State(s): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
+    let c = caller(&s, &headers)?;
+    let q = query(q)?;
+    q.check_keys(&["mark_read"], "GET /v1/inbox")?;
+    let mark = q.flag("mark_read")?;
+    let st = s.store.clone();
+    let o = blocking(move || avm_provider_tell::inbox(st.as_ref(), &c, mark)).await?;
+    Ok(out("/tell", &o))
+}
+
+async fn not_found() -> ApiResult {
+    Err(ApiError::Avm(Error::new(
+        ErrorKind::NotFound,
+        "no such endpoint; GET /openapi.json lists them",
+    )))
+}
+
+/// The API's routes.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi_doc))
+        .route(
+            "/v1/nodes/{*path}",
+            get(read_node).put(write_node).delete(delete_node),
+        )
+        .route("/v1/list", get(list_nodes))
+        .route("/v1/list/{*path}", get(list_nodes))
+        .route("/v1/search", get(search))
+        .route("/v1/recall", get(recall))
+        .route("/v1/remember", post(remember))
+        .route("/v1/tell", post(tell))
+        .route("/v1/inbox", get(inbox))
+        .route("/v1/stats", get(stats))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<HttpState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_a_status_and_none_is_a_success() {
+        for k in ErrorKind::ALL {
+            let s = status(k);
+            assert!(s.is_client_error() || s.is_server_error(), "{k}: {s}");
+        }
+        assert_eq!(status(ErrorKind::TooLarge), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(status(ErrorKind::PermissionDenied), StatusCode::FORBIDDEN);
+    }
+}

@@ -1,0 +1,403 @@
+//! The HTTP API of `avm serve`, over real TCP with hand-made HTTP/1.1 requests (so nothing is
+//! normalised on the way: traversal attempts arrive as typed).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+
+use serde_json::Value;
+
+use crate::{Env, s};
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(env: &Env, extra: &[&str]) -> Server {
+        let db = env.db();
+        let mut args = vec!["--db", s(&db), "serve", "--bind"];
+        args.extend(extra);
+        let mut child = env
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("Listening on http://")
+            .unwrap_or_else(|| panic!("{line:?}"));
+        let port = url.rsplit(':').next().unwrap();
+        Server {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// Sends one request; returns (status, headers, body).
+    fn req(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, String) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status: u16 = h.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = if h
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(b)
+        } else {
+            b.to_string()
+        };
+        (status, h.to_string(), body)
+    }
+
+    fn json(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Value) {
+        let (st, _, b) = self.req(method, target, headers, body.as_bytes());
+        let v = serde_json::from_str(&b)
+            .unwrap_or_else(|e| panic!("{method} {target}: not JSON ({e}): {b}"));
+        (st, v)
+    }
+
+    fn stop(mut self) -> i32 {
+        nix_kill(self.child.id());
+        let code = self.child.wait().unwrap().code().unwrap_or(-1);
+        std::mem::forget(self);
+        code
+    }
+}
+
+fn nix_kill(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(b: &str) -> String {
+    let mut out = String::new();
+    let mut rest = b;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}
+
+fn kind(v: &Value) -> &str {
+    v["error"]["kind"].as_str().unwrap_or("")
+}
+
+#[test]
+fn every_endpoint_answers_and_errors_are_json_with_kind_and_message() {
+    let env = Env::new();
+    let srv = Server::start(&env, &["127.0.0.1:0"]);
+    let (st, v) = srv.json("GET", "/health", &[], "");
+    assert_eq!((st, v["ok"].as_bool()), (200, Some(true)));
+    let (st, doc) = srv.json("GET", "/openapi.json", &[], "");
+    assert_eq!(st, 200);
+    for p in [
+        "/v1/nodes/{path}",
+        "/v1/search",
+        "/v1/recall",
+        "/v1/remember",
+        "/v1/tell",
+        "/v1/inbox",
+        "/v1/stats",
+        "/v1/list/{path}",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+
+    let (st, v) = srv.json(
+        "PUT",
+        "/v1/nodes/memory/shared/team/plan.md",
+        &[],
+        "ship the zebra release friday",
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = srv.json("GET", "/v1/nodes/memory/shared/team/plan.md", &[], "");
+    assert_eq!(
+        (st, v["text"].as_str()),
+        (200, Some("ship the zebra release friday")),
+        "{v}"
+    );
+    let (st, _, body) = srv.req(
+        "GET",
+        "/v1/nodes/memory/shared/team/plan.md",
+        &[("Accept", "text/plain")],
+        b"",
+    );
+    assert_eq!((st, body.as_str()), (200, "ship the zebra release friday"));
+    let (st, v) = srv.json(
+        "PUT",
+        "/v1/nodes/memory/shared/team/plan.md",
+        &[("Content-Type", "application/json")],
+        r#"{"tags": ["release"], "importance": 0.9}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = srv.json("GET", "/v1/nodes/memory/shared/team/plan.md:tags", &[], "");
+    assert_eq!(v["text"].as_str().map(str::trim), Some("release"), "{v}");
+    let (st, v) = srv.json("GET", "/v1/list/memory/shared?recursive=true", &[], "");
+    assert_eq!(st, 200);
+    assert_eq!(
+        v["entries"][0]["path"], "/memory/shared/team/plan.md",
+        "{v}"
+    );
+    let (st, v) = srv.json("GET", "/v1/search?q=zebra", &[], "");
+    assert_eq!(
+        (st, v["results"][0]["path"].as_str()),
+        (200, Some("/memory/shared/team/plan.md")),
+        "{v}"
+    );
+
+    let (st, v) = srv.json(
+        "POST",
+        "/v1/remember",
+        &[("X-Avm-Agent", "alice")],
+        r#"{"content": "the staging database password rotates on mondays", "title": "rotation"}"#,
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = srv.json(
+        "POST",
+        "/v1/remember",
+        &[("X-Avm-Agent", "alice")],
+        r#"{"content": "the staging database password rotates on mondays", "title": "rotation"}"#,
+    );
+    assert_eq!(st, 200, "the same memory again is not a new one");
+    let (st, v) = srv.json(
+        "GET",
+        "/v1/recall?q=password%20rotation&max_tokens=300",
+        &[("X-Avm-Agent", "alice")],
+        "",
+    );
+    assert_eq!(st, 200);
+    assert!(v["text"].as_str().unwrap().contains("mondays"), "{v}");
+    let (st, v) = srv.json(
+        "POST",
+        "/v1/tell",
+        &[("X-Avm-Agent", "alice")],
+        r#"{"to": "bob", "message": "deploy is broken", "priority": "urgent"}"#,
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = srv.json("GET", "/v1/inbox", &[("X-Avm-Agent", "bob")], "");
+    assert_eq!(st, 200);
+    assert!(
+        v["text"].as_str().unwrap().contains("deploy is broken"),
+        "{v}"
+    );
+    let (st, v) = srv.json("GET", "/v1/stats", &[], "");
+    assert_eq!(st, 200, "{v}");
+
+    let (st, v) = srv.json("DELETE", "/v1/nodes/memory/shared/team/plan.md", &[], "");
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = srv.json("GET", "/v1/nodes/memory/shared/team/plan.md", &[], "");
+    assert_eq!((st, kind(&v)), (404, "not-found"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("plan.md"));
+    let (st, v) = srv.json("GET", "/v2/whatever", &[], "");
+    assert_eq!((st, kind(&v)), (404, "not-found"));
+    let (st, v) = srv.json(
+        "POST",
+        "/v1/remember",
+        &[],
+        r#"{"content": "x", "bogus": 1}"#,
+    );
+    assert_eq!((st, kind(&v)), (400, "invalid-input"), "{v}");
+    let (st, v) = srv.json("GET", "/v1/search", &[], "");
+    assert_eq!((st, kind(&v)), (400, "invalid-input"));
+    assert_eq!(srv.stop(), 0, "SIGTERM is a clean stop");
+}
+
+#[test]
+fn identities_keys_and_isolation_hold_over_http() {
+    let env = Env::new();
+    let key = env.run(&["--db", s(&env.db()), "--agent", "alice", "key", "create"]);
+    let key = key.ok().trim().to_string();
+    assert!(key.starts_with("avm_"), "{key}");
+    let bearer = format!("Bearer {key}");
+    let srv = Server::start(&env, &["127.0.0.1:0"]);
+    let (st, _) = srv.json(
+        "PUT",
+        "/v1/nodes/memory/private/alice/diary.md",
+        &[("Authorization", &bearer)],
+        "alice only",
+    );
+    assert_eq!(st, 200);
+    let (st, v) = srv.json(
+        "GET",
+        "/v1/nodes/memory/private/alice/diary.md",
+        &[("X-Avm-Agent", "bob")],
+        "",
+    );
+    assert_eq!((st, kind(&v)), (403, "permission-denied"), "{v}");
+    assert!(!v.to_string().contains("alice only"));
+    let (st, v) = srv.json(
+        "GET",
+        "/v1/nodes/memory/private/alice/diary.md",
+        &[("Authorization", &bearer), ("X-Avm-Agent", "bob")],
+        "",
+    );
+    assert_eq!(
+        (st, kind(&v)),
+        (403, "permission-denied"),
+        "a key cannot act as someone else: {v}"
+    );
+    let (st, v) = srv.json(
+        "GET",
+        "/v1/nodes/memory/private/alice/diary.md",
+        &[("Authorization", "Bearer avm_0000_forged")],
+        "",
+    );
+    assert_eq!((st, kind(&v)), (401, "unauthorized"), "{v}");
+    let (st, v) = srv.json("GET", "/v1/search?q=alice", &[("X-Avm-Agent", "bob")], "");
+    assert_eq!(st, 200);
+    assert_eq!(
+        v["results"].as_array().unwrap().len(),
+        0,
+        "bob's search finds nothing private: {v}"
+    );
+    let (st, v) = srv.json(
+        "GET",
+        "/v1/nodes/memory/private/alice/diary.md",
+        &[("X-Avm-Agent", "../alice")],
+        "",
+    );
+    assert_eq!((st, kind(&v)), (400, "invalid-input"), "{v}");
+}
+
+#[test]
+fn a_server_beyond_loopback_demands_a_key_on_every_request() {
+    let env = Env::new();
+    let out = env.run(&[
+        "--db",
+        s(&env.db()),
+        "--agent",
+        "carol",
+        "--json",
+        "key",
+        "create",
+    ]);
+    let made = out.json();
+    let key = made["key"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap().to_string();
+    let srv = Server::start(&env, &["0.0.0.0:0"]);
+    let (st, hdr, body) = srv.req("GET", "/v1/stats", &[], b"");
+    assert_eq!(st, 401, "{body}");
+    assert!(
+        hdr.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{hdr}"
+    );
+    let (st, _, _) = srv.req("GET", "/v1/stats", &[("X-Avm-Agent", "carol")], b"");
+    assert_eq!(st, 401, "naming an agent is not enough beyond loopback");
+    let bearer = format!("Bearer {key}");
+    let (st, v) = srv.json(
+        "PUT",
+        "/v1/nodes/private/notes.md",
+        &[("Authorization", &bearer)],
+        "mine",
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = srv.json(
+        "GET",
+        "/v1/nodes/memory/private/carol/notes.md",
+        &[("Authorization", &bearer)],
+        "",
+    );
+    assert_eq!((st, v["text"].as_str()), (200, Some("mine")));
+    env.run(&["--db", s(&env.db()), "key", "revoke", &id]).ok();
+    let (st, _) = srv.json("GET", "/v1/stats", &[("Authorization", &bearer)], "");
+    assert_eq!(st, 401, "a revoked key stops working at once");
+    let listed = env.run(&["--db", s(&env.db()), "key", "list"]);
+    assert!(listed.ok().contains("No keys"), "{listed:?}");
+}
+
+#[test]
+fn oversize_bodies_are_413_and_traversal_never_leaves_the_tree() {
+    let env = Env::new();
+    let srv = Server::start(&env, &["127.0.0.1:0", "--max-body", "1000"]);
+    let (st, v) = srv.json("PUT", "/v1/nodes/memory/big.md", &[], &"x".repeat(5000));
+    assert_eq!((st, kind(&v)), (413, "too-large"), "{v}");
+    let (st, v) = srv.json(
+        "POST",
+        "/v1/remember",
+        &[],
+        &format!("{{\"content\": \"{}\"}}", "y".repeat(5000)),
+    );
+    assert_eq!((st, kind(&v)), (413, "too-large"), "{v}");
+    for target in [
+        "/v1/nodes/memory/../../etc/passwd",
+        "/v1/nodes/memory/%2e%2e/%2e%2e/etc/passwd",
+        "/v1/nodes/memory/shared/..%2f..%2fetc%2fpasswd",
+        "/v1/nodes/memory/./a/../../x",
+    ] {
+        let (st, _, body) = srv.req("GET", target, &[], b"");
+        assert!(st == 400 || st == 404, "{target}: {st} {body}");
+        assert!(!body.contains("root:"), "{target} leaked: {body}");
+        let (st, _, body) = srv.req("PUT", target, &[], b"overwrite");
+        assert!(st == 400 || st == 404, "{target}: {st} {body}");
+    }
+    let (st, v) = srv.json("GET", "/v1/list/memory?limit=abc", &[], "");
+    assert_eq!((st, kind(&v)), (400, "invalid-input"), "{v}");
+}
+
+#[test]
+fn writes_acknowledged_before_sigterm_are_all_there_after_it() {
+    let env = Env::new();
+    let srv = Server::start(&env, &["127.0.0.1:0"]);
+    for i in 0..50 {
+        let (st, _) = srv.json(
+            "PUT",
+            &format!("/v1/nodes/memory/shared/log/{i}.md"),
+            &[],
+            &format!("entry {i}"),
+        );
+        assert_eq!(st, 200);
+    }
+    assert_eq!(srv.stop(), 0);
+    let out = env.run(&["--db", s(&env.db()), "ls", "/memory/shared/log"]);
+    assert_eq!(out.ok().lines().count(), 50, "{out:?}");
+}
