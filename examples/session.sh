@@ -44,6 +44,11 @@ run who-knows nvda
 run --agent alice savings
 run --agent bob tell alice "the NVDA hedge is live" -p urgent
 run --agent alice inbox
+run --agent alice gossip publish
+run --agent bob gossip publish
+run gossip who-knows nvda
+run index scan avm-core "$here/host/core/src"
+run index sigs avm-core -q suffix_candidate
 run export -o -
 if [ -w /dev/fuse ]; then
   mnt=$(mktemp -d)

@@ -401,3 +401,185 @@ fn writes_acknowledged_before_sigterm_are_all_there_after_it() {
     let out = env.run(&["--db", s(&env.db()), "ls", "/memory/shared/log"]);
     assert_eq!(out.ok().lines().count(), 50, "{out:?}");
 }
+
+/// A webhook receiver: records (signature header, body) of each POST and answers 200.
+fn receiver(listener: std::net::TcpListener) -> std::sync::mpsc::Receiver<(String, String)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut reader = BufReader::new(c.try_clone().unwrap());
+            let mut sig = String::new();
+            let mut len = 0usize;
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap_or(0);
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = l.split_once(':') {
+                    if k.eq_ignore_ascii_case("x-avm-signature") {
+                        sig = v.trim().to_string();
+                    }
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx
+                .send((sig, String::from_utf8_lossy(&body).into_owned()))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn webhooks_are_signed_and_a_receiver_that_was_down_gets_the_event_after_it_comes_back() {
+    let env = Env::new();
+    let db = env.db();
+    let db = s(&db);
+    // A receiver that is up, and a port whose receiver is down for now.
+    let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_url = format!("http://{}/hook", up.local_addr().unwrap());
+    let got = receiver(up);
+    let down_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let sub = env
+        .run(&[
+            "--db",
+            db,
+            "--agent",
+            "bob",
+            "--json",
+            "subscribe",
+            "/memory/shared/team/**",
+            "--webhook",
+            &up_url,
+        ])
+        .json();
+    let secret = sub["secret"].as_str().unwrap().to_string();
+    let late = env
+        .run(&[
+            "--db",
+            db,
+            "--agent",
+            "carol",
+            "--json",
+            "subscribe",
+            "/memory/shared/team/**",
+            "--webhook",
+            &format!("http://127.0.0.1:{down_port}/hook"),
+        ])
+        .json();
+    let late_secret = late["secret"].as_str().unwrap().to_string();
+    env.run(&[
+        "--db",
+        db,
+        "--agent",
+        "bob",
+        "subscribe",
+        "/memory/shared/**",
+        "--mode",
+        "sometimes",
+    ])
+    .fails(2);
+
+    let srv = Server::start(&env, &["127.0.0.1:0", "--work-every", "1"]);
+    env.run(&[
+        "--db",
+        db,
+        "--agent",
+        "alice",
+        "write",
+        "/memory/shared/team/plan.md",
+        "-c",
+        "ship friday",
+    ])
+    .ok();
+    env.run(&[
+        "--db",
+        db,
+        "--agent",
+        "alice",
+        "write",
+        "/memory/shared/other/x.md",
+        "-c",
+        "not watched",
+    ])
+    .ok();
+    let (sig, body) = got
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a delivery");
+    assert_eq!(
+        sig,
+        format!(
+            "sha256={}",
+            avm_provider_subscriptions::sign(secret.as_bytes(), body.as_bytes())
+        )
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["events"][0]["path"], "/memory/shared/team/plan.md", "{v}");
+    assert_eq!(v["events"][0]["by"], "alice");
+    assert!(
+        got.recv_timeout(std::time::Duration::from_secs(3)).is_err(),
+        "nothing else was watched"
+    );
+
+    // Carol's receiver is down: the delivery waits, and survives a restart of the server.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(srv.stop(), 0);
+    let subs = env
+        .run(&["--db", db, "--agent", "carol", "--json", "subscriptions"])
+        .json();
+    assert_eq!(subs[0]["undelivered"], 1, "{subs}");
+    let back = std::net::TcpListener::bind(("127.0.0.1", down_port)).unwrap();
+    let late_got = receiver(back);
+    let srv = Server::start(&env, &["127.0.0.1:0", "--work-every", "1"]);
+    let (sig, body) = late_got
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the delivery after the receiver came back");
+    assert_eq!(
+        sig,
+        format!(
+            "sha256={}",
+            avm_provider_subscriptions::sign(late_secret.as_bytes(), body.as_bytes())
+        )
+    );
+    assert!(body.contains("/memory/shared/team/plan.md"), "{body}");
+    assert_eq!(srv.stop(), 0);
+
+    // The agent's own list of changes, cleared on request; others' subscriptions are not theirs.
+    let pending = env
+        .run(&["--db", db, "--agent", "bob", "--json", "pending"])
+        .json();
+    assert_eq!(
+        pending[0]["path"], "/memory/shared/team/plan.md",
+        "{pending}"
+    );
+    env.run(&["--db", db, "--agent", "bob", "pending", "--clear"])
+        .ok();
+    assert_eq!(
+        env.run(&["--db", db, "--agent", "bob", "pending"]).ok(),
+        "Nothing pending.\n"
+    );
+    let id = late["id"].as_i64().unwrap().to_string();
+    env.run(&["--db", db, "--agent", "bob", "unsubscribe", &id])
+        .fails(1);
+    env.run(&["--db", db, "--agent", "carol", "unsubscribe", &id])
+        .ok();
+}

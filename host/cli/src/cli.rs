@@ -529,6 +529,37 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         work_every: u64,
     },
+    /// Hear about changes under a path pattern: kept for `avm pending`, and POSTed (signed) to a
+    /// webhook by `avm serve`
+    #[command(
+        after_help = "Patterns use the mount syntax: /memory/shared/market/** (everything below), /memory/shared/*/plan.md (one segment). Only changes by others to paths you may read are filed. Webhook bodies are JSON; X-Avm-Signature: sha256=<hex> is HMAC-SHA256 of the body with the secret printed here (once). Failed deliveries retry with backoff (1 s doubling to 5 min, 15 tries), and survive restarts."
+    )]
+    Subscribe {
+        /// Path pattern
+        pattern: String,
+        /// realtime (each change), throttled (batches), digest (a summary per period)
+        #[arg(long, default_value = "realtime")]
+        mode: String,
+        /// Seconds between batches [throttled: 60, digest: 86400]
+        #[arg(long)]
+        throttle: Option<i64>,
+        /// POST notices here (http or https)
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+    /// Your subscriptions (all of them for the operator)
+    Subscriptions,
+    /// Remove a subscription
+    Unsubscribe {
+        /// Subscription id
+        id: i64,
+    },
+    /// Changes filed for your subscriptions
+    Pending {
+        /// Remove them after listing
+        #[arg(long)]
+        clear: bool,
+    },
     /// API keys for the HTTP API, one agent per key (stored hashed)
     Key {
         #[command(subcommand)]

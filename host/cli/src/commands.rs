@@ -569,6 +569,10 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         Command::Index { action } => return crate::plugin_cmd::index_cmd(app, action, j),
         Command::Gossip { action } => return crate::plugin_cmd::gossip_cmd(app, action, j),
         Command::Key { action } => return crate::serve::key_cmd(app, action, j),
+        cmd @ (Command::Subscribe { .. }
+        | Command::Subscriptions
+        | Command::Unsubscribe { .. }
+        | Command::Pending { .. }) => return crate::serve::subscription_cmd(app, cmd, j),
         Command::Config { .. } | Command::Completions { .. } | Command::Bench { .. } => {}
         other => {
             crate::agent_cmds::run(app, other, j)?;

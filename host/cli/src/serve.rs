@@ -13,12 +13,112 @@ use avm_core::{Error, ErrorKind, Result};
 use avm_http::{HttpState, KeyStore};
 
 use crate::app::App;
-use crate::cli::{Global, KeyAction};
+use crate::cli::{Command, Global, KeyAction};
 use crate::commands::print_json;
 
 /// The key file beside the database (`avm.db` → `avm.keys.db`).
 pub fn keys_path(db: &std::path::Path) -> PathBuf {
     db.with_extension("keys.db")
+}
+
+/// The subscription file beside the database (`avm.db` → `avm.subs.db`).
+pub fn subs_path(db: &std::path::Path) -> PathBuf {
+    db.with_extension("subs.db")
+}
+
+/// Runs `avm subscribe|subscriptions|unsubscribe|pending`.
+pub fn subscription_cmd(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
+    use avm_provider_subscriptions::{Mode, Subscriptions};
+    let subs = Subscriptions::open(&subs_path(&app.config.db_path()?))?;
+    match cmd {
+        Command::Subscribe {
+            pattern,
+            mode,
+            throttle,
+            webhook,
+        } => {
+            let agent = app.caller.agent().ok_or_else(|| {
+                Error::invalid("a subscription belongs to an agent: pass --agent NAME")
+            })?;
+            let mode = Mode::parse(&mode)?;
+            let (id, secret) = subs.subscribe(
+                app.store.as_ref(),
+                agent,
+                &pattern,
+                mode,
+                throttle,
+                webhook.as_deref(),
+            )?;
+            if j {
+                print_json(
+                    &json!({"id": id, "agent": agent, "pattern": pattern, "mode": mode, "secret": secret}),
+                );
+            } else {
+                println!(
+                    "Subscribed {agent} to {pattern} ({}) as #{id}",
+                    serde_json::to_value(mode)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                );
+                if webhook.is_some() {
+                    println!("Webhook secret (shown once): {secret}");
+                }
+            }
+        }
+        Command::Subscriptions => {
+            let list = subs.list(&app.caller)?;
+            if j {
+                print_json(&json!(list));
+            } else if list.is_empty() {
+                println!("No subscriptions.");
+            } else {
+                for s in list {
+                    println!(
+                        "#{}  {}  {}  {:?}{}  pending {}  undelivered {}",
+                        s.id,
+                        s.agent,
+                        s.pattern,
+                        s.mode,
+                        s.webhook.map(|w| format!("  → {w}")).unwrap_or_default(),
+                        s.pending,
+                        s.undelivered
+                    );
+                }
+            }
+        }
+        Command::Unsubscribe { id } => {
+            subs.unsubscribe(&app.caller, id)?;
+            if j {
+                print_json(&json!({"removed": id}));
+            } else {
+                println!("Unsubscribed #{id}");
+            }
+        }
+        Command::Pending { clear } => {
+            // File what happened since the last pass first, so this works without `avm serve`.
+            subs.pump(app.store.as_ref(), app.host.policy())?;
+            let list = subs.pending(&app.caller, clear)?;
+            if j {
+                print_json(&json!(list));
+            } else if list.is_empty() {
+                println!("Nothing pending.");
+            } else {
+                for n in list {
+                    println!(
+                        "#{}  {}  {:<7} {}{}",
+                        n.subscription,
+                        n.at,
+                        n.kind,
+                        n.path,
+                        n.by.map(|b| format!("  (by {b})")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `avm key …`.
@@ -72,11 +172,24 @@ pub fn key_cmd(app: &App, action: KeyAction, j: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One pass of the background work: topics, then a batch of embeddings.
+/// One pass of the background work: subscriptions, topics, then a batch of embeddings.
 fn work(
     topics: &avm_provider_topics::TopicIndex,
     semantic: Option<&avm_provider_embedding::Semantic>,
+    subs: Option<(
+        &avm_provider_subscriptions::Subscriptions,
+        &avm_core::Policy,
+    )>,
+    store: &dyn avm_core::storage::MemoryStore,
 ) {
+    if let Some((s, policy)) = subs {
+        if let Err(e) = s.pump(store, policy) {
+            eprintln!("avm serve: subscriptions: {}", e.message());
+        }
+        if let Err(e) = s.deliver(Duration::from_secs(10)) {
+            eprintln!("avm serve: webhooks: {}", e.message());
+        }
+    }
     if let Err(e) = topics.sync() {
         eprintln!("avm serve: topic index: {}", e.message());
     }
@@ -107,6 +220,8 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
         s.use_graph(true);
     }
     let keys = Arc::new(KeyStore::open(&keys_path(&config.db_path()?))?);
+    let subs = avm_provider_subscriptions::Subscriptions::open(&subs_path(&config.db_path()?))?;
+    let policy = host.policy().clone();
     let require_key = !addr.ip().is_loopback();
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {
         Error::new(
@@ -135,9 +250,14 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
         std::thread::Builder::new()
             .name("avm-serve-worker".into())
             .spawn(move || {
-                let topics = avm_provider_topics::TopicIndex::new(store);
+                let topics = avm_provider_topics::TopicIndex::new(store.clone());
                 while !stop.load(Ordering::Relaxed) {
-                    work(&topics, semantic.as_deref());
+                    work(
+                        &topics,
+                        semantic.as_deref(),
+                        Some((&subs, &*policy)),
+                        store.as_ref(),
+                    );
                     let mut slept = Duration::ZERO;
                     while slept < Duration::from_secs(every.max(1)) && !stop.load(Ordering::Relaxed)
                     {

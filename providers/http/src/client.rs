@@ -179,12 +179,31 @@ pub fn header_map(headers: &[(String, String)]) -> Result<HeaderMap> {
 /// body longer than `max_bytes` is `TooLarge` (reading stops as soon as the cap is passed).
 /// Error statuses are not errors here: the caller gets the status and decides.
 pub fn get(f: &Fetch) -> Result<Response> {
+    send(f, None)
+}
+
+/// Blocking POST of `body` (sent as `application/json` unless `f.headers` say otherwise), with
+/// the same guarantees and errors as [`get`]. Used for webhook deliveries.
+pub fn post(f: &Fetch, body: Vec<u8>) -> Result<Response> {
+    send(f, Some(body))
+}
+
+fn send(f: &Fetch, body: Option<Vec<u8>>) -> Result<Response> {
     let url = parse_url(&f.url)?;
     let headers = header_map(&f.headers)?;
     let shared = shared()?;
     let shown = redact(&url);
     let (tx, rx) = mpsc::sync_channel(1);
-    let request = shared.client.get(url).headers(headers);
+    let request = match body {
+        None => shared.client.get(url).headers(headers),
+        Some(b) => {
+            let mut r = shared.client.post(url);
+            if !headers.contains_key(reqwest::header::CONTENT_TYPE) {
+                r = r.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            r.headers(headers).body(b)
+        }
+    };
     let (timeout, max_bytes, label) = (f.timeout, f.max_bytes, shown.clone());
     shared.runtime.spawn(async move {
         let result = match tokio::time::timeout(timeout, exchange(request, max_bytes, &label)).await
