@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
-use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -15,27 +14,8 @@ use avm_core::{Caller, Host, Mount, Put, WriteInput};
 use avm_provider_memory::StoreOptions;
 use avm_wasm::{WasmEnv, WasmOptions, WasmProvider};
 
-fn build_guests() -> std::path::PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    let ok = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-        ])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "building plugins/ failed");
-    root.join("target/wasm32-wasip2/release")
-}
-
 fn reads(c: &mut Criterion) {
-    let guests = build_guests();
+    let guests = avm_wasm::build_repo_guests().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (mem_host, _m) = open(&dir.path().join("m.db"), StoreOptions::default()).unwrap();
     mem_host

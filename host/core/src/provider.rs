@@ -105,6 +105,19 @@ impl Request {
         }
     }
 
+    /// The request's captures: the host's, or (for a request built without a host) `pattern`
+    /// matched against the path; `None` when the pattern does not match.
+    pub fn captures_or_match(
+        &self,
+        pattern: &crate::router::Pattern,
+    ) -> Option<BTreeMap<String, String>> {
+        if self.captures.is_empty() {
+            pattern.matches(&self.path)
+        } else {
+            Some(self.captures.clone())
+        }
+    }
+
     /// May the caller see `path` in a result set (private namespaces and read rules)?
     pub fn may_read(&self, path: &str) -> bool {
         self.caller.may_see(path) && self.policy.may_read(&self.caller, path)

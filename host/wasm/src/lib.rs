@@ -24,3 +24,35 @@ pub mod runtime;
 
 pub use options::WasmOptions;
 pub use provider::{WasmEnv, WasmProvider};
+
+/// Builds this repository's guest workspace (`plugins/`) for `wasm32-wasip2` in release and
+/// returns the folder holding the `.wasm` files. For the repository's own tests and benches
+/// (it runs the `cargo` that runs them, from `$CARGO`).
+pub fn build_repo_guests() -> avm_core::Result<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .status()
+        .map_err(|e| {
+            avm_core::Error::new(
+                avm_core::ErrorKind::Unavailable,
+                format!("cannot run cargo: {e}"),
+            )
+        })?;
+    if !status.success() {
+        return Err(avm_core::Error::new(
+            avm_core::ErrorKind::Unavailable,
+            "building plugins/ for wasm32-wasip2 failed (is the target installed? rustup target add wasm32-wasip2)",
+        ));
+    }
+    Ok(root.join("target/wasm32-wasip2/release"))
+}

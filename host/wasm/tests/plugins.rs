@@ -15,20 +15,7 @@ use avm_wasm::{WasmEnv, WasmOptions, WasmProvider};
 /// Builds the guest workspace once per test binary and returns its release output folder.
 fn guests() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
-            .arg("--manifest-path")
-            .arg(root.join("Cargo.toml"))
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success(),
-            "building plugins/ for wasm32-wasip2 failed (is the target installed? rustup target add wasm32-wasip2)"
-        );
-        root.join("target/wasm32-wasip2/release")
-    })
+    DIR.get_or_init(|| avm_wasm::build_repo_guests().expect("plugins/ builds"))
 }
 
 struct Env {

@@ -234,16 +234,6 @@ impl ScriptProvider {
         self.dir.as_deref() == Some(path)
     }
 
-    /// The request's captures: the host's, or (for requests built without a host) our own
-    /// match of the path. `None` when the path is not served by this mount.
-    fn captures_of(&self, req: &Request) -> Option<BTreeMap<String, String>> {
-        if req.captures.is_empty() {
-            self.pattern.matches(&req.path)
-        } else {
-            Some(req.captures.clone())
-        }
-    }
-
     fn served(&self, req: &Request, op: &str) -> Result<BTreeMap<String, String>> {
         if self.is_dir(&req.path) {
             return Err(Error::new(
@@ -251,7 +241,7 @@ impl ScriptProvider {
                 format!("{} is a directory; {op} a path below it", req.path),
             ));
         }
-        self.captures_of(req).ok_or_else(|| {
+        req.captures_or_match(&self.pattern).ok_or_else(|| {
             Error::not_found(&req.path).context(format!(
                 "mount {} does not serve this path",
                 self.pattern.as_str()
