@@ -6,6 +6,7 @@
 //! the caller ([`host`]). [`contract`] is the shared test suite every provider must pass.
 
 pub mod address;
+pub mod bytes;
 pub mod config;
 pub mod contract;
 pub mod error;

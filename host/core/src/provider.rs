@@ -235,6 +235,21 @@ pub struct Stat {
     pub accessed_at: Option<Micros>,
 }
 
+impl Stat {
+    /// Attributes of content without versions or times (generated on each read: http, script,
+    /// sqlite, wasm, native providers).
+    pub fn untimed(kind: NodeKind, size: u64) -> Stat {
+        Stat {
+            kind,
+            size,
+            version: None,
+            created_at: None,
+            updated_at: None,
+            accessed_at: None,
+        }
+    }
+}
+
 /// One listed path.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {

@@ -3,10 +3,10 @@
 //! A key looks like `avm_<id>_<secret>`; only its hash is kept, so the file gives nothing to
 //! whoever reads it. `avm key create --agent NAME` prints a key once.
 
-use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 
+use avm_core::bytes::{hex, random_hex};
 use avm_core::time::{Micros, now_micros};
 use avm_core::{Error, ErrorKind, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -35,19 +35,8 @@ fn db_err(e: rusqlite::Error) -> Error {
     Error::new(ErrorKind::Unavailable, format!("key store: {e}"))
 }
 
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("no randomness: {e}")))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(secret.as_bytes()))
 }
 
 impl KeyStore {

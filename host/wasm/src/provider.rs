@@ -730,30 +730,16 @@ impl Provider for WasmProvider {
     }
 
     fn stat(&self, req: &Request) -> Result<Stat> {
-        let dir = Stat {
-            kind: NodeKind::Dir,
-            size: 0,
-            version: None,
-            created_at: None,
-            updated_at: None,
-            accessed_at: None,
-        };
+        let dir = Stat::untimed(NodeKind::Dir, 0);
         if req.suffix.as_deref() == Some(LOG_SUFFIX) {
             self.log_allowed(req)?;
-            return Ok(Stat {
-                kind: NodeKind::File,
-                ..dir
-            });
+            return Ok(Stat::untimed(NodeKind::File, 0));
         }
         if self.is_root(&req.path) {
             return Ok(dir);
         }
         match self.guest_read(req) {
-            Ok(text) => Ok(Stat {
-                kind: NodeKind::File,
-                size: text.len() as u64,
-                ..dir
-            }),
+            Ok(text) => Ok(Stat::untimed(NodeKind::File, text.len() as u64)),
             Err(e) if e.kind() == ErrorKind::IsADirectory => Ok(dir),
             Err(e) => Err(e),
         }

@@ -131,11 +131,7 @@ fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
     d.update(bytes);
     d.update(h.finish().to_le_bytes());
     d.update(env!("CARGO_PKG_VERSION").as_bytes());
-    d.finalize()
-        .iter()
-        .take(20)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    avm_core::bytes::hex(&d.finalize()[..20])
 }
 
 /// Is the cache entry ours alone: directory and file owned by this process's user and

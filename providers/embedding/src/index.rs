@@ -72,11 +72,7 @@ impl VectorIndex {
         for id in &self.ids {
             h.update(id.to_le_bytes());
         }
-        h.finalize()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        avm_core::bytes::hex(&h.finalize()[..16])
     }
 
     /// Saves the graph under `dir` (`graph.hnsw.graph`, `graph.hnsw.data`, `manifest.json`).

@@ -119,7 +119,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(avm_core::bytes::hex(&h.finalize()))
 }
 
 /// One line of `avm model status`.

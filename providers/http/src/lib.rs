@@ -613,13 +613,6 @@ impl Provider for HttpProvider {
         self.check_plain(req, "stat")?;
         // Stat does not fetch: it only checks that the path makes a URL.
         self.url_for(req)?;
-        Ok(Stat {
-            kind: NodeKind::File,
-            size: 0,
-            version: None,
-            created_at: None,
-            updated_at: None,
-            accessed_at: None,
-        })
+        Ok(Stat::untimed(NodeKind::File, 0))
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use avm_core::bytes::hex;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -132,10 +133,6 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex(&h.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads, hashes and (when small enough and a parsed language) extracts one file.

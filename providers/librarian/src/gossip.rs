@@ -69,7 +69,7 @@ impl Bloom {
 
     /// Lowercase hex, 256 characters.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        avm_core::bytes::hex(&self.0)
     }
 
     /// Parses [`Bloom::to_hex`] output.

@@ -44,12 +44,7 @@ pub const TYPED_KEYS: &[&str] = &["tags", "importance", "author", "expires_at"];
 
 /// Content hash: the first 16 hex digits of SHA-256.
 pub fn content_hash(content: &str) -> String {
-    let digest = Sha256::digest(content.as_bytes());
-    let mut s = String::with_capacity(16);
-    for b in &digest[..8] {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    avm_core::bytes::hex(&Sha256::digest(content.as_bytes())[..8])
 }
 
 impl Node {

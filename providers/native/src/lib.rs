@@ -438,14 +438,7 @@ impl Provider for NativeProvider {
     }
 
     fn stat(&self, req: &Request) -> Result<Stat> {
-        let stat = |kind, size| Stat {
-            kind,
-            size,
-            version: None,
-            created_at: None,
-            updated_at: None,
-            accessed_at: None,
-        };
+        let stat = Stat::untimed;
         match self.read_path(req, &req.path) {
             Ok(text) => Ok(stat(NodeKind::File, text.len() as u64)),
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::IsADirectory) => {

@@ -430,14 +430,7 @@ impl Provider for ScriptProvider {
             self.served(req, "stat")?;
             NodeKind::File
         };
-        Ok(Stat {
-            kind,
-            size: 0,
-            version: None,
-            created_at: None,
-            updated_at: None,
-            accessed_at: None,
-        })
+        Ok(Stat::untimed(kind, 0))
     }
 
     fn list(&self, req: &Request, opts: &ListOptions) -> Result<Listing> {

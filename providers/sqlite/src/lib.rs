@@ -24,7 +24,6 @@
 //!   names in its first column; names that cannot be one path segment are skipped.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -34,6 +33,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use avm_core::bytes::hex;
 use avm_core::config::expand;
 use avm_core::router::Pattern;
 use avm_core::{
@@ -453,14 +453,6 @@ fn sql_error(e: &rusqlite::Error, path: &str) -> Error {
     Error::new(kind, format!("query for {path} failed: {e}"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 fn to_json(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
@@ -586,14 +578,7 @@ impl Provider for SqliteProvider {
             let table = self.rows(req, "stat")?;
             (NodeKind::File, table.render(self.format).len() as u64)
         };
-        Ok(Stat {
-            kind,
-            size,
-            version: None,
-            created_at: None,
-            updated_at: None,
-            accessed_at: None,
-        })
+        Ok(Stat::untimed(kind, size))
     }
 
     fn list(&self, req: &Request, opts: &ListOptions) -> Result<Listing> {

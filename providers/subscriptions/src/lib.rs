@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use avm_core::bytes::{hex, random_hex};
 use avm_core::router::Pattern;
 use avm_core::storage::MemoryStore;
 use avm_core::time::{Micros, now_micros, to_iso};
@@ -122,19 +123,6 @@ fn db_err(e: rusqlite::Error) -> Error {
         }
         _ => Error::new(ErrorKind::Unavailable, format!("subscriptions: {e}")),
     }
-}
-
-fn random_hex(bytes: usize) -> Result<String> {
-    use std::io::Read;
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("no randomness: {e}")))?;
-    Ok(hex(&buf))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// HMAC-SHA256 of `body` under `key`, hex (RFC 2104).
