@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -54,7 +54,9 @@ impl Default for IndexOptions {
 pub struct IndexProvider {
     /// The mount's literal prefix (`/index`); the rest of a path is `<name>[/<rel path>]`.
     prefix: String,
-    store: Mutex<Store>,
+    /// Opened on first use, so mounting `/index` (every CLI command does) costs nothing.
+    store: OnceLock<Mutex<Store>>,
+    db: Option<PathBuf>,
     /// Scans of this provider run one at a time, so two never interleave their plans.
     scan_lock: Mutex<()>,
     max_file_bytes: u64,
@@ -83,19 +85,27 @@ impl IndexProvider {
             Some(raw) => Some(PathBuf::from(avm_core::config::expand(raw)?)),
             None => None,
         };
-        let store = Store::open(db.as_deref())?;
         Ok(IndexProvider {
             prefix,
-            store: Mutex::new(store),
+            store: OnceLock::new(),
+            db,
             scan_lock: Mutex::new(()),
             max_file_bytes: opts.max_file_bytes,
         })
     }
 
-    fn store(&self) -> MutexGuard<'_, Store> {
+    fn store(&self) -> Result<MutexGuard<'_, Store>> {
+        if self.store.get().is_none() {
+            // Two first callers may both open; the loser's connection is dropped unused.
+            let _ = self.store.set(Mutex::new(Store::open(self.db.as_deref())?));
+        }
+        let m = self
+            .store
+            .get()
+            .ok_or_else(|| Error::internal("index store not open"))?;
         // Every write is one SQLite transaction, so a panic elsewhere cannot leave the store
         // half-changed; carrying on past a poisoned lock is safe.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        Ok(m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Scans `dir` (an absolute directory) into the index `name`, creating it or updating it:
@@ -144,7 +154,7 @@ impl IndexProvider {
             .to_string();
         let _one_at_a_time = self.scan_lock.lock().unwrap_or_else(|p| p.into_inner());
         let (same_root, known) = {
-            let store = self.store();
+            let store = self.store()?;
             // Hashes recorded under another root say nothing about this tree's files, so a
             // re-rooted index reads every file again.
             let same_root = store.index(name)?.is_some_and(|row| row.root == root_str);
@@ -153,7 +163,7 @@ impl IndexProvider {
         };
         let files = walk(&root, "", &GitIgnore::load(&root));
         let plan = scan::plan(files, &known, same_root, self.max_file_bytes, progress);
-        let mut store = self.store();
+        let mut store = self.store()?;
         store.apply_scan(name, &root_str, now_micros(), &plan.changes)?;
         let (files, with_signatures, signatures) = store.totals(name)?;
         Ok(ScanReport {
@@ -179,7 +189,7 @@ impl IndexProvider {
 
     fn status_below(&self, name: &str, sub: &str) -> Result<Status> {
         let (row, mut known) = {
-            let store = self.store();
+            let store = self.store()?;
             (require(store.index(name)?, name)?, store.known(name)?)
         };
         if !sub.is_empty() {
@@ -217,7 +227,7 @@ impl IndexProvider {
     }
 
     fn list_indexes(&self) -> Result<Output> {
-        let rows = self.store().indexes()?;
+        let rows = self.store()?.indexes()?;
         if rows.is_empty() {
             return Ok(Output::new(
                 "No indexes yet; create one with: avm index scan NAME DIR\n",
@@ -299,7 +309,7 @@ impl IndexProvider {
     }
 
     fn index_and_files(&self, name: &str, sigs: bool) -> Result<(IndexRow, Vec<FileRow>)> {
-        let store = self.store();
+        let store = self.store()?;
         let row = require(store.index(name)?, name)?;
         let files = store.files(name, sigs)?;
         Ok((row, files))
@@ -319,12 +329,12 @@ impl IndexProvider {
 
     fn read_file(&self, req: &Request, name: &str, rel: &str) -> Result<Output> {
         let (row, file) = {
-            let store = self.store();
+            let store = self.store()?;
             let row = require(store.index(name)?, name)?;
             (row, store.file(name, rel)?)
         };
         let Some(f) = file else {
-            if self.store().has_dir(name, rel)? {
+            if self.store()?.has_dir(name, rel)? {
                 return Err(Error::new(
                     ErrorKind::IsADirectory,
                     format!(
@@ -374,7 +384,7 @@ impl IndexProvider {
     /// (the signatures are loaded here when `f` came without them).
     fn file_entry(&self, name: &str, f: &FileRow) -> Entry {
         let size = if f.sig_count > 0 && f.signatures.is_empty() {
-            match self.store().file(name, &f.path) {
+            match self.store().and_then(|s| s.file(name, &f.path)) {
                 Ok(Some(full)) => self.render_file(&full).len(),
                 _ => self.render_file(f).len(),
             }
@@ -513,7 +523,7 @@ impl IndexProvider {
         );
         if !st.root_exists {
             let root = self
-                .store()
+                .store()?
                 .index(name)?
                 .map(|r| r.root)
                 .unwrap_or_default();
@@ -553,7 +563,7 @@ impl IndexProvider {
     }
 
     fn rescan(&self, name: &str) -> Result<Output> {
-        let root = require(self.store().index(name)?, name)?.root;
+        let root = require(self.store()?.index(name)?, name)?.root;
         let path = PathBuf::from(&root);
         if !path.is_dir() {
             return Err(Error::new(
@@ -615,7 +625,7 @@ impl IndexProvider {
                 self.rescan(&name)
             }
             "describe" => {
-                let row = require(self.store().index(&name)?, &name)?;
+                let row = require(self.store()?.index(&name)?, &name)?;
                 let text = if row.description.is_empty() {
                     String::new()
                 } else {
@@ -808,11 +818,11 @@ impl Provider for IndexProvider {
         match self.target(&req.path)? {
             Target::Root => Ok(dir_stat(None, None)),
             Target::Index(name) => {
-                let row = require(self.store().index(&name)?, &name)?;
+                let row = require(self.store()?.index(&name)?, &name)?;
                 Ok(dir_stat(Some(row.scanned_at), Some(row.created_at)))
             }
             Target::Node(name, rel) => {
-                let store = self.store();
+                let store = self.store()?;
                 let row = require(store.index(&name)?, &name)?;
                 if let Some(f) = store.file(&name, &rel)? {
                     drop(store);
@@ -837,10 +847,10 @@ impl Provider for IndexProvider {
         let mut entries: Vec<Entry> = Vec::new();
         match self.target(&req.path)? {
             Target::Root => {
-                let rows = self.store().indexes()?;
+                let rows = self.store()?.indexes()?;
                 for (row, _) in rows {
                     if opts.recursive {
-                        let files = self.store().files(&row.name, false)?;
+                        let files = self.store()?.files(&row.name, false)?;
                         entries.extend(files.iter().map(|f| self.file_entry(&row.name, f)));
                     } else {
                         entries.push(dir_entry(self.index_path(&row.name), Some(row.scanned_at)));
@@ -930,7 +940,7 @@ impl Provider for IndexProvider {
         let body = body.trim();
         if suffix == "describe" {
             validate_name(&name)?;
-            if !self.store().describe(&name, body)? {
+            if !self.store()?.describe(&name, body)? {
                 return Err(missing_index(&name));
             }
             return self.summary(&name);
