@@ -8,6 +8,7 @@ mod concurrency;
 mod fuse;
 mod http;
 mod input;
+mod lifecycle;
 mod mcp;
 mod plugins;
 

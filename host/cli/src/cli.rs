@@ -344,14 +344,98 @@ pub enum Command {
         #[arg(long)]
         hard: bool,
     },
-    /// Show the trash, or empty it
+    /// Show the trash, empty it, or purge what was deleted long ago
+    #[command(
+        after_help = "Purging keeps what was deleted recently: entries older than --older-than (default [lifecycle] trash_retention, 30d) go for good. avm serve purges on its own once an hour."
+    )]
     Trash {
         /// Delete everything in the trash for good
-        #[arg(long)]
+        #[arg(long, conflicts_with = "purge")]
         empty: bool,
+        /// Delete for good only entries deleted longer ago than the retention
+        #[arg(long)]
+        purge: bool,
+        /// With --purge: the retention (90s, 12h, 30d) instead of [lifecycle] trash_retention
+        #[arg(long, requires = "purge")]
+        older_than: Option<String>,
+        /// With --purge: only say what would go
+        #[arg(long, requires = "purge")]
+        dry_run: bool,
         /// At most this many entries
         #[arg(long, short = 'n', default_value_t = 100)]
         limit: usize,
+    },
+    /// Memories whose decayed importance fell below a threshold, coldest first
+    #[command(
+        after_help = "Decay: importance × 2^(−days idle / half_life), idle counted from the last read or change. Defaults come from [lifecycle] half_life_days (14) and cold_threshold (0.15). Listing reads only: no updated_at moves."
+    )]
+    Cold {
+        /// Scope [default: your private namespace, or /memory for the operator]
+        path: Option<String>,
+        /// Decayed importance below which a memory is cold (0..1)
+        #[arg(long, short = 't')]
+        threshold: Option<f64>,
+        /// At most this many
+        #[arg(long, short = 'n', default_value_t = 100)]
+        limit: usize,
+    },
+    /// Move cold memories to /archive (history, links and vectors go with them; recall skips them)
+    #[command(
+        after_help = "An archived memory lives at /archive + its old path and stays as private as it was. Bring one back with avm unarchive PATH. avm serve archives on its own when [lifecycle] auto_archive = true."
+    )]
+    Archive {
+        /// Scope [default: your private namespace, or /memory for the operator]
+        path: Option<String>,
+        /// Decayed importance below which a memory is cold (0..1)
+        #[arg(long, short = 't')]
+        threshold: Option<f64>,
+        /// At most this many
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        limit: usize,
+        /// Only say what would move
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Bring an archived memory back (give its /archive path or its original path)
+    Unarchive {
+        /// Path
+        path: String,
+        /// Overwrite a memory now at the original path (it goes to the trash)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Merge near-duplicate memories and write extractive topic summaries (no LLM)
+    #[command(
+        after_help = "Works namespace by namespace (an agent's private memories never meet another's). Near-duplicates: word sets with Jaccard similarity >= [lifecycle] merge_similarity (0.8), both unchanged for merge_min_age_days (7). The most important one absorbs the paragraphs the others add; the others go to the trash with meta.merged_into. Topics carried by summary_min_memories (3) memories get <namespace>/summaries/<topic>.md, refreshed after summary_refresh_days (7). Memories only read keep their updated_at."
+    )]
+    Consolidate {
+        /// Scope [default: your private namespace, or /memory for the operator]
+        path: Option<String>,
+        /// Only say what would change
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What changed recently, grouped by topic, with the important memories on top
+    Digest {
+        /// Scope [default: your private namespace, or /memory for the operator]
+        path: Option<String>,
+        /// How many days back
+        #[arg(long, short = 'd', default_value_t = 1.0)]
+        days: f64,
+        /// Memories listed per topic
+        #[arg(long, short = 'n', default_value_t = 10)]
+        max: usize,
+    },
+    /// Keep only the newest versions in the history of a node (or of every node below a directory)
+    #[command(
+        after_help = "Content and updated_at do not change; only older history rows go, so --version and --as-of cannot reach them any more. Same as writing N to PATH:compact."
+    )]
+    Compact {
+        /// Node or directory
+        path: String,
+        /// Versions to keep (the current one counts)
+        #[arg(long, short = 'k', default_value_t = 3)]
+        keep: usize,
     },
     /// Bring a node back from the trash (give its trash path or its original path)
     Restore {

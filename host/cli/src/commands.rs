@@ -344,7 +344,19 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
                 print_json(&Value::Array(results));
             }
         }
-        Command::Trash { empty, limit } => trash(app, empty, limit, j)?,
+        Command::Trash {
+            purge: true,
+            older_than,
+            dry_run,
+            ..
+        } => crate::lifecycle_cmd::purge(app, older_than.as_deref(), dry_run, j)?,
+        Command::Trash { empty, limit, .. } => trash(app, empty, limit, j)?,
+        cmd @ (Command::Cold { .. }
+        | Command::Archive { .. }
+        | Command::Unarchive { .. }
+        | Command::Consolidate { .. }
+        | Command::Digest { .. }
+        | Command::Compact { .. }) => crate::lifecycle_cmd::run(app, cmd, j)?,
         Command::Restore { path, force } => {
             let norm = avm_core::host::expand_private(c, &Address::path(&path)?.path)?;
             let trash_path = if avm_core::address::is_within(&norm, "/trash") {

@@ -201,6 +201,41 @@ fn work(
     }
 }
 
+/// How often `avm serve` purges old trash and (when configured) archives cold memories.
+const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Lifecycle upkeep as the operator: trash past its retention goes for good, and with
+/// `[lifecycle] auto_archive` cold memories move to /archive.
+fn upkeep(
+    host: &avm_core::Host,
+    store: &dyn avm_core::storage::MemoryStore,
+    config: &avm_core::config::LifecycleConfig,
+) {
+    let op = avm_core::Caller::Operator;
+    let life = avm_lifecycle::Lifecycle::new(host, store, &op, config);
+    match life.purge_trash(None, false) {
+        Ok(o) => {
+            let n = o.data()["purged"].as_array().map_or(0, Vec::len);
+            if n > 0 {
+                eprintln!("avm serve: purged {n} old trash entries");
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => eprintln!("avm serve: trash purge: {}", e.message()),
+    }
+    if config.auto_archive {
+        match life.archive("/memory", None, 1000, false) {
+            Ok(o) => {
+                let n = o.data()["archived"].as_array().map_or(0, Vec::len);
+                if n > 0 {
+                    eprintln!("avm serve: archived {n} cold memories");
+                }
+            }
+            Err(e) => eprintln!("avm serve: auto-archive: {}", e.message()),
+        }
+    }
+}
+
 /// Runs `avm serve`.
 pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Result<ExitCode> {
     let addr: SocketAddr = bind.parse().map_err(|_| {
@@ -235,8 +270,9 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
     let local = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("listener: {e}")))?;
+    let host = Arc::new(host);
     let state = Arc::new(HttpState {
-        host: Arc::new(host),
+        host: host.clone(),
         store: store.clone(),
         keys,
         require_key,
@@ -247,10 +283,12 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let stop = stop.clone();
+        let lifecycle = config.lifecycle.clone();
         std::thread::Builder::new()
             .name("avm-serve-worker".into())
             .spawn(move || {
                 let topics = avm_provider_topics::TopicIndex::new(store.clone());
+                let mut last_upkeep: Option<std::time::Instant> = None;
                 while !stop.load(Ordering::Relaxed) {
                     work(
                         &topics,
@@ -258,6 +296,10 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
                         Some((&subs, &*policy)),
                         store.as_ref(),
                     );
+                    if last_upkeep.is_none_or(|t| t.elapsed() >= UPKEEP_EVERY) {
+                        upkeep(&host, store.as_ref(), &lifecycle);
+                        last_upkeep = Some(std::time::Instant::now());
+                    }
                     let mut slept = Duration::ZERO;
                     while slept < Duration::from_secs(every.max(1)) && !stop.load(Ordering::Relaxed)
                     {

@@ -49,6 +49,63 @@ pub struct Config {
     pub librarian: LibrarianConfig,
     /// Local embeddings.
     pub embedding: EmbeddingConfig,
+    /// Decay, archive, consolidation and trash retention.
+    pub lifecycle: LifecycleConfig,
+}
+
+/// Memory lifecycle (`[lifecycle]`): decay, cold memories, archive, consolidation, trash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Days after which an untouched memory's importance counts half (decay is computed when
+    /// needed, never written back, so it moves no `updated_at`).
+    pub half_life_days: f64,
+    /// Memories whose decayed importance is below this are cold (`avm cold`, `avm archive`).
+    pub cold_threshold: f64,
+    /// `avm serve` archives cold memories on its own (off by default).
+    pub auto_archive: bool,
+    /// Word-set similarity (Jaccard, 0..1) at or above which `consolidate` merges two memories.
+    pub merge_similarity: f64,
+    /// Memories changed more recently than this many days are never merged.
+    pub merge_min_age_days: f64,
+    /// A topic needs this many memories in a namespace before it gets a summary.
+    pub summary_min_memories: usize,
+    /// Lines per topic summary.
+    pub summary_max_items: usize,
+    /// A summary younger than this many days is left as it is.
+    pub summary_refresh_days: f64,
+    /// Trash entries older than this are purged for good (`avm trash --purge`, `avm serve`);
+    /// `never` keeps them.
+    pub trash_retention: String,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            half_life_days: 14.0,
+            cold_threshold: 0.15,
+            auto_archive: false,
+            merge_similarity: 0.8,
+            merge_min_age_days: 7.0,
+            summary_min_memories: 3,
+            summary_max_items: 10,
+            summary_refresh_days: 7.0,
+            trash_retention: "30d".into(),
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// The trash retention as a duration (`None` for `never`).
+    pub fn trash_retention(&self) -> Result<Option<std::time::Duration>> {
+        let t = self.trash_retention.trim();
+        if t == "never" {
+            return Ok(None);
+        }
+        crate::time::parse_duration(t)
+            .map(Some)
+            .map_err(|e| e.context("lifecycle.trash_retention"))
+    }
 }
 
 /// Local embeddings (`[embedding]`).
@@ -144,6 +201,7 @@ impl Default for Config {
             recall: RecallConfig::default(),
             librarian: LibrarianConfig::default(),
             embedding: EmbeddingConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }
@@ -379,6 +437,7 @@ const TOP_KEYS: &[&str] = &[
     "recall",
     "librarian",
     "embedding",
+    "lifecycle",
 ];
 const STORE_KEYS: &[&str] = &[
     "busy_timeout_ms",
@@ -590,6 +649,28 @@ fn check_access(fig: &Figment, problems: &mut Vec<Problem>) {
     }
     if let Err(e) = fig.extract_inner::<EmbeddingConfig>("embedding") {
         push("embedding", e.kind.to_string());
+    }
+    match fig.extract_inner::<LifecycleConfig>("lifecycle") {
+        Err(e) => push("lifecycle", e.kind.to_string()),
+        Ok(l) => {
+            for (key, v) in [
+                ("lifecycle.cold_threshold", l.cold_threshold),
+                ("lifecycle.merge_similarity", l.merge_similarity),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    push(key, "must be between 0 and 1".into());
+                }
+            }
+            if l.half_life_days < 0.0 || !l.half_life_days.is_finite() {
+                push(
+                    "lifecycle.half_life_days",
+                    "must be a number of days, 0 or more (0 turns decay off)".into(),
+                );
+            }
+            if let Err(e) = l.trash_retention() {
+                push("lifecycle.trash_retention", e.message().to_string());
+            }
+        }
     }
     match fig.extract_inner::<LibrarianConfig>("librarian") {
         Err(e) => push("librarian", e.kind.to_string()),

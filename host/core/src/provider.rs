@@ -53,11 +53,11 @@ impl Caller {
 }
 
 /// The agent owning `path` when it lies inside `/memory/private/<agent>/…` (or that path's
-/// copy in `/trash`).
+/// copy in `/trash` or `/archive`).
 pub fn private_owner(path: &str) -> Option<&str> {
-    let path = path
-        .strip_prefix("/trash")
-        .filter(|p| p.starts_with('/'))
+    let path = ["/trash", "/archive"]
+        .iter()
+        .find_map(|root| path.strip_prefix(root).filter(|p| p.starts_with('/')))
         .unwrap_or(path);
     let rest = path.strip_prefix(PRIVATE_ROOT)?.strip_prefix('/')?;
     Some(rest.split('/').next().unwrap_or(rest))
@@ -545,5 +545,8 @@ mod tests {
         assert!(!alice.may_see("/trash/memory/private/bob/x.md"));
         assert!(alice.may_see("/trash/memory/private/alice/x.md"));
         assert_eq!(private_owner("/trashy/memory/private/bob"), None);
+        assert!(!alice.may_see("/archive/memory/private/bob/x.md"));
+        assert!(alice.may_see("/archive/memory/private/alice/x.md"));
+        assert_eq!(private_owner("/archived/memory/private/bob"), None);
     }
 }

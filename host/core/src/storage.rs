@@ -34,6 +34,8 @@ pub struct MemoryNode {
     pub created_at: Micros,
     /// Last content or metadata change.
     pub updated_at: Micros,
+    /// Last read through avm (reads never move `updated_at`; they move this).
+    pub accessed_at: Option<Micros>,
     /// Content version.
     pub version: i64,
     /// Content hash.

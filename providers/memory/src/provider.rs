@@ -790,6 +790,7 @@ impl MemoryProvider {
                     ..Put::default()
                 }
             }
+            "compact" => return self.compact(req, &text),
             "mark" => {
                 let n = self.node(req)?;
                 let agent = req.caller.agent().ok_or_else(|| {
@@ -818,6 +819,41 @@ impl MemoryProvider {
             agent,
         })?;
         Self::saved(out, &req.path)
+    }
+
+    /// `:compact`: keep the newest N versions of the history (body: N, default 3).
+    fn compact(&self, req: &Request, text: &str) -> Result<Output> {
+        let t = text.trim();
+        let keep: usize = if t.is_empty() {
+            3
+        } else {
+            t.parse().map_err(|_| {
+                Error::invalid(format!(
+                    "{}:compact takes the number of versions to keep (1 or more), not {t:?}",
+                    req.path
+                ))
+            })?
+        };
+        let before = self.store.history(&req.path, usize::MAX)?;
+        let out = self.apply(WriteOp::Compact {
+            path: req.path.clone(),
+            keep,
+        })?;
+        let freed: u64 = before
+            .iter()
+            .skip(keep)
+            .map(|v| u64::try_from(v.size).unwrap_or(0))
+            .sum();
+        let kept = before.len() - out.count;
+        Ok(Output::new(
+            format!(
+                "compacted {}: removed {} old version{}, kept {kept}, freed {freed} bytes\n",
+                req.path,
+                out.count,
+                if out.count == 1 { "" } else { "s" }
+            ),
+            json!({"path": req.path, "removed": out.count, "kept": kept, "freed_bytes": freed}),
+        ))
     }
 
     fn write_links(&self, req: &Request, text: &str) -> Result<Output> {
@@ -1072,6 +1108,14 @@ impl Provider for MemoryProvider {
                     true,
                     &[],
                     "time to live; write 15m, 2h, 7d or never",
+                ),
+                SuffixSpec::new(
+                    "compact",
+                    File,
+                    false,
+                    true,
+                    &[],
+                    "write N to keep only the newest N versions of the history (default 3)",
                 ),
                 SuffixSpec::new("path", File, true, false, &[], "the node's path"),
                 SuffixSpec::new(

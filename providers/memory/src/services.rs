@@ -29,6 +29,7 @@ pub fn memory_node(n: &Node) -> MemoryNode {
         author: n.author.clone(),
         created_at: n.created_at,
         updated_at: n.updated_at,
+        accessed_at: n.accessed_at,
         version: n.version,
         hash: n.hash.clone(),
     }

@@ -121,6 +121,14 @@ pub enum WriteOp {
         /// Message ids.
         ids: Vec<i64>,
     },
+    /// Drop all but the newest `keep` versions from a node's history (no event: the node
+    /// itself, its content and `updated_at` stay as they are).
+    Compact {
+        /// Path of a live node.
+        path: String,
+        /// Versions to keep, at least 1 (the current one is always among them).
+        keep: usize,
+    },
     /// Restore an exported record exactly.
     Import {
         /// The record.
@@ -185,6 +193,7 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             kind,
         } => unlink(conn, ctx, source, target, kind.as_deref()),
         WriteOp::Import { record, force } => import(conn, ctx, record, *force),
+        WriteOp::Compact { path, keep } => compact(conn, ctx, path, *keep),
         WriteOp::Topics {
             cursor,
             docs,
@@ -840,6 +849,31 @@ fn move_node(
         meta,
         updated_at: now,
         ..n.clone()
+    })
+}
+
+/// Deletes the history rows of `path` older than its newest `keep`; `count` = rows removed.
+fn compact(conn: &Connection, ctx: &Ctx<'_>, path: &str, keep: usize) -> Result<Outcome> {
+    if keep == 0 {
+        return Err(Error::invalid(
+            "compact keeps at least 1 version (the current one)",
+        ));
+    }
+    let current: Option<i64> = conn
+        .prepare_cached("SELECT version FROM nodes WHERE path = ?1")
+        .and_then(|mut s| s.query_row(params![path], |r| r.get(0)).optional())
+        .map_err(|e| ctx.err(e))?;
+    let Some(current) = current else {
+        return Err(Error::not_found(path));
+    };
+    let below = current.saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX)) + 1;
+    let count = conn
+        .prepare_cached("DELETE FROM versions WHERE path = ?1 AND version < ?2")
+        .and_then(|mut s| s.execute(params![path, below]))
+        .map_err(|e| ctx.err(e))?;
+    Ok(Outcome {
+        count,
+        ..Outcome::default()
     })
 }
 
