@@ -141,12 +141,44 @@ pub struct BudgetResult {
     pub latency: Summary,
 }
 
-/// Builds the corpus in a fresh database under `dir` and asks the questions.
-pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<RecallBenchResult> {
+/// A corpus written to `<dir>/recall.db` and the questions to ask about it.
+pub struct Corpus {
+    /// The database file.
+    pub db: std::path::PathBuf,
+    /// `(question, path of the memory that answers it)`, asked as `asker`.
+    pub questions: Vec<(String, String)>,
+    /// The agent the questions are asked as.
+    pub asker: Caller,
+    /// Seconds spent writing the corpus.
+    pub load_secs: f64,
+    /// Seconds the first topic-index sync took.
+    pub topic_sync_secs: f64,
+    /// The store (open).
+    pub store: std::sync::Arc<dyn MemoryStore>,
+    /// The host, with recall mounted.
+    pub host: Host,
+    /// The recall engine.
+    pub engine: Engine,
+    /// The memory provider (flush it with `store().sync()` before other processes read).
+    pub memory: MemoryProvider,
+    /// Semantic search backing recall, when asked for.
+    pub semantic: Option<std::sync::Arc<avm_provider_embedding::Semantic>>,
+    /// Memories written (the corpus and its traps).
+    pub memories: usize,
+}
+
+/// Writes the corpus of `n` memories into a fresh database under `dir`, brings the topic
+/// index up to date, and picks `questions` questions; with `vectors`, recall is hybrid.
+pub fn corpus(
+    dir: &std::path::Path,
+    n: usize,
+    n_questions: usize,
+    vectors: Option<&avm_provider_embedding::model::ModelFiles>,
+) -> Result<Corpus> {
     let mem = MemoryProvider::open(&dir.join("recall.db"), StoreOptions::default())?;
     let store: std::sync::Arc<dyn MemoryStore> =
         avm_provider_memory::services::as_memory_store(mem.store());
-    let semantic = o.vectors.as_ref().map(|f| {
+    let semantic = vectors.map(|f| {
         std::sync::Arc::new(avm_provider_embedding::Semantic::new(
             store.clone(),
             f.clone(),
@@ -165,14 +197,14 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         })?
         .with_service(std::sync::Arc::new(RecallProvider::new(engine.clone())));
     let mut rng = Rng::new(42);
-    let systems: Vec<String> = (0..(o.n / 25).max(8)).map(|i| word(i * 7 + 11)).collect();
+    let systems: Vec<String> = (0..(n / 25).max(8)).map(|i| word(i * 7 + 11)).collect();
     let people: Vec<String> = (0..60).map(|i| word(i * 13 + 3001)).collect();
     let asker = Caller::Agent("agent0".into());
     // Who writes each memory, and where: 30% the asker's private namespace, 30% shared
     // namespaces (various authors), 40% other agents' private namespaces.
-    let mut facts: Vec<Placed> = Vec::with_capacity(o.n);
+    let mut facts: Vec<Placed> = Vec::with_capacity(n);
     let mut used = std::collections::HashSet::new();
-    while facts.len() < o.n {
+    while facts.len() < n {
         let f = Fact {
             system: systems[rng.zipf(systems.len())].clone(),
             attr: ATTRS[rng.below(ATTRS.len())],
@@ -214,11 +246,11 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         }
     }
     // Spread the questions over the corpus deterministically.
-    let step = (question_idx.len() / o.questions.max(1)).max(1);
+    let step = (question_idx.len() / n_questions.max(1)).max(1);
     let question_idx: Vec<usize> = question_idx
         .into_iter()
         .step_by(step)
-        .take(o.questions)
+        .take(n_questions)
         .collect();
     let wanted: std::collections::HashSet<usize> = question_idx.iter().copied().collect();
     // The same fact, with another value, in another agent's private namespace: a trap.
@@ -232,6 +264,7 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         .collect();
     let started = Instant::now();
     let mut answer_path = std::collections::HashMap::new();
+    let memories = facts.len() + traps.len();
     let all: Vec<(usize, Placed)> = facts.into_iter().chain(traps).enumerate().collect();
     let mut by_agent: std::collections::BTreeMap<String, Vec<(usize, Memory, Fact)>> =
         Default::default();
@@ -284,6 +317,34 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
     let t = Instant::now();
     engine.topics().sync()?;
     let topic_sync_secs = t.elapsed().as_secs_f64();
+    Ok(Corpus {
+        db: dir.join("recall.db"),
+        questions,
+        asker,
+        load_secs,
+        topic_sync_secs,
+        store,
+        host,
+        engine,
+        memory: mem,
+        semantic,
+        memories,
+    })
+}
+
+/// Builds the corpus in a fresh database under `dir` and asks the questions.
+pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<RecallBenchResult> {
+    let Corpus {
+        questions,
+        asker,
+        load_secs,
+        topic_sync_secs,
+        host,
+        semantic,
+        memories,
+        memory,
+        ..
+    } = corpus(dir, o.n, o.questions, o.vectors.as_ref())?;
     let embed_secs = match &semantic {
         Some(s) => {
             let t = Instant::now();
@@ -333,9 +394,9 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
             latency: crate::summarize(&format!("recall, budget {max}"), lat, wall.elapsed()),
         });
     }
-    mem.store().sync()?;
+    memory.store().sync()?;
     Ok(RecallBenchResult {
-        memories: o.n + question_idx.len(),
+        memories,
         questions: questions.len(),
         budgets,
         load_secs,

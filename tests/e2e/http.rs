@@ -9,13 +9,13 @@ use serde_json::Value;
 
 use crate::{Env, s};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Server {
-    fn start(env: &Env, extra: &[&str]) -> Server {
+    pub(crate) fn start(env: &Env, extra: &[&str]) -> Server {
         let db = env.db();
         let mut args = vec!["--db", s(&db), "serve", "--bind"];
         args.extend(extra);

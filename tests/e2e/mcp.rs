@@ -299,3 +299,112 @@ async fn memories_are_resources_each_session_sees_only_its_own_and_ping_answers(
     alice.cancel().await.unwrap();
     bob.cancel().await.unwrap();
 }
+
+/// An MCP client over streamable HTTP to `avm serve` at `addr`, with a key or an agent header.
+async fn http_client(
+    addr: &str,
+    key: Option<&str>,
+    agent: Option<&str>,
+) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ()>, String> {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let mut cfg = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"));
+    if let Some(k) = key {
+        cfg = cfg.auth_header(k.to_string());
+    }
+    if let Some(a) = agent {
+        let mut h = std::collections::HashMap::new();
+        h.insert(
+            http::HeaderName::from_static("x-avm-agent"),
+            http::HeaderValue::from_str(a).unwrap(),
+        );
+        cfg = cfg.custom_headers(h);
+    }
+    ().serve(StreamableHttpClientTransport::from_config(cfg))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_over_http_acts_as_the_agent_the_credentials_name() {
+    let env = Env::new();
+    let key = |agent: &str| {
+        env.run(&["--db", s(&env.db()), "--agent", agent, "key", "create"])
+            .ok()
+            .trim()
+            .to_string()
+    };
+    let (ka, kb) = (key("alice"), key("bob"));
+    // Bound beyond loopback: every request needs a key.
+    let srv = crate::http::Server::start(&env, &["0.0.0.0:0"]);
+    let alice = http_client(&srv.addr, Some(&ka), None).await.unwrap();
+    assert_eq!(
+        alice
+            .peer_info()
+            .unwrap()
+            .server_info
+            .as_ref()
+            .unwrap()
+            .name,
+        "avm"
+    );
+    assert!(alice.list_all_tools().await.unwrap().len() >= 17);
+    let r = alice
+        .call_tool(call(
+            "avm_remember",
+            serde_json::json!({"content": "The vault combination is 31-7-42", "title": "vault"}),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert!(text(&r).contains("/memory/private/alice/"), "{}", text(&r));
+    let r = alice
+        .call_tool(call(
+            "avm_recall",
+            serde_json::json!({"query": "vault combination"}),
+        ))
+        .await
+        .unwrap();
+    assert!(text(&r).contains("31-7-42"), "{}", text(&r));
+    let res = alice.list_all_resources().await.unwrap();
+    assert!(
+        res.iter().any(|r| r.uri.contains("/memory/private/alice/")),
+        "{res:?}"
+    );
+
+    // Bob's key acts as bob: alice's memory is out of reach, whatever header he adds.
+    let bob = http_client(&srv.addr, Some(&kb), None).await.unwrap();
+    let r = bob
+        .call_tool(call(
+            "avm_recall",
+            serde_json::json!({"query": "vault combination"}),
+        ))
+        .await
+        .unwrap();
+    assert!(!text(&r).contains("31-7-42"), "{}", text(&r));
+    let r = bob
+        .call_tool(call(
+            "avm_list",
+            serde_json::json!({"path": "/memory/private/alice"}),
+        ))
+        .await
+        .unwrap();
+    assert!(!text(&r).contains("vault"), "{}", text(&r));
+    let res = bob.list_all_resources().await.unwrap();
+    assert!(!res.iter().any(|r| r.uri.contains("alice")), "{res:?}");
+    assert!(
+        http_client(&srv.addr, Some(&kb), Some("alice"))
+            .await
+            .is_err(),
+        "a key for bob claiming to be alice is refused"
+    );
+    // No key, or a made-up one: no session at all.
+    assert!(http_client(&srv.addr, None, Some("alice")).await.is_err());
+    assert!(
+        http_client(&srv.addr, Some("avm_not_a_key"), None)
+            .await
+            .is_err()
+    );
+    alice.cancel().await.unwrap();
+    bob.cancel().await.unwrap();
+}

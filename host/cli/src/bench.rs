@@ -377,16 +377,17 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::new(ErrorKind::Unavailable, format!("{what}: {e}"))
 }
 
-/// One HTTP/1.1 keep-alive GET; returns the body.
+/// One HTTP/1.1 keep-alive GET as `agent`; returns the body.
 fn http_get(
     conn: &mut std::io::BufReader<std::net::TcpStream>,
     host: &str,
+    agent: &str,
     target: &str,
 ) -> std::io::Result<Vec<u8>> {
     use std::io::{BufRead, Read, Write};
     write!(
         conn.get_mut(),
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nX-Avm-Agent: {agent}\r\nConnection: keep-alive\r\n\r\n"
     )?;
     let mut len = 0usize;
     let mut status = String::new();
@@ -416,23 +417,27 @@ fn http_get(
     Ok(body)
 }
 
-/// Recall round trips through `avm serve` (HTTP) and `avm mcp` (stdio) at `n` memories.
+/// Recall round trips through `avm serve` (HTTP) and `avm mcp` (stdio) at `n` memories: the
+/// recall bench's corpus (facts about synthetic systems spread over many agents' private and
+/// shared namespaces) and its questions, asked by the agent the questions belong to.
+/// Embeddings stay off in both servers so no background embedding competes with the timing.
 fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>> {
     use std::io::{BufRead, BufReader, Write};
     use std::process::{Command, Stdio};
-    let db = dir.join("api.db");
-    {
-        let (host, mem) = avm_benches::open(&db, avm_provider_memory::StoreOptions::default())?;
-        avm_benches::fill(&host, n, 7)?;
-        mem.store().sync()?;
+    let (db, agent, questions) = {
+        let c = avm_benches::recall_bench::corpus(dir, n, queries, None)?;
+        c.memory.store().sync()?;
+        let agent = c.asker.agent().unwrap_or("agent0").to_string();
+        let qs: Vec<String> = c.questions.into_iter().map(|(q, _)| q).collect();
+        (c.db, agent, qs)
+    };
+    if questions.is_empty() {
+        return Err(Error::internal("the corpus produced no questions"));
     }
     let exe = std::env::current_exe().map_err(io_err("current exe"))?;
-    let q = |i: usize| {
-        format!(
-            "{}+{}",
-            avm_benches::word(i % 97 + 1),
-            avm_benches::word(i % 13 + 40)
-        )
+    let q = |i: usize| questions[i % questions.len()].clone();
+    let enc = |s: String| {
+        percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
     let mut rows = Vec::new();
 
@@ -441,6 +446,7 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
         .arg("--db")
         .arg(&db)
         .args(["serve", "--bind", "127.0.0.1:0", "--work-every", "3600"])
+        .env("AVM_EMBEDDING__ENABLED", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -459,23 +465,16 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
     let stream = std::net::TcpStream::connect(&addr).map_err(io_err("connect"))?;
     let _ = stream.set_nodelay(true);
     let mut conn = BufReader::new(stream);
-    for i in 0..10 {
-        http_get(
-            &mut conn,
-            &addr,
-            &format!("/v1/recall?q={}&max_tokens=2000", q(i)),
-        )
-        .map_err(io_err("warm-up"))?;
+    let target = |i: usize| format!("/v1/recall?q={}&max_tokens=2000", enc(q(i)));
+    // Warm up, and let the worker's first pass (topics, subscriptions) finish.
+    for i in 0..20 {
+        http_get(&mut conn, &addr, &agent, &target(i)).map_err(io_err("warm-up"))?;
     }
+    std::thread::sleep(std::time::Duration::from_millis(500));
     rows.push(row(
         "HTTP GET /v1/recall (2000 tokens)",
         timed(queries, |i| {
-            http_get(
-                &mut conn,
-                &addr,
-                &format!("/v1/recall?q={}&max_tokens=2000", q(i)),
-            )
-            .map(drop)
+            http_get(&mut conn, &addr, &agent, &target(i)).map(drop)
         })?,
     ));
     let _ = nix::sys::signal::kill(
@@ -488,7 +487,8 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
     let mut mcp = Command::new(&exe)
         .arg("--db")
         .arg(&db)
-        .args(["--agent", "bench", "mcp"])
+        .args(["--agent", &agent, "mcp"])
+        .env("AVM_EMBEDDING__ENABLED", "false")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -516,7 +516,7 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
         .map_err(io_err("mcp"))?;
     let call = |i: usize| {
         serde_json::json!({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {
-            "name": "avm_recall", "arguments": {"query": q(i).replace('+', " "), "max_tokens": 2000}}})
+            "name": "avm_recall", "arguments": {"query": q(i), "max_tokens": 2000}}})
     };
     let mut roundtrip = |i: usize| -> std::io::Result<()> {
         send(call(i))?;

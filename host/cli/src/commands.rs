@@ -178,6 +178,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 store: app.store.clone(),
                 caller: app.caller.clone(),
                 host: std::sync::Arc::new(app.host),
+                identify: None,
             })?;
             let _ = memory.store().sync();
             return Ok(ExitCode::SUCCESS);

@@ -254,6 +254,7 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
     if let Some(s) = &semantic {
         s.use_graph(true);
     }
+    let semantic_on = semantic.is_some();
     let keys = Arc::new(KeyStore::open(&keys_path(&config.db_path()?))?);
     let subs = avm_provider_subscriptions::Subscriptions::open(&subs_path(&config.db_path()?))?;
     let policy = host.policy().clone();
@@ -319,7 +320,7 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
     // The first line on stdout says where to connect (scripts and tests read it).
     println!("Listening on http://{local}");
     eprintln!(
-        "avm serve: http://{local}{} (pid {}); GET /openapi.json describes the API",
+        "avm serve: http://{local}{} (pid {}); GET /openapi.json describes the API, MCP (streamable HTTP) at /mcp",
         if require_key {
             ", API key required"
         } else {
@@ -327,6 +328,26 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
         },
         std::process::id()
     );
+    // MCP over streamable HTTP at /mcp: every request acts as its credentials say.
+    let mcp_stop = tokio_util::sync::CancellationToken::new();
+    let app = {
+        let st = state.clone();
+        let identify: avm_mcp::Identify = Arc::new(move |headers: &http::HeaderMap| {
+            avm_http::caller(&st, headers).map_err(avm_http::ApiError::into_error)
+        });
+        let mcp = avm_mcp::http_service(
+            avm_mcp::Ctx {
+                host: state.host.clone(),
+                store: state.store.clone(),
+                caller: avm_core::Caller::Operator,
+                semantic: semantic_on,
+                identify: Some(identify),
+            },
+            require_key,
+            mcp_stop.clone(),
+        );
+        avm_http::router(state.clone()).merge(avm_http::guarded(state.clone(), "/mcp", mcp))
+    };
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let shutdown = async {
@@ -344,8 +365,9 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
                 _ => std::future::pending::<()>().await,
             }
         };
-        avm_http::serve(listener, state, shutdown).await
+        avm_http::serve(listener, app, shutdown).await
     });
+    mcp_stop.cancel();
     stop.store(true, Ordering::Relaxed);
     let _ = worker.join();
     // Writes were committed as each request finished; flush access times and the like.

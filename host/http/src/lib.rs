@@ -466,13 +466,55 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes requests in flight.
+impl ApiError {
+    /// The avm error this stands for (a missing or bad key is `PermissionDenied`).
+    pub fn into_error(self) -> Error {
+        match self {
+            ApiError::Avm(e) => e,
+            ApiError::Unauthorized(m) => Error::new(ErrorKind::PermissionDenied, m),
+        }
+    }
+}
+
+/// `service` at `path` behind the API's credentials: a request [`caller`] refuses gets the
+/// API's 401/403 JSON error and never reaches the service (which may call [`caller`] again
+/// to learn who it serves).
+pub fn guarded<T>(state: Arc<HttpState>, path: &str, service: T) -> Router
+where
+    T: tower_service::Service<
+            axum::extract::Request,
+            Error = std::convert::Infallible,
+            Response: IntoResponse,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    Router::new()
+        .nest_service(path, service)
+        .layer(axum::middleware::from_fn_with_state(state, check_key))
+}
+
+async fn check_key(
+    State(state): Shared,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match caller(&state, req.headers()) {
+        Ok(_) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves `app` (the API's [`router`], maybe merged with more) on `listener` until `shutdown`
+/// completes, then finishes requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: Arc<HttpState>,
+    app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -3,6 +3,10 @@
 //! Every tool turns its arguments into a host call as the session's agent (isolation holds
 //! exactly as on the other front ends). A tool that ran and failed is an `isError` result
 //! naming the error kind; malformed arguments are JSON-RPC errors (rmcp's parameter parsing).
+//!
+//! Two transports: stdio ([`serve_stdio`], one agent per process) and streamable HTTP
+//! ([`http_service`], mounted by `avm serve` at `/mcp`), where every request acts as whoever its
+//! credentials say (the same API keys and rules as the HTTP API).
 
 use std::sync::Arc;
 
@@ -22,7 +26,11 @@ use avm_core::address::Query;
 use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Error, Host, ListOptions, Output, Put, Result, SearchOptions, WriteInput};
 
+/// Who an HTTP request acts as, from its headers (the HTTP API's rules).
+pub type Identify = Arc<dyn Fn(&http::HeaderMap) -> Result<Caller> + Send + Sync>;
+
 /// What the tools work on.
+#[derive(Clone)]
 pub struct Ctx {
     /// The host (rights checked there).
     pub host: Arc<Host>,
@@ -32,6 +40,9 @@ pub struct Ctx {
     pub caller: Caller,
     /// Whether semantic search is available.
     pub semantic: bool,
+    /// Over HTTP: who each request acts as (then `caller` is only the fallback for calls that
+    /// come without an HTTP request, which streamable HTTP never makes).
+    pub identify: Option<Identify>,
 }
 
 /// The one place avm results become MCP tool results.
@@ -220,6 +231,31 @@ impl AvmMcp {
             ctx: Arc::new(ctx),
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// This server as the caller of one request: itself over stdio; over HTTP, a copy acting
+    /// as whoever the request's credentials name.
+    fn for_request(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> std::result::Result<Self, rmcp::ErrorData> {
+        let Some(identify) = &self.ctx.identify else {
+            return Ok(self.clone());
+        };
+        let parts = context
+            .extensions
+            .get::<http::request::Parts>()
+            .ok_or_else(|| rmcp::ErrorData::invalid_request("no HTTP request to identify", None))?;
+        let caller = identify(&parts.headers)
+            .map_err(|e| rmcp::ErrorData::invalid_request(e.message().to_string(), None))?;
+        Ok(AvmMcp {
+            ctx: Arc::new(Ctx {
+                caller,
+                identify: None,
+                ..(*self.ctx).clone()
+            }),
+            tool_router: self.tool_router.clone(),
+        })
     }
 
     fn read(&self, addr: Result<String>) -> Result<Output> {
@@ -565,24 +601,36 @@ impl AvmMcp {
 
 #[tool_handler]
 impl ServerHandler for AvmMcp {
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let me = self.for_request(&context)?;
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(&me, request, context);
+        me.tool_router.call(tcc).await
+    }
+
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> std::result::Result<ListResourcesResult, rmcp::ErrorData> {
-        self.resources(request.as_ref().and_then(|r| r.cursor.as_deref()))
+        self.for_request(&context)?
+            .resources(request.as_ref().and_then(|r| r.cursor.as_deref()))
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> std::result::Result<ReadResourceResponse, rmcp::ErrorData> {
+        let me = self.for_request(&context)?;
         let path = resource_path(&request.uri)?;
-        let out = self
+        let out = me
             .ctx
             .host
-            .read(&self.ctx.caller, &path)
+            .read(&me.ctx.caller, &path)
             .map_err(resource_error)?;
         let mime = if path.ends_with(".md") {
             "text/markdown"
@@ -628,4 +676,29 @@ pub fn serve_stdio(ctx: Ctx) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// The MCP server as a streamable-HTTP service (for `avm serve` to mount at `/mcp`): sessions
+/// live in memory; each request acts as `ctx.identify` says. `any_host` turns off the Host-header
+/// check that protects loopback servers from DNS rebinding (for servers bound beyond loopback,
+/// where every request needs an API key anyway); `stop` ends every session.
+pub fn http_service(
+    ctx: Ctx,
+    any_host: bool,
+    stop: tokio_util::sync::CancellationToken,
+) -> rmcp::transport::StreamableHttpService<
+    AvmMcp,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    let server = AvmMcp::new(ctx);
+    let mut config =
+        rmcp::transport::StreamableHttpServerConfig::default().with_cancellation_token(stop);
+    if any_host {
+        config = config.disable_allowed_hosts();
+    }
+    rmcp::transport::StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(Default::default()),
+        config,
+    )
 }

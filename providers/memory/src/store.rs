@@ -101,6 +101,9 @@ pub(crate) struct Shared {
     cache: Mutex<Cache>,
     /// Nodes read since the last flush: id -> (path, time). accessed_at is written lazily.
     touches: Mutex<HashMap<i64, (String, Micros)>>,
+    /// Writes nobody waits for (telemetry), committed with the next group or idle tick: a
+    /// commit per recall would make every reader connection drop its page cache.
+    deferred: Mutex<Vec<WriteOp>>,
 }
 
 /// The store. Cheap to share behind an `Arc`; dropping the last handle flushes and stops the
@@ -277,6 +280,7 @@ impl Store {
             readers,
             next_reader: AtomicUsize::new(0),
             touches: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::sync_channel::<Job>(4096);
         let w_shared = shared.clone();
@@ -321,11 +325,11 @@ impl Store {
             .map_err(|_| Error::internal("the store's writer stopped before answering"))?
     }
 
-    /// Queues one write without waiting for it (telemetry): it commits with the next group.
+    /// Queues one write without waiting for it (telemetry): it commits with the next group of
+    /// writes, at the writer's next idle tick (within half a second), or at `sync`/close.
     pub fn apply_nowait(&self, op: WriteOp) {
-        let (rtx, _) = mpsc::channel();
-        if let Ok(s) = self.sender() {
-            let _ = s.send(Job::Op(op, rtx));
+        if let Ok(mut d) = self.shared.deferred.lock() {
+            d.push(op);
         }
     }
 
@@ -1270,13 +1274,18 @@ fn run_batch(
     } else {
         false
     };
-    let ops: Vec<&WriteOp> = jobs
+    let deferred: Vec<WriteOp> = match shared.deferred.lock() {
+        Ok(mut d) => std::mem::take(&mut *d),
+        Err(_) => Vec::new(),
+    };
+    // Deferred writes go first; their results are nobody's and are dropped below.
+    let ops: Vec<&WriteOp> = deferred
         .iter()
-        .flat_map(|j| match j {
+        .chain(jobs.iter().flat_map(|j| match j {
             Job::Op(op, _) => vec![op],
             Job::Batch(ops, _) => ops.iter().collect(),
             Job::Sync(_) => vec![],
-        })
+        }))
         .collect();
     let mut invalid: Vec<String> = Vec::new();
     let mut results: Vec<Result<Outcome>> = Vec::with_capacity(ops.len());
@@ -1316,7 +1325,7 @@ fn run_batch(
             }
         }
     }
-    let mut results = results.into_iter();
+    let mut results = results.into_iter().skip(deferred.len());
     for j in jobs {
         match j {
             Job::Op(_, reply) => {
