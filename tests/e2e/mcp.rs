@@ -55,6 +55,7 @@ async fn an_mcp_client_uses_every_tool_and_sessions_are_isolated() {
         "avm_inbox",
         "avm_topics",
         "avm_who_knows",
+        "avm_digest",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -89,6 +90,33 @@ async fn an_mcp_client_uses_every_tool_and_sessions_are_isolated() {
         .await
         .unwrap();
     assert!(text(&r).contains(&path), "{}", text(&r));
+    let r = alice
+        .call_tool(call("avm_digest", serde_json::json!({"days": 1})))
+        .await
+        .unwrap();
+    assert!(
+        text(&r).contains("# Memory Digest: /memory/private/alice"),
+        "{}",
+        text(&r)
+    );
+    assert!(
+        text(&r).contains("MCP memory about zebra migrations"),
+        "{}",
+        text(&r)
+    );
+    let r = alice
+        .call_tool(call("avm_digest", serde_json::json!({"days": -1})))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
+    let r = alice
+        .call_tool(call(
+            "avm_digest",
+            serde_json::json!({"path": "/memory/private/bob"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
     let r = alice
         .call_tool(call("avm_browse", serde_json::json!({"query": "zebra"})))
         .await

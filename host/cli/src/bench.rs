@@ -436,6 +436,7 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
     }
     let exe = std::env::current_exe().map_err(io_err("current exe"))?;
     let q = |i: usize| questions[i % questions.len()].clone();
+    let nq = questions.len().min(queries);
     let enc = |s: String| {
         percent_encoding::utf8_percent_encode(&s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -466,17 +467,27 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
     let _ = stream.set_nodelay(true);
     let mut conn = BufReader::new(stream);
     let target = |i: usize| format!("/v1/recall?q={}&max_tokens=2000", enc(q(i)));
-    // Warm up, and let the worker's first pass (topics, subscriptions) finish.
-    for i in 0..20 {
-        http_get(&mut conn, &addr, &agent, &target(i)).map_err(io_err("warm-up"))?;
+    // Open the connection and the tokenizer with a query that is none of the questions, and
+    // let the worker's first pass (topics, subscriptions) finish.
+    for _ in 0..5 {
+        http_get(
+            &mut conn,
+            &addr,
+            &agent,
+            "/v1/recall?q=status&max_tokens=2000",
+        )
+        .map_err(io_err("warm-up"))?;
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    rows.push(row(
-        "HTTP GET /v1/recall (2000 tokens)",
-        timed(queries, |i| {
-            http_get(&mut conn, &addr, &agent, &target(i)).map(drop)
-        })?,
-    ));
+    // First asks read every candidate from SQLite; a long-running server has them cached.
+    for label in ["first ask", "asked again"] {
+        rows.push(row(
+            &format!("HTTP GET /v1/recall 2000 tok, {label}"),
+            timed(nq, |i| {
+                http_get(&mut conn, &addr, &agent, &target(i)).map(drop)
+            })?,
+        ));
+    }
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(srv.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -518,6 +529,12 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
         serde_json::json!({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {
             "name": "avm_recall", "arguments": {"query": q(i), "max_tokens": 2000}}})
     };
+    let warm = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "tools/call", "params": {
+        "name": "avm_recall", "arguments": {"query": "status", "max_tokens": 2000}}});
+    for _ in 0..5 {
+        send(warm.clone()).map_err(io_err("warm-up"))?;
+        recv().map_err(io_err("warm-up"))?;
+    }
     let mut roundtrip = |i: usize| -> std::io::Result<()> {
         send(call(i))?;
         let l = recv()?;
@@ -527,13 +544,12 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
             Err(std::io::Error::other(format!("mcp answered {l}")))
         }
     };
-    for i in 0..10 {
-        roundtrip(i).map_err(io_err("warm-up"))?;
+    for (pass, label) in ["first ask", "asked again"].iter().enumerate() {
+        rows.push(row(
+            &format!("MCP avm_recall stdio 2000 tok, {label}"),
+            timed(nq, |i| roundtrip(pass * nq + i))?,
+        ));
     }
-    rows.push(row(
-        "MCP tools/call avm_recall over stdio (2000)",
-        timed(queries, |i| roundtrip(i + 10))?,
-    ));
     drop(roundtrip);
     drop(send);
     // End of input ends the session.

@@ -341,6 +341,7 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
                 store: state.store.clone(),
                 caller: avm_core::Caller::Operator,
                 semantic: semantic_on,
+                lifecycle: config.lifecycle.clone(),
                 identify: Some(identify),
             },
             require_key,

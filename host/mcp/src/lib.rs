@@ -40,6 +40,8 @@ pub struct Ctx {
     pub caller: Caller,
     /// Whether semantic search is available.
     pub semantic: bool,
+    /// Lifecycle settings (decay half-life for digests).
+    pub lifecycle: avm_core::config::LifecycleConfig,
     /// Over HTTP: who each request acts as (then `caller` is only the fallback for calls that
     /// come without an HTTP request, which streamable HTTP never makes).
     pub identify: Option<Identify>,
@@ -211,6 +213,17 @@ pub struct TopicsArgs {
 pub struct WhoKnowsArgs {
     /// Topic.
     pub topic: String,
+}
+
+/// Arguments of `avm_digest`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DigestArgs {
+    /// Scope (default: your private namespace).
+    pub path: Option<String>,
+    /// How many days back (default 1).
+    pub days: Option<f64>,
+    /// Memories listed per topic (default 10).
+    pub max: Option<usize>,
 }
 
 /// The MCP server of one agent session.
@@ -483,6 +496,30 @@ impl AvmMcp {
             None,
         )
         .map(|t| Output::text(format!("Sent to {} ({}).", t.to, t.priority)));
+        result(r)
+    }
+
+    #[tool(
+        description = "A digest of what changed recently: memories changed in the last days (default 1), grouped by topic, with the important ones on top. Reads only. Use it at the start of a session to catch up."
+    )]
+    async fn avm_digest(&self, Parameters(a): Parameters<DigestArgs>) -> ToolResult {
+        let caller = &self.ctx.caller;
+        let r = (|| {
+            let scope = match &a.path {
+                Some(p) => {
+                    avm_core::host::expand_private(caller, &avm_core::Address::path(p)?.path)?
+                }
+                None => avm_lifecycle::default_scope(caller),
+            };
+            let topics = avm_provider_topics::TopicIndex::new(self.ctx.store.clone());
+            avm_lifecycle::Lifecycle::new(
+                &self.ctx.host,
+                self.ctx.store.as_ref(),
+                caller,
+                &self.ctx.lifecycle,
+            )
+            .digest(&scope, a.days.unwrap_or(1.0), a.max.unwrap_or(10), &topics)
+        })();
         result(r)
     }
 
