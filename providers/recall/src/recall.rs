@@ -139,6 +139,36 @@ fn render(entries: &[String], tokens: usize, footer: &str) -> String {
     out
 }
 
+/// Tokens an entry adds to the rendered text: the entry and the blank line after it.
+///
+/// cl100k's pre-tokenizer never lets a piece run past a newline into a following character
+/// that is not whitespace (its newline-bearing patterns, `[\r\n]*`, `\s*[\r\n]+` and
+/// `\s+(?!\S)`, all stop there), and every entry, like the footer's `---`, starts with such a
+/// character. So the rendered text's count is exactly the sum of its header's, each
+/// entry-with-blank-line's and the footer block's: [`rendered_tokens`] adds them instead of
+/// counting the whole text again (debug builds check the two agree).
+fn chunk_tokens(line: &str) -> Result<usize> {
+    tokens::count(&format!("{line}\n\n"))
+}
+
+/// The exact token count of [`render`]`(entries, estimate, footer)` from the entries' chunk
+/// counts (see [`chunk_tokens`]).
+fn rendered_tokens(
+    entries: &[String],
+    estimate: usize,
+    footer: &str,
+    costs: impl Iterator<Item = usize>,
+) -> Result<usize> {
+    if entries.is_empty() {
+        return tokens::count(&render(entries, estimate, footer));
+    }
+    let header = format!(
+        "## Relevant Memory ({} items, ~{estimate} tokens)\n\n",
+        entries.len()
+    );
+    Ok(tokens::count(&header)? + costs.sum::<usize>() + tokens::count(&format!("---\n{footer}"))?)
+}
+
 impl Engine {
     /// Recalls memories for `req` within its budget.
     pub fn recall(&self, caller: &Caller, keep: Keep<'_>, req: &RecallRequest) -> Result<Recall> {
@@ -197,7 +227,13 @@ impl Engine {
             let title = s.node.title();
             let sum = summary::summarize(&s.node.content, &title, &terms, self.tuning.max_chars);
             let mut line = entry(s, &sum);
-            let mut cost = tokens::count(&line)? + 1;
+            // Every whitespace-separated word starts at least one token: a line with more
+            // words than the room left cannot fit, and needs no exact count.
+            if !chosen.is_empty() && line.split_whitespace().count() >= avail {
+                misses += 1;
+                continue;
+            }
+            let mut cost = chunk_tokens(&line)?;
             if cost > avail {
                 if !chosen.is_empty() {
                     misses += 1;
@@ -211,7 +247,7 @@ impl Engine {
                 }
                 let cut = tokens::truncate(&sum, avail - head_cost)?;
                 line = entry(s, &format!("{}…", cut.trim_end()));
-                cost = tokens::count(&line)? + 1;
+                cost = chunk_tokens(&line)?;
                 if cost > avail {
                     continue;
                 }
@@ -229,7 +265,8 @@ impl Engine {
             let estimate = reserved + chosen.iter().map(|c| c.2).sum::<usize>();
             let footer = footers(estimate, max, req.strategy, &req.query)[footer_level].clone();
             let text = render(&entries, estimate, &footer);
-            let real = tokens::count(&text)?;
+            let real = rendered_tokens(&entries, estimate, &footer, chosen.iter().map(|c| c.2))?;
+            debug_assert_eq!(real, tokens::count(&text)?, "{text}");
             if real <= max || chosen.is_empty() {
                 if real > max {
                     return Err(Error::invalid(format!(
@@ -277,6 +314,67 @@ impl Engine {
                 });
             }
             chosen.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The sum of chunk counts equals the count of the whole rendered text, for entries ending
+    /// in letters, digits, punctuation, spaces, ellipses, CJK and emoji.
+    #[test]
+    fn rendered_token_count_is_the_sum_of_its_chunks() {
+        let pieces = [
+            "word",
+            " ",
+            ".",
+            "…",
+            ")",
+            "  ",
+            "1234",
+            "中文记忆",
+            "🙂",
+            "'s",
+            "--",
+            "é",
+            "\t",
+            "?!",
+            "https://x.io/a_b",
+            "#tag",
+            "\"q\"",
+            ":",
+            "ＡＢ",
+            "\u{a0}",
+        ];
+        let mut seed: u64 = 7;
+        let mut next = move |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for case in 0..1500 {
+            let n = 1 + next(5);
+            let entries: Vec<String> = (0..n)
+                .map(|_| {
+                    let mut e = format!("[/memory/private/a/{case}.md] (0.{:02})", next(100));
+                    for _ in 0..next(12) {
+                        e.push_str(pieces[next(pieces.len())]);
+                    }
+                    e
+                })
+                .collect();
+            let costs: Vec<usize> = entries.iter().map(|e| chunk_tokens(e).unwrap()).collect();
+            let footer = format!("*Tokens: ~{}/2000 | Strategy: balanced*", next(2000));
+            let text = render(&entries, 1234, &footer);
+            assert_eq!(
+                rendered_tokens(&entries, 1234, &footer, costs.into_iter()).unwrap(),
+                tokens::count(&text).unwrap(),
+                "{text:?}"
+            );
         }
     }
 }
