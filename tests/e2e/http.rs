@@ -583,3 +583,65 @@ fn webhooks_are_signed_and_a_receiver_that_was_down_gets_the_event_after_it_come
     env.run(&["--db", db, "--agent", "carol", "unsubscribe", &id])
         .ok();
 }
+
+#[test]
+fn the_cli_reads_through_a_running_server_and_falls_back_when_there_is_none() {
+    let env = Env::new();
+    env.run(&[
+        "-a",
+        "alice",
+        "remember",
+        "The staging cluster runs on the blue network",
+        "-t",
+        "staging",
+    ])
+    .ok();
+    // The server recalls with a default budget of 300 tokens; the CLI's own default is 4000.
+    let db = env.db();
+    let mut child = env
+        .cmd(&["--db", s(&db), "serve", "--bind", "127.0.0.1:0"])
+        .env("AVM_RECALL__MAX_TOKENS", "300")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("Listening on"), "{line}");
+    let sock = format!("{}.sock", db.display());
+    let mode = std::fs::metadata(&sock).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let served = env.run(&["-a", "alice", "recall", "staging network"]);
+    assert!(served.ok().contains("/300"), "{}", served.stdout);
+    assert!(served.stdout.contains("blue network"), "{}", served.stdout);
+    // Isolation holds through the socket: bob sees nothing of alice's.
+    let bob = env.run(&["-a", "bob", "recall", "staging network"]);
+    assert!(!bob.ok().contains("blue network"), "{}", bob.stdout);
+    // Errors come back as errors, with the same exit code.
+    env.run(&["-a", "alice", "explore", "/memory/private/alice/nope.md"])
+        .fails(1);
+    // Opting out, or a second server on the same database, are refused or bypassed.
+    let direct = env
+        .cmd(&["-a", "alice", "recall", "staging network"])
+        .env("AVM_NO_SERVER", "1")
+        .output()
+        .unwrap();
+    let direct = String::from_utf8_lossy(&direct.stdout).to_string();
+    assert!(direct.contains("/4000"), "{direct}");
+    let second = env.run(&["--db", s(&db), "serve", "--bind", "127.0.0.1:0"]);
+    assert!(second.fails(1).contains("another avm serve"), "{second:?}");
+    // Stopped: the socket is gone and the CLI opens the database itself.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    child.wait().unwrap();
+    assert!(!std::path::Path::new(&sock).exists());
+    let after = env.run(&["-a", "alice", "recall", "staging network"]);
+    assert!(after.ok().contains("/4000"), "{}", after.stdout);
+}

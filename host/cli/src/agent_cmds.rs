@@ -317,7 +317,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
                 pairs.push(("ns", namespaces.join(",")));
             }
             hint_once(app);
-            let o = h.read(c, &addr(&scope, "recall", &pairs)?)?;
+            let o = app.read_warm(c, &addr(&scope, "recall", &pairs)?)?;
             show(j, &o);
         }
         Command::Browse {
@@ -335,23 +335,23 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
                     ("width", width.to_string()),
                 ];
             }
-            show(j, &h.read(c, &addr(&path, "browse", &pairs)?)?);
+            show(j, &app.read_warm(c, &addr(&path, "browse", &pairs)?)?);
         }
         Command::Fetch { paths } => show(j, &navigate::fetch(h, c, &paths)?),
         Command::Topics { path, limit } => {
             show(
                 j,
-                &h.read(c, &addr(&path, "topics", &[("limit", limit.to_string())])?)?,
+                &app.read_warm(c, &addr(&path, "topics", &[("limit", limit.to_string())])?)?,
             );
         }
         Command::Timeline { path, days, limit } => {
             let pairs = [("days", days.to_string()), ("limit", limit.to_string())];
-            show(j, &h.read(c, &addr(&path, "timeline", &pairs)?)?);
+            show(j, &app.read_warm(c, &addr(&path, "timeline", &pairs)?)?);
         }
         Command::Explore { path, depth } => {
             show(
                 j,
-                &h.read(c, &addr(&path, "explore", &[("depth", depth.to_string())])?)?,
+                &app.read_warm(c, &addr(&path, "explore", &[("depth", depth.to_string())])?)?,
             );
         }
         Command::Savings { since: s } => {
@@ -367,11 +367,11 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             if let Some(p) = privacy {
                 pairs.push(("privacy", p));
             }
-            show(j, &h.read(c, &addr("/", "ask", &pairs)?)?);
+            show(j, &app.read_warm(c, &addr("/", "ask", &pairs)?)?);
         }
         Command::WhoKnows { topic, limit } => {
             let pairs = [("topic", topic), ("limit", limit.to_string())];
-            show(j, &h.read(c, &addr("/", "who-knows", &pairs)?)?);
+            show(j, &app.read_warm(c, &addr("/", "who-knows", &pairs)?)?);
         }
         Command::Agents => show(j, &h.read(c, "/:agents")?),
         Command::Semantic { query, limit } => {

@@ -62,6 +62,9 @@ pub struct App {
     pub semantic: Option<Arc<Semantic>>,
     /// Where the model files are expected.
     pub model_files: ModelFiles,
+    /// Whether reads may go through a running `avm serve` (not when an extra config file was
+    /// given: the server answers with its own configuration).
+    pub use_server: bool,
 }
 
 impl App {
@@ -149,7 +152,20 @@ impl App {
             store,
             semantic,
             model_files,
+            use_server: g.config.is_none(),
         })
+    }
+
+    /// Reads `address` as `caller`: through a running `avm serve` on this database when one
+    /// answers on its socket (warm tokenizer, topic and vector indexes, model), else directly.
+    pub fn read_warm(&self, caller: &Caller, address: &str) -> Result<avm_core::Output> {
+        if self.use_server
+            && let Ok(db) = self.config.db_path()
+            && let Some(r) = crate::remote::read(&db, caller, address)
+        {
+            return r;
+        }
+        self.host.read(caller, address)
     }
 }
 

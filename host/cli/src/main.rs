@@ -10,6 +10,7 @@ mod daemon;
 mod lifecycle_cmd;
 mod mount_cmd;
 mod plugin_cmd;
+mod remote;
 mod serve;
 
 use std::io::Write;

@@ -236,6 +236,41 @@ fn upkeep(
     }
 }
 
+/// Binds the CLI's socket at `path` (owner-only). A socket that answers belongs to another
+/// server on the same database: refused. A stale one is replaced. A path too long for a
+/// socket leaves the CLI on direct access, with a warning.
+fn bind_socket(path: &std::path::Path) -> Result<Option<std::os::unix::net::UnixListener>> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "another avm serve is serving this database (its socket {} answers); stop it first",
+                path.display()
+            ),
+        ));
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        std::fs::remove_file(path)
+            .map_err(|e| Error::internal(format!("cannot replace {}: {e}", path.display())))?;
+    }
+    let l = match std::os::unix::net::UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "avm serve: no CLI socket at {} ({e}); the CLI will open the database itself",
+                path.display()
+            );
+            return Ok(None);
+        }
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::internal(format!("cannot restrict {}: {e}", path.display())))?;
+    l.set_nonblocking(true)
+        .map_err(|e| Error::internal(format!("socket: {e}")))?;
+    Ok(Some(l))
+}
+
 /// Runs `avm serve`.
 pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Result<ExitCode> {
     let addr: SocketAddr = bind.parse().map_err(|_| {
@@ -268,6 +303,8 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::internal(format!("listener: {e}")))?;
+    let socket_file = crate::remote::socket_path(&config.db_path()?);
+    let socket = bind_socket(&socket_file)?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("listener: {e}")))?;
@@ -349,9 +386,21 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
         );
         avm_http::router(state.clone()).merge(avm_http::guarded(state.clone(), "/mcp", mcp))
     };
+    // The CLI's way in: the same API on an owner-only socket beside the database, where the
+    // socket's permissions stand in for a key (as loopback does).
+    let local_app = avm_http::router(Arc::new(HttpState {
+        host: state.host.clone(),
+        store: state.store.clone(),
+        keys: state.keys.clone(),
+        require_key: false,
+        max_body: state.max_body,
+    }));
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let shutdown = async {
+        let socket = socket.map(tokio::net::UnixListener::from_std).transpose()?;
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let signalled = stopping.clone();
+        tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             match (
                 signal(SignalKind::terminate()),
@@ -362,12 +411,24 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
                         _ = term.recv() => {}
                         _ = int.recv() => {}
                     }
+                    signalled.cancel();
                 }
                 _ => std::future::pending::<()>().await,
             }
+        });
+        let tcp = avm_http::serve(listener, app, stopping.clone().cancelled_owned());
+        let local = async {
+            match socket {
+                Some(l) => {
+                    avm_http::serve_unix(l, local_app, stopping.clone().cancelled_owned()).await
+                }
+                None => Ok(()),
+            }
         };
-        avm_http::serve(listener, app, shutdown).await
+        let (a, b) = tokio::join!(tcp, local);
+        a.and(b)
     });
+    let _ = std::fs::remove_file(&socket_file);
     mcp_stop.cancel();
     stop.store(true, Ordering::Relaxed);
     let _ = worker.join();

@@ -507,6 +507,17 @@ async fn check_key(
     }
 }
 
+/// Serves `app` on a Unix socket until `shutdown` completes, then finishes requests in flight.
+pub async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Serves `app` (the API's [`router`], maybe merged with more) on `listener` until `shutdown`
 /// completes, then finishes requests in flight.
 pub async fn serve(
