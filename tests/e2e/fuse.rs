@@ -640,3 +640,62 @@ fn plugin_mounts_are_files_in_the_mount_with_content_generated_at_each_read() {
     assert_eq!(m.ok("cat tools/xyz | wc -c").trim(), "8");
     assert!(m.sh("echo x > hello/world").status.code() != Some(0));
 }
+
+#[test]
+fn avm_serve_keeps_the_configured_mounts_alive_and_unmounts_them_when_stopped() {
+    need_fuse!();
+    let env = Env::new();
+    let dir = env.path("m/alice");
+    env.write_file(
+        "config/avm/mounts.toml",
+        &format!("[[mounts]]\npath = \"{}\"\nagent = \"alice\"\n", s(&dir)),
+    );
+    let db = env.db();
+    let mut srv = env
+        .cmd(&["--db", s(&db), "serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(srv.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("Listening on"), "{line}");
+    let t = Instant::now();
+    while !mounted(&dir) {
+        assert!(t.elapsed() < Duration::from_secs(20), "never mounted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The mount acts as alice, beside the server, on the same database.
+    std::fs::write(
+        dir.join("memory/private/alice/from-mount.md"),
+        "written through the mount\n",
+    )
+    .unwrap();
+    let r = env.run(&[
+        "--db",
+        s(&db),
+        "read",
+        "/memory/private/alice/from-mount.md",
+    ]);
+    assert!(r.ok().contains("written through the mount"), "{r:?}");
+    // The daemon sees the server as the one keeping the mounts, and does not start another.
+    let st = env
+        .run(&["--db", s(&db), "--json", "daemon", "status"])
+        .json();
+    assert_eq!(st["running"], true, "{st}");
+    env.run(&["--db", s(&db), "daemon", "start"]).fails(1);
+    // Another server on the same database is refused before it touches them.
+    env.run(&["--db", s(&db), "serve", "--bind", "127.0.0.1:0"])
+        .fails(1);
+    nix_kill(srv.id()).unwrap();
+    assert!(srv.wait().unwrap().success());
+    assert!(!mounted(&dir), "still mounted after serve stopped");
+    let st = env
+        .run(&["--db", s(&db), "--json", "daemon", "status"])
+        .json();
+    assert_eq!(st["running"], false, "{st}");
+}

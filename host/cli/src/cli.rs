@@ -597,8 +597,9 @@ pub enum Command {
         #[command(subcommand)]
         action: GossipAction,
     },
-    /// Run the long-lived server: the HTTP API, plus workers that keep the topic index and the
-    /// embeddings up to date
+    /// Run the long-lived server: the HTTP API and MCP (at /mcp), the configured mounts, a
+    /// socket the CLI reads through, and workers that keep topics, embeddings and
+    /// subscriptions up to date
     #[command(
         after_help = "Binds 127.0.0.1:7420 by default. On loopback, requests without a key act as the operator (or as X-Avm-Agent); any other bind requires an API key on every request (avm key create --agent NAME). SIGTERM/SIGINT stop it gracefully: requests in flight finish, writes are flushed. API: GET /openapi.json."
     )]
@@ -612,6 +613,10 @@ pub enum Command {
         /// Seconds between worker passes (topic index, embeddings)
         #[arg(long, default_value_t = 2)]
         work_every: u64,
+        /// Leave the mounts of the mounts file alone (by default the server keeps them alive,
+        /// as `avm daemon` does, unless the daemon already runs)
+        #[arg(long)]
+        no_mounts: bool,
     },
     /// Hear about changes under a path pattern: kept for `avm pending`, and POSTed (signed) to a
     /// webhook by `avm serve`

@@ -190,7 +190,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             bind,
             max_body,
             work_every,
-        } => return crate::serve::serve(&g, bind, *max_body, *work_every),
+            no_mounts,
+        } => return crate::serve::serve(&g, bind, *max_body, *work_every, !*no_mounts),
         Command::Unmount { dir } => {
             crate::mount_cmd::unmount(dir)?;
             if !j {

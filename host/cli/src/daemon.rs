@@ -105,7 +105,7 @@ pub fn load_mounts() -> Result<Vec<MountEntry>> {
     Ok(parsed.mounts)
 }
 
-fn pid_file() -> Result<PathBuf> {
+pub(crate) fn pid_file() -> Result<PathBuf> {
     Ok(state_dir()?.join("daemon.pid"))
 }
 
@@ -124,7 +124,7 @@ fn alive(pid: i32) -> bool {
 }
 
 /// The running daemon's pid, if one runs.
-fn running() -> Result<Option<i32>> {
+pub(crate) fn running() -> Result<Option<i32>> {
     let Ok(text) = std::fs::read_to_string(pid_file()?) else {
         return Ok(None);
     };
@@ -312,6 +312,16 @@ fn run_foreground(g: &Global) -> Result<ExitCode> {
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot handle signals: {e}")))?;
     }
     log(&format!("daemon started (pid {})", std::process::id()));
+    supervise(g, &stop, &hup);
+    let _ = std::fs::remove_file(pid_file()?);
+    log("daemon stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the mounts of the mounts file alive until `stop` is set: starts them, restarts the
+/// ones that die or stop answering, re-reads the file when `hup` is set, and stops and
+/// unmounts them all at the end. `avm daemon` and `avm serve` both run it.
+pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool) {
     let mut ms: BTreeMap<PathBuf, Managed> = BTreeMap::new();
     reconcile(g, &mut ms);
     let mut last_status = Instant::now() - Duration::from_secs(10);
@@ -369,9 +379,6 @@ fn run_foreground(g: &Global) -> Result<ExitCode> {
     }
     ms.clear();
     write_status(&ms);
-    let _ = std::fs::remove_file(pid_file()?);
-    log("daemon stopped");
-    Ok(ExitCode::SUCCESS)
 }
 
 fn start(g: &Global) -> Result<ExitCode> {

@@ -236,6 +236,46 @@ fn upkeep(
     }
 }
 
+/// The mounts thread of `avm serve` and its stop flag.
+type OwnedMounts = (Arc<AtomicBool>, std::thread::JoinHandle<()>);
+
+/// Keeps the mounts of the mounts file alive from this process (what `avm daemon` does), unless
+/// the file names none or the daemon already runs. While it does, this process is the daemon
+/// (`avm daemon status|reload|stop` reach it: SIGHUP re-reads the file, SIGTERM stops serve).
+fn own_mounts(g: &Global) -> Result<Option<OwnedMounts>> {
+    let entries = crate::daemon::load_mounts()?;
+    if !entries.iter().any(|e| e.enabled) {
+        return Ok(None);
+    }
+    if let Some(pid) = crate::daemon::running()?
+        && pid != std::process::id() as i32
+    {
+        eprintln!("avm serve: the mounts belong to avm daemon (pid {pid}); leaving them to it");
+        return Ok(None);
+    }
+    std::fs::write(crate::daemon::pid_file()?, std::process::id().to_string()).map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("cannot write the daemon pid file: {e}"),
+        )
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| Error::internal(format!("cannot handle SIGHUP: {e}")))?;
+    let g = g.clone();
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("avm-serve-mounts".into())
+        .spawn(move || crate::daemon::supervise(&g, &flag, &hup))
+        .map_err(|e| Error::internal(format!("cannot start the mounts thread: {e}")))?;
+    eprintln!(
+        "avm serve: keeping {} mount(s) of the mounts file alive",
+        entries.iter().filter(|e| e.enabled).count()
+    );
+    Ok(Some((stop, thread)))
+}
+
 /// Binds the CLI's socket at `path` (owner-only). A socket that answers belongs to another
 /// server on the same database: refused. A stale one is replaced. A path too long for a
 /// socket leaves the CLI on direct access, with a warning.
@@ -272,7 +312,13 @@ fn bind_socket(path: &std::path::Path) -> Result<Option<std::os::unix::net::Unix
 }
 
 /// Runs `avm serve`.
-pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Result<ExitCode> {
+pub fn serve(
+    g: &Global,
+    bind: &str,
+    max_body: Option<usize>,
+    every: u64,
+    mounts: bool,
+) -> Result<ExitCode> {
     let addr: SocketAddr = bind.parse().map_err(|_| {
         Error::invalid(format!(
             "--bind {bind:?} is not an address; use e.g. 127.0.0.1:7420 or 0.0.0.0:7420"
@@ -395,6 +441,15 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
         require_key: false,
         max_body: state.max_body,
     }));
+    // Last of the set-up, so nothing after it can fail and leave mounts behind.
+    let owned_mounts = if mounts {
+        own_mounts(g).unwrap_or_else(|e| {
+            eprintln!("avm serve: not keeping mounts: {}", e.message());
+            None
+        })
+    } else {
+        None
+    };
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let socket = socket.map(tokio::net::UnixListener::from_std).transpose()?;
@@ -429,6 +484,13 @@ pub fn serve(g: &Global, bind: &str, max_body: Option<usize>, every: u64) -> Res
         a.and(b)
     });
     let _ = std::fs::remove_file(&socket_file);
+    if let Some((stop, thread)) = owned_mounts {
+        stop.store(true, Ordering::Relaxed);
+        let _ = thread.join();
+        if let Ok(p) = crate::daemon::pid_file() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
     mcp_stop.cancel();
     stop.store(true, Ordering::Relaxed);
     let _ = worker.join();
