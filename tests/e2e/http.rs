@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::{Env, s};
 
 pub(crate) struct Server {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) addr: String,
 }
 

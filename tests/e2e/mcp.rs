@@ -433,6 +433,23 @@ async fn mcp_over_http_acts_as_the_agent_the_credentials_name() {
             .await
             .is_err()
     );
-    alice.cancel().await.unwrap();
-    bob.cancel().await.unwrap();
+    // SIGTERM stops the server even while MCP sessions (and their event streams) are open.
+    let mut srv = srv;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(srv.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let t = std::time::Instant::now();
+    loop {
+        if srv.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "avm serve did not stop with MCP clients connected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = alice.cancel().await;
+    let _ = bob.cancel().await;
 }

@@ -253,27 +253,47 @@ fn own_mounts(g: &Global) -> Result<Option<OwnedMounts>> {
         eprintln!("avm serve: the mounts belong to avm daemon (pid {pid}); leaving them to it");
         return Ok(None);
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| Error::internal(format!("cannot handle SIGHUP: {e}")))?;
     std::fs::write(crate::daemon::pid_file()?, std::process::id().to_string()).map_err(|e| {
         Error::new(
             ErrorKind::Unavailable,
             format!("cannot write the daemon pid file: {e}"),
         )
     })?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .map_err(|e| Error::internal(format!("cannot handle SIGHUP: {e}")))?;
     let g = g.clone();
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
         .name("avm-serve-mounts".into())
         .spawn(move || crate::daemon::supervise(&g, &flag, &hup))
-        .map_err(|e| Error::internal(format!("cannot start the mounts thread: {e}")))?;
+        .map_err(|e| {
+            remove_own_pid_file();
+            Error::internal(format!("cannot start the mounts thread: {e}"))
+        })?;
     eprintln!(
         "avm serve: keeping {} mount(s) of the mounts file alive",
         entries.iter().filter(|e| e.enabled).count()
     );
     Ok(Some((stop, thread)))
+}
+
+/// Removes the daemon pid file if it still names this process.
+fn remove_own_pid_file() {
+    if let Ok(p) = crate::daemon::pid_file()
+        && std::fs::read_to_string(&p).is_ok_and(|s| s.trim() == std::process::id().to_string())
+    {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Device and inode of `path`, to tell one socket file from its successor.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Binds the CLI's socket at `path` (owner-only). A socket that answers belongs to another
@@ -294,7 +314,11 @@ fn bind_socket(path: &std::path::Path) -> Result<Option<std::os::unix::net::Unix
         std::fs::remove_file(path)
             .map_err(|e| Error::internal(format!("cannot replace {}: {e}", path.display())))?;
     }
-    let l = match std::os::unix::net::UnixListener::bind(path) {
+    // Created owner-only from the start (umask), not made so after the fact.
+    let old_mask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old_mask);
+    let l = match bound {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
@@ -351,6 +375,8 @@ pub fn serve(
         .map_err(|e| Error::internal(format!("listener: {e}")))?;
     let socket_file = crate::remote::socket_path(&config.db_path()?);
     let socket = bind_socket(&socket_file)?;
+    // Removed at the end only while it is still this server's (a successor may have bound anew).
+    let socket_id = socket.as_ref().and_then(|_| file_id(&socket_file));
     let local = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("listener: {e}")))?;
@@ -411,8 +437,11 @@ pub fn serve(
         },
         std::process::id()
     );
+    // One token stops everything: the signal cancels it; MCP's open streams end with it (axum's
+    // graceful shutdown would otherwise wait on them for ever).
+    let stopping = tokio_util::sync::CancellationToken::new();
     // MCP over streamable HTTP at /mcp: every request acts as its credentials say.
-    let mcp_stop = tokio_util::sync::CancellationToken::new();
+    let mcp_stop = stopping.child_token();
     let app = {
         let st = state.clone();
         let identify: avm_mcp::Identify = Arc::new(move |headers: &http::HeaderMap| {
@@ -453,7 +482,6 @@ pub fn serve(
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let socket = socket.map(tokio::net::UnixListener::from_std).transpose()?;
-        let stopping = tokio_util::sync::CancellationToken::new();
         let signalled = stopping.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -483,13 +511,15 @@ pub fn serve(
         let (a, b) = tokio::join!(tcp, local);
         a.and(b)
     });
-    let _ = std::fs::remove_file(&socket_file);
+    if let Some(id) = socket_id
+        && file_id(&socket_file) == Some(id)
+    {
+        let _ = std::fs::remove_file(&socket_file);
+    }
     if let Some((stop, thread)) = owned_mounts {
         stop.store(true, Ordering::Relaxed);
         let _ = thread.join();
-        if let Ok(p) = crate::daemon::pid_file() {
-            let _ = std::fs::remove_file(p);
-        }
+        remove_own_pid_file();
     }
     mcp_stop.cancel();
     stop.store(true, Ordering::Relaxed);

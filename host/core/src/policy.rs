@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::provider::{Caller, private_owner};
+use crate::provider::{Caller, live_path, private_owner};
 use crate::router::Pattern;
 
 /// What a rule grants.
@@ -265,8 +265,13 @@ impl Policy {
             Action::Read => (rules.and_then(|r| r.read.as_ref()), "read"),
             Action::Write => (rules.and_then(|r| r.write.as_ref()), "write"),
         };
+        // A trashed or archived copy is governed by the rules of the place it came from.
+        let ruled = live_path(path);
         if let Some(list) = list {
-            if list.iter().any(|p| p.matches(path).is_some()) {
+            if list
+                .iter()
+                .any(|p| p.matches(path).is_some() || p.matches(ruled).is_some())
+            {
                 return Ok(());
             }
             return deny(format!(
@@ -282,7 +287,7 @@ impl Policy {
             ));
         }
         for (i, p) in self.rules.iter().enumerate() {
-            if p.matches(path).is_some() {
+            if p.matches(ruled).is_some() || p.matches(path).is_some() {
                 let access = self.access[i];
                 if access.allows(action) {
                     return Ok(());
@@ -407,6 +412,13 @@ mod tests {
         p.check(&a, "/memory/private/alice/x.md", Action::Write)
             .unwrap();
         assert!(p.filters_reads());
+        // Trashed and archived copies follow the rules of the place they came from.
+        for copy in ["/trash/live/admin/x", "/archive/live/admin/x"] {
+            let e = p.check(&a, copy, Action::Read).unwrap_err();
+            assert!(e.message().contains("permissions[0]"), "{e}");
+        }
+        p.check(&a, "/archive/live/nvda", Action::Read).unwrap();
+        assert!(p.check(&a, "/archive/live/nvda", Action::Write).is_err());
     }
 
     #[test]

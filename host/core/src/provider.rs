@@ -52,13 +52,19 @@ impl Caller {
     }
 }
 
+/// The path a `/trash` or `/archive` copy stands for (`/archive/memory/x.md` → `/memory/x.md`);
+/// any other path as it is. Ownership and permission rules apply to copies as to originals.
+pub fn live_path(path: &str) -> &str {
+    ["/trash", "/archive"]
+        .iter()
+        .find_map(|root| path.strip_prefix(root).filter(|p| p.starts_with('/')))
+        .unwrap_or(path)
+}
+
 /// The agent owning `path` when it lies inside `/memory/private/<agent>/…` (or that path's
 /// copy in `/trash` or `/archive`).
 pub fn private_owner(path: &str) -> Option<&str> {
-    let path = ["/trash", "/archive"]
-        .iter()
-        .find_map(|root| path.strip_prefix(root).filter(|p| p.starts_with('/')))
-        .unwrap_or(path);
+    let path = live_path(path);
     let rest = path.strip_prefix(PRIVATE_ROOT)?.strip_prefix('/')?;
     Some(rest.split('/').next().unwrap_or(rest))
 }

@@ -645,7 +645,11 @@ impl ServerHandler for AvmMcp {
     ) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
         let me = self.for_request(&context)?;
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(&me, request, context);
-        me.tool_router.call(tcc).await
+        // Tools make blocking host calls (SQLite, the tokenizer, plugins): tell the runtime, so
+        // one slow call does not hold up every other session and request on its worker.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(me.tool_router.call(tcc))
+        })
     }
 
     async fn list_resources(

@@ -37,6 +37,7 @@ impl Lifecycle<'_> {
         let started = std::time::Instant::now();
         let cfg = self.config;
         crate::check_unit("merge_similarity", cfg.merge_similarity)?;
+        crate::check_live(scope, "consolidate")?;
         let now = now_micros();
         let nodes: Vec<MemoryNode> = self
             .scan(scope, None)?
@@ -46,7 +47,9 @@ impl Lifecycle<'_> {
         let processed = nodes.len();
         let mut by_ns: BTreeMap<String, Vec<MemoryNode>> = BTreeMap::new();
         for n in nodes {
-            by_ns.entry(namespace(&n.path)).or_default().push(n);
+            if let Some(ns) = namespace(&n.path) {
+                by_ns.entry(ns).or_default().push(n);
+            }
         }
         let min_age = (cfg.merge_min_age_days * DAY) as Micros;
         let mut merges = Vec::new();
@@ -126,6 +129,19 @@ impl Lifecycle<'_> {
                 .copied()
                 .ok_or_else(|| Error::not_found(p))
         };
+        // Merge only what the plan saw: a memory changed since the scan is left for next time.
+        for p in std::iter::once(&m.survivor).chain(&m.absorbed) {
+            let seen = find(p)?;
+            match self.store.node(p)? {
+                Some(now) if now.version == seen.version && now.updated_at == seen.updated_at => {}
+                _ => {
+                    return Err(Error::new(
+                        avm_core::ErrorKind::Busy,
+                        format!("{p} changed while consolidating; run consolidate again"),
+                    ));
+                }
+            }
+        }
         let survivor = find(&m.survivor)?;
         let mut content = survivor.content.clone();
         let mut have: BTreeSet<String> = paragraphs(&content).collect();
@@ -194,7 +210,11 @@ impl Lifecycle<'_> {
     ) -> Result<Vec<String>> {
         let cfg = self.config;
         let min = cfg.summary_min_memories.max(2);
-        let keep = |p: &str| self.host.may_read(self.caller, p) && !crate::is_summary_path(p);
+        let keep = |p: &str| {
+            self.host.may_read(self.caller, p)
+                && !crate::is_summary_path(p)
+                && namespace(p).as_deref() == Some(ns)
+        };
         let scopes = [ns.to_string()];
         let common = topics.top(&scopes, self.caller, &keep, SUMMARY_TOPICS)?;
         let mut written = Vec::new();

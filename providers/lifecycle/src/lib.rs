@@ -59,14 +59,31 @@ pub fn last_touch(n: &MemoryNode) -> Micros {
 }
 
 /// The namespace a memory belongs to: `/memory/private/<agent>`, `/memory/shared/<ns>`, or
-/// the first directory below `/memory`. Consolidation never merges or summarises across
-/// namespaces, so one agent's private memories never flow into another place.
-pub fn namespace(path: &str) -> String {
+/// another directory right below `/memory` (`/memory/notes`). A memory in none of them (a file
+/// right in `/memory`, `/memory/private` or `/memory/shared`, or outside `/memory`) has no
+/// namespace and is never merged or summarised. Consolidation never merges or summarises
+/// across namespaces, so one agent's private memories never flow into another place.
+pub fn namespace(path: &str) -> Option<String> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
-        ["memory", kind @ ("private" | "shared"), ns, _, ..] => format!("/memory/{kind}/{ns}"),
-        ["memory", dir, _, ..] => format!("/memory/{dir}"),
-        _ => avm_core::address::parent(path).to_string(),
+        ["memory", kind @ ("private" | "shared"), ns, _, ..] => {
+            Some(format!("/memory/{kind}/{ns}"))
+        }
+        ["memory", "private" | "shared", ..] => None,
+        ["memory", dir, _, ..] => Some(format!("/memory/{dir}")),
+        _ => None,
+    }
+}
+
+/// Refuses scopes outside the live memories (`/memory`): the trash, the archive, gossip
+/// digests and plugin mounts are not memories to archive or consolidate.
+fn check_live(scope: &str, what: &str) -> Result<()> {
+    if is_within(scope, "/memory") {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{what} works on memories below /memory, not {scope}"
+        )))
     }
 }
 
@@ -156,6 +173,7 @@ impl<'a> Lifecycle<'a> {
     ) -> Result<Vec<Cold>> {
         let threshold = threshold.unwrap_or(self.config.cold_threshold);
         check_unit("threshold", threshold)?;
+        check_live(scope, "cold")?;
         let now = now_micros();
         let mut cold: Vec<Cold> = self
             .scan(scope, None)?
@@ -218,11 +236,7 @@ impl<'a> Lifecycle<'a> {
         limit: usize,
         dry_run: bool,
     ) -> Result<Output> {
-        if is_within(scope, ARCHIVE_ROOT) || is_within(scope, "/trash") {
-            return Err(Error::invalid(format!(
-                "{scope} is already outside the live memories; archive works below /memory"
-            )));
-        }
+        check_live(scope, "archive")?;
         let cold = self.cold_memories(scope, threshold, limit)?;
         let mut moved = Vec::new();
         let mut failed = Vec::new();

@@ -93,7 +93,9 @@ pub fn near_duplicates(sets: &[BTreeSet<String>], threshold: f64) -> Vec<(usize,
         if d.is_empty() {
             continue;
         }
-        let prefix = d.len() - (threshold * d.len() as f64).ceil() as usize + 1;
+        // A hair below the exact product, so rounding never shortens a prefix.
+        let need = ((threshold * d.len() as f64) - 1e-9).ceil().max(0.0) as usize;
+        let prefix = d.len() - need.min(d.len()) + 1;
         for w in &d[..prefix.min(d.len())] {
             if let Some(list) = index.get(w) {
                 for &j in list {
@@ -102,7 +104,7 @@ pub fn near_duplicates(sets: &[BTreeSet<String>], threshold: f64) -> Vec<(usize,
                     }
                     seen[j] = i;
                     let (a, b) = (d.len() as f64, docs[j].len() as f64);
-                    if a.min(b) < threshold * a.max(b) {
+                    if a.min(b) < threshold * a.max(b) - 1e-9 {
                         continue;
                     }
                     let sim = jaccard_ids(d, &docs[j]);

@@ -351,6 +351,63 @@ fn near_duplicates_finds_exactly_the_pairs_brute_force_finds() {
 }
 
 #[test]
+fn near_duplicates_keeps_pairs_exactly_at_the_threshold() {
+    // 55 of 100 words shared: Jaccard exactly 0.55, which floating point likes to round.
+    let a: BTreeSet<String> = (0..100).map(|i| format!("w{i}")).collect();
+    let b: BTreeSet<String> = (0..55).map(|i| format!("w{i}")).collect();
+    let pairs = near_duplicates(&[a, b], 0.55);
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+}
+
+#[test]
+fn operator_consolidation_never_summarises_private_memories_into_a_shared_place() {
+    let w = world();
+    let alice = agent("alice");
+    for i in 0..3 {
+        write(
+            &w,
+            &alice,
+            &format!("/memory/private/alice/z{i}.md"),
+            &format!("Zeppelin secret number {i} is classified."),
+        );
+    }
+    write(
+        &w,
+        &Caller::Operator,
+        "/memory/loose.md",
+        "Zeppelin hangar notes.",
+    );
+    let out = w
+        .life(&Caller::Operator)
+        .consolidate("/memory", &w.topics, false)
+        .unwrap();
+    for p in out.data()["summaries_written"].as_array().unwrap() {
+        let p = p.as_str().unwrap();
+        assert!(p.starts_with("/memory/private/alice/summaries/"), "{p}");
+    }
+    assert!(
+        w.store
+            .node("/memory/summaries/zeppelin.md")
+            .unwrap()
+            .is_none()
+    );
+    // Scopes outside the live memories are refused.
+    for scope in ["/", "/trash", "/archive", "/gossip"] {
+        assert!(
+            w.life(&Caller::Operator)
+                .consolidate(scope, &w.topics, true)
+                .is_err(),
+            "{scope}"
+        );
+        assert!(
+            w.life(&Caller::Operator)
+                .archive(scope, None, 10, true)
+                .is_err()
+        );
+    }
+}
+
+#[test]
 fn purge_trash_removes_only_entries_older_than_the_retention() {
     let w = world();
     let op = Caller::Operator;
@@ -533,12 +590,22 @@ fn compact_keeps_the_newest_versions_and_moves_neither_content_nor_updated_at() 
 
 #[test]
 fn namespaces_and_sentences() {
+    assert_eq!(namespace("/memory/loose.md"), None);
+    assert_eq!(namespace("/memory/private/x.md"), None);
+    assert_eq!(namespace("/memory/shared/x.md"), None);
+    assert_eq!(namespace("/trash/memory/notes/y.md"), None);
     assert_eq!(
-        namespace("/memory/private/alice/x/y.md"),
-        "/memory/private/alice"
+        namespace("/memory/private/alice/x/y.md").as_deref(),
+        Some("/memory/private/alice")
     );
-    assert_eq!(namespace("/memory/shared/team/y.md"), "/memory/shared/team");
-    assert_eq!(namespace("/memory/notes/y.md"), "/memory/notes");
+    assert_eq!(
+        namespace("/memory/shared/team/y.md").as_deref(),
+        Some("/memory/shared/team")
+    );
+    assert_eq!(
+        namespace("/memory/notes/y.md").as_deref(),
+        Some("/memory/notes")
+    );
     assert_eq!(
         first_sentence("# T\n*Created: 2026-01-01*\n\nFirst one. Second one.", 100),
         "First one."
