@@ -268,6 +268,17 @@ pub trait MemoryStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<MemoryNode>>;
 
+    /// Live nodes within any of `scopes`, oldest change first, changed before `before`
+    /// (lifecycle work: cold memories, old trash).
+    fn oldest(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        before: Micros,
+        limit: usize,
+    ) -> Result<Vec<MemoryNode>>;
+
     /// The content hash this store records for `content` (compared by `find_by_hash`).
     fn content_hash(&self, content: &str) -> String;
 

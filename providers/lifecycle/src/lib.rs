@@ -150,17 +150,33 @@ impl<'a> Lifecycle<'a> {
         self.config
     }
 
-    /// Live nodes below `scope` the caller may read, newest change first.
-    fn scan(&self, scope: &str, since: Option<Micros>) -> Result<Vec<MemoryNode>> {
-        if !self.host.may_read(self.caller, scope) {
-            return Err(Error::denied(format!(
+    /// Refuses a scope the caller may not read.
+    fn check_readable(&self, scope: &str) -> Result<()> {
+        if self.host.may_read(self.caller, scope) {
+            Ok(())
+        } else {
+            Err(Error::denied(format!(
                 "{scope} is not readable for {}",
                 self.caller.agent().unwrap_or("the operator")
-            )));
+            )))
         }
+    }
+
+    /// Live nodes below `scope` the caller may read, newest change first.
+    fn scan(&self, scope: &str, since: Option<Micros>) -> Result<Vec<MemoryNode>> {
+        self.check_readable(scope)?;
         let keep = |p: &str| self.host.may_read(self.caller, p);
         self.store
             .recent(&[scope.to_string()], self.caller, &keep, since, SCAN_LIMIT)
+    }
+
+    /// Live nodes below `scope` the caller may read, changed before `before`, oldest first:
+    /// what ages out is found first, however large the store.
+    fn scan_old(&self, scope: &str, before: Micros) -> Result<Vec<MemoryNode>> {
+        self.check_readable(scope)?;
+        let keep = |p: &str| self.host.may_read(self.caller, p);
+        self.store
+            .oldest(&[scope.to_string()], self.caller, &keep, before, SCAN_LIMIT)
     }
 
     /// Memories below `scope` whose decayed importance is under `threshold` (default
@@ -175,8 +191,20 @@ impl<'a> Lifecycle<'a> {
         check_unit("threshold", threshold)?;
         check_live(scope, "cold")?;
         let now = now_micros();
+        // Importance is at most 1, so nothing changed within half_life · log2(1 / threshold)
+        // days can be cold yet.
+        let hl = self.config.half_life_days;
+        let before = if hl > 0.0 && hl.is_finite() && threshold > 0.0 {
+            let days = hl * (1.0 / threshold).log2();
+            now.saturating_sub((days * DAY) as Micros)
+        } else if threshold > 0.0 && threshold <= 1.0 && hl <= 0.0 {
+            // No decay: only importance decides.
+            Micros::MAX
+        } else {
+            return Ok(Vec::new());
+        };
         let mut cold: Vec<Cold> = self
-            .scan(scope, None)?
+            .scan_old(scope, before.saturating_add(1))?
             .into_iter()
             .filter_map(|n| {
                 let t = last_touch(&n);
@@ -334,7 +362,7 @@ impl<'a> Lifecycle<'a> {
             now_micros().saturating_sub(Micros::try_from(age.as_micros()).unwrap_or(Micros::MAX));
         let mut purged = Vec::new();
         let mut failed = Vec::new();
-        for n in self.scan("/trash", None)? {
+        for n in self.scan_old("/trash", cutoff.saturating_add(1))? {
             let deleted = n
                 .meta
                 .get("deleted_at")

@@ -111,6 +111,15 @@ fn cold_lists_only_decayed_memories_and_moves_no_updated_at() {
         .unwrap();
     let paths: Vec<&str> = cold.iter().map(|c| c.node.path.as_str()).collect();
     assert_eq!(paths, ["/memory/private/alice/stale.md"]);
+    // Over all of /memory, bob's stale memory stays out of alice's sight.
+    let wide = w.life(&alice).cold_memories("/memory", None, 100).unwrap();
+    let wide: Vec<&str> = wide.iter().map(|c| c.node.path.as_str()).collect();
+    assert_eq!(wide, ["/memory/private/alice/stale.md"]);
+    let all = w
+        .life(&Caller::Operator)
+        .cold_memories("/memory", None, 100)
+        .unwrap();
+    assert_eq!(all.len(), 2);
     assert!(cold[0].decayed < 0.15 && cold[0].idle_days > 39.0);
     assert_eq!(updated(&w, "/memory/private/alice/stale.md"), before);
     // Another agent's private memories are not even listable.
@@ -412,25 +421,14 @@ fn purge_trash_removes_only_entries_older_than_the_retention() {
     let w = world();
     let op = Caller::Operator;
     write(&w, &op, "/memory/shared/t/new.md", "new");
-    write(&w, &op, "/memory/shared/t/old.md", "old");
     let soft = RemoveOptions::default();
     w.host.remove(&op, "/memory/shared/t/new.md", soft).unwrap();
-    w.host.remove(&op, "/memory/shared/t/old.md", soft).unwrap();
-    let mut meta = serde_json::Map::new();
-    meta.insert(
-        "deleted_at".into(),
-        json!(to_iso(now_micros() - 40 * DAY_US)),
-    );
-    w.host
-        .write(
-            &op,
-            "/trash/memory/shared/t/old.md",
-            WriteInput::Put(Put {
-                meta: Some(meta),
-                ..Put::default()
-            }),
-        )
-        .unwrap();
+    // In the trash, untouched for 40 days (imported with its old times).
+    old(&w, "/trash/memory/shared/t/old.md", "old", 0.5, 40);
+    // Newer entries (the scan goes oldest first) are left alone.
+    for i in 0..300 {
+        write(&w, &op, &format!("/trash/memory/shared/t/n{i}.md"), "newer");
+    }
     let dry = w.life(&op).purge_trash(None, true).unwrap();
     assert_eq!(
         dry.data()["purged"],

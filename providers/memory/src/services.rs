@@ -138,6 +138,54 @@ impl MemoryStore for Store {
         }
     }
 
+    fn oldest(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        before: Micros,
+        limit: usize,
+    ) -> Result<Vec<MemoryNode>> {
+        let (lo, hi) = cover(scopes);
+        let vis = visibility(caller);
+        let now = now_micros();
+        // The mirror of `recent`: the updated_at index oldest first, in pages.
+        let mut out = Vec::new();
+        let mut after = i64::MIN;
+        let mut after_id = i64::MIN;
+        let page = (limit.saturating_mul(2)).clamp(64, 4096);
+        loop {
+            let rows: Vec<Node> = self.read_conn(|c| {
+                c.prepare_cached(&format!(
+                    "SELECT {NODE_COLS} FROM nodes INDEXED BY nodes_updated \
+                     WHERE (updated_at > ?1 OR (updated_at = ?1 AND id > ?2)) AND updated_at < ?3 \
+                       AND path >= ?4 AND path < ?5 AND (expires_at IS NULL OR expires_at > ?6) AND {} \
+                     ORDER BY updated_at ASC, id ASC LIMIT ?11",
+                    visible_sql("path", 7)
+                ))?
+                .query_map(
+                    params![after, after_id, before, lo, hi, now, vis[0], vis[1], vis[2], vis[3], page as i64],
+                    node_from_row,
+                )?
+                .collect()
+            })?;
+            let done = rows.len() < page;
+            for n in rows {
+                after = n.updated_at;
+                after_id = n.id;
+                if in_scopes(scopes, &n.path) && keep(&n.path) {
+                    out.push(memory_node(&n));
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
     fn content_hash(&self, content: &str) -> String {
         crate::node::content_hash(content)
     }
