@@ -96,46 +96,13 @@ impl MemoryStore for Store {
         since: Option<Micros>,
         limit: usize,
     ) -> Result<Vec<MemoryNode>> {
-        let (lo, hi) = cover(scopes);
-        let vis = visibility(caller);
-        let now = now_micros();
-        let since = since.unwrap_or(i64::MIN);
-        // Walk the updated_at index newest first, in pages, filtering as we go: the result
-        // is never short because of nodes the caller may not see.
-        let mut out = Vec::new();
-        let mut before = i64::MAX;
-        let mut before_id = i64::MAX;
-        let page = (limit * 2).clamp(64, 4096);
-        loop {
-            let rows: Vec<Node> = self.read_conn(|c| {
-                c.prepare_cached(&format!(
-                    "SELECT {NODE_COLS} FROM nodes INDEXED BY nodes_updated \
-                     WHERE (updated_at < ?1 OR (updated_at = ?1 AND id < ?2)) AND updated_at >= ?3 \
-                       AND path >= ?4 AND path < ?5 AND (expires_at IS NULL OR expires_at > ?6) AND {} \
-                     ORDER BY updated_at DESC, id DESC LIMIT ?11",
-                    visible_sql("path", 7)
-                ))?
-                .query_map(
-                    params![before, before_id, since, lo, hi, now, vis[0], vis[1], vis[2], vis[3], page as i64],
-                    node_from_row,
-                )?
-                .collect()
-            })?;
-            let done = rows.len() < page;
-            for n in rows {
-                before = n.updated_at;
-                before_id = n.id;
-                if in_scopes(scopes, &n.path) && keep(&n.path) {
-                    out.push(memory_node(&n));
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            if done {
-                return Ok(out);
-            }
-        }
+        self.by_update(
+            scopes,
+            caller,
+            keep,
+            Walk::NewestSince(since.unwrap_or(i64::MIN)),
+            limit,
+        )
     }
 
     fn oldest(
@@ -146,44 +113,7 @@ impl MemoryStore for Store {
         before: Micros,
         limit: usize,
     ) -> Result<Vec<MemoryNode>> {
-        let (lo, hi) = cover(scopes);
-        let vis = visibility(caller);
-        let now = now_micros();
-        // The mirror of `recent`: the updated_at index oldest first, in pages.
-        let mut out = Vec::new();
-        let mut after = i64::MIN;
-        let mut after_id = i64::MIN;
-        let page = (limit.saturating_mul(2)).clamp(64, 4096);
-        loop {
-            let rows: Vec<Node> = self.read_conn(|c| {
-                c.prepare_cached(&format!(
-                    "SELECT {NODE_COLS} FROM nodes INDEXED BY nodes_updated \
-                     WHERE (updated_at > ?1 OR (updated_at = ?1 AND id > ?2)) AND updated_at < ?3 \
-                       AND path >= ?4 AND path < ?5 AND (expires_at IS NULL OR expires_at > ?6) AND {} \
-                     ORDER BY updated_at ASC, id ASC LIMIT ?11",
-                    visible_sql("path", 7)
-                ))?
-                .query_map(
-                    params![after, after_id, before, lo, hi, now, vis[0], vis[1], vis[2], vis[3], page as i64],
-                    node_from_row,
-                )?
-                .collect()
-            })?;
-            let done = rows.len() < page;
-            for n in rows {
-                after = n.updated_at;
-                after_id = n.id;
-                if in_scopes(scopes, &n.path) && keep(&n.path) {
-                    out.push(memory_node(&n));
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            if done {
-                return Ok(out);
-            }
-        }
+        self.by_update(scopes, caller, keep, Walk::OldestBefore(before), limit)
     }
 
     fn content_hash(&self, content: &str) -> String {
@@ -581,6 +511,96 @@ fn stamp_of(c: &rusqlite::Connection, model: &str) -> rusqlite::Result<i64> {
               + coalesce((SELECT seq FROM cursors WHERE name = 'vectors_deleted'), 0) * 7919",
     )?
     .query_row([model], |r| r.get(0))
+}
+
+/// Which way [`Store::by_update`] walks the `updated_at` index, and where it stops.
+#[derive(Clone, Copy)]
+enum Walk {
+    /// Newest first, changed at or after this time.
+    NewestSince(Micros),
+    /// Oldest first, changed before this time.
+    OldestBefore(Micros),
+}
+
+impl Store {
+    /// Live nodes within any of `scopes`, in `walk` order: the updated_at index walked in
+    /// pages, filtering as it goes, so the result is never short because of nodes the caller
+    /// may not see.
+    fn by_update(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+        walk: Walk,
+        limit: usize,
+    ) -> Result<Vec<MemoryNode>> {
+        let (lo, hi) = cover(scopes);
+        let vis = visibility(caller);
+        let now = now_micros();
+        // (cursor condition, stop condition, order, stop time, starting cursor)
+        let (after, stop, order, bound, start) = match walk {
+            Walk::NewestSince(t) => (
+                "(updated_at < ?1 OR (updated_at = ?1 AND id < ?2))",
+                "updated_at >= ?3",
+                "updated_at DESC, id DESC",
+                t,
+                i64::MAX,
+            ),
+            Walk::OldestBefore(t) => (
+                "(updated_at > ?1 OR (updated_at = ?1 AND id > ?2))",
+                "updated_at < ?3",
+                "updated_at ASC, id ASC",
+                t,
+                i64::MIN,
+            ),
+        };
+        let sql = format!(
+            "SELECT {NODE_COLS} FROM nodes INDEXED BY nodes_updated \
+             WHERE {after} AND {stop} AND path >= ?4 AND path < ?5 \
+               AND (expires_at IS NULL OR expires_at > ?6) AND {} \
+             ORDER BY {order} LIMIT ?11",
+            visible_sql("path", 7)
+        );
+        let (mut at, mut at_id) = (start, start);
+        let mut out = Vec::new();
+        let page = limit.saturating_mul(2).clamp(64, 4096);
+        loop {
+            let rows: Vec<Node> = self.read_conn(|c| {
+                c.prepare_cached(&sql)?
+                    .query_map(
+                        params![
+                            at,
+                            at_id,
+                            bound,
+                            lo,
+                            hi,
+                            now,
+                            vis[0],
+                            vis[1],
+                            vis[2],
+                            vis[3],
+                            page as i64
+                        ],
+                        node_from_row,
+                    )?
+                    .collect()
+            })?;
+            let done = rows.len() < page;
+            for n in rows {
+                at = n.updated_at;
+                at_id = n.id;
+                if in_scopes(scopes, &n.path) && keep(&n.path) {
+                    out.push(memory_node(&n));
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
 }
 
 /// Shares one store as the services' storage.
