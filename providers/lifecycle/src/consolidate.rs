@@ -79,9 +79,6 @@ impl Lifecycle<'_> {
                 Err(e) => failed.push((ns.clone(), e)),
             }
         }
-        if !dry_run && !summaries.is_empty() {
-            topics.sync()?;
-        }
         let absorbed: usize = merges.iter().map(|m| m.absorbed.len()).sum();
         let ms = started.elapsed().as_millis();
         let pre = if dry_run { "would " } else { "" };
@@ -103,9 +100,7 @@ impl Lifecycle<'_> {
         for s in &summaries {
             text.push_str(&format!("  summary {s}\n"));
         }
-        for (p, e) in &failed {
-            text.push_str(&format!("  failed: {p}: {}\n", e.message()));
-        }
+        let failed = crate::failures(&mut text, &failed);
         Ok(Output::new(
             text,
             json!({
@@ -115,7 +110,7 @@ impl Lifecycle<'_> {
                 "memories_merged": absorbed,
                 "merges": merges.iter().map(|m| json!({"survivor": m.survivor, "absorbed": m.absorbed, "similarity": crate::round3(m.similarity)})).collect::<Vec<_>>(),
                 "summaries_written": summaries,
-                "failed": failed.iter().map(|(p, e)| json!({"path": p, "kind": e.kind().as_str(), "message": e.message()})).collect::<Vec<_>>(),
+                "failed": failed,
                 "duration_ms": ms,
             }),
         ))

@@ -289,15 +289,13 @@ impl<'a> Lifecycle<'a> {
         for (s, d) in &moved {
             text.push_str(&format!("  {s} -> {d}\n"));
         }
-        for (s, e) in &failed {
-            text.push_str(&format!("  failed: {s}: {}\n", e.message()));
-        }
+        let failed = failures(&mut text, &failed);
         Ok(Output::new(
             text,
             json!({
                 "dry_run": dry_run,
                 "archived": moved.iter().map(|(s, d)| json!({"from": s, "to": d})).collect::<Vec<_>>(),
-                "failed": failed.iter().map(|(s, e)| json!({"path": s, "kind": e.kind().as_str(), "message": e.message()})).collect::<Vec<_>>(),
+                "failed": failed,
             }),
         ))
     }
@@ -397,16 +395,14 @@ impl<'a> Lifecycle<'a> {
         for p in &purged {
             text.push_str(&format!("  {p}\n"));
         }
-        for (p, e) in &failed {
-            text.push_str(&format!("  failed: {p}: {}\n", e.message()));
-        }
+        let failed = failures(&mut text, &failed);
         Ok(Output::new(
             text,
             json!({
                 "dry_run": dry_run,
                 "older_than_secs": age.as_secs(),
                 "purged": purged,
-                "failed": failed.iter().map(|(p, e)| json!({"path": p, "kind": e.kind().as_str(), "message": e.message()})).collect::<Vec<_>>(),
+                "failed": failed,
             }),
         ))
     }
@@ -440,6 +436,20 @@ impl<'a> Lifecycle<'a> {
             .write(self.caller, path, WriteInput::Put(put))
             .map(|_| ())
     }
+}
+
+/// Lists what failed under a report's text (`  failed: PATH: message`) and returns it as JSON
+/// (`[{path, kind, message}]`).
+fn failures(text: &mut String, failed: &[(String, Error)]) -> Value {
+    for (p, e) in failed {
+        text.push_str(&format!("  failed: {p}: {}\n", e.message()));
+    }
+    Value::Array(
+        failed
+            .iter()
+            .map(|(p, e)| json!({"path": p, "kind": e.kind().as_str(), "message": e.message()}))
+            .collect(),
+    )
 }
 
 fn check_unit(what: &str, v: f64) -> Result<()> {
