@@ -122,11 +122,13 @@ fn footers(tokens: usize, max: usize, strategy: Strategy, query: &str) -> [Strin
     ]
 }
 
+/// The answer's first line and the blank line after it.
+fn header(items: usize, tokens: usize) -> String {
+    format!("## Relevant Memory ({items} items, ~{tokens} tokens)\n\n")
+}
+
 fn render(entries: &[String], tokens: usize, footer: &str) -> String {
-    let mut out = format!(
-        "## Relevant Memory ({} items, ~{tokens} tokens)\n\n",
-        entries.len()
-    );
+    let mut out = header(entries.len(), tokens);
     for e in entries {
         out.push_str(e);
         out.push_str("\n\n");
@@ -162,11 +164,9 @@ fn rendered_tokens(
     if entries.is_empty() {
         return tokens::count(&render(entries, estimate, footer));
     }
-    let header = format!(
-        "## Relevant Memory ({} items, ~{estimate} tokens)\n\n",
-        entries.len()
-    );
-    Ok(tokens::count(&header)? + costs.sum::<usize>() + tokens::count(&format!("---\n{footer}"))?)
+    Ok(tokens::count(&header(entries.len(), estimate))?
+        + costs.sum::<usize>()
+        + tokens::count(&format!("---\n{footer}"))?)
 }
 
 impl Engine {
