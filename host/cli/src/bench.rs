@@ -384,33 +384,15 @@ fn http_get(
     agent: &str,
     target: &str,
 ) -> std::io::Result<Vec<u8>> {
-    use std::io::{BufRead, Read, Write};
+    use std::io::Write;
     write!(
         conn.get_mut(),
         "GET {target} HTTP/1.1\r\nHost: {host}\r\nX-Avm-Agent: {agent}\r\nConnection: keep-alive\r\n\r\n"
     )?;
-    let mut len = 0usize;
-    let mut status = String::new();
-    conn.read_line(&mut status)?;
-    loop {
-        let mut line = String::new();
-        conn.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0u8; len];
-    conn.read_exact(&mut body)?;
-    if !status.contains(" 200 ") {
+    let (code, body) = crate::remote::read_response(conn)?;
+    if code != 200 {
         return Err(std::io::Error::other(format!(
-            "{}: {}",
-            status.trim(),
+            "HTTP {code}: {}",
             String::from_utf8_lossy(&body)
         )));
     }

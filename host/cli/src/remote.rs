@@ -4,7 +4,7 @@
 //! tokenizer, the vector index or the embedding model again; when no server answers, or with
 //! `AVM_NO_SERVER=1`, the CLI reads the database itself, as it always can.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +29,45 @@ const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// Reads one HTTP/1.1 response: its status code and body (by Content-Length, else to the end
+/// of the stream).
+pub fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut status = String::new();
+    r.read_line(&mut status)?;
+    let code: u16 = status
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP status line: {status:?}")))?;
+    let mut length: Option<usize> = None;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().ok();
+        }
+    }
+    let mut body = Vec::new();
+    match length {
+        Some(n) => {
+            body.resize(n, 0);
+            r.read_exact(&mut body)?;
+        }
+        None => {
+            r.read_to_end(&mut body)?;
+        }
+    }
+    Ok((code, body))
+}
 
 /// Reads `address` as `caller` through the server on `db`'s socket: `None` when no server
 /// answers there (the caller then reads directly), else what the server said.
@@ -61,36 +100,7 @@ pub fn read(db: &Path, caller: &Caller, address: &str) -> Option<Result<Output>>
     );
     // A socket that accepts but cannot take the request is a server going away: read directly.
     stream.write_all(request.as_bytes()).ok()?;
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status).ok()?;
-    let code: u16 = status.split(' ').nth(1)?.parse().ok()?;
-    let mut length: Option<usize> = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().ok();
-        }
-    }
-    let mut body = Vec::new();
-    match length {
-        Some(n) => {
-            body.resize(n, 0);
-            reader.read_exact(&mut body).ok()?;
-        }
-        None => {
-            reader.read_to_end(&mut body).ok()?;
-        }
-    }
+    let (code, body) = read_response(&mut BufReader::new(stream)).ok()?;
     let v: Value = serde_json::from_slice(&body).ok()?;
     if code == 200 {
         let text = v["text"].as_str().unwrap_or("").to_string();
