@@ -124,6 +124,29 @@ impl Request {
         }
     }
 
+    /// The captures of a request for one generated file of a mount whose pattern is `pattern`
+    /// and whose literal root is the directory `dir`: the root itself is refused with
+    /// `IsADirectory` (naming `op`), a path the pattern does not serve with `NotFound`.
+    pub fn file_captures(
+        &self,
+        pattern: &crate::router::Pattern,
+        dir: Option<&str>,
+        op: &str,
+    ) -> crate::Result<BTreeMap<String, String>> {
+        if dir == Some(self.path.as_str()) {
+            return Err(crate::Error::new(
+                crate::ErrorKind::IsADirectory,
+                format!("{} is a directory; {op} a path below it", self.path),
+            ));
+        }
+        self.captures_or_match(pattern).ok_or_else(|| {
+            crate::Error::not_found(&self.path).context(format!(
+                "mount {} does not serve this path",
+                pattern.as_str()
+            ))
+        })
+    }
+
     /// May the caller see `path` in a result set (private namespaces and read rules)?
     pub fn may_read(&self, path: &str) -> bool {
         self.caller.may_see(path) && self.policy.may_read(&self.caller, path)

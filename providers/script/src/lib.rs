@@ -235,18 +235,7 @@ impl ScriptProvider {
     }
 
     fn served(&self, req: &Request, op: &str) -> Result<BTreeMap<String, String>> {
-        if self.is_dir(&req.path) {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                format!("{} is a directory; {op} a path below it", req.path),
-            ));
-        }
-        req.captures_or_match(&self.pattern).ok_or_else(|| {
-            Error::not_found(&req.path).context(format!(
-                "mount {} does not serve this path",
-                self.pattern.as_str()
-            ))
-        })
+        req.file_captures(&self.pattern, self.dir.as_deref(), op)
     }
 
     fn command(
