@@ -165,6 +165,15 @@ fn wants_text(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.starts_with("text/plain"))
 }
 
+/// A JSON request body of type `T` (size-capped like every body; a bad one is a 400).
+async fn json_body<T: serde::de::DeserializeOwned>(
+    state: &HttpState,
+    body: Body,
+) -> std::result::Result<T, ApiError> {
+    let bytes = body_bytes(state, body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::Avm(Error::invalid(format!("body: {e}"))))
+}
+
 fn query(raw: Option<String>) -> std::result::Result<Query, ApiError> {
     Ok(Query::parse(raw.as_deref().unwrap_or(""))?)
 }
@@ -371,9 +380,7 @@ struct RememberBody {
 
 async fn remember(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
     let c = caller(&s, &headers)?;
-    let bytes = body_bytes(&s, body).await?;
-    let b: RememberBody = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::Avm(Error::invalid(format!("body: {e}"))))?;
+    let b: RememberBody = json_body(&s, body).await?;
     let m = avm_provider_recall::Memory {
         content: b.content,
         title: b.title,
@@ -405,9 +412,7 @@ struct TellBody {
 
 async fn tell(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
     let c = caller(&s, &headers)?;
-    let bytes = body_bytes(&s, body).await?;
-    let b: TellBody = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::Avm(Error::invalid(format!("body: {e}"))))?;
+    let b: TellBody = json_body(&s, body).await?;
     let st = s.store.clone();
     let t = blocking(move || {
         avm_provider_tell::send(
