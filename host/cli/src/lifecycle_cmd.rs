@@ -114,22 +114,14 @@ fn compact(app: &App, path: &str, keep: usize) -> Result<Output> {
                 removed += r;
                 freed += d["freed_bytes"].as_u64().unwrap_or(0);
             }
-            Err(e) => {
-                failed.push(json!({"path": f, "kind": e.kind().as_str(), "message": e.message()}))
-            }
+            Err(e) => failed.push((f.clone(), e)),
         }
     }
     let mut text = format!(
         "compacted {path}: removed {removed} old versions from {nodes} of {} nodes (keeping {keep} each), freed {freed} bytes\n",
         files.len()
     );
-    for f in &failed {
-        text.push_str(&format!(
-            "  failed: {}: {}\n",
-            f["path"].as_str().unwrap_or(""),
-            f["message"].as_str().unwrap_or("")
-        ));
-    }
+    let failed = avm_lifecycle::failures(&mut text, &failed);
     Ok(Output::new(
         text,
         json!({"path": path, "keep": keep, "nodes": files.len(), "compacted": nodes,

@@ -440,7 +440,7 @@ impl<'a> Lifecycle<'a> {
 
 /// Lists what failed under a report's text (`  failed: PATH: message`) and returns it as JSON
 /// (`[{path, kind, message}]`).
-fn failures(text: &mut String, failed: &[(String, Error)]) -> Value {
+pub fn failures(text: &mut String, failed: &[(String, Error)]) -> Value {
     for (p, e) in failed {
         text.push_str(&format!("  failed: {p}: {}\n", e.message()));
     }
