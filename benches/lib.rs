@@ -96,7 +96,7 @@ pub fn writes(rng: &mut Rng, range: std::ops::Range<usize>) -> Vec<(String, Writ
     range
         .map(|k| {
             let put = Put {
-                content: Some(content(rng)),
+                content: Some(content(rng).into()),
                 ..Put::default()
             };
             (path(k), WriteInput::Put(put))
@@ -213,7 +213,7 @@ pub fn store_bench(
                 &op,
                 &path(i),
                 WriteInput::Put(Put {
-                    content: Some(body),
+                    content: Some(body.into()),
                     ..Put::default()
                 }),
             )?;
@@ -274,7 +274,7 @@ pub fn store_bench(
                     &Caller::Operator,
                     &format!("/memory/shared/w{t}/n{i}.md"),
                     WriteInput::Put(Put {
-                        content: Some(body),
+                        content: Some(body.into()),
                         ..Put::default()
                     }),
                 )?;

@@ -32,7 +32,7 @@ fn write(c: &mut Criterion) {
                 &Caller::Operator,
                 &path(i),
                 WriteInput::Put(Put {
-                    content: Some(body),
+                    content: Some(body.into()),
                     ..Put::default()
                 }),
             )

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::{Env, s};
 
 /// Why FUSE tests cannot run here, if they cannot.
-fn fuse_unavailable() -> Option<String> {
+pub(crate) fn fuse_unavailable() -> Option<String> {
     match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -22,12 +22,13 @@ fn fuse_unavailable() -> Option<String> {
 
 macro_rules! need_fuse {
     () => {
-        if let Some(why) = fuse_unavailable() {
+        if let Some(why) = $crate::fuse::fuse_unavailable() {
             eprintln!("SKIP: {why}");
             return;
         }
     };
 }
+pub(crate) use need_fuse;
 
 fn mounted(dir: &Path) -> bool {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -38,13 +39,13 @@ fn mounted(dir: &Path) -> bool {
 }
 
 /// An `avm mount --foreground` process; unmounts (SIGTERM) when dropped.
-struct Mount {
+pub(crate) struct Mount {
     child: Child,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Mount {
-    fn new(env: &Env, agent: Option<&str>, name: &str) -> Mount {
+    pub(crate) fn new(env: &Env, agent: Option<&str>, name: &str) -> Mount {
         let dir = env.path(name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut args = vec!["--db".to_string(), s(&env.db()).to_string()];
@@ -71,12 +72,17 @@ impl Mount {
         m
     }
 
-    fn p(&self, rel: &str) -> PathBuf {
+    /// The mount process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn p(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
     }
 
     /// Runs `sh -c script` inside the mount point.
-    fn sh(&self, script: &str) -> std::process::Output {
+    pub(crate) fn sh(&self, script: &str) -> std::process::Output {
         Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -86,7 +92,7 @@ impl Mount {
     }
 
     #[track_caller]
-    fn ok(&self, script: &str) -> String {
+    pub(crate) fn ok(&self, script: &str) -> String {
         let o = self.sh(script);
         assert!(
             o.status.success(),

@@ -8,11 +8,21 @@ fn snapshot(e: &Env) -> String {
 }
 
 #[test]
-fn invalid_utf8_on_stdin_is_refused_and_nothing_changes() {
+fn binary_content_is_stored_byte_for_byte_and_text_commands_refuse_it() {
     let e = Env::new();
     e.run(&["write", "/a.md", "-c", "keep"]).ok();
+    // `avm write` stores any bytes exactly; `avm read` gives them back exactly.
+    let raw: &[u8] = b"ok then \xff\xfe\x00 bin";
+    e.run_in(&["write", "/b.bin"], raw).ok();
+    let out = e.cmd(&["read", "/b.bin"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, raw);
+    // Memories and messages are text: refused with the offset named, and nothing changes.
     let before = snapshot(&e);
-    let r = e.run_in(&["write", "/a.md"], b"ok then \xff\xfe bad");
+    let r = e.run_in(
+        &["-a", "alice", "remember", "-t", "bin"],
+        b"ok then \xff\xfe bad",
+    );
     assert!(r.fails(2).contains("not valid UTF-8"), "{}", r.stderr);
     assert_eq!(snapshot(&e), before);
 }

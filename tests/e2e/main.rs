@@ -11,6 +11,7 @@ mod input;
 mod lifecycle;
 mod mcp;
 mod plugins;
+mod posix;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -237,9 +237,12 @@ fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
             (
                 format!("/memory/private/bench/dir/note{i:04}.md"),
                 avm_core::WriteInput::Put(avm_core::Put {
-                    content: Some(format!(
-                        "Note {i}: the quokka migration step {i} finished; follow-up in the review.\n"
-                    )),
+                    content: Some(
+                        format!(
+                            "Note {i}: the quokka migration step {i} finished; follow-up in the review.\n"
+                        )
+                        .into(),
+                    ),
                     tags: Some(vec!["bench".into()]),
                     ..avm_core::Put::default()
                 }),
@@ -257,14 +260,32 @@ fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(avm_fuse::default_threads);
-    let session = avm_fuse::mount(Arc::new(app.host), caller, Some(store), &mnt, threads)?;
+    let max_bytes = app.config.max_node_bytes;
+    let session = avm_fuse::mount(
+        Arc::new(app.host),
+        caller,
+        Some(store),
+        &mnt,
+        avm_fuse::MountOptions {
+            threads,
+            allow_other: false,
+            max_bytes,
+        },
+    )?;
     let base = mnt.join("memory/private/bench/dir");
     let file = base.join("note0042.md");
     let mut rows = Vec::new();
     // Warm up the tokenizer and caches once.
     let _ = std::fs::read(mnt.join(":recall?q=quokka&max_tokens=500"));
+    // Each memory read once: nothing of it is cached yet (store cache or kernel).
     rows.push(row(
-        "cat of a memory",
+        "cold read (each memory once)",
+        timed(n.min(1000), |i| {
+            std::fs::read(base.join(format!("note{:04}.md", i % 1000))).map(drop)
+        })?,
+    ));
+    rows.push(row(
+        "hot read (cat of one memory)",
         timed(n, |_| std::fs::read(&file).map(drop))?,
     ));
     rows.push(row(
@@ -278,6 +299,17 @@ fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
         timed(50, |_| {
             std::fs::read_dir(&base).map(|d| {
                 let _ = d.count();
+            })
+        })?,
+    ));
+    rows.push(row(
+        "ls -l of 1,000 entries",
+        timed(50, |_| {
+            std::fs::read_dir(&base).and_then(|d| {
+                for e in d {
+                    std::fs::symlink_metadata(e?.path())?;
+                }
+                Ok(())
             })
         })?,
     ));
@@ -298,6 +330,13 @@ fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
         "write+close of a new memory",
         timed(n / 2, |i| {
             std::fs::write(base.join(format!("new{i}.md")), "fresh memory\n")
+        })?,
+    ));
+    let big: String = "0123456789abcdef".repeat(4096);
+    rows.push(row(
+        "write+close of 64 KiB",
+        timed(n / 4, |i| {
+            std::fs::write(base.join(format!("big{}.md", i % 20)), &big)
         })?,
     ));
     session

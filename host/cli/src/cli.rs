@@ -258,6 +258,10 @@ pub enum Command {
         /// Worker threads serving the mount [default: the number of CPUs, at least 2]
         #[arg(long)]
         threads: Option<usize>,
+        /// Let other local users use the mount (FUSE allow_other: root, or user_allow_other
+        /// in /etc/fuse.conf); the kernel enforces the stored modes and owners for everyone
+        #[arg(long)]
+        allow_other: bool,
     },
     /// Unmount an avm mount
     Unmount {

@@ -9,7 +9,8 @@ use avm_core::address::{Address, Query};
 use avm_core::config;
 use avm_core::time::{parse_duration, parse_time};
 use avm_core::{
-    Error, ErrorKind, ListOptions, Output, Put, RemoveOptions, Result, SearchOptions, WriteInput,
+    Content, Error, ErrorKind, ListOptions, Output, Put, RemoveOptions, Result, SearchOptions,
+    WriteInput,
 };
 use avm_provider_memory::provider::list_line;
 
@@ -20,6 +21,13 @@ use crate::cli::{Cli, Command, ConfigAction, ContentArgs, Direction};
 fn out(s: &str) {
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
+
+/// Writes bytes to stdout as they are (file content), ignoring a closed pipe.
+fn out_bytes(b: &[u8]) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(b);
     let _ = o.flush();
 }
 
@@ -67,8 +75,29 @@ pub(crate) fn addr(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result
     Ok(s)
 }
 
-/// Reads content from `-c`, `-f` or stdin, refusing more than `max` bytes and non-UTF-8.
+/// Reads text from `-c`, `-f` or stdin, refusing more than `max` bytes and non-UTF-8 (for
+/// memories, messages and everything else that must be text).
 pub(crate) fn content(input: &ContentArgs, max: u64) -> Result<String> {
+    let (buf, from) = raw_content(input, max)?;
+    String::from_utf8(buf).map_err(|e| {
+        Error::invalid(format!(
+            "{from} is not valid UTF-8 (invalid byte at offset {}); memories are text — convert it first (e.g. iconv), or store the file as it is with `avm write`",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Reads content from `-c`, `-f` or stdin as it is: text, or bytes kept exactly (`avm write`
+/// and `avm append` store any file).
+pub(crate) fn any_content(input: &ContentArgs, max: u64) -> Result<Content> {
+    if let Some(c) = &input.content {
+        return raw_content(input, max).map(|_| Content::from(c.as_str()));
+    }
+    Ok(Content::from_bytes(raw_content(input, max)?.0))
+}
+
+/// The bytes of `-c`, `-f` or stdin (at most `max`), and where they came from.
+fn raw_content(input: &ContentArgs, max: u64) -> Result<(Vec<u8>, String)> {
     let too_large = |n: u64, from: &str| {
         Error::new(
             ErrorKind::TooLarge,
@@ -81,7 +110,7 @@ pub(crate) fn content(input: &ContentArgs, max: u64) -> Result<String> {
         if c.len() as u64 > max {
             return Err(too_large(c.len() as u64, "-c"));
         }
-        return Ok(c.clone());
+        return Ok((c.clone().into_bytes(), "-c".to_string()));
     }
     let (mut reader, from): (Box<dyn Read>, String) = match &input.file {
         Some(f) => {
@@ -116,12 +145,7 @@ pub(crate) fn content(input: &ContentArgs, max: u64) -> Result<String> {
     if buf.len() as u64 > max {
         return Err(too_large(buf.len() as u64, &from));
     }
-    String::from_utf8(buf).map_err(|e| {
-        Error::invalid(format!(
-            "{from} is not valid UTF-8 (invalid byte at offset {}); avm stores text — convert it first (e.g. iconv) or base64-encode binary data",
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    Ok((buf, from))
 }
 
 fn parse_meta(s: &str) -> Result<serde_json::Map<String, Value>> {
@@ -161,12 +185,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             foreground,
             threads,
+            allow_other,
         } => {
             let threads = threads.unwrap_or_else(avm_fuse::default_threads);
             return if *foreground {
-                crate::mount_cmd::foreground(&g, dir, threads)
+                crate::mount_cmd::foreground(&g, dir, threads, *allow_other)
             } else {
-                crate::mount_cmd::background(&g, dir, threads)
+                crate::mount_cmd::background(&g, dir, threads, *allow_other)
             };
         }
         Command::Daemon { action } => return crate::daemon::run(&g, action),
@@ -247,9 +272,11 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
                 if let Some(m) = d.get("meta") {
                     header.push_str(&format!("# Meta: {m}\n"));
                 }
-                out(&format!("{header}\n{}", o.text));
+                out(&format!("{header}\n"));
+                out_bytes(o.bytes());
             } else {
-                out(&o.text);
+                // Content exactly as stored: binary files come out byte for byte.
+                out_bytes(o.bytes());
             }
         }
         Command::Write {
@@ -273,7 +300,7 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
             {
                 return Err(Error::invalid(format!("--importance {i} is outside 0..1")));
             }
-            let body = content(&input, app.config.max_node_bytes)?;
+            let body = any_content(&input, app.config.max_node_bytes)?;
             let put = Put {
                 content: Some(body),
                 meta,
@@ -287,7 +314,7 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
             emit(j, &o, &ensure_nl(&o.text));
         }
         Command::Append { path, input } => {
-            let body = content(&input, app.config.max_node_bytes)?;
+            let body = any_content(&input, app.config.max_node_bytes)?;
             let put = Put {
                 content: Some(body),
                 append: true,
@@ -369,7 +396,7 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
             };
             let original = match h.stat(c, &trash_path)?.kind {
                 avm_core::NodeKind::Dir => trash_path["/trash".len()..].to_string(),
-                avm_core::NodeKind::File => {
+                avm_core::NodeKind::File | avm_core::NodeKind::Symlink => {
                     h.read(c, &format!("{trash_path}:meta"))?.data()["original_path"]
                         .as_str()
                         .map(str::to_string)
@@ -1050,6 +1077,9 @@ struct BatchOp {
     path: String,
     #[serde(default)]
     content: Option<String>,
+    /// Binary content, base64-encoded (instead of `content`).
+    #[serde(default)]
+    content_base64: Option<String>,
     #[serde(default)]
     tags: Option<Vec<String>>,
     #[serde(default)]
@@ -1073,9 +1103,24 @@ fn batch_one(app: &App, line: &str) -> Result<Value> {
     let path = Address::path(&b.path)?.path;
     let o = match b.op.as_str() {
         "write" | "append" => {
-            let content = b
-                .content
-                .ok_or_else(|| Error::invalid(format!("{} needs \"content\"", b.op)))?;
+            let content: Content = match (b.content, b.content_base64) {
+                (Some(t), None) => t.into(),
+                (None, Some(b64)) => {
+                    Content::from_bytes(avm_core::content::from_base64(&b64, "content_base64")?)
+                }
+                (Some(_), Some(_)) => {
+                    return Err(Error::invalid(format!(
+                        "{} takes \"content\" or \"content_base64\", not both",
+                        b.op
+                    )));
+                }
+                (None, None) => {
+                    return Err(Error::invalid(format!(
+                        "{} needs \"content\" (or \"content_base64\")",
+                        b.op
+                    )));
+                }
+            };
             if content.len() as u64 > app.config.max_node_bytes {
                 return Err(Error::new(
                     ErrorKind::TooLarge,

@@ -33,6 +33,9 @@ pub struct MountEntry {
     /// Start it (default true).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Let other local users use the mount (FUSE `allow_other`); default false.
+    #[serde(default)]
+    pub allow_other: bool,
 }
 
 fn yes() -> bool {
@@ -175,6 +178,7 @@ fn spawn(g: &Global, m: &Managed) -> Result<Child> {
         .arg("mount")
         .arg(&m.dir)
         .arg("--foreground")
+        .args(m.entry.allow_other.then_some("--allow-other"))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)

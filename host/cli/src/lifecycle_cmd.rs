@@ -80,7 +80,7 @@ fn compact(app: &App, path: &str, keep: usize) -> Result<Output> {
     }
     let (h, c) = (&app.host, &app.caller);
     let files: Vec<String> = match h.stat(c, path)?.kind {
-        NodeKind::File => vec![path.to_string()],
+        NodeKind::File | NodeKind::Symlink => vec![path.to_string()],
         NodeKind::Dir => h
             .list(
                 c,

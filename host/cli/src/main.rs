@@ -35,6 +35,7 @@ fn exit_code(kind: ErrorKind) -> u8 {
         | ErrorKind::Unsupported
         | ErrorKind::TooLarge
         | ErrorKind::Busy
+        | ErrorKind::StorageFull
         | ErrorKind::TimedOut
         | ErrorKind::Unavailable
         | ErrorKind::Internal => 1,

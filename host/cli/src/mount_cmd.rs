@@ -68,7 +68,7 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Mounts in the foreground until unmounted or signalled (SIGTERM, SIGINT, SIGHUP).
-pub fn foreground(g: &Global, dir: &Path, threads: usize) -> Result<ExitCode> {
+pub fn foreground(g: &Global, dir: &Path, threads: usize, allow_other: bool) -> Result<ExitCode> {
     if std::env::var_os(DETACHED).is_some() {
         // A background mount leaves the starter's session so its terminal can close.
         let _ = nix::unistd::setsid();
@@ -92,7 +92,18 @@ pub fn foreground(g: &Global, dir: &Path, threads: usize) -> Result<ExitCode> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot handle signals: {e}")))?;
     }
-    let session = avm_fuse::mount(host, caller.clone(), Some(store), &dir, threads)?;
+    let max_bytes = app.config.max_node_bytes;
+    let session = avm_fuse::mount(
+        host,
+        caller.clone(),
+        Some(store),
+        &dir,
+        avm_fuse::MountOptions {
+            threads,
+            allow_other,
+            max_bytes,
+        },
+    )?;
     eprintln!(
         "avm: mounted {} as {} (pid {})",
         dir.display(),
@@ -119,7 +130,7 @@ pub fn foreground(g: &Global, dir: &Path, threads: usize) -> Result<ExitCode> {
 }
 
 /// Starts a background mount process and returns once the mount is live.
-pub fn background(g: &Global, dir: &Path, threads: usize) -> Result<ExitCode> {
+pub fn background(g: &Global, dir: &Path, threads: usize, allow_other: bool) -> Result<ExitCode> {
     let dir = prepare_dir(dir)?;
     let exe = std::env::current_exe().map_err(|e| {
         Error::new(
@@ -153,6 +164,7 @@ pub fn background(g: &Global, dir: &Path, threads: usize) -> Result<ExitCode> {
         .arg("--foreground")
         .arg("--threads")
         .arg(threads.to_string())
+        .args(allow_other.then_some("--allow-other"))
         .env(DETACHED, "1")
         .stdin(Stdio::null())
         .stdout(log)

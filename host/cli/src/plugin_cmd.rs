@@ -459,7 +459,7 @@ pub fn gossip_cmd(app: &App, action: GossipAction, j: bool) -> Result<ExitCode> 
                 &app.caller,
                 &Digest::path(agent),
                 WriteInput::Put(avm_core::Put {
-                    content: Some(body),
+                    content: Some(body.into()),
                     meta: Some(meta),
                     ..Default::default()
                 }),

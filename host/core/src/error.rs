@@ -32,6 +32,8 @@ pub enum ErrorKind {
     TooLarge,
     /// A resource stayed locked past the configured timeout.
     Busy,
+    /// The storage behind the store is full (the disk, or the database's own limit).
+    StorageFull,
     /// The operation ran past its deadline.
     TimedOut,
     /// A backing resource (database file, remote service) cannot be used.
@@ -42,7 +44,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order (used by tests that check front-end mappings are total).
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NotFound,
         ErrorKind::NotADirectory,
         ErrorKind::IsADirectory,
@@ -54,6 +56,7 @@ impl ErrorKind {
         ErrorKind::Unsupported,
         ErrorKind::TooLarge,
         ErrorKind::Busy,
+        ErrorKind::StorageFull,
         ErrorKind::TimedOut,
         ErrorKind::Unavailable,
         ErrorKind::Internal,
@@ -73,6 +76,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::TooLarge => "too-large",
             ErrorKind::Busy => "busy",
+            ErrorKind::StorageFull => "storage-full",
             ErrorKind::TimedOut => "timed-out",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",

@@ -13,8 +13,9 @@ use crate::address::{Address, is_within, normalize_path};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{Action, Policy};
 use crate::provider::{
-    Caller, Entry, ListOptions, Listing, NodeKind, Output, Provider, ProviderInfo, RemoveOptions,
-    Request, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec, Usage, WriteInput,
+    Caller, Capacity, Entry, ListOptions, Listing, NodeKind, Output, Provider, ProviderInfo,
+    RemoveOptions, Rename, Request, SearchHit, SearchOptions, SetAttrs, Stat, SuffixOn, SuffixSpec,
+    Usage, WriteInput,
 };
 use crate::router::Router;
 
@@ -595,7 +596,73 @@ impl Host {
     }
 
     /// Moves a file or subtree; both ends are checked and must be on the same provider.
+    /// `avm mv` semantics: onto an existing directory means into it.
     pub fn rename(&self, caller: &Caller, src: &str, dst: &str, force: bool) -> Result<Output> {
+        let (mount, req, dst_path) = self.resolve_move(caller, src, dst)?;
+        mount.provider.rename(&req, &dst_path, force)
+    }
+
+    /// Moves a file or directory with `rename(2)` semantics (what the mount does); both ends
+    /// are checked and must be on the same provider.
+    pub fn rename_posix(
+        &self,
+        caller: &Caller,
+        src: &str,
+        dst: &str,
+        how: Rename,
+    ) -> Result<Output> {
+        let (mount, req, dst_path) = self.resolve_move(caller, src, dst)?;
+        mount.provider.rename_posix(&req, &dst_path, how)
+    }
+
+    /// Changes filesystem attributes (mode, owner, times) of a path.
+    pub fn set_attrs(&self, caller: &Caller, raw: &str, set: &SetAttrs) -> Result<Stat> {
+        let (mount, req) = self.resolve(caller, raw, Op::Write)?;
+        plain(&req, "change attributes of")?;
+        if set.mode.is_some_and(|m| m > 0o7777) {
+            return Err(Error::invalid(format!(
+                "mode {:o} has bits beyond 07777",
+                set.mode.unwrap_or(0)
+            )));
+        }
+        self.invalidate(&req.path);
+        mount.provider.set_attrs(&req, set)
+    }
+
+    /// Makes a symbolic link at `raw` pointing at `target` (kept as given, never followed).
+    pub fn symlink(
+        &self,
+        caller: &Caller,
+        raw: &str,
+        target: &str,
+        attrs: &SetAttrs,
+    ) -> Result<Stat> {
+        let (mount, req) = self.resolve(caller, raw, Op::Write)?;
+        plain(&req, "make a link at")?;
+        if target.is_empty() || target.contains('\0') || target.len() > 4096 {
+            return Err(Error::invalid(format!(
+                "link target {target:?} is not valid: give 1 to 4096 bytes without NUL"
+            )));
+        }
+        self.invalidate(&req.path);
+        mount.provider.symlink(&req, target, attrs)
+    }
+
+    /// Size and free space of the storage serving `raw`, if its provider knows.
+    pub fn capacity(&self, caller: &Caller, raw: &str) -> Result<Option<Capacity>> {
+        let (mount, _req) = self.resolve(caller, raw, Op::Read)?;
+        mount.provider.capacity()
+    }
+
+    /// The mount and request of a move's source and the destination path, after every check a
+    /// move needs: both ends writable by the caller, on the same mount, and not a move into
+    /// itself.
+    fn resolve_move(
+        &self,
+        caller: &Caller,
+        src: &str,
+        dst: &str,
+    ) -> Result<(&Mount, Request, String)> {
         let (mount, req) = self.resolve(caller, src, Op::Write)?;
         plain(&req, "move")?;
         let dst_addr = Address::parse_with(dst, |base, word| {
@@ -634,7 +701,7 @@ impl Host {
         }
         self.invalidate(&req.path);
         self.invalidate(&dst_path);
-        mount.provider.rename(&req, &dst_path, force)
+        Ok((mount, req, dst_path))
     }
 
     /// Searches below `scope` on every mount that offers search and could hold paths there.
@@ -770,6 +837,7 @@ mod tests {
                 created_at: None,
                 updated_at: None,
                 accessed_at: None,
+                attrs: Default::default(),
             })
         }
     }

@@ -8,6 +8,7 @@
 pub mod address;
 pub mod bytes;
 pub mod config;
+pub mod content;
 pub mod contract;
 pub mod error;
 pub mod host;
@@ -18,10 +19,12 @@ pub mod storage;
 pub mod time;
 
 pub use address::{Address, Query};
+pub use content::Content;
 pub use error::{Error, ErrorKind, Result};
 pub use host::{Host, Mount};
 pub use policy::{Action, Policy};
 pub use provider::{
-    Caller, Entry, ListOptions, Listing, NodeKind, Ops, Output, Provider, ProviderInfo, Put,
-    RemoveOptions, Request, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec, WriteInput,
+    Attrs, Caller, Capacity, Entry, ListOptions, Listing, NodeKind, Ops, Output, Provider,
+    ProviderInfo, Put, RemoveOptions, Rename, Request, SearchHit, SearchOptions, SetAttrs, Stat,
+    SuffixOn, SuffixSpec, WriteInput,
 };

@@ -8,9 +8,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::address::Query;
+use crate::content::Content;
 use crate::error::{Error, Result};
 use crate::policy::Policy;
-use crate::time::Micros;
+use crate::time::{Micros, Nanos};
 
 /// Who is asking. The host fills this from the front end (`--agent`, the mount's agent, the MCP
 /// session, the HTTP key) and never from request content.
@@ -166,8 +167,11 @@ impl Request {
 /// form may be computed lazily, so plain reads never pay for JSON they do not print.
 #[derive(Clone)]
 pub struct Output {
-    /// Text form (file content for plain reads).
+    /// Text form (file content for plain reads of text; a one-line note for binary content,
+    /// whose bytes are in [`Output::bytes`]).
     pub text: String,
+    /// The exact bytes of binary content (`None` for text: the bytes are `text`'s).
+    raw: Option<Arc<Vec<u8>>>,
     data: Data,
 }
 
@@ -183,6 +187,7 @@ impl Output {
         let text = text.into();
         Output {
             data: Data::Value(Value::String(text.clone())),
+            raw: None,
             text,
         }
     }
@@ -191,6 +196,7 @@ impl Output {
     pub fn new(text: impl Into<String>, data: Value) -> Self {
         Output {
             text: text.into(),
+            raw: None,
             data: Data::Value(data),
         }
     }
@@ -199,7 +205,42 @@ impl Output {
     pub fn lazy(text: impl Into<String>, data: impl Fn() -> Value + Send + Sync + 'static) -> Self {
         Output {
             text: text.into(),
+            raw: None,
             data: Data::Lazy(std::sync::Arc::new(data)),
+        }
+    }
+
+    /// The output of a plain read of `content`: text as its text, binary content as its exact
+    /// bytes (with a one-line note as the text form); the structured form built when asked for.
+    pub fn content(content: Content, data: impl Fn() -> Value + Send + Sync + 'static) -> Self {
+        match content {
+            Content::Text(t) => Output::lazy(t, data),
+            Content::Bytes(b) => Output {
+                text: crate::content::binary_note(b.len()),
+                raw: Some(Arc::new(b)),
+                data: Data::Lazy(std::sync::Arc::new(data)),
+            },
+        }
+    }
+
+    /// The content's exact bytes: binary content as stored, or the text's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.raw {
+            Some(b) => b,
+            None => self.text.as_bytes(),
+        }
+    }
+
+    /// Is this binary content (whose text form is only a note)?
+    pub fn is_binary(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// The content as [`Content`] (bytes for binary output, text otherwise).
+    pub fn to_content(&self) -> Content {
+        match &self.raw {
+            Some(b) => Content::Bytes(b.as_ref().clone()),
+            None => Content::Text(self.text.clone()),
         }
     }
 
@@ -223,7 +264,7 @@ impl std::fmt::Debug for Output {
 
 impl PartialEq for Output {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text && self.data() == other.data()
+        self.text == other.text && self.raw == other.raw && self.data() == other.data()
     }
 }
 
@@ -237,7 +278,7 @@ impl Serialize for Output {
     }
 }
 
-/// File or directory.
+/// File, directory or symbolic link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
@@ -245,14 +286,80 @@ pub enum NodeKind {
     File,
     /// A path that has nodes below it.
     Dir,
+    /// A symbolic link: a node whose content is the target path, stored and shown as a link
+    /// and never followed by avm itself.
+    Symlink,
+}
+
+/// Filesystem attributes a provider keeps for a path. `None` means the provider keeps no
+/// value and the front end shows its default (0644 files, 0755 directories, the mount's owner,
+/// `updated_at` as the modification time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Attrs {
+    /// Permission bits (`0o7777` at most).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Last content modification, as set by writes or `utimensat`.
+    pub mtime: Option<Nanos>,
+    /// Last change of content or attributes.
+    pub ctime: Option<Nanos>,
+    /// Last access as set by `utimensat` (reads move [`Stat::accessed_at`]).
+    pub atime: Option<Nanos>,
+    /// Link count of a directory (2 plus its subdirectories), when the provider counts them.
+    pub nlink: Option<u32>,
+}
+
+/// Attributes to change (`None` leaves one as it is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetAttrs {
+    /// Permission bits (`0o7777` at most).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Access time.
+    pub atime: Option<Nanos>,
+    /// Modification time.
+    pub mtime: Option<Nanos>,
+}
+
+impl SetAttrs {
+    /// Does this change nothing?
+    pub fn is_empty(&self) -> bool {
+        *self == SetAttrs::default()
+    }
+}
+
+/// How a POSIX `rename(2)` treats an existing destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rename {
+    /// Replace a file, or an empty directory, at the destination (plain `rename(2)`).
+    Replace,
+    /// Fail with `AlreadyExists` if anything is at the destination (`RENAME_NOREPLACE`).
+    NoReplace,
+    /// Swap source and destination atomically; both must exist (`RENAME_EXCHANGE`).
+    Exchange,
+}
+
+/// Space on the storage behind a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Capacity {
+    /// Size of the storage in bytes.
+    pub total: u64,
+    /// Bytes still free for avm.
+    pub free: u64,
 }
 
 /// Attributes of a path.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stat {
-    /// File or directory.
+    /// File, directory or symbolic link.
     pub kind: NodeKind,
-    /// Content length in bytes (0 for directories).
+    /// Content length in bytes (0 for directories; the target's length for links).
     pub size: u64,
     /// Content version, for files of versioned providers.
     pub version: Option<i64>,
@@ -262,6 +369,8 @@ pub struct Stat {
     pub updated_at: Option<Micros>,
     /// Last read.
     pub accessed_at: Option<Micros>,
+    /// Filesystem attributes the provider keeps.
+    pub attrs: Attrs,
 }
 
 impl Stat {
@@ -275,6 +384,7 @@ impl Stat {
             created_at: None,
             updated_at: None,
             accessed_at: None,
+            attrs: Attrs::default(),
         }
     }
 }
@@ -342,7 +452,7 @@ impl Listing {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Put {
     /// New content (`None` = keep the content, change metadata only).
-    pub content: Option<String>,
+    pub content: Option<Content>,
     /// Append `content` to the existing content instead of replacing it.
     pub append: bool,
     /// Keys merged into the node's metadata; a `null` value removes the key.
@@ -355,6 +465,8 @@ pub struct Put {
     pub expires_at: Option<Option<Micros>>,
     /// Fail with `AlreadyExists` if the node exists.
     pub create_only: bool,
+    /// Filesystem attributes to set with this write (the mount's owner, mode and times).
+    pub attrs: SetAttrs,
 }
 
 /// What a write carries.
@@ -530,6 +642,32 @@ pub trait Provider: Send + Sync {
     fn rename(&self, src: &Request, dst: &str, force: bool) -> Result<Output> {
         let _ = (dst, force);
         Err(Error::unsupported("rename", &src.path))
+    }
+
+    /// Moves a file or directory with `rename(2)` semantics: a file replaces a file, a
+    /// directory replaces an empty directory (`NotEmpty` otherwise), a file never replaces a
+    /// directory (`IsADirectory`) nor a directory a file (`NotADirectory`); never "into".
+    fn rename_posix(&self, src: &Request, dst: &str, how: Rename) -> Result<Output> {
+        let _ = (dst, how);
+        Err(Error::unsupported("rename", &src.path))
+    }
+
+    /// Changes filesystem attributes; returns the attributes as they now stand.
+    fn set_attrs(&self, req: &Request, set: &SetAttrs) -> Result<Stat> {
+        let _ = set;
+        Err(Error::unsupported("setting attributes of", &req.path))
+    }
+
+    /// Makes a symbolic link at `req.path` pointing at `target` (stored as given, never
+    /// followed); fails with `AlreadyExists` when something is there.
+    fn symlink(&self, req: &Request, target: &str, attrs: &SetAttrs) -> Result<Stat> {
+        let _ = (target, attrs);
+        Err(Error::unsupported("symlink", &req.path))
+    }
+
+    /// Size and free space of the storage behind this provider, if it has one.
+    fn capacity(&self) -> Result<Option<Capacity>> {
+        Ok(None)
     }
 
     /// Makes an empty directory that persists until removed.

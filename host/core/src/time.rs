@@ -7,6 +7,16 @@ use crate::error::{Error, Result};
 /// Microseconds since the Unix epoch (UTC).
 pub type Micros = i64;
 
+/// Nanoseconds since the Unix epoch (UTC): file times as `utimensat` sets them.
+pub type Nanos = i64;
+
+/// Now, in nanoseconds since the epoch.
+pub fn now_nanos() -> Nanos {
+    Utc::now()
+        .timestamp_nanos_opt()
+        .unwrap_or_else(|| now_micros().saturating_mul(1000))
+}
+
 /// Now, in microseconds since the epoch.
 pub fn now_micros() -> Micros {
     Utc::now().timestamp_micros()

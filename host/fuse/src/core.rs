@@ -1,6 +1,32 @@
-//! The filesystem logic, independent of the kernel: paths and inodes, open handles, what each
-//! operation does to the host. [`crate::fs`] is the thin fuser layer on top; tests drive this
-//! core directly.
+//! The filesystem logic, independent of the kernel: inodes and their lifetimes, open files,
+//! what each operation does to the host. [`crate::fs`] is the thin fuser layer on top; tests
+//! drive this core directly.
+//!
+//! # The open-file model
+//!
+//! Like a page cache, every open regular file has one [`FileState`] per inode, shared by all
+//! of its handles: a write is visible at once to reads through any descriptor of that file
+//! and to `stat`; holes read as zeros; writers on one file merge at byte level; an `O_APPEND`
+//! write lands at the end as the file stands at that moment. The buffer is stored as one new
+//! version on `flush` (every `close`), `fsync` and the last `release`, and only when it
+//! changed. A file created here is not stored until then (one version, not an empty one
+//! first). An unlinked file stays usable through its open descriptors and is never stored
+//! again; a file replaced by `rename` likewise.
+//!
+//! # Inodes
+//!
+//! An inode number is allocated when the kernel learns a name (lookup, create, mkdir,
+//! symlink) and dropped when the kernel forgets it and no file is open on it, so a mount that
+//! answers millions of lookups of missing names keeps no state for them.
+//!
+//! # Lock order
+//!
+//! `inodes` → `files` → a file's `store` lock → that file's `data` lock. Each is held only
+//! as long as its map or buffer is touched, never across a host call, with one exception: a
+//! file's `store` lock is held while its content is written to the host (and while it is
+//! unlinked or renamed away), so that two stores of one file cannot land out of order and a
+//! store in flight cannot bring back a file that was just removed. The host never calls back
+//! into this core, so no call made under a lock can take it again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,9 +35,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use avm_core::address::{basename, is_within, join, parent};
 use avm_core::storage::MemoryStore;
+use avm_core::time::Nanos;
 use avm_core::{
-    Action, Caller, Error, ErrorKind, Host, ListOptions, NodeKind, Put, RemoveOptions, Result,
-    WriteInput,
+    Action, Caller, Content, Error, ErrorKind, Host, ListOptions, NodeKind, Put, RemoveOptions,
+    Rename, Result, SetAttrs, Stat, WriteInput,
 };
 
 /// The root inode.
@@ -24,6 +51,8 @@ pub enum Kind {
     Dir,
     /// A stored file.
     File,
+    /// A symbolic link.
+    Symlink,
     /// Generated content (a `:suffix` or `?query`), or a message drop (`/tell/<agent>`).
     Virtual,
 }
@@ -39,12 +68,18 @@ pub struct Attr {
     pub size: u64,
     /// Last content change.
     pub mtime: SystemTime,
-    /// Creation.
+    /// Last change of content or attributes.
     pub ctime: SystemTime,
     /// Last access.
     pub atime: SystemTime,
     /// Permission bits.
     pub perm: u16,
+    /// Owner (`None`: the mount's owner).
+    pub uid: Option<u32>,
+    /// Group (`None`: the mount's group).
+    pub gid: Option<u32>,
+    /// Link count.
+    pub nlink: u32,
 }
 
 /// How a file is opened.
@@ -56,61 +91,170 @@ pub struct OpenMode {
     pub truncate: bool,
     /// `O_APPEND`.
     pub append: bool,
+    /// `O_EXCL` (with create).
+    pub exclusive: bool,
 }
 
+/// Who makes a node (stored as its owner).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// Changes asked for by `setattr`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttrChange {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size (truncate or extend with zeros).
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<SystemTime>,
+    /// New modification time.
+    pub mtime: Option<SystemTime>,
+}
+
+/// Mount-wide settings of a core.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest file in bytes (`max_node_bytes`): a write or truncate past it fails with EFBIG.
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: avm_core::config::DEFAULT_MAX_NODE_BYTES,
+        }
+    }
+}
+
+/// One inode the kernel knows.
 #[derive(Debug)]
-struct Handle {
+struct Inode {
     path: String,
-    kind: Kind,
-    /// What reads return (taken at open, so chunked reads agree).
-    snapshot: Option<Arc<Vec<u8>>>,
-    /// What will be written back; `None` until the first write or truncate.
-    buf: Option<Vec<u8>>,
-    dirty: bool,
-    /// Bytes were written since the last store (a close without writes, like the one bash
-    /// makes after dup2, stores nothing: that would be an extra, empty version).
-    written: bool,
-    /// Created through this handle and not stored yet.
-    new: bool,
-    /// Urgent messages shown in the snapshot, marked read at the first read.
-    shown: Vec<i64>,
+    /// Lookups the kernel has not forgotten yet.
+    lookups: u64,
+    /// The name is gone (unlinked or replaced); only open files keep the inode usable.
+    unlinked: bool,
+    /// What the inode was when its name went (link count 0), for `fstat` on a descriptor
+    /// still open on it.
+    gone: Option<Attr>,
 }
 
 #[derive(Default)]
 struct Inodes {
-    by_ino: HashMap<u64, String>,
+    by_ino: HashMap<u64, Inode>,
     by_path: HashMap<String, u64>,
     next: u64,
 }
 
+/// The buffer and state of one open file.
+#[derive(Debug)]
+struct Data {
+    path: String,
+    bytes: Vec<u8>,
+    /// The buffer differs from what is stored.
+    dirty: bool,
+    /// Bumped by every change, so a store knows whether it stored the latest.
+    seq: u64,
+    /// Created through this mount and never stored yet.
+    new: bool,
+    /// Unlinked or replaced: never stored again.
+    unlinked: bool,
+    /// Open handles.
+    handles: usize,
+    /// Modification time as writes and `utimensat` set it (stored with the content).
+    mtime: SystemTime,
+    /// Attributes of a new file (mode, owner), stored with its first version.
+    mode: u32,
+    owner: Option<Owner>,
+    /// Attributes as last read from the host (for everything but size and mtime).
+    stat: Option<Attr>,
+}
+
+/// One open file, shared by all its handles.
+#[derive(Debug)]
+struct FileState {
+    /// Held while storing (see the module docs for why).
+    store: Mutex<()>,
+    data: Mutex<Data>,
+}
+
+/// What a handle reads and writes.
+#[derive(Debug)]
+enum HandleKind {
+    /// A regular file, through its shared [`FileState`]. `wrote`: this handle changed the
+    /// file since its last flush (a close stores only then: bash closes a redirection's
+    /// descriptor once before it writes, and that close must not store an empty version).
+    File { ino: u64, append: bool, wrote: bool },
+    /// Content fixed at open: generated content, a provider's output, or a file shown with
+    /// urgent messages in front (which are marked read at the first read).
+    Snapshot { data: Arc<Vec<u8>>, shown: Vec<i64> },
+    /// A write to a generated path (`:tags`, `/tell/bob`, …), sent when closed.
+    Virtual {
+        path: String,
+        buf: Vec<u8>,
+        written: bool,
+    },
+}
+
+/// A directory listing taken at `opendir`, so every `readdir` page comes from one listing.
+pub type DirListing = Arc<Vec<(String, Kind, u64)>>;
+
 /// When the urgent block was looked up, and what it was (header text, message ids).
 type UrgentCache = (Option<Instant>, Option<(String, Vec<i64>)>);
-
-/// Files being created (not stored until closed), by path, with their handle.
-type Pending = HashMap<String, u64>;
 
 /// The filesystem core for one mount.
 pub struct Core {
     host: Arc<Host>,
     caller: Caller,
     store: Option<Arc<dyn MemoryStore>>,
+    limits: Limits,
     inodes: Mutex<Inodes>,
-    handles: Mutex<HashMap<u64, Handle>>,
-    pending: Mutex<Pending>,
+    files: Mutex<HashMap<u64, Arc<FileState>>>,
+    handles: Mutex<HashMap<u64, HandleKind>>,
+    dirs: Mutex<HashMap<u64, DirListing>>,
     next_fh: AtomicU64,
     /// Unread urgent messages, looked up at most every 250 ms (getattr asks for every file).
     urgent: Mutex<UrgentCache>,
+    /// Free bytes of the storage as last looked up, and when.
+    space: Mutex<Option<(Instant, u64)>>,
+    /// When the mount started: the times of directories nobody has changed since avm began
+    /// keeping directory times (stable, unlike "now").
+    started: SystemTime,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn time(us: Option<i64>) -> SystemTime {
-    match us {
-        Some(t) if t > 0 => UNIX_EPOCH + Duration::from_micros(t as u64),
-        _ => SystemTime::now(),
+/// Nanoseconds since the epoch as a time.
+pub fn from_nanos(ns: Nanos) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
     }
+}
+
+/// A time as nanoseconds since the epoch.
+pub fn to_nanos(t: SystemTime) -> Nanos {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Nanos::try_from(d.as_nanos()).unwrap_or(Nanos::MAX),
+        Err(e) => -Nanos::try_from(e.duration().as_nanos()).unwrap_or(Nanos::MAX),
+    }
+}
+
+fn micros(us: Option<i64>) -> Option<SystemTime> {
+    us.map(|t| from_nanos(t.saturating_mul(1000)))
 }
 
 /// The help text served as `:help` everywhere.
@@ -128,24 +272,57 @@ pub fn help(agent: Option<&str>) -> String {
     )
 }
 
+/// The inode number `readdir` shows for a name the kernel has not looked up: stable for the
+/// path, far above allocated numbers (the kernel asks `lookup` before it uses one).
+fn listed_ino(path: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h | (1 << 63)
+}
+
 impl Core {
     /// A core serving `host` as `caller`; `store` enables messages and shortcuts.
     pub fn new(host: Arc<Host>, caller: Caller, store: Option<Arc<dyn MemoryStore>>) -> Self {
+        Core::with_limits(host, caller, store, Limits::default())
+    }
+
+    /// Like [`Core::new`] with mount-wide limits.
+    pub fn with_limits(
+        host: Arc<Host>,
+        caller: Caller,
+        store: Option<Arc<dyn MemoryStore>>,
+        limits: Limits,
+    ) -> Self {
         let mut inodes = Inodes {
             next: ROOT + 1,
             ..Inodes::default()
         };
-        inodes.by_ino.insert(ROOT, "/".into());
+        inodes.by_ino.insert(
+            ROOT,
+            Inode {
+                path: "/".into(),
+                lookups: 1,
+                unlinked: false,
+                gone: None,
+            },
+        );
         inodes.by_path.insert("/".into(), ROOT);
         Core {
             host,
             caller,
             store,
+            limits,
             inodes: Mutex::new(inodes),
+            files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             urgent: Mutex::new((None, None)),
+            space: Mutex::new(None),
+            started: SystemTime::now(),
         }
     }
 
@@ -154,30 +331,18 @@ impl Core {
         &self.caller
     }
 
-    /// The path of an inode.
+    /// How many inodes are remembered (the root included).
+    pub fn inode_count(&self) -> usize {
+        lock(&self.inodes).by_ino.len()
+    }
+
+    /// The path of an inode the kernel knows.
     pub fn path_of(&self, ino: u64) -> Result<String> {
         lock(&self.inodes)
             .by_ino
             .get(&ino)
-            .cloned()
+            .map(|i| i.path.clone())
             .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("inode {ino} is unknown")))
-    }
-
-    /// The inode of `path` (assigned on first sight).
-    pub fn ino(&self, path: &str) -> u64 {
-        self.ino_of(path)
-    }
-
-    fn ino_of(&self, path: &str) -> u64 {
-        let mut i = lock(&self.inodes);
-        if let Some(n) = i.by_path.get(path) {
-            return *n;
-        }
-        let n = i.next;
-        i.next += 1;
-        i.by_ino.insert(n, path.to_string());
-        i.by_path.insert(path.to_string(), n);
-        n
     }
 
     /// The path of `name` inside the directory `parent_ino`.
@@ -186,6 +351,69 @@ impl Core {
             return Err(Error::invalid(format!("bad name {name:?}")));
         }
         Ok(join(&self.path_of(parent_ino)?, name))
+    }
+
+    /// The inode of `path`, counting one more lookup by the kernel (allocated on first use).
+    fn remember(&self, path: &str) -> u64 {
+        let mut i = lock(&self.inodes);
+        if let Some(n) = i.by_path.get(path).copied() {
+            if let Some(e) = i.by_ino.get_mut(&n) {
+                e.lookups += 1;
+            }
+            return n;
+        }
+        let n = i.next;
+        i.next += 1;
+        i.by_ino.insert(
+            n,
+            Inode {
+                path: path.to_string(),
+                lookups: 1,
+                unlinked: false,
+                gone: None,
+            },
+        );
+        i.by_path.insert(path.to_string(), n);
+        n
+    }
+
+    /// The kernel dropped `n` lookups of `ino`; the inode goes when none are left and no
+    /// file is open on it.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT {
+            return;
+        }
+        let mut i = lock(&self.inodes);
+        let gone = match i.by_ino.get_mut(&ino) {
+            Some(e) => {
+                e.lookups = e.lookups.saturating_sub(n);
+                e.lookups == 0 && !lock(&self.files).contains_key(&ino)
+            }
+            None => false,
+        };
+        if gone {
+            Self::drop_inode(&mut i, ino);
+        }
+    }
+
+    fn drop_inode(i: &mut Inodes, ino: u64) {
+        if let Some(e) = i.by_ino.remove(&ino)
+            && i.by_path.get(&e.path) == Some(&ino)
+        {
+            i.by_path.remove(&e.path);
+        }
+    }
+
+    /// Drops an inode whose last open file closed, if the kernel has forgotten it too.
+    fn maybe_drop(&self, ino: u64) {
+        let mut i = lock(&self.inodes);
+        let gone = i
+            .by_ino
+            .get(&ino)
+            .is_some_and(|e| e.lookups == 0 && !lock(&self.files).contains_key(&ino));
+        if gone {
+            Self::drop_inode(&mut i, ino);
+        }
     }
 
     /// Translates a mount path into a host address: `@id` shortcuts become their node's path.
@@ -241,42 +469,19 @@ impl Core {
         lock(&self.urgent).0 = None;
     }
 
-    /// Attributes of `path`.
-    pub fn getattr(&self, path: &str) -> Result<Attr> {
-        let ino = self.ino_of(path);
+    /// The open file of `ino`, if any.
+    fn file(&self, ino: u64) -> Option<Arc<FileState>> {
+        lock(&self.files).get(&ino).cloned()
+    }
+
+    /// Attributes of what the host stores at `path` (no open-file overlay).
+    fn stored_attr(&self, path: &str, ino: u64) -> Result<Attr> {
         let name = basename(path);
         if name.starts_with("._") || name == ".DS_Store" {
             return Err(Error::not_found(path));
         }
-        let now = SystemTime::now();
-        let dir = |ino| Attr {
-            ino,
-            kind: Kind::Dir,
-            size: 0,
-            mtime: now,
-            ctime: now,
-            atime: now,
-            perm: 0o755,
-        };
-        if path == "/" {
-            return Ok(dir(ino));
-        }
-        if let Some(fh) = lock(&self.pending).get(path).copied() {
-            let size = lock(&self.handles)
-                .get(&fh)
-                .and_then(|h| h.buf.as_ref().map(|b| b.len() as u64))
-                .unwrap_or(0);
-            return Ok(Attr {
-                ino,
-                kind: Kind::File,
-                size,
-                mtime: now,
-                ctime: now,
-                atime: now,
-                perm: 0o644,
-            });
-        }
         if self.is_virtual(path)? {
+            let now = SystemTime::now();
             if path.starts_with("/tell/") {
                 self.host.stat(&self.caller, path)?;
             } else if !Self::is_help(path) {
@@ -293,31 +498,157 @@ impl Core {
                 ctime: now,
                 atime: now,
                 perm: 0o644,
+                uid: None,
+                gid: None,
+                nlink: 1,
             });
         }
         let st = self.host.stat(&self.caller, &self.address(path)?)?;
-        match st.kind {
-            NodeKind::Dir => Ok(dir(ino)),
-            NodeKind::File => {
-                let extra = self.urgent().map(|(h, _)| h.len() as u64).unwrap_or(0);
-                Ok(Attr {
-                    ino,
-                    kind: Kind::File,
-                    size: st.size + extra,
-                    mtime: time(st.updated_at),
-                    ctime: time(st.updated_at),
-                    atime: time(st.accessed_at.or(st.updated_at)),
-                    perm: 0o644,
-                })
-            }
+        Ok(self.attr_of(ino, &st))
+    }
+
+    fn attr_of(&self, ino: u64, st: &Stat) -> Attr {
+        let fallback = st
+            .updated_at
+            .and_then(|t| micros(Some(t)))
+            .unwrap_or(self.started);
+        let mtime = st.attrs.mtime.map(from_nanos).unwrap_or(fallback);
+        let ctime = st.attrs.ctime.map(from_nanos).unwrap_or(mtime);
+        let read = micros(st.accessed_at);
+        let set = st.attrs.atime.map(from_nanos);
+        let atime = match (read, set) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b).unwrap_or(mtime),
+        };
+        let (kind, perm, nlink) = match st.kind {
+            NodeKind::Dir => (Kind::Dir, 0o755, st.attrs.nlink.unwrap_or(2)),
+            NodeKind::File => (Kind::File, 0o644, 1),
+            NodeKind::Symlink => (Kind::Symlink, 0o777, 1),
+        };
+        let perm = st.attrs.mode.map(|m| (m & 0o7777) as u16).unwrap_or(perm);
+        let mut size = st.size;
+        if kind == Kind::File
+            && self.provider_is_memory(ino)
+            && let Some((h, _)) = self.urgent_for_stat()
+        {
+            size += h.len() as u64;
+        }
+        Attr {
+            ino,
+            kind,
+            size,
+            mtime,
+            ctime,
+            atime,
+            perm: if kind == Kind::Symlink { 0o777 } else { perm },
+            uid: st.attrs.uid,
+            gid: st.attrs.gid,
+            nlink,
         }
     }
 
-    /// Directory entries of `path`: `(name, kind)`, complete, in path order.
-    pub fn readdir(&self, path: &str) -> Result<Vec<(String, Kind)>> {
+    /// The urgent block as `stat` counts it into file sizes (the reference's contract: the
+    /// agent sees urgent messages at its next read of a file).
+    fn urgent_for_stat(&self) -> Option<(String, Vec<i64>)> {
+        self.urgent()
+    }
+
+    fn provider_is_memory(&self, ino: u64) -> bool {
+        let path = match lock(&self.inodes).by_ino.get(&ino) {
+            Some(i) => i.path.clone(),
+            None => return true,
+        };
+        self.host.provider_kind(&path).is_none_or(|k| k == "memory")
+    }
+
+    /// Attributes of an open file: its buffer's size and mtime over what the host stores.
+    fn open_attr(&self, ino: u64, f: &FileState) -> Option<Attr> {
+        let d = lock(&f.data);
+        let base = match d.stat {
+            Some(a) => a,
+            None if d.new || d.unlinked => Attr {
+                ino,
+                kind: Kind::File,
+                size: 0,
+                mtime: d.mtime,
+                ctime: d.mtime,
+                atime: d.mtime,
+                perm: (d.mode & 0o7777) as u16,
+                uid: d.owner.map(|o| o.uid),
+                gid: d.owner.map(|o| o.gid),
+                nlink: 1,
+            },
+            None => return None,
+        };
+        if !(d.new || d.dirty || d.unlinked) {
+            return None;
+        }
+        Some(Attr {
+            ino,
+            size: d.bytes.len() as u64,
+            mtime: d.mtime,
+            nlink: if d.unlinked { 0 } else { 1 },
+            ..base
+        })
+    }
+
+    /// Attributes of a known inode.
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        if let Some(f) = self.file(ino)
+            && let Some(a) = self.open_attr(ino, &f)
+        {
+            return Ok(a);
+        }
+        let (path, unlinked) = {
+            let i = lock(&self.inodes);
+            let e = i.by_ino.get(&ino).ok_or_else(|| {
+                Error::new(ErrorKind::NotFound, format!("inode {ino} is unknown"))
+            })?;
+            (e.path.clone(), e.unlinked)
+        };
+        if unlinked {
+            return lock(&self.inodes)
+                .by_ino
+                .get(&ino)
+                .and_then(|e| e.gone)
+                .ok_or_else(|| Error::not_found(&path));
+        }
+        self.stored_attr(&path, ino)
+    }
+
+    /// Looks `name` up in `parent`: its attributes, and one more kernel reference to it.
+    pub fn lookup(&self, parent_ino: u64, name: &str) -> Result<Attr> {
+        let path = self.child(parent_ino, name)?;
+        // A file being created here is not stored yet, but it exists.
+        let known = lock(&self.inodes).by_path.get(&path).copied();
+        if let Some(ino) = known
+            && let Some(f) = self.file(ino)
+            && let Some(a) = self.open_attr(ino, &f)
+            && !lock(&f.data).unlinked
+        {
+            self.remember(&path);
+            return Ok(a);
+        }
+        let a = self.stored_attr(&path, 0)?;
+        let ino = self.remember(&path);
+        Ok(Attr { ino, ..a })
+    }
+
+    /// Attributes of `path` as seen through the mount (tests and tools; allocates no inode).
+    pub fn stat_path(&self, path: &str) -> Result<Attr> {
+        let known = lock(&self.inodes).by_path.get(path).copied();
+        match known {
+            Some(ino) => self.getattr(ino),
+            None => self.stored_attr(path, 0),
+        }
+    }
+
+    /// Directory entries of `ino`: `(name, kind, inode)`, complete, in name order.
+    pub fn readdir(&self, ino: u64) -> Result<Vec<(String, Kind, u64)>> {
+        let path = self.path_of(ino)?;
         let listing = self.host.list(
             &self.caller,
-            &self.address(path)?,
+            &self.address(&path)?,
             &ListOptions {
                 recursive: false,
                 limit: None,
@@ -333,96 +664,60 @@ impl Core {
                     match e.kind {
                         NodeKind::Dir => Kind::Dir,
                         NodeKind::File => Kind::File,
+                        NodeKind::Symlink => Kind::Symlink,
                     },
                 )
             })
             .collect();
-        for p in lock(&self.pending).keys() {
-            if parent(p) == path && !out.iter().any(|(n, _)| n == basename(p)) {
-                out.push((basename(p).to_string(), Kind::File));
+        let pending: Vec<String> = lock(&self.files)
+            .values()
+            .filter_map(|f| {
+                let d = lock(&f.data);
+                (d.new && !d.unlinked && parent(&d.path) == path).then(|| d.path.clone())
+            })
+            .collect();
+        for p in pending {
+            let name = basename(&p).to_string();
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, Kind::File));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        let i = lock(&self.inodes);
+        Ok(out
+            .into_iter()
+            .map(|(name, kind)| {
+                let child = join(&path, &name);
+                let n = i
+                    .by_path
+                    .get(&child)
+                    .copied()
+                    .unwrap_or_else(|| listed_ino(&child));
+                (name, kind, n)
+            })
+            .collect())
+    }
+
+    /// Takes a listing of `ino` for a directory handle.
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        let entries = self.readdir(ino)?;
+        let fh = self.new_fh();
+        lock(&self.dirs).insert(fh, Arc::new(entries));
+        Ok(fh)
+    }
+
+    /// The listing of a directory handle (taken at open; `None` for an unknown handle).
+    pub fn dir_listing(&self, fh: u64) -> Option<DirListing> {
+        lock(&self.dirs).get(&fh).cloned()
+    }
+
+    /// Drops a directory handle.
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dirs).remove(&fh);
     }
 
     fn new_fh(&self) -> u64 {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Opens `path`; returns the handle and whether reads must bypass the page cache.
-    pub fn open(&self, path: &str, mode: OpenMode) -> Result<(u64, bool)> {
-        let fh = self.new_fh();
-        if let Some(pfh) = lock(&self.pending).get(path).copied() {
-            // A second open of a file still being created sees what was written so far.
-            let buf = lock(&self.handles)
-                .get(&pfh)
-                .and_then(|h| h.buf.clone())
-                .unwrap_or_default();
-            lock(&self.handles).insert(
-                fh,
-                Handle {
-                    path: path.to_string(),
-                    kind: Kind::File,
-                    snapshot: Some(Arc::new(buf)),
-                    buf: None,
-                    dirty: false,
-                    written: false,
-                    new: false,
-                    shown: Vec::new(),
-                },
-            );
-            return Ok((fh, true));
-        }
-        let virt = self.is_virtual(path)?;
-        let mut h = Handle {
-            path: path.to_string(),
-            kind: if virt { Kind::Virtual } else { Kind::File },
-            snapshot: None,
-            buf: None,
-            dirty: false,
-            written: false,
-            new: false,
-            shown: Vec::new(),
-        };
-        let mut direct = virt;
-        if virt {
-            if mode.write {
-                self.check_write(path)?;
-                h.buf = Some(Vec::new());
-            } else {
-                h.snapshot = Some(Arc::new(self.generate(path)?.into_bytes()));
-            }
-        } else {
-            let addr = self.address(path)?;
-            if mode.write {
-                self.check_write(path)?;
-                if mode.truncate {
-                    h.buf = Some(Vec::new());
-                    h.dirty = true;
-                } else if mode.append {
-                    h.buf = Some(self.host.read(&self.caller, &addr)?.text.into_bytes());
-                }
-            }
-            let content = self.host.read(&self.caller, &addr)?.text;
-            // Content generated on each read (http, script, sqlite, wasm, …) may differ from the
-            // size getattr saw, so the kernel must not trust that size: direct I/O.
-            if self.host.provider_kind(path).is_some_and(|k| k != "memory") {
-                direct = true;
-            }
-            let mut snap = Vec::new();
-            if !mode.write
-                && let Some((header, ids)) = self.urgent()
-            {
-                snap.extend_from_slice(header.as_bytes());
-                h.shown = ids;
-                direct = true;
-            }
-            snap.extend_from_slice(content.as_bytes());
-            h.snapshot = Some(Arc::new(snap));
-        }
-        lock(&self.handles).insert(fh, h);
-        Ok((fh, direct))
     }
 
     fn check_write(&self, path: &str) -> Result<()> {
@@ -436,273 +731,993 @@ impl Core {
         Ok(())
     }
 
-    fn generate(&self, path: &str) -> Result<String> {
+    fn generate(&self, path: &str) -> Result<Vec<u8>> {
         if Self::is_help(path) {
-            return Ok(help(self.caller.agent()));
+            return Ok(help(self.caller.agent()).into_bytes());
         }
-        Ok(self.host.read(&self.caller, &self.address(path)?)?.text)
+        Ok(self
+            .host
+            .read(&self.caller, &self.address(path)?)?
+            .bytes()
+            .to_vec())
     }
 
-    /// Reads `size` bytes at `offset` from an open handle.
-    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
-        let (snap, shown) = {
-            let mut hs = lock(&self.handles);
-            let h = hs
-                .get_mut(&fh)
-                .ok_or_else(|| Error::invalid("unknown file handle"))?;
-            let snap = match (&h.snapshot, &h.buf) {
-                (Some(s), _) => s.clone(),
-                (None, Some(b)) => Arc::new(b.clone()),
-                (None, None) => Arc::new(Vec::new()),
+    /// The stored content of `path`, exactly.
+    fn load(&self, path: &str) -> Result<Vec<u8>> {
+        Ok(self
+            .host
+            .read(&self.caller, &self.address(path)?)?
+            .bytes()
+            .to_vec())
+    }
+
+    /// Opens the file `ino`; returns the handle and whether reads must bypass the page cache.
+    pub fn open(&self, ino: u64, mode: OpenMode) -> Result<(u64, bool)> {
+        let path = self.path_of(ino)?;
+        let fh = self.new_fh();
+        if self.is_virtual(&path)? {
+            let h = if mode.write {
+                self.check_write(&path)?;
+                HandleKind::Virtual {
+                    path,
+                    buf: Vec::new(),
+                    written: false,
+                }
+            } else {
+                HandleKind::Snapshot {
+                    data: Arc::new(self.generate(&path)?),
+                    shown: Vec::new(),
+                }
             };
-            (snap, std::mem::take(&mut h.shown))
+            lock(&self.handles).insert(fh, h);
+            return Ok((fh, true));
+        }
+        if mode.write {
+            self.check_write(&path)?;
+        }
+        let memory = self.host.provider_kind(&path).is_none_or(|k| k == "memory");
+        let open = self.file(ino);
+        if !mode.write && open.is_none() {
+            // Content generated on each read (http, script, sqlite, wasm, …) may differ from
+            // the size getattr saw, so the kernel must not trust that size: direct I/O. A
+            // file shown with urgent messages in front is a snapshot too.
+            let urgent = if memory { self.urgent() } else { None };
+            if !memory || urgent.is_some() {
+                let mut data = Vec::new();
+                let mut shown = Vec::new();
+                if let Some((header, ids)) = urgent {
+                    data.extend_from_slice(header.as_bytes());
+                    shown = ids;
+                }
+                data.extend_from_slice(&self.load(&path)?);
+                lock(&self.handles).insert(
+                    fh,
+                    HandleKind::Snapshot {
+                        data: Arc::new(data),
+                        shown,
+                    },
+                );
+                return Ok((fh, true));
+            }
+        }
+        // A file open elsewhere with changes (or one being created) is shared as it stands.
+        if let Some(f) = &open {
+            let mut d = lock(&f.data);
+            if d.new || d.dirty || d.unlinked {
+                if mode.truncate {
+                    Self::truncate_at_open(&mut d);
+                }
+                d.handles += 1;
+                drop(d);
+                lock(&self.handles).insert(
+                    fh,
+                    HandleKind::File {
+                        ino,
+                        append: mode.append,
+                        wrote: false,
+                    },
+                );
+                return Ok((fh, mode.append || !memory));
+            }
+        }
+        let st = self.host.stat(&self.caller, &self.address(&path)?)?;
+        if st.kind == NodeKind::Dir {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{path} is a directory"),
+            ));
+        }
+        let stat = self.attr_of(ino, &st);
+        // Read the content before taking any lock; it is installed only if nothing was
+        // written to the file since (its change counter is where it was seen).
+        let seen = open.as_ref().map_or(0, |f| lock(&f.data).seq);
+        let fresh = if mode.truncate {
+            None
+        } else {
+            Some(self.load(&path)?)
         };
-        if !shown.is_empty()
-            && let (Some(store), Some(agent)) = (&self.store, self.caller.agent())
+        let file = {
+            let mut files = lock(&self.files);
+            files
+                .entry(ino)
+                .or_insert_with(|| {
+                    Arc::new(FileState {
+                        store: Mutex::new(()),
+                        data: Mutex::new(Data {
+                            path: path.clone(),
+                            bytes: Vec::new(),
+                            dirty: false,
+                            seq: 0,
+                            new: false,
+                            unlinked: false,
+                            handles: 0,
+                            mtime: stat.mtime,
+                            mode: u32::from(stat.perm),
+                            owner: None,
+                            stat: None,
+                        }),
+                    })
+                })
+                .clone()
+        };
         {
-            // Shown once: the header was read, so these messages are read now.
-            store.tell_mark_read(agent, &shown)?;
-            self.forget_urgent();
+            let mut d = lock(&file.data);
+            if !d.dirty && !d.new && d.seq == seen {
+                d.stat = Some(stat);
+                d.mtime = stat.mtime;
+                if let Some(bytes) = fresh {
+                    d.bytes = bytes;
+                }
+            }
+            if mode.truncate {
+                Self::truncate_at_open(&mut d);
+            }
+            d.handles += 1;
         }
-        let start = (offset as usize).min(snap.len());
-        let end = start.saturating_add(size).min(snap.len());
-        Ok(snap[start..end].to_vec())
+        lock(&self.handles).insert(
+            fh,
+            HandleKind::File {
+                ino,
+                append: mode.append,
+                wrote: false,
+            },
+        );
+        Ok((fh, mode.append || !memory))
     }
 
-    /// Writes `data` at `offset` through an open handle.
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
-        let needs_load = {
-            let hs = lock(&self.handles);
-            let h = hs
-                .get(&fh)
-                .ok_or_else(|| Error::invalid("unknown file handle"))?;
-            h.buf.is_none().then(|| h.path.clone())
-        };
-        let loaded = match needs_load {
-            Some(p) => Some(self.host.read(&self.caller, &self.address(&p)?)?.text),
-            None => None,
-        };
-        let mut hs = lock(&self.handles);
-        let h = hs
-            .get_mut(&fh)
-            .ok_or_else(|| Error::invalid("unknown file handle"))?;
-        let buf = h
-            .buf
-            .get_or_insert_with(|| loaded.map(String::into_bytes).unwrap_or_default());
-        let off = offset as usize;
-        if buf.len() < off {
-            buf.resize(off, b' ');
-        }
-        let end = off + data.len();
-        if buf.len() < end {
-            buf.resize(end, 0);
-        }
-        buf[off..end].copy_from_slice(data);
-        h.dirty = true;
-        h.written = true;
-        Ok(data.len())
+    /// `O_TRUNC`: empty, and modified now (even when it was empty already, as on Linux).
+    fn truncate_at_open(d: &mut Data) {
+        d.bytes.clear();
+        d.dirty = true;
+        d.seq += 1;
+        d.mtime = SystemTime::now();
     }
 
-    /// Creates a file; nothing is stored until it is closed (one version, not two).
-    pub fn create(&self, path: &str) -> Result<u64> {
-        let name = basename(path);
+    /// Creates the file `name` in `parent` and opens it; nothing is stored until it is
+    /// flushed or closed (one version, not two).
+    pub fn create(
+        &self,
+        parent_ino: u64,
+        name: &str,
+        mode: u32,
+        flags: OpenMode,
+        owner: Owner,
+    ) -> Result<(Attr, u64)> {
+        let path = self.child(parent_ino, name)?;
         if name.starts_with('@') {
             return Err(Error::invalid(format!(
                 "names starting with @ are shortcuts; {name} cannot be created"
             )));
         }
-        let virt = self.is_virtual(path)?;
-        if !virt {
-            self.check_write(path)?;
+        if self.is_virtual(&path)? {
+            self.check_write(&path)?;
+            let fh = self.new_fh();
+            lock(&self.handles).insert(
+                fh,
+                HandleKind::Virtual {
+                    path: path.clone(),
+                    buf: Vec::new(),
+                    written: false,
+                },
+            );
+            let now = SystemTime::now();
+            let ino = self.remember(&path);
+            return Ok((
+                Attr {
+                    ino,
+                    kind: Kind::Virtual,
+                    size: 0,
+                    mtime: now,
+                    ctime: now,
+                    atime: now,
+                    perm: 0o644,
+                    uid: None,
+                    gid: None,
+                    nlink: 1,
+                },
+                fh,
+            ));
         }
+        self.check_write(&path)?;
+        // The kernel asks to create only where its lookup found nothing, but another process
+        // may have written the name since.
+        if let Ok(existing) = self.stat_path(&path) {
+            if flags.exclusive {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path} already exists"),
+                ));
+            }
+            let ino = self.remember(&path);
+            let (fh, _) = self.open(
+                ino,
+                OpenMode {
+                    write: true,
+                    ..flags
+                },
+            )?;
+            return Ok((Attr { ino, ..existing }, fh));
+        }
+        let dir = self
+            .host
+            .stat(&self.caller, &self.address(parent(&path))?)?;
+        if dir.kind != NodeKind::Dir {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{} is not a directory", parent(&path)),
+            ));
+        }
+        let ino = self.remember(&path);
+        let now = SystemTime::now();
+        let file = Arc::new(FileState {
+            store: Mutex::new(()),
+            data: Mutex::new(Data {
+                path: path.clone(),
+                bytes: Vec::new(),
+                dirty: true,
+                seq: 1,
+                new: true,
+                unlinked: false,
+                handles: 1,
+                mtime: now,
+                mode: mode & 0o7777,
+                owner: Some(owner),
+                stat: None,
+            }),
+        });
+        let attr = Attr {
+            ino,
+            kind: Kind::File,
+            size: 0,
+            mtime: now,
+            ctime: now,
+            atime: now,
+            perm: (mode & 0o7777) as u16,
+            uid: Some(owner.uid),
+            gid: Some(owner.gid),
+            nlink: 1,
+        };
+        lock(&self.files).insert(ino, file);
         let fh = self.new_fh();
         lock(&self.handles).insert(
             fh,
-            Handle {
-                path: path.to_string(),
-                kind: if virt { Kind::Virtual } else { Kind::File },
-                snapshot: None,
-                buf: Some(Vec::new()),
-                dirty: !virt,
-                written: false,
-                new: !virt,
-                shown: Vec::new(),
+            HandleKind::File {
+                ino,
+                append: flags.append,
+                wrote: false,
             },
         );
-        if !virt {
-            lock(&self.pending).insert(path.to_string(), fh);
-        }
-        Ok(fh)
+        Ok((attr, fh))
     }
 
-    /// Stores what a handle wrote (at close and fsync, so errors reach the writer; a close
-    /// with nothing written since stores nothing).
+    /// Reads `size` bytes at `offset` from an open handle.
+    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
+        enum Src {
+            File(u64),
+            Snap(Arc<Vec<u8>>, Vec<i64>),
+            Nothing,
+        }
+        let src = {
+            let mut hs = lock(&self.handles);
+            match hs.get_mut(&fh) {
+                Some(HandleKind::File { ino, .. }) => Src::File(*ino),
+                Some(HandleKind::Snapshot { data, shown }) => {
+                    Src::Snap(data.clone(), std::mem::take(shown))
+                }
+                Some(HandleKind::Virtual { .. }) => Src::Nothing,
+                None => return Err(Error::invalid("unknown file handle")),
+            }
+        };
+        let slice = |b: &[u8]| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+            let end = start.saturating_add(size).min(b.len());
+            b[start..end].to_vec()
+        };
+        match src {
+            Src::File(ino) => {
+                let f = self
+                    .file(ino)
+                    .ok_or_else(|| Error::invalid("the file of this handle is closed"))?;
+                let d = lock(&f.data);
+                Ok(slice(&d.bytes))
+            }
+            Src::Snap(data, shown) => {
+                if !shown.is_empty()
+                    && let (Some(store), Some(agent)) = (&self.store, self.caller.agent())
+                {
+                    // Shown once: the header was read, so these messages are read now.
+                    store.tell_mark_read(agent, &shown)?;
+                    self.forget_urgent();
+                }
+                Ok(slice(&data))
+            }
+            Src::Nothing => Ok(Vec::new()),
+        }
+    }
+
+    /// Refuses growth the storage cannot take (checked against free space looked up at most
+    /// every 200 ms: a version costs about four times its size while it is written).
+    fn check_space(&self, new_len: u64) -> Result<()> {
+        let need = new_len.saturating_mul(4).saturating_add(1 << 20);
+        let mut s = lock(&self.space);
+        let free = match *s {
+            Some((at, free)) if at.elapsed() < Duration::from_millis(200) => free,
+            _ => match self.host.capacity(&self.caller, "/memory") {
+                Ok(Some(c)) => {
+                    *s = Some((Instant::now(), c.free));
+                    c.free
+                }
+                _ => return Ok(()),
+            },
+        };
+        if free < need {
+            return Err(Error::new(
+                ErrorKind::StorageFull,
+                format!(
+                    "the storage holding the database has {free} bytes free; a file of {new_len} bytes needs about {need}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, len: u64) -> Error {
+        Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "a file of {len} bytes is over the limit of {} bytes (max_node_bytes in config)",
+                self.limits.max_bytes
+            ),
+        )
+    }
+
+    /// Writes `data` at `offset` through an open handle (at the end for `O_APPEND`).
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let (ino, append) = {
+            let mut hs = lock(&self.handles);
+            match hs.get_mut(&fh) {
+                Some(HandleKind::File { ino, append, wrote }) => {
+                    *wrote = true;
+                    (*ino, *append)
+                }
+                Some(HandleKind::Virtual { buf, written, .. }) => {
+                    let off = usize::try_from(offset).unwrap_or(usize::MAX);
+                    let end = off
+                        .checked_add(data.len())
+                        .filter(|e| *e as u64 <= self.limits.max_bytes)
+                        .ok_or_else(|| self.too_large(offset.saturating_add(data.len() as u64)))?;
+                    if buf.len() < end {
+                        buf.resize(end, 0);
+                    }
+                    buf[off..end].copy_from_slice(data);
+                    *written = true;
+                    return Ok(data.len());
+                }
+                Some(HandleKind::Snapshot { .. }) => {
+                    return Err(Error::invalid("this handle was opened for reading"));
+                }
+                None => return Err(Error::invalid("unknown file handle")),
+            }
+        };
+        let f = self
+            .file(ino)
+            .ok_or_else(|| Error::invalid("the file of this handle is closed"))?;
+        let (off, cur) = {
+            let d = lock(&f.data);
+            let off = if append { d.bytes.len() as u64 } else { offset };
+            (off, d.bytes.len() as u64)
+        };
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= self.limits.max_bytes)
+            .ok_or_else(|| self.too_large(off.saturating_add(data.len() as u64)))?;
+        if end > cur {
+            self.check_space(end)?;
+        }
+        let mut d = lock(&f.data);
+        // Appends take the end as it is now, under the lock.
+        let off = if append { d.bytes.len() } else { off as usize };
+        let end = off + data.len();
+        if end as u64 > self.limits.max_bytes {
+            return Err(self.too_large(end as u64));
+        }
+        if d.bytes.len() < end {
+            d.bytes.resize(end, 0);
+        }
+        d.bytes[off..end].copy_from_slice(data);
+        d.dirty = true;
+        d.seq += 1;
+        d.mtime = SystemTime::now();
+        Ok(data.len())
+    }
+
+    /// Stores an open file's buffer if it changed (one new version).
+    fn store_file(&self, f: &FileState) -> Result<()> {
+        let _g = lock(&f.store);
+        let (path, bytes, seq, new, mode, owner, mtime) = {
+            let d = lock(&f.data);
+            if !d.dirty || d.unlinked {
+                return Ok(());
+            }
+            (
+                d.path.clone(),
+                d.bytes.clone(),
+                d.seq,
+                d.new,
+                d.mode,
+                d.owner,
+                d.mtime,
+            )
+        };
+        let attrs = SetAttrs {
+            mode: new.then_some(mode),
+            uid: if new { owner.map(|o| o.uid) } else { None },
+            gid: if new { owner.map(|o| o.gid) } else { None },
+            atime: None,
+            mtime: Some(to_nanos(mtime)),
+        };
+        self.host.write(
+            &self.caller,
+            &self.address(&path)?,
+            WriteInput::Put(Put {
+                content: Some(Content::from_bytes(bytes)),
+                attrs,
+                ..Put::default()
+            }),
+        )?;
+        let stat = self
+            .host
+            .stat(&self.caller, &self.address(&path)?)
+            .ok()
+            .map(|st| self.attr_of(0, &st));
+        let mut d = lock(&f.data);
+        if d.seq == seq {
+            d.dirty = false;
+        }
+        d.new = false;
+        if let Some(s) = stat {
+            d.stat = Some(s);
+        }
+        Ok(())
+    }
+
+    fn send_virtual(&self, fh: u64) -> Result<()> {
+        let job = {
+            let mut hs = lock(&self.handles);
+            match hs.get_mut(&fh) {
+                Some(HandleKind::Virtual { path, buf, written }) if *written => {
+                    *written = false;
+                    Some((path.clone(), std::mem::take(buf)))
+                }
+                _ => None,
+            }
+        };
+        let Some((path, buf)) = job else {
+            return Ok(());
+        };
+        let text = String::from_utf8(buf).map_err(|_| {
+            Error::invalid(format!(
+                "{path} takes UTF-8 text, and what was written is not"
+            ))
+        })?;
+        self.host
+            .write(&self.caller, &self.address(&path)?, WriteInput::Text(text))?;
+        Ok(())
+    }
+
+    /// Stores what a handle wrote (at close, so errors reach the writer; a close of a handle
+    /// that wrote nothing since stores nothing — the last release stores what is left).
     pub fn flush(&self, fh: u64) -> Result<()> {
         self.store_handle(fh, false)
     }
 
-    fn store_handle(&self, fh: u64, closing: bool) -> Result<()> {
-        let job = {
-            let mut hs = lock(&self.handles);
-            let Some(h) = hs.get_mut(&fh) else {
-                return Ok(());
-            };
-            if !h.dirty || (!closing && !h.written) {
-                return Ok(());
-            }
-            h.dirty = false;
-            h.written = false;
-            (
-                h.path.clone(),
-                h.kind,
-                h.buf.clone().unwrap_or_default(),
-                h.new,
-            )
-        };
-        let (path, kind, buf, new) = job;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let addr = self.address(&path)?;
-        let res = if kind == Kind::Virtual {
-            self.host
-                .write(&self.caller, &addr, WriteInput::Text(text))
-                .map(drop)
-        } else {
-            self.host
-                .write(
-                    &self.caller,
-                    &addr,
-                    WriteInput::Put(Put {
-                        content: Some(text),
-                        ..Put::default()
-                    }),
-                )
-                .map(drop)
-        };
-        if let Err(e) = res {
-            // Keep the data so a later flush (or release) can try again.
-            if let Some(h) = lock(&self.handles).get_mut(&fh) {
-                h.dirty = true;
-                h.written = true;
-            }
-            return Err(e);
-        }
-        if new {
-            lock(&self.pending).remove(&path);
-            if let Some(h) = lock(&self.handles).get_mut(&fh) {
-                h.new = false;
-            }
-        }
-        Ok(())
+    /// Stores the file of a handle now, whoever changed it (`fsync`).
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        self.store_handle(fh, true)
     }
 
-    /// Closes a handle, storing anything not stored yet.
+    fn store_handle(&self, fh: u64, always: bool) -> Result<()> {
+        let ino = match lock(&self.handles).get_mut(&fh) {
+            Some(HandleKind::File { ino, wrote, .. }) => {
+                if !*wrote && !always {
+                    return Ok(());
+                }
+                *wrote = false;
+                Some(*ino)
+            }
+            Some(_) => None,
+            None => return Ok(()),
+        };
+        match ino {
+            Some(ino) => match self.file(ino) {
+                Some(f) => self.store_file(&f),
+                None => Ok(()),
+            },
+            None => self.send_virtual(fh),
+        }
+    }
+
+    /// Closes a handle, storing anything not stored yet; the open file goes with its last
+    /// handle.
     pub fn release(&self, fh: u64) -> Result<()> {
-        let r = self.store_handle(fh, true);
-        if let Some(h) = lock(&self.handles).remove(&fh)
-            && h.new
-        {
-            lock(&self.pending).remove(&h.path);
+        let r = self.store_handle(fh, false);
+        let h = lock(&self.handles).remove(&fh);
+        if let Some(HandleKind::File { ino, .. }) = h {
+            let last = {
+                let files = lock(&self.files);
+                match files.get(&ino) {
+                    Some(f) => {
+                        let mut d = lock(&f.data);
+                        d.handles = d.handles.saturating_sub(1);
+                        d.handles == 0
+                    }
+                    None => false,
+                }
+            };
+            if last {
+                // A close that failed to store above is retried once more here.
+                let r2 = match self.file(ino) {
+                    Some(f) => self.store_file(&f),
+                    None => Ok(()),
+                };
+                {
+                    let mut files = lock(&self.files);
+                    if files.get(&ino).is_some_and(|f| lock(&f.data).handles == 0) {
+                        files.remove(&ino);
+                    }
+                }
+                self.maybe_drop(ino);
+                return r.and(r2);
+            }
         }
         r
     }
 
-    /// Truncates to `size` (through a handle when one is given).
-    pub fn truncate(&self, path: &str, fh: Option<u64>, size: u64) -> Result<()> {
-        if self.is_virtual(path)? {
-            return Ok(());
+    /// Changes attributes of `ino` (through the handle `fh` when `ftruncate` gives one).
+    pub fn setattr(&self, ino: u64, fh: Option<u64>, ch: AttrChange) -> Result<Attr> {
+        let path = self.path_of(ino)?;
+        if self.is_virtual(&path)? {
+            return self.getattr(ino);
         }
-        let pending = lock(&self.pending).get(path).copied();
-        let handle = fh
-            .filter(|f| lock(&self.handles).contains_key(f))
-            .or(pending);
-        if let Some(fh) = handle {
-            let loaded = {
-                let hs = lock(&self.handles);
-                hs.get(&fh).is_some_and(|h| h.buf.is_none())
-            };
-            let current = if loaded && size > 0 {
-                Some(self.host.read(&self.caller, &self.address(path)?)?.text)
-            } else {
-                None
-            };
-            let mut hs = lock(&self.handles);
-            if let Some(h) = hs.get_mut(&fh) {
-                let buf = h
-                    .buf
-                    .get_or_insert_with(|| current.map(String::into_bytes).unwrap_or_default());
-                buf.resize(size as usize, 0);
-                h.dirty = true;
+        let file = self.file(ino);
+        if let Some(size) = ch.size {
+            if size > self.limits.max_bytes {
+                return Err(self.too_large(size));
             }
-            return Ok(());
+            match &file {
+                Some(f) => {
+                    let grow = size > lock(&f.data).bytes.len() as u64;
+                    if grow {
+                        self.check_space(size)?;
+                    }
+                    {
+                        let mut d = lock(&f.data);
+                        d.bytes.resize(size as usize, 0);
+                        d.dirty = true;
+                        d.seq += 1;
+                        d.mtime = SystemTime::now();
+                    }
+                    // truncate(2) by path changes the file now; ftruncate(2) on a descriptor
+                    // is stored with the rest of that descriptor's writes.
+                    match fh {
+                        None => self.store_file(f)?,
+                        Some(h) => {
+                            if let Some(HandleKind::File { wrote, .. }) =
+                                lock(&self.handles).get_mut(&h)
+                            {
+                                *wrote = true;
+                            }
+                        }
+                    }
+                }
+                None => {
+                    self.check_write(&path)?;
+                    let st = self.host.stat(&self.caller, &self.address(&path)?)?;
+                    if st.kind == NodeKind::Dir {
+                        return Err(Error::new(
+                            ErrorKind::IsADirectory,
+                            format!("{path} is a directory"),
+                        ));
+                    }
+                    if size > st.size {
+                        self.check_space(size)?;
+                    }
+                    let mut bytes = self.load(&path)?;
+                    bytes.resize(size as usize, 0);
+                    self.host.write(
+                        &self.caller,
+                        &self.address(&path)?,
+                        WriteInput::Put(Put {
+                            content: Some(Content::from_bytes(bytes)),
+                            attrs: SetAttrs {
+                                mtime: Some(avm_core::time::now_nanos()),
+                                ..SetAttrs::default()
+                            },
+                            ..Put::default()
+                        }),
+                    )?;
+                }
+            }
         }
-        let content = self.host.read(&self.caller, &self.address(path)?)?.text;
-        let mut bytes = content.into_bytes();
-        bytes.resize(size as usize, 0);
-        self.host.write(
-            &self.caller,
-            &self.address(path)?,
-            WriteInput::Put(Put {
-                content: Some(String::from_utf8_lossy(&bytes).into_owned()),
-                ..Put::default()
-            }),
-        )?;
-        Ok(())
+        let set = SetAttrs {
+            mode: ch.mode.map(|m| m & 0o7777),
+            uid: ch.uid,
+            gid: ch.gid,
+            atime: ch.atime.map(to_nanos),
+            mtime: ch.mtime.map(to_nanos),
+        };
+        if !set.is_empty() {
+            // Waits for a store in flight, so the attributes land either with the first
+            // version or on the stored node, never between the two.
+            let _g = file.as_ref().map(|f| lock(&f.store));
+            let pending = file.as_ref().is_some_and(|f| lock(&f.data).new);
+            match &file {
+                Some(f) if pending => {
+                    // Not stored yet: the attributes go with the first version.
+                    let mut d = lock(&f.data);
+                    if let Some(m) = set.mode {
+                        d.mode = m;
+                    }
+                    let mut o = d.owner.unwrap_or_default();
+                    if let Some(u) = set.uid {
+                        o.uid = u;
+                    }
+                    if let Some(g) = set.gid {
+                        o.gid = g;
+                    }
+                    d.owner = Some(o);
+                    if let Some(t) = ch.mtime {
+                        d.mtime = t;
+                    }
+                }
+                _ => {
+                    let st = self
+                        .host
+                        .set_attrs(&self.caller, &self.address(&path)?, &set)?;
+                    if let Some(f) = &file {
+                        let a = self.attr_of(ino, &st);
+                        let mut d = lock(&f.data);
+                        d.stat = Some(a);
+                        if let Some(t) = ch.mtime {
+                            // A later store of this buffer keeps the time set here.
+                            d.mtime = t;
+                        }
+                    }
+                }
+            }
+        }
+        self.getattr(ino)
     }
 
-    /// Removes a file (to the trash).
-    pub fn unlink(&self, path: &str) -> Result<()> {
-        if self.is_virtual(path)? {
+    /// The target of the symbolic link `ino`.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let path = self.path_of(ino)?;
+        let st = self.host.stat(&self.caller, &self.address(&path)?)?;
+        if st.kind != NodeKind::Symlink {
+            return Err(Error::invalid(format!("{path} is not a symbolic link")));
+        }
+        self.load(&path)
+    }
+
+    /// Makes a directory.
+    pub fn mkdir(&self, parent_ino: u64, name: &str, mode: u32, owner: Owner) -> Result<Attr> {
+        let path = self.child(parent_ino, name)?;
+        self.host.mkdir(&self.caller, &self.address(&path)?)?;
+        let set = SetAttrs {
+            mode: Some(mode & 0o7777),
+            uid: Some(owner.uid),
+            gid: Some(owner.gid),
+            ..SetAttrs::default()
+        };
+        let st = self
+            .host
+            .set_attrs(&self.caller, &self.address(&path)?, &set)?;
+        let ino = self.remember(&path);
+        Ok(self.attr_of(ino, &st))
+    }
+
+    /// Makes a symbolic link `name` in `parent` pointing at `target`.
+    pub fn symlink(&self, parent_ino: u64, name: &str, target: &str, owner: Owner) -> Result<Attr> {
+        let path = self.child(parent_ino, name)?;
+        if self.is_virtual(&path)? {
+            return Err(Error::denied(format!(
+                "{path} is generated; no link can be made there"
+            )));
+        }
+        let st = self.host.symlink(
+            &self.caller,
+            &self.address(&path)?,
+            target,
+            &SetAttrs {
+                uid: Some(owner.uid),
+                gid: Some(owner.gid),
+                ..SetAttrs::default()
+            },
+        )?;
+        let ino = self.remember(&path);
+        Ok(self.attr_of(ino, &st))
+    }
+
+    /// What `path` is now, as the attributes it keeps once its name is gone.
+    fn last_attr(&self, path: &str) -> Option<Attr> {
+        self.stat_path(path).ok().map(|a| Attr { nlink: 0, ..a })
+    }
+
+    /// Marks the inode at `path` (if any) and its open file as gone; `last` is what it was.
+    fn mark_unlinked(&self, path: &str, last: Option<Attr>) {
+        let ino = {
+            let mut i = lock(&self.inodes);
+            let ino = i.by_path.remove(path);
+            if let Some(n) = ino
+                && let Some(e) = i.by_ino.get_mut(&n)
+            {
+                e.unlinked = true;
+                e.gone = last.map(|a| Attr { ino: n, ..a });
+            }
+            ino
+        };
+        if let Some(n) = ino
+            && let Some(f) = self.file(n)
+        {
+            lock(&f.data).unlinked = true;
+        }
+    }
+
+    /// Removes a file (to the trash). A file open elsewhere stays readable and writable
+    /// through its descriptors and is never stored again.
+    pub fn unlink(&self, parent_ino: u64, name: &str) -> Result<()> {
+        let path = self.child(parent_ino, name)?;
+        if self.is_virtual(&path)? {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
                 format!("{path} is generated and cannot be removed"),
             ));
         }
-        if lock(&self.pending).remove(path).is_some() {
-            return Ok(());
+        let ino = lock(&self.inodes).by_path.get(&path).copied();
+        let file = ino.and_then(|n| self.file(n));
+        // Holding the file's store lock: a store in flight finishes first, and none starts
+        // until the name is gone.
+        let guard = file.as_ref().map(|f| lock(&f.store));
+        let pending = file.as_ref().is_some_and(|f| lock(&f.data).new);
+        let last = if ino.is_some() {
+            self.last_attr(&path)
+        } else {
+            None
+        };
+        if !pending {
+            let st = self.host.stat(&self.caller, &self.address(&path)?)?;
+            if st.kind == NodeKind::Dir {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!("{path} is a directory; use rmdir"),
+                ));
+            }
+            self.host.remove(
+                &self.caller,
+                &self.address(&path)?,
+                RemoveOptions::default(),
+            )?;
         }
-        self.host
-            .remove(&self.caller, &self.address(path)?, RemoveOptions::default())?;
+        drop(guard);
+        self.mark_unlinked(&path, last);
         Ok(())
     }
 
-    /// Makes a directory.
-    pub fn mkdir(&self, path: &str) -> Result<()> {
-        self.host.mkdir(&self.caller, path).map(drop)
-    }
-
     /// Removes an empty directory.
-    pub fn rmdir(&self, path: &str) -> Result<()> {
-        self.host.rmdir(&self.caller, path).map(drop)
+    pub fn rmdir(&self, parent_ino: u64, name: &str) -> Result<()> {
+        let path = self.child(parent_ino, name)?;
+        let pending = lock(&self.files).values().any(|f| {
+            let d = lock(&f.data);
+            d.new && !d.unlinked && is_within(&d.path, &path)
+        });
+        if pending {
+            return Err(Error::new(
+                ErrorKind::NotEmpty,
+                format!("{path} is not empty (a file is being created in it)"),
+            ));
+        }
+        let last = if lock(&self.inodes).by_path.contains_key(&path) {
+            self.last_attr(&path)
+        } else {
+            None
+        };
+        match self.host.rmdir(&self.caller, &self.address(&path)?) {
+            Ok(_) => {}
+            // A directory that held only files is gone with its last file; the kernel still
+            // knew it, and removing it is what was asked.
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && lock(&self.inodes).by_path.contains_key(&path) => {}
+            Err(e) => return Err(e),
+        }
+        self.mark_unlinked(&path, last);
+        Ok(())
     }
 
-    /// Renames a file or directory, replacing a file at the target.
-    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
-        if self.is_virtual(from)? || self.is_virtual(to)? {
+    /// Stores every changed open file at or below `path` (strictly below with `inside`), so
+    /// the store sees what the mount shows before a rename moves or checks it.
+    fn store_below(&self, path: &str, inside: bool) -> Result<()> {
+        let open: Vec<Arc<FileState>> = lock(&self.files)
+            .values()
+            .filter(|f| {
+                let d = lock(&f.data);
+                d.dirty && !d.unlinked && is_within(&d.path, path) && !(inside && d.path == path)
+            })
+            .cloned()
+            .collect();
+        for f in open {
+            self.store_file(&f)?;
+        }
+        Ok(())
+    }
+
+    /// Renames with `rename(2)` semantics (`how` from the flags).
+    pub fn rename(
+        &self,
+        parent_ino: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        how: Rename,
+    ) -> Result<()> {
+        let from = self.child(parent_ino, name)?;
+        let to = self.child(new_parent, new_name)?;
+        if self.is_virtual(&from)? || self.is_virtual(&to)? {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
                 "generated files cannot be renamed",
             ));
         }
-        if let Some(fh) = lock(&self.pending).get(from).copied() {
-            // Still being created: store it under its new name.
-            self.flush(fh)?;
+        if new_name.starts_with('@') {
+            return Err(Error::invalid(format!(
+                "names starting with @ are shortcuts; {new_name} cannot be made"
+            )));
         }
-        self.host
-            .rename(&self.caller, &self.address(from)?, &self.address(to)?, true)?;
-        let mut i = lock(&self.inodes);
-        let moved: Vec<(String, u64)> = i
-            .by_path
-            .iter()
-            .filter(|(p, _)| is_within(p, from))
-            .map(|(p, n)| (p.clone(), *n))
-            .collect();
-        for (p, n) in moved {
-            let np = format!("{to}{}", &p[from.len()..]);
-            i.by_path.remove(&p);
-            i.by_path.insert(np.clone(), n);
-            i.by_ino.insert(n, np);
+        // What is being created or written at the source goes to the store first, so the
+        // store moves it; what waits to be stored at a replaced destination never will be.
+        self.store_below(&from, false)?;
+        // A directory at the destination must look as full to the store as it does here.
+        self.store_below(&to, how != Rename::Exchange)?;
+        let dst_ino = lock(&self.inodes).by_path.get(&to).copied();
+        let dst_last = match (how, dst_ino) {
+            (Rename::Replace, Some(_)) => self.last_attr(&to),
+            _ => None,
+        };
+        let dst_file = dst_ino.and_then(|n| self.file(n));
+        let guard = dst_file.as_ref().map(|f| lock(&f.store));
+        // A destination being created exists only here (the store sees a plain move): it is
+        // replaced like a stored one, and refused like one.
+        let dst_pending = dst_file.as_ref().is_some_and(|f| lock(&f.data).new);
+        if dst_pending && how == Rename::NoReplace {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{to} already exists"),
+            ));
+        }
+        self.host.rename_posix(
+            &self.caller,
+            &self.address(&from)?,
+            &self.address(&to)?,
+            how,
+        )?;
+        drop(guard);
+        match how {
+            Rename::Exchange => self.swap_paths(&from, &to),
+            _ => {
+                if from != to {
+                    self.mark_unlinked(&to, dst_last);
+                    self.move_paths(&from, &to);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Re-points every inode and open file at or below `from` to the same place below `to`.
+    fn move_paths(&self, from: &str, to: &str) {
+        let moved = {
+            let mut i = lock(&self.inodes);
+            let moved: Vec<(String, u64)> = i
+                .by_path
+                .iter()
+                .filter(|(p, _)| is_within(p, from))
+                .map(|(p, n)| (p.clone(), *n))
+                .collect();
+            for (p, _) in &moved {
+                i.by_path.remove(p);
+            }
+            for (p, n) in &moved {
+                let np = format!("{to}{}", &p[from.len()..]);
+                i.by_path.insert(np.clone(), *n);
+                if let Some(e) = i.by_ino.get_mut(n) {
+                    e.path = np;
+                }
+            }
+            moved
+        };
+        let files = lock(&self.files);
+        for (_, n) in moved {
+            if let Some(f) = files.get(&n) {
+                let mut d = lock(&f.data);
+                if is_within(&d.path, from) {
+                    d.path = format!("{to}{}", &d.path[from.len()..]);
+                }
+            }
+        }
+    }
+
+    /// Swaps the inodes and open files at or below `a` and `b`.
+    fn swap_paths(&self, a: &str, b: &str) {
+        let tmp = "\u{1}swap";
+        self.move_paths(a, tmp);
+        self.move_paths(b, a);
+        self.move_paths(tmp, b);
+    }
+
+    /// `fallocate` mode 0 (reserve, growing the file with zeros) and `FALLOC_FL_KEEP_SIZE`;
+    /// other modes are not supported.
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        const KEEP_SIZE: i32 = 1;
+        if mode & !KEEP_SIZE != 0 {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "only plain fallocate and FALLOC_FL_KEEP_SIZE are supported",
+            ));
+        }
+        let end = offset.saturating_add(length);
+        if end > self.limits.max_bytes {
+            return Err(self.too_large(end));
+        }
+        let ino = match lock(&self.handles).get(&fh) {
+            Some(HandleKind::File { ino, .. }) => *ino,
+            _ => {
+                return Err(Error::invalid(
+                    "fallocate needs a regular file opened for writing",
+                ));
+            }
+        };
+        let f = self
+            .file(ino)
+            .ok_or_else(|| Error::invalid("the file of this handle is closed"))?;
+        self.check_space(end)?;
+        if mode & KEEP_SIZE == 0 {
+            let mut d = lock(&f.data);
+            if (d.bytes.len() as u64) < end {
+                d.bytes.resize(end as usize, 0);
+                d.dirty = true;
+                d.seq += 1;
+                d.mtime = SystemTime::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Size and free space of the storage, in bytes, when the provider knows them.
+    pub fn statfs(&self) -> Option<(u64, u64)> {
+        match self.host.capacity(&self.caller, "/memory") {
+            Ok(Some(c)) => Some((c.total, c.free)),
+            _ => None,
+        }
     }
 }
 
@@ -712,6 +1727,8 @@ mod tests {
     use super::*;
     use avm_core::Mount;
     use avm_provider_memory::MemoryProvider;
+
+    const ALICE: &str = "/memory/private/alice";
 
     fn core(agent: &str) -> (tempfile::TempDir, Core, Arc<Host>) {
         let dir = tempfile::tempdir().unwrap();
@@ -731,84 +1748,213 @@ mod tests {
         (dir, c, host)
     }
 
+    /// The inode of a directory path, looked up component by component as the kernel does.
+    fn dir_ino(c: &Core, path: &str) -> u64 {
+        let mut ino = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            ino = c.lookup(ino, part).unwrap().ino;
+        }
+        ino
+    }
+
+    fn rw() -> OpenMode {
+        OpenMode {
+            write: true,
+            ..OpenMode::default()
+        }
+    }
+
     #[test]
     fn a_created_file_is_stored_once_at_close_and_listed_meanwhile() {
         let (_d, c, host) = core("alice");
-        let p = "/memory/private/alice/n.md";
-        let fh = c.create(p).unwrap();
-        assert_eq!(c.getattr(p).unwrap().kind, Kind::File);
-        assert!(
-            c.readdir("/memory/private/alice")
-                .unwrap()
-                .iter()
-                .any(|(n, _)| n == "n.md")
-        );
-        c.flush(fh).unwrap(); // a close before any write stores nothing
+        let dir = dir_ino(&c, ALICE);
+        let (a, fh) = c
+            .create(dir, "n.md", 0o644, rw(), Owner::default())
+            .unwrap();
+        assert_eq!(c.getattr(a.ino).unwrap().kind, Kind::File);
+        assert!(c.readdir(dir).unwrap().iter().any(|(n, _, _)| n == "n.md"));
         c.write(fh, 0, b"hello").unwrap();
         c.release(fh).unwrap();
         let h = host
             .read(c.caller(), "/memory/private/alice/n.md:history")
             .unwrap();
         assert_eq!(h.text.lines().count(), 1, "{}", h.text);
-        assert_eq!(c.getattr(p).unwrap().size, 5);
+        assert_eq!(c.getattr(a.ino).unwrap().size, 5);
     }
 
     #[test]
-    fn truncating_open_replaces_content_in_one_version_and_append_appends() {
+    fn bytes_that_are_not_text_are_kept_exactly() {
         let (_d, c, host) = core("alice");
-        let p = "/memory/private/alice/t.md";
-        let fh = c.create(p).unwrap();
-        c.write(fh, 0, b"one\n").unwrap();
-        c.release(fh).unwrap();
-        let (fh, _) = c
-            .open(
-                p,
-                OpenMode {
-                    write: true,
-                    truncate: true,
-                    append: false,
-                },
-            )
+        let dir = dir_ino(&c, ALICE);
+        let raw = [0u8, 0x80, 0xff, b'\n', 0xc3];
+        let (a, fh) = c
+            .create(dir, "b.bin", 0o644, rw(), Owner::default())
             .unwrap();
-        c.write(fh, 0, b"two\n").unwrap();
+        c.write(fh, 0, &raw).unwrap();
         c.release(fh).unwrap();
-        let (fh, _) = c
+        let (fh, _) = c.open(a.ino, OpenMode::default()).unwrap();
+        assert_eq!(c.read(fh, 0, 100).unwrap(), raw);
+        c.release(fh).unwrap();
+        let o = host
+            .read(c.caller(), "/memory/private/alice/b.bin")
+            .unwrap();
+        assert!(o.is_binary());
+        assert_eq!(o.bytes(), raw);
+    }
+
+    #[test]
+    fn writes_are_seen_at_once_through_every_descriptor_and_by_stat() {
+        let (_d, c, _h) = core("alice");
+        let dir = dir_ino(&c, ALICE);
+        let (a, w) = c
+            .create(dir, "s.md", 0o644, rw(), Owner::default())
+            .unwrap();
+        let (r, _) = c.open(a.ino, OpenMode::default()).unwrap();
+        c.write(w, 0, b"abc").unwrap();
+        assert_eq!(c.read(r, 0, 10).unwrap(), b"abc");
+        assert_eq!(c.getattr(a.ino).unwrap().size, 3);
+        // A hole reads as zeros.
+        c.write(w, 6, b"z").unwrap();
+        assert_eq!(c.read(r, 0, 10).unwrap(), b"abc\0\0\0z");
+        c.release(w).unwrap();
+        c.release(r).unwrap();
+    }
+
+    #[test]
+    fn two_writers_merge_and_appends_land_at_the_end() {
+        let (_d, c, host) = core("alice");
+        let dir = dir_ino(&c, ALICE);
+        let (a, w1) = c
+            .create(dir, "m.md", 0o644, rw(), Owner::default())
+            .unwrap();
+        c.write(w1, 0, b"0123456789").unwrap();
+        c.flush(w1).unwrap();
+        let (w2, _) = c.open(a.ino, rw()).unwrap();
+        let (ap, _) = c
             .open(
-                p,
+                a.ino,
                 OpenMode {
                     write: true,
-                    truncate: false,
                     append: true,
+                    ..OpenMode::default()
                 },
             )
             .unwrap();
-        c.write(fh, 4, b"three\n").unwrap();
+        c.write(w1, 0, b"AB").unwrap();
+        c.write(w2, 5, b"xy").unwrap();
+        c.write(ap, 0, b"!").unwrap();
+        for h in [w1, w2, ap] {
+            c.release(h).unwrap();
+        }
+        assert_eq!(
+            host.read(c.caller(), "/memory/private/alice/m.md")
+                .unwrap()
+                .text,
+            "AB234xy789!"
+        );
+    }
+
+    #[test]
+    fn an_unlinked_open_file_stays_usable_and_is_never_stored_again() {
+        let (_d, c, host) = core("alice");
+        let dir = dir_ino(&c, ALICE);
+        let (a, fh) = c
+            .create(dir, "u.md", 0o644, rw(), Owner::default())
+            .unwrap();
+        c.write(fh, 0, b"one").unwrap();
+        c.flush(fh).unwrap();
+        c.unlink(dir, "u.md").unwrap();
+        c.write(fh, 3, b" two").unwrap();
+        assert_eq!(c.read(fh, 0, 100).unwrap(), b"one two");
+        assert_eq!(c.getattr(a.ino).unwrap().nlink, 0);
         c.release(fh).unwrap();
-        assert_eq!(host.read(c.caller(), p).unwrap().text, "two\nthree\n");
-        let h = host.read(c.caller(), &format!("{p}:history")).unwrap();
-        assert_eq!(h.text.lines().count(), 3, "{}", h.text);
+        assert_eq!(
+            host.stat(c.caller(), "/memory/private/alice/u.md")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn create_then_unlink_leaves_nothing_behind() {
+        let (_d, c, host) = core("alice");
+        let dir = dir_ino(&c, ALICE);
+        for i in 0..50 {
+            let name = format!("f{i}");
+            let (_, fh) = c.create(dir, &name, 0o644, rw(), Owner::default()).unwrap();
+            c.flush(fh).unwrap();
+            c.unlink(dir, &name).unwrap();
+            c.release(fh).unwrap();
+        }
+        let l = host
+            .list(c.caller(), ALICE, &ListOptions::default())
+            .unwrap();
+        assert!(l.entries.is_empty(), "{:?}", l.entries);
+    }
+
+    #[test]
+    fn a_write_past_the_size_limit_is_refused_without_allocating() {
+        let (_d, c, _h) = core("alice");
+        let dir = dir_ino(&c, ALICE);
+        let (a, fh) = c.create(dir, "big", 0o644, rw(), Owner::default()).unwrap();
+        let e = c
+            .setattr(
+                a.ino,
+                Some(fh),
+                AttrChange {
+                    size: Some(999_999_999_999_999),
+                    ..AttrChange::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+        let e = c.write(fh, u64::MAX - 2, b"abc").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+        c.release(fh).unwrap();
+    }
+
+    #[test]
+    fn lookups_of_missing_names_keep_no_inodes_and_forget_drops_known_ones() {
+        let (_d, c, _h) = core("alice");
+        let dir = dir_ino(&c, ALICE);
+        let before = c.inode_count();
+        for i in 0..1000 {
+            assert!(c.lookup(dir, &format!("missing{i}")).is_err());
+        }
+        assert_eq!(c.inode_count(), before);
+        let (a, fh) = c
+            .create(dir, "k.md", 0o644, rw(), Owner::default())
+            .unwrap();
+        c.release(fh).unwrap();
+        assert_eq!(c.inode_count(), before + 1);
+        c.forget(a.ino, 1);
+        assert_eq!(c.inode_count(), before);
     }
 
     #[test]
     fn suffixes_queries_help_and_tell_are_virtual_and_not_removable() {
         let (_d, c, _h) = core("alice");
-        let p = "/memory/private/alice/v.md";
-        let fh = c.create(p).unwrap();
+        let dir = dir_ino(&c, ALICE);
+        let (_, fh) = c
+            .create(dir, "v.md", 0o644, rw(), Owner::default())
+            .unwrap();
         c.write(fh, 0, b"x").unwrap();
         c.release(fh).unwrap();
         for v in [
-            format!("{p}:meta"),
+            format!("{ALICE}/v.md:meta"),
             "/:help".to_string(),
             "/memory:search?q=x".to_string(),
             "/tell/bob".to_string(),
         ] {
-            assert_eq!(c.getattr(&v).unwrap().kind, Kind::Virtual, "{v}");
+            assert_eq!(c.stat_path(&v).unwrap().kind, Kind::Virtual, "{v}");
         }
         assert_eq!(
-            c.unlink(&format!("{p}:meta")).unwrap_err().kind(),
+            c.unlink(dir, "v.md:meta").unwrap_err().kind(),
             ErrorKind::PermissionDenied
         );
-        let (fh, direct) = c.open("/:help", OpenMode::default()).unwrap();
+        let help_ino = c.lookup(ROOT, ":help").unwrap().ino;
+        let (fh, direct) = c.open(help_ino, OpenMode::default()).unwrap();
         assert!(direct);
         let a = c.read(fh, 0, 5).unwrap();
         let b = c.read(fh, 5, 1 << 20).unwrap();
@@ -829,14 +1975,18 @@ mod tests {
         .unwrap();
         let list = host.read(c.caller(), "/memory/shared:list").unwrap().text;
         let short = list.split_whitespace().next().unwrap().to_string();
-        let (fh, _) = c
-            .open(&format!("/memory/{short}"), OpenMode::default())
-            .unwrap();
+        let shared = dir_ino(&c, "/memory/shared");
+        let ino = c.lookup(shared, &short).unwrap().ino;
+        let (fh, _) = c.open(ino, OpenMode::default()).unwrap();
         assert_eq!(c.read(fh, 0, 100).unwrap(), b"shared");
-        let e = c.getattr("/memory/private/bob/x.md").unwrap_err();
+        let private = dir_ino(&c, "/memory/private");
+        let e = c.lookup(private, "bob").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert_eq!(crate::fs::errno(e.kind()), fuser::Errno::EACCES);
-        assert!(c.create("/memory/private/bob/y.md").is_err());
-        assert!(c.create("/memory/shared/@bad").is_err());
+        let dir = dir_ino(&c, ALICE);
+        assert!(
+            c.create(dir, "@bad", 0o644, rw(), Owner::default())
+                .is_err()
+        );
     }
 }

@@ -1,6 +1,14 @@
 //! The thin fuser layer: kernel requests in, [`Core`] calls, replies out.
+//!
+//! Operations avm does not offer answer with a definite errno, never `ENOSYS` (which would make
+//! the kernel turn the operation off for the whole mount): hard links and device nodes are
+//! `EPERM`, `RENAME_WHITEOUT` and unusual `fallocate` modes `EOPNOTSUPP`. Extended attributes
+//! and byte-range locks are left to the kernel's defaults (`EOPNOTSUPP` for xattrs, locks kept
+//! by the kernel for this machine).
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -11,9 +19,9 @@ use fuser::{
     WriteFlags,
 };
 
-use avm_core::ErrorKind;
+use avm_core::{ErrorKind, Rename};
 
-use crate::core::{Attr, Core, Kind, OpenMode};
+use crate::core::{Attr, AttrChange, Core, Kind, OpenMode, Owner};
 
 /// File attributes are never cached by the kernel: other processes write the same store, and
 /// their writes must show through the mount at once (content is read fresh at every open).
@@ -25,11 +33,14 @@ const TTL: Duration = Duration::ZERO;
 /// at open with ENOENT; a directory removed elsewhere may still be listed for up to a second.
 const NAME_TTL: Duration = Duration::from_secs(1);
 
+/// The longest name a directory entry may have.
+const NAME_MAX: usize = 255;
+
 /// `(attribute TTL, entry TTL)` for a reply.
 fn ttls(a: &Attr) -> (Duration, Duration) {
     match a.kind {
         Kind::Dir => (NAME_TTL, NAME_TTL),
-        Kind::File => (TTL, NAME_TTL),
+        Kind::File | Kind::Symlink => (TTL, NAME_TTL),
         Kind::Virtual => (TTL, TTL),
     }
 }
@@ -45,9 +56,10 @@ pub fn errno(kind: ErrorKind) -> Errno {
         ErrorKind::PermissionDenied => Errno::EACCES,
         ErrorKind::ReadOnly => Errno::EROFS,
         ErrorKind::InvalidInput => Errno::EINVAL,
-        ErrorKind::Unsupported => Errno::ENOSYS,
+        ErrorKind::Unsupported => Errno::EOPNOTSUPP,
         ErrorKind::TooLarge => Errno::EFBIG,
-        ErrorKind::Busy => Errno::EBUSY,
+        ErrorKind::Busy => Errno::EAGAIN,
+        ErrorKind::StorageFull => Errno::ENOSPC,
         ErrorKind::TimedOut => Errno::ETIMEDOUT,
         ErrorKind::Unavailable => Errno::EIO,
         ErrorKind::Internal => Errno::EIO,
@@ -62,7 +74,7 @@ pub struct AvmFs {
 }
 
 impl AvmFs {
-    /// Serves `core`, files owned by the mounting user.
+    /// Serves `core`, files owned by the mounting user unless stored otherwise.
     pub fn new(core: Arc<Core>) -> Self {
         AvmFs {
             core,
@@ -82,43 +94,73 @@ impl AvmFs {
             crtime: a.ctime,
             kind: match a.kind {
                 Kind::Dir => FileType::Directory,
+                Kind::Symlink => FileType::Symlink,
                 _ => FileType::RegularFile,
             },
             perm: a.perm,
-            nlink: if a.kind == Kind::Dir { 2 } else { 1 },
-            uid: self.uid,
-            gid: self.gid,
+            nlink: a.nlink,
+            uid: a.uid.unwrap_or(self.uid),
+            gid: a.gid.unwrap_or(self.gid),
             rdev: 0,
             blksize: 4096,
             flags: 0,
         }
     }
 
-    fn path(&self, ino: INodeNo) -> Result<String, Errno> {
-        self.core.path_of(ino.0).map_err(|e| errno(e.kind()))
-    }
-
-    fn child(&self, parent: INodeNo, name: &OsStr) -> Result<String, Errno> {
-        let name = name.to_str().ok_or(Errno::EINVAL)?;
-        self.core.child(parent.0, name).map_err(|e| errno(e.kind()))
+    fn entry(&self, reply: ReplyEntry, r: avm_core::Result<Attr>) {
+        match r {
+            Ok(a) => {
+                let (at, et) = ttls(&a);
+                reply.entry_with_ttls(&at, &et, &self.attr(&a), Generation(0))
+            }
+            Err(e) => reply.error(errno(e.kind())),
+        }
     }
 }
 
-fn mode(flags: OpenFlags) -> OpenMode {
-    let raw = flags.0;
-    let acc = raw & libc_o_accmode();
+/// A name from the kernel as avm takes it: UTF-8, at most 255 bytes.
+fn name(n: &OsStr) -> Result<&str, Errno> {
+    if n.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    n.to_str().ok_or(Errno::EINVAL)
+}
+
+fn mode(flags: i32) -> OpenMode {
     OpenMode {
-        write: acc != 0,
-        truncate: raw & O_TRUNC != 0,
-        append: raw & O_APPEND != 0,
+        write: flags & O_ACCMODE != 0,
+        truncate: flags & O_TRUNC != 0,
+        append: flags & O_APPEND != 0,
+        exclusive: flags & O_EXCL != 0,
     }
 }
 
+const O_ACCMODE: i32 = 0o3;
+const O_EXCL: i32 = 0o200;
 const O_TRUNC: i32 = 0o1000;
 const O_APPEND: i32 = 0o2000;
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
 
-fn libc_o_accmode() -> i32 {
-    0o3
+fn time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+fn owner(req: &Request) -> Owner {
+    Owner {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn empty(reply: ReplyEmpty, r: avm_core::Result<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e.kind())),
+    }
 }
 
 impl Filesystem for AvmFs {
@@ -128,26 +170,21 @@ impl Filesystem for AvmFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self
-            .child(parent, name)
-            .and_then(|p| self.core.getattr(&p).map_err(|e| errno(e.kind())))
-        {
-            Ok(a) => {
-                let (at, et) = ttls(&a);
-                reply.entry_with_ttls(&at, &et, &self.attr(&a), Generation(0))
-            }
+    fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        match name(n) {
+            Ok(n) => self.entry(reply, self.core.lookup(parent.0, n)),
             Err(e) => reply.error(e),
         }
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.core.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self
-            .path(ino)
-            .and_then(|p| self.core.getattr(&p).map_err(|e| errno(e.kind())))
-        {
+        match self.core.getattr(ino.0) {
             Ok(a) => reply.attr(&ttls(&a).0, &self.attr(&a)),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e.kind())),
         }
     }
 
@@ -155,12 +192,12 @@ impl Filesystem for AvmFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -169,85 +206,156 @@ impl Filesystem for AvmFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let r = self.path(ino).and_then(|p| {
-            if let Some(n) = size {
-                self.core
-                    .truncate(&p, fh.map(|f| f.0), n)
-                    .map_err(|e| errno(e.kind()))?;
-            }
-            // Times, modes and owners are accepted and not stored (touch, cp -p work).
-            self.core.getattr(&p).map_err(|e| errno(e.kind()))
-        });
-        match r {
+        // The kernel (default_permissions) has checked who may change what.
+        let ch = AttrChange {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+        };
+        match self.core.setattr(ino.0, fh.map(|f| f.0), ch) {
             Ok(a) => reply.attr(&TTL, &self.attr(&a)),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e.kind())),
         }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.core.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e.kind())),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Regular files only: FIFOs, sockets and device nodes have no place in a store.
+        if mode & S_IFMT != S_IFREG && mode & S_IFMT != 0 {
+            return reply.error(Errno::EPERM);
+        }
+        let n = match name(n) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let r = self
+            .core
+            .create(
+                parent.0,
+                n,
+                mode & !umask,
+                OpenMode {
+                    write: true,
+                    exclusive: true,
+                    ..OpenMode::default()
+                },
+                owner(req),
+            )
+            .and_then(|(a, fh)| {
+                self.core.release(fh)?;
+                Ok(a)
+            });
+        self.entry(reply, r);
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.child(parent, name).and_then(|p| {
-            self.core.mkdir(&p).map_err(|e| errno(e.kind()))?;
-            self.core.getattr(&p).map_err(|e| errno(e.kind()))
-        });
-        match r {
-            Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+        match name(n) {
+            Ok(n) => self.entry(
+                reply,
+                self.core.mkdir(parent.0, n, mode & !umask, owner(req)),
+            ),
             Err(e) => reply.error(e),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .child(parent, name)
-            .and_then(|p| self.core.unlink(&p).map_err(|e| errno(e.kind())))
-        {
-            Ok(()) => reply.ok(),
+    fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        match name(n) {
+            Ok(n) => empty(reply, self.core.unlink(parent.0, n)),
             Err(e) => reply.error(e),
         }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .child(parent, name)
-            .and_then(|p| self.core.rmdir(&p).map_err(|e| errno(e.kind())))
-        {
-            Ok(()) => reply.ok(),
+    fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        match name(n) {
+            Ok(n) => empty(reply, self.core.rmdir(parent.0, n)),
             Err(e) => reply.error(e),
         }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let n = match name(link_name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let Some(target) = target.to_str() else {
+            return reply.error(Errno::EINVAL);
+        };
+        self.entry(reply, self.core.symlink(parent.0, n, target, owner(req)));
     }
 
     fn rename(
         &self,
         _req: &Request,
         parent: INodeNo,
-        name: &OsStr,
+        n: &OsStr,
         newparent: INodeNo,
         newname: &OsStr,
-        _flags: RenameFlags,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let r = self.child(parent, name).and_then(|from| {
-            let to = self.child(newparent, newname)?;
-            self.core.rename(&from, &to).map_err(|e| errno(e.kind()))
-        });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        let how = if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EOPNOTSUPP);
+        } else if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            Rename::Exchange
+        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            Rename::NoReplace
+        } else {
+            Rename::Replace
+        };
+        let (a, b) = match (name(n), name(newname)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        empty(reply, self.core.rename(parent.0, a, newparent.0, b, how));
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        // A node has one path; hard links are refused (as on filesystems without them).
+        reply.error(Errno::EPERM);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self
-            .path(ino)
-            .and_then(|p| self.core.open(&p, mode(flags)).map_err(|e| errno(e.kind())))
-        {
+        match self.core.open(ino.0, mode(flags.0)) {
             Ok((fh, direct)) => reply.opened(
                 FileHandle(fh),
                 if direct {
@@ -256,7 +364,7 @@ impl Filesystem for AvmFs {
                     FopenFlags::empty()
                 },
             ),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e.kind())),
         }
     }
 
@@ -290,7 +398,7 @@ impl Filesystem for AvmFs {
         reply: ReplyWrite,
     ) {
         match self.core.write(fh.0, offset, data) {
-            Ok(n) => reply.written(n as u32),
+            Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
             Err(e) => reply.error(errno(e.kind())),
         }
     }
@@ -303,10 +411,7 @@ impl Filesystem for AvmFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.core.flush(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e.kind())),
-        }
+        empty(reply, self.core.flush(fh.0));
     }
 
     fn release(
@@ -319,10 +424,7 @@ impl Filesystem for AvmFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.release(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e.kind())),
-        }
+        empty(reply, self.core.release(fh.0));
     }
 
     fn fsync(
@@ -333,8 +435,12 @@ impl Filesystem for AvmFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.core.flush(fh.0) {
-            Ok(()) => reply.ok(),
+        empty(reply, self.core.fsync(fh.0));
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.core.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(e.kind())),
         }
     }
@@ -343,77 +449,149 @@ impl Filesystem for AvmFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let path = match self.path(ino) {
-            Ok(p) => p,
-            Err(e) => return reply.error(e),
+        let entries = match self.core.dir_listing(fh.0) {
+            Some(l) => l,
+            None => match self.core.readdir(ino.0) {
+                Ok(l) => Arc::new(l),
+                Err(e) => return reply.error(errno(e.kind())),
+            },
         };
-        let entries = match self.core.readdir(&path) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno(e.kind())),
-        };
-        let mut all: Vec<(u64, FileType, String)> = vec![
-            (ino.0, FileType::Directory, ".".into()),
-            (ino.0, FileType::Directory, "..".into()),
+        let dots = [
+            (ino.0, FileType::Directory, "."),
+            (ino.0, FileType::Directory, ".."),
         ];
-        for (name, kind) in entries {
-            let child = avm_core::address::join(&path, &name);
-            let ino = self.core.ino(&child);
-            all.push((
-                ino,
-                if kind == Kind::Dir {
-                    FileType::Directory
-                } else {
-                    FileType::RegularFile
-                },
-                name,
-            ));
-        }
-        for (i, (ino, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(ino), (i + 1) as u64, kind, &name) {
+        let all = dots
+            .iter()
+            .map(|(i, k, n)| (*i, *k, OsStr::new(*n)))
+            .chain(entries.iter().map(|(n, kind, i)| {
+                (
+                    *i,
+                    match kind {
+                        Kind::Dir => FileType::Directory,
+                        Kind::Symlink => FileType::Symlink,
+                        _ => FileType::RegularFile,
+                    },
+                    OsStr::from_bytes(n.as_bytes()),
+                )
+            }));
+        for (i, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(ino), (i + 1) as u64, kind, name) {
                 break;
             }
         }
         reply.ok();
     }
 
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.core.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Every directory change is committed before its reply.
+        reply.ok();
+    }
+
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        reply.statfs(1 << 30, 1 << 29, 1 << 29, 1 << 24, 1 << 23, 4096, 255, 4096);
+        const BSIZE: u64 = 4096;
+        let (total, free) = self.core.statfs().unwrap_or((1 << 42, 1 << 41));
+        reply.statfs(
+            total / BSIZE,
+            free / BSIZE,
+            free / BSIZE,
+            1 << 32,
+            1 << 31,
+            BSIZE as u32,
+            NAME_MAX as u32,
+            BSIZE as u32,
+        );
     }
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
+        n: &OsStr,
+        mode_bits: u32,
+        umask: u32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
-        let r = self.child(parent, name).and_then(|p| {
-            let fh = self.core.create(&p).map_err(|e| errno(e.kind()))?;
-            let a = self.core.getattr(&p).map_err(|e| errno(e.kind()));
-            match a {
-                Ok(a) => Ok((fh, a)),
-                Err(e) => {
-                    let _ = self.core.release(fh);
-                    Err(e)
-                }
-            }
-        });
-        match r {
-            Ok((fh, a)) => reply.created(
-                &TTL,
+        let n = match name(n) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let mut m = mode(flags);
+        m.write = true;
+        match self
+            .core
+            .create(parent.0, n, mode_bits & !umask, m, owner(req))
+        {
+            Ok((a, fh)) => reply.created(
+                &ttls(&a).0,
                 &self.attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                if a.kind == Kind::Virtual || m.append {
+                    FopenFlags::FOPEN_DIRECT_IO
+                } else {
+                    FopenFlags::empty()
+                },
             ),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e.kind())),
         }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.core.fallocate(fh.0, offset, length, mode));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_a_definite_errno_and_none_is_enosys() {
+        for k in ErrorKind::ALL {
+            assert_ne!(errno(k), Errno::ENOSYS, "{k}");
+        }
+        assert_eq!(errno(ErrorKind::Unsupported), Errno::EOPNOTSUPP);
+        assert_eq!(errno(ErrorKind::StorageFull), Errno::ENOSPC);
+        assert_eq!(errno(ErrorKind::Busy), Errno::EAGAIN);
+    }
+
+    #[test]
+    fn names_over_255_bytes_are_too_long() {
+        let long = "x".repeat(256);
+        assert_eq!(name(OsStr::new(&long)), Err(Errno::ENAMETOOLONG));
+        assert_eq!(name(OsStr::new(&long[..255])), Ok(&long[..255]));
     }
 }

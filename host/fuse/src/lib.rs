@@ -1,9 +1,10 @@
 //! avm-fuse: avm as a real filesystem.
 //!
-//! [`core::Core`] holds the logic (paths and inodes, open handles, virtual nodes, messages) and
-//! is tested without a kernel; [`fs::AvmFs`] is the thin fuser layer; [`mount`] mounts it.
-//! Generated content (`:suffix`, `?query`) is read through snapshots taken at open and served
-//! with direct I/O, so chunked reads agree and `stat` never runs a query.
+//! [`core::Core`] holds the logic (inodes and their lifetimes, open files shared by their
+//! handles, virtual nodes, messages) and is tested without a kernel; [`fs::AvmFs`] is the thin
+//! fuser layer; [`mount`] mounts it. Generated content (`:suffix`, `?query`) is read through
+//! snapshots taken at open and served with direct I/O, so chunked reads agree and `stat`
+//! never runs a query.
 
 pub mod core;
 pub mod fs;
@@ -25,24 +26,59 @@ pub fn default_threads() -> usize {
         .clamp(2, 16)
 }
 
-/// Mounts `host` at `dir` as `caller`, served by `threads` worker threads, in the background.
-/// Dropping (or `umount_and_join` on) the session unmounts.
+/// How a mount is served.
+#[derive(Debug, Clone, Copy)]
+pub struct MountOptions {
+    /// Worker threads.
+    pub threads: usize,
+    /// Let other local users use the mount (`allow_other`; needs `user_allow_other` in
+    /// /etc/fuse.conf unless mounted by root). The kernel then enforces the stored modes and
+    /// owners for everyone (`default_permissions`, which every avm mount uses).
+    pub allow_other: bool,
+    /// Largest file in bytes (`max_node_bytes`).
+    pub max_bytes: u64,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            threads: default_threads(),
+            allow_other: false,
+            max_bytes: avm_core::config::DEFAULT_MAX_NODE_BYTES,
+        }
+    }
+}
+
+/// Mounts `host` at `dir` as `caller`, in the background. Dropping (or `umount_and_join` on)
+/// the session unmounts.
 pub fn mount(
     host: Arc<Host>,
     caller: Caller,
     store: Option<Arc<dyn MemoryStore>>,
     dir: &Path,
-    threads: usize,
+    opts: MountOptions,
 ) -> Result<fuser::BackgroundSession> {
-    let core = Arc::new(core::Core::new(host, caller, store));
+    let core = Arc::new(core::Core::with_limits(
+        host,
+        caller,
+        store,
+        core::Limits {
+            max_bytes: opts.max_bytes,
+        },
+    ));
     let mut cfg = fuser::Config::default();
     cfg.mount_options = vec![
         fuser::MountOption::FSName("avm".into()),
         fuser::MountOption::Subtype("avm".into()),
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
+        // The kernel checks the stored modes and owners (and who may chmod or chown).
+        fuser::MountOption::DefaultPermissions,
     ];
-    cfg.n_threads = Some(threads.max(1));
+    if opts.allow_other {
+        cfg.acl = fuser::SessionACL::All;
+    }
+    cfg.n_threads = Some(opts.threads.max(1));
     cfg.clone_fd = true;
     fuser::spawn_mount(fs::AvmFs::new(core), dir, &cfg).map_err(|e| {
         Error::new(

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use avm_core::address::Query;
 use avm_core::storage::MemoryStore;
 use avm_core::{
-    Caller, Error, ErrorKind, Host, ListOptions, Output, Put, RemoveOptions, SearchOptions,
-    WriteInput,
+    Caller, Content, Error, ErrorKind, Host, ListOptions, Output, Put, RemoveOptions,
+    SearchOptions, WriteInput,
 };
 
 pub use keys::KeyStore;
@@ -70,6 +70,7 @@ pub fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Busy | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -212,10 +213,30 @@ async fn read_node(
     };
     let h = s.host.clone();
     let o = blocking(move || h.read(&c, &addr)).await?;
+    // Binary content comes as its bytes unless JSON is asked for by name (then the node
+    // dict carries it as content_base64); `Accept: application/octet-stream` gets any content
+    // as raw bytes.
+    if wants(&headers, "application/octet-stream")
+        || (o.is_binary() && !wants(&headers, "application/json"))
+    {
+        return Ok((
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            o.bytes().to_vec(),
+        )
+            .into_response());
+    }
     if wants_text(&headers) {
         return Ok(o.text.into_response());
     }
     Ok(out(&path, &o))
+}
+
+/// Does the Accept header name `mime`?
+fn wants(headers: &HeaderMap, mime: &str) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').any(|p| p.trim().starts_with(mime)))
 }
 
 /// The JSON form of a write.
@@ -223,6 +244,8 @@ async fn read_node(
 #[serde(deny_unknown_fields)]
 struct PutBody {
     content: Option<String>,
+    /// Binary content, base64-encoded (instead of `content`).
+    content_base64: Option<String>,
     #[serde(default)]
     append: bool,
     meta: Option<serde_json::Map<String, Value>>,
@@ -243,18 +266,29 @@ async fn write_node(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/json"));
-    let text = String::from_utf8(bytes)
-        .map_err(|_| ApiError::Avm(Error::invalid("the body is not UTF-8 text")))?;
     let path = format!("/{rest}");
     let addr = match &q {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.clone(),
     };
     let input = if is_json {
-        let b: PutBody = serde_json::from_str(&text)
+        let b: PutBody = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::Avm(Error::invalid(format!("body: {e}"))))?;
+        let content = match (b.content, b.content_base64) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::Avm(Error::invalid(
+                    "body: give content or content_base64, not both",
+                )));
+            }
+            (Some(t), None) => Some(Content::from(t)),
+            (None, Some(b64)) => Some(Content::from_bytes(avm_core::content::from_base64(
+                &b64,
+                "content_base64",
+            )?)),
+            (None, None) => None,
+        };
         WriteInput::Put(Put {
-            content: b.content,
+            content,
             append: b.append,
             meta: b.meta,
             tags: b.tags,
@@ -263,10 +297,14 @@ async fn write_node(
         })
     } else if path.contains(':') {
         // A suffix write (`…/a.md:tags`) takes the body as typed.
-        WriteInput::Text(text)
+        WriteInput::Text(
+            String::from_utf8(bytes)
+                .map_err(|_| ApiError::Avm(Error::invalid("the body is not UTF-8 text")))?,
+        )
     } else {
+        // Any other body is the content, byte for byte.
         WriteInput::Put(Put {
-            content: Some(text),
+            content: Some(Content::from_bytes(bytes)),
             ..Put::default()
         })
     };

@@ -435,7 +435,7 @@ impl AvmMcp {
                 &self.ctx.caller,
                 &addr.path,
                 WriteInput::Put(Put {
-                    content: Some(a.content),
+                    content: Some(a.content.into()),
                     tags: a.tags,
                     ..Put::default()
                 }),
@@ -673,6 +673,14 @@ impl ServerHandler for AvmMcp {
             .host
             .read(&me.ctx.caller, &path)
             .map_err(resource_error)?;
+        if out.is_binary() {
+            // Binary content travels exactly, as a base64 blob.
+            return Ok(ReadResourceResult::new(vec![
+                ResourceContents::blob(avm_core::content::to_base64(out.bytes()), request.uri)
+                    .with_mime_type("application/octet-stream"),
+            ])
+            .into());
+        }
         let mime = if path.ends_with(".md") {
             "text/markdown"
         } else {

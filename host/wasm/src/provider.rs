@@ -156,6 +156,8 @@ fn to_wit_kind(k: ErrorKind) -> WitKind {
         ErrorKind::Unsupported => WitKind::Unsupported,
         ErrorKind::TooLarge => WitKind::TooLarge,
         ErrorKind::Busy => WitKind::Busy,
+        // WIT 0.1.0 is frozen and has no storage-full; guests see the store as unavailable.
+        ErrorKind::StorageFull => WitKind::Unavailable,
         ErrorKind::TimedOut => WitKind::TimedOut,
         ErrorKind::Unavailable => WitKind::Unavailable,
         ErrorKind::Internal => WitKind::Internal,
@@ -809,15 +811,22 @@ impl Provider for WasmProvider {
                         Err(e) => return Err(e),
                     }
                 }
+                let text = |c: avm_core::Content| match c {
+                    avm_core::Content::Text(t) => Ok(t),
+                    avm_core::Content::Bytes(_) => Err(Error::invalid(format!(
+                        "plugin {} takes text; this content is binary",
+                        self.shared.name
+                    ))),
+                };
                 match (p.content, p.append) {
-                    (Some(c), false) => c,
+                    (Some(c), false) => text(c)?,
                     (Some(c), true) => {
                         let mut old = match self.guest_read(req) {
                             Ok(t) => t,
                             Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
                             Err(e) => return Err(e),
                         };
-                        old.push_str(&c);
+                        old.push_str(&text(c)?);
                         old
                     }
                     (None, _) => return Err(Error::unsupported("metadata write", &req.path)),

@@ -453,13 +453,15 @@ impl Provider for FileProvider {
             ));
         }
         let bytes = fs::read(&p).map_err(|e| io_err(&e, &req.path, "read"))?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Error::invalid(format!(
-                "{} is binary (not UTF-8 text); the file mount serves text files only",
-                req.path
-            ))
-        })?;
-        Ok(Output::text(text))
+        // Text as text; any other file byte for byte.
+        let content = avm_core::Content::from_bytes(bytes);
+        let data = match &content {
+            avm_core::Content::Text(t) => json!(t),
+            avm_core::Content::Bytes(b) => {
+                json!({"path": req.path, "binary": true, "content_base64": avm_core::content::to_base64(b)})
+            }
+        };
+        Ok(Output::content(content, move || data.clone()))
     }
 
     fn stat(&self, req: &Request) -> Result<Stat> {
@@ -475,6 +477,7 @@ impl Provider for FileProvider {
             created_at: micros(meta.created()),
             updated_at: micros(meta.modified()),
             accessed_at: micros(meta.accessed()),
+            attrs: avm_core::Attrs::default(),
         })
     }
 
@@ -508,7 +511,7 @@ impl Provider for FileProvider {
         no_suffix(req)?;
         let what = req.describe("write");
         let (content, append, create_only) = match input {
-            WriteInput::Text(t) => (t, false, false),
+            WriteInput::Text(t) => (avm_core::Content::from(t), false, false),
             WriteInput::Put(p) => {
                 if p.meta.is_some()
                     || p.tags.is_some()
@@ -571,7 +574,7 @@ impl Provider for FileProvider {
             old.extend_from_slice(content.as_bytes());
             old
         } else {
-            content.into_bytes()
+            content.as_bytes().to_vec()
         };
         self.atomic_write(&target, &data, &req.path)?;
         Ok(Output::new(

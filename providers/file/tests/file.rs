@@ -156,15 +156,28 @@ fn read_stat_and_list_see_the_real_directory() {
 }
 
 #[test]
-fn binary_files_are_refused_as_binary() {
+fn binary_files_are_served_byte_for_byte() {
     let f = fixture();
     std::fs::write(f.root.path().join("img.bin"), [0xff, 0xfe, 0x00, 0x01]).unwrap();
     let p = provider(f.root.path(), json!({}));
-    let e = p.read(&req("/files/img.bin")).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert!(e.message().contains("binary"), "{e}");
-    // stat still works: the file exists, it just is not text.
+    let o = p.read(&req("/files/img.bin")).unwrap();
+    assert!(o.is_binary());
+    assert_eq!(o.bytes(), [0xff, 0xfe, 0x00, 0x01]);
+    assert!(o.text.contains("binary"), "{}", o.text);
     assert_eq!(p.stat(&req("/files/img.bin")).unwrap().size, 4);
+    // And written back exactly.
+    p.write(
+        &req("/files/copy.bin"),
+        WriteInput::Put(Put {
+            content: Some(avm_core::Content::from_bytes(o.bytes().to_vec())),
+            ..Put::default()
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(f.root.path().join("copy.bin")).unwrap(),
+        [0xff, 0xfe, 0x00, 0x01]
+    );
 }
 
 #[test]

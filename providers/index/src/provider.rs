@@ -729,6 +729,7 @@ fn dir_stat(updated_at: Option<i64>, created_at: Option<i64>) -> Stat {
         created_at,
         updated_at,
         accessed_at: None,
+        attrs: avm_core::Attrs::default(),
     }
 }
 
@@ -833,6 +834,7 @@ impl Provider for IndexProvider {
                         created_at: None,
                         updated_at: Some(f.mtime / 1000),
                         accessed_at: None,
+                        attrs: avm_core::Attrs::default(),
                     });
                 }
                 if store.has_dir(&name, &rel)? {
@@ -929,7 +931,15 @@ impl Provider for IndexProvider {
         };
         let body = match input {
             WriteInput::Text(t) => t,
-            WriteInput::Put(p) => p.content.unwrap_or_default(),
+            WriteInput::Put(p) => match p.content.unwrap_or_default() {
+                avm_core::Content::Text(t) => t,
+                avm_core::Content::Bytes(_) => {
+                    return Err(Error::invalid(format!(
+                        "{}:{suffix} takes text, not binary content",
+                        req.path
+                    )));
+                }
+            },
             WriteInput::Record(_) => {
                 return Err(Error::invalid(format!(
                     "{}:{suffix} takes text, not a record",

@@ -456,7 +456,7 @@ fn map_err(db: &Path, e: rusqlite::Error) -> Error {
                 )
             }
             ErrorCode::DiskFull => Error::new(
-                ErrorKind::Unavailable,
+                ErrorKind::StorageFull,
                 format!("the disk holding {} is full", db.display()),
             ),
             _ => Error::internal(format!("sqlite error on {}: {detail}", db.display())),

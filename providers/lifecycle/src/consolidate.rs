@@ -170,7 +170,7 @@ impl Lifecycle<'_> {
         meta.insert("consolidated_from".into(), Value::Array(from));
         meta.insert("consolidated_at".into(), json!(to_iso(now_micros())));
         let put = avm_core::Put {
-            content: (content != survivor.content).then_some(content),
+            content: (content != survivor.content).then_some(content.into()),
             meta: Some(meta),
             tags: (tags != survivor.tags).then_some(tags),
             importance: Some(importance),

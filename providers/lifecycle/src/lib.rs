@@ -427,7 +427,7 @@ impl<'a> Lifecycle<'a> {
         importance: Option<f64>,
     ) -> Result<()> {
         let put = Put {
-            content,
+            content: content.map(Into::into),
             meta,
             importance,
             ..Put::default()

@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use avm_core::{Error, ErrorKind, Result};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS nodes(
@@ -154,6 +154,17 @@ CREATE TRIGGER IF NOT EXISTS nodes_drop_vectors AFTER DELETE ON nodes BEGIN
     WHERE name = 'vectors_deleted' AND EXISTS (SELECT 1 FROM vectors WHERE node_id = old.id);
   DELETE FROM vectors WHERE node_id = old.id;
 END;
+-- Schema 5 (the mount as a real filesystem): attributes of directories. A row never makes a
+-- directory exist; it goes when the directory does.
+CREATE TABLE IF NOT EXISTS dir_attrs(
+  path     TEXT PRIMARY KEY,
+  mode     INTEGER,
+  uid      INTEGER,
+  gid      INTEGER,
+  mtime_ns INTEGER,
+  ctime_ns INTEGER,
+  atime_ns INTEGER
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tell_reads(
   tell_id INTEGER NOT NULL,
   agent   TEXT    NOT NULL,
@@ -161,6 +172,36 @@ CREATE TABLE IF NOT EXISTS tell_reads(
   PRIMARY KEY(tell_id, agent)
 ) WITHOUT ROWID;
 "#;
+
+/// Columns schema 5 adds to `nodes`: the node type (`NULL` for a file, `symlink`), and the
+/// filesystem attributes the mount shows (times in nanoseconds; mtime and ctime start as
+/// `updated_at` for nodes written before).
+const NODE_COLUMNS_5: &[(&str, &str)] = &[
+    ("ftype", "TEXT"),
+    ("mode", "INTEGER"),
+    ("uid", "INTEGER"),
+    ("gid", "INTEGER"),
+    ("mtime_ns", "INTEGER"),
+    ("ctime_ns", "INTEGER"),
+    ("atime_ns", "INTEGER"),
+];
+
+/// Adds the schema-5 columns that `nodes` lacks and fills the times of existing nodes.
+fn migrate_5(conn: &Connection) -> rusqlite::Result<()> {
+    let have: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('nodes')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, ty) in NODE_COLUMNS_5 {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE nodes ADD COLUMN {name} {ty}"))?;
+        }
+    }
+    conn.execute_batch(
+        "UPDATE nodes SET mtime_ns = updated_at * 1000 WHERE mtime_ns IS NULL; \
+         UPDATE nodes SET ctime_ns = updated_at * 1000 WHERE ctime_ns IS NULL;",
+    )
+}
 
 /// Maps a SQLite error to an avm error; `db` names the file in the message.
 pub fn map_err(db: &Path, e: rusqlite::Error) -> Error {
@@ -191,7 +232,7 @@ pub fn map_err(db: &Path, e: rusqlite::Error) -> Error {
                 )
             }
             ErrorCode::DiskFull => Error::new(
-                ErrorKind::Unavailable,
+                ErrorKind::StorageFull,
                 format!("the disk holding {} is full", db.display()),
             ),
             ErrorCode::TooBig => Error::new(
@@ -298,7 +339,7 @@ pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()>
     let foreign: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type='table' \
-             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry','dirs','marks','tells','tell_reads','vectors') \
+             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry','dirs','marks','tells','tell_reads','vectors','dir_attrs') \
              AND name NOT LIKE 'nodes_fts%' AND name NOT LIKE 'nodes_cjk%' AND name NOT LIKE 'sqlite_%'",
             [],
             |r| r.get(0),
@@ -315,8 +356,14 @@ pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()>
     }
     retry_busy(busy, || {
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Another process may have migrated while this one waited for the lock.
+        let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now == SCHEMA_VERSION {
+            return conn.execute_batch("COMMIT");
+        }
         let r = conn
             .execute_batch(SCHEMA)
+            .and_then(|_| migrate_5(conn))
             .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")));
         match r {
             Ok(()) => conn.execute_batch("COMMIT"),

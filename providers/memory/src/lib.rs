@@ -6,6 +6,7 @@
 //! and expiry; FTS5 indexes content (plus CJK unigrams and bigrams for substring search).
 
 mod db;
+mod fsops;
 pub mod fts;
 pub mod node;
 pub mod provider;

@@ -3,7 +3,9 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use avm_core::time::{Micros, to_iso};
+use avm_core::content::to_base64;
+use avm_core::time::{Micros, Nanos, to_iso};
+use avm_core::{Attrs, Content, NodeKind};
 
 /// One stored memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,8 +14,12 @@ pub struct Node {
     pub id: i64,
     /// Absolute normalised path.
     pub path: String,
-    /// UTF-8 content.
-    pub content: String,
+    /// Content: text, or bytes kept exactly (the target path for a symbolic link).
+    pub content: Content,
+    /// A file or a symbolic link.
+    pub kind: NodeKind,
+    /// Filesystem attributes (mode, owner, times); `nlink` is never set on nodes.
+    pub attrs: Attrs,
     /// Free-form metadata (without the typed keys below).
     pub meta: Map<String, Value>,
     /// Tags, in the order given.
@@ -43,11 +49,33 @@ pub const DEFAULT_IMPORTANCE: f64 = 0.5;
 pub const TYPED_KEYS: &[&str] = &["tags", "importance", "author", "expires_at"];
 
 /// Content hash: the first 16 hex digits of SHA-256.
-pub fn content_hash(content: &str) -> String {
-    avm_core::bytes::hex(&Sha256::digest(content.as_bytes())[..8])
+pub fn content_hash(content: &[u8]) -> String {
+    avm_core::bytes::hex(&Sha256::digest(content)[..8])
 }
 
 impl Node {
+    /// The text the indexes and services see: the content of a text file, `""` for binary
+    /// content and for symbolic links.
+    pub fn text(&self) -> &str {
+        if self.is_indexed() {
+            self.content.text_or_empty()
+        } else {
+            ""
+        }
+    }
+
+    /// Is this a text file (full-text indexed, seen by recall, topics and embeddings)?
+    pub fn is_indexed(&self) -> bool {
+        self.kind == NodeKind::File && self.content.is_text()
+    }
+
+    /// The modification time, in nanoseconds.
+    pub fn mtime(&self) -> Nanos {
+        self.attrs
+            .mtime
+            .unwrap_or_else(|| self.updated_at.saturating_mul(1000))
+    }
+
     /// Is the node expired at `now`?
     pub fn is_expired(&self, now: Micros) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
@@ -68,18 +96,29 @@ impl Node {
     }
 
     /// The node dict printed by `--json` (the reference's shape plus `accessed_at` and `hash`).
+    /// Binary content travels as `content_base64` (with `content` null and `binary` true); a
+    /// symbolic link has `node_type` `symlink` and its target as `content`.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "path": self.path,
-            "content": self.content,
+            "content": self.content.text(),
             "meta": self.meta_view(),
-            "node_type": "file",
+            "node_type": if self.kind == NodeKind::Symlink { "symlink" } else { "file" },
             "created_at": to_iso(self.created_at),
             "updated_at": to_iso(self.updated_at),
             "accessed_at": self.accessed_at.map(to_iso),
             "version": self.version,
             "hash": self.hash,
-        })
+            "size": self.content.len(),
+        });
+        if let (Content::Bytes(b), Value::Object(o)) = (&self.content, &mut v) {
+            o.insert("binary".into(), json!(true));
+            o.insert("content_base64".into(), json!(to_base64(b)));
+        }
+        if let (Some(m), Value::Object(o)) = (self.attrs.mode, &mut v) {
+            o.insert("mode".into(), json!(format!("{m:04o}")));
+        }
+        v
     }
 }
 
@@ -109,8 +148,8 @@ mod tests {
 
     #[test]
     fn hash_is_sixteen_hex_digits_and_stable() {
-        assert_eq!(content_hash("hello"), "2cf24dba5fb0a30e");
-        assert_eq!(content_hash(""), "e3b0c44298fc1c14");
+        assert_eq!(content_hash(b"hello"), "2cf24dba5fb0a30e");
+        assert_eq!(content_hash(b""), "e3b0c44298fc1c14");
     }
 
     #[test]

@@ -7,13 +7,14 @@ use serde_json::{Value, json};
 use similar::TextDiff;
 
 use avm_core::address::normalize_path;
+use avm_core::content::to_base64;
 use avm_core::provider::Entry;
 use avm_core::time::{
     Micros, now_micros, parse_duration, parse_time, to_iso, to_minute, to_second,
 };
 use avm_core::{
-    Error, ErrorKind, ListOptions, Listing, NodeKind, Ops, Output, Provider, ProviderInfo, Put,
-    RemoveOptions, Request, Result, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec,
+    Content, Error, ErrorKind, ListOptions, Listing, NodeKind, Ops, Output, Provider, ProviderInfo,
+    Put, RemoveOptions, Request, Result, SearchHit, SearchOptions, Stat, SuffixOn, SuffixSpec,
     WriteInput,
 };
 
@@ -148,18 +149,24 @@ impl MemoryProvider {
                 ),
             ));
         }
-        Ok(Output::new(
-            content.clone(),
-            json!({
-                "path": req.path,
-                "content": content,
+        let path = req.path.clone();
+        let c = content.clone();
+        Ok(Output::content(content, move || {
+            let mut v = json!({
+                "path": path,
+                "content": c.text(),
                 "version": info.version,
                 "kind": info.kind,
                 "at": to_iso(info.at),
                 "author": info.author,
                 "hash": info.hash,
-            }),
-        ))
+            });
+            if let (Content::Bytes(b), Value::Object(o)) = (&c, &mut v) {
+                o.insert("binary".into(), json!(true));
+                o.insert("content_base64".into(), json!(to_base64(b)));
+            }
+            v
+        }))
     }
 
     /// The caller's read marker on `path` (0 when never marked).
@@ -207,7 +214,10 @@ impl MemoryProvider {
                 })?;
                 let m = self.marker(agent, &req.path)?;
                 let text = if m == 0 {
-                    format!("# (first read, full content)\n{}\n", n.content)
+                    format!(
+                        "# (first read, full content)\n{}\n",
+                        n.content.display_text()
+                    )
                 } else if m >= n.version {
                     "(no changes)\n".to_string()
                 } else {
@@ -274,7 +284,8 @@ impl MemoryProvider {
             }
             "data" => {
                 let n = self.node(req)?;
-                Ok(Output::new(n.content.clone(), n.to_json()))
+                let content = n.content.clone();
+                Ok(Output::content(content, move || n.to_json()))
             }
             "meta" => {
                 let n = self.node(req)?;
@@ -296,7 +307,7 @@ impl MemoryProvider {
                 ))
             }
             "tags" => match self.store.kind(&req.path)? {
-                Some(NodeKind::File) => {
+                Some(NodeKind::File | NodeKind::Symlink) => {
                     let n = self.node(req)?;
                     Ok(Output::new(
                         format!("{}\n", n.tags.join(",")),
@@ -485,10 +496,12 @@ impl MemoryProvider {
                         Some(n) => {
                             let first = n
                                 .content
+                                .display_text()
                                 .lines()
                                 .map(|l| l.trim_start_matches(['#', ' ']).trim())
                                 .find(|l| !l.is_empty())
-                                .unwrap_or("");
+                                .unwrap_or("")
+                                .to_string();
                             let first_short: String = if first.chars().count() > 40 {
                                 format!("{}...", first.chars().take(40).collect::<String>())
                             } else {
@@ -642,10 +655,17 @@ impl MemoryProvider {
         }
     }
 
+    /// The content of one version as diffs see it: text as it is, binary content as a note
+    /// naming its size and hash (binary versions are told apart, never diffed line by line).
     fn version_content(&self, path: &str, v: i64) -> Result<String> {
         self.store
             .version(path, v)?
-            .map(|(_, c)| c)
+            .map(|(info, c)| match c {
+                Content::Text(t) => t,
+                Content::Bytes(b) => {
+                    format!("[binary content: {} bytes, hash {}]\n", b.len(), info.hash)
+                }
+            })
             .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{path} has no version {v}")))
     }
 
@@ -942,7 +962,7 @@ impl MemoryProvider {
             WriteInput::Text(t) => WriteOp::Put {
                 path: req.path.clone(),
                 put: Put {
-                    content: Some(t),
+                    content: Some(t.into()),
                     ..Put::default()
                 },
                 agent,
@@ -1003,10 +1023,17 @@ pub fn unified(a: &str, b: &str, from: &str, to: &str) -> String {
         .to_string()
 }
 
-/// `path\tv<version>\t<bytes>B\t<YYYY-MM-DD HH:MM>` (directories end in `/`).
+/// `path\tv<version>\t<bytes>B\t<YYYY-MM-DD HH:MM>` (directories end in `/`, links show
+/// `link`).
 pub fn list_line(e: &Entry) -> String {
     match e.kind {
         NodeKind::Dir => format!("{}/\tdir\n", e.path),
+        NodeKind::Symlink => format!(
+            "{}\tlink\tv{}\t{}\n",
+            e.path,
+            e.version.unwrap_or(0),
+            e.updated_at.map(to_minute).unwrap_or_default()
+        ),
         NodeKind::File => format!(
             "{}\tv{}\t{}B\t{}\n",
             e.path,
@@ -1204,42 +1231,19 @@ impl Provider for MemoryProvider {
             return self.read_versioned(req);
         }
         let n = self.node(req)?;
-        let text = n.content.clone();
-        Ok(Output::lazy(text, move || n.to_json()))
+        let content = n.content.clone();
+        Ok(Output::content(content, move || n.to_json()))
     }
 
     fn stat(&self, req: &Request) -> Result<Stat> {
-        if always_dir(&req.path, &req.caller) {
-            return Ok(Stat {
-                kind: NodeKind::Dir,
-                size: 0,
-                version: None,
-                created_at: None,
-                updated_at: None,
-                accessed_at: None,
-            });
-        }
         if let Some(n) = self.store.peek(&req.path)? {
-            return Ok(Stat {
-                kind: NodeKind::File,
-                size: n.content.len() as u64,
-                version: Some(n.version),
-                created_at: Some(n.created_at),
-                updated_at: Some(n.updated_at),
-                accessed_at: n.accessed_at,
-            });
+            return Ok(node_stat(&n));
         }
-        match self.store.kind(&req.path)? {
-            Some(NodeKind::Dir) => Ok(Stat {
-                kind: NodeKind::Dir,
-                size: 0,
-                version: None,
-                created_at: None,
-                updated_at: None,
-                accessed_at: None,
-            }),
-            _ => Err(Error::not_found(&req.path)),
+        if always_dir(&req.path, &req.caller) || self.store.kind(&req.path)? == Some(NodeKind::Dir)
+        {
+            return self.dir_stat(req);
         }
+        Err(Error::not_found(&req.path))
     }
 
     fn list(&self, req: &Request, opts: &ListOptions) -> Result<Listing> {
@@ -1370,6 +1374,44 @@ impl Provider for MemoryProvider {
         ))
     }
 
+    fn rename_posix(&self, src: &Request, dst: &str, how: avm_core::Rename) -> Result<Output> {
+        let out = self.apply(WriteOp::PosixRename {
+            src: src.path.clone(),
+            dst: dst.to_string(),
+            how,
+            caller: src.caller.clone(),
+        })?;
+        Ok(Output::new(
+            format!("Renamed: {} → {dst}", src.path),
+            json!({"from": src.path, "to": dst, "count": out.count, "moves": out.moves.iter().map(|(a, b)| json!({"from": a, "to": b})).collect::<Vec<_>>()}),
+        ))
+    }
+
+    fn set_attrs(&self, req: &Request, set: &avm_core::SetAttrs) -> Result<Stat> {
+        let out = self.apply(WriteOp::SetAttrs {
+            path: req.path.clone(),
+            set: *set,
+        })?;
+        match out.node {
+            Some(n) => Ok(node_stat(&n)),
+            None => self.dir_stat(req),
+        }
+    }
+
+    fn symlink(&self, req: &Request, target: &str, attrs: &avm_core::SetAttrs) -> Result<Stat> {
+        self.apply(WriteOp::Symlink {
+            path: req.path.clone(),
+            target: target.to_string(),
+            attrs: *attrs,
+            agent: req.caller.agent().map(str::to_string),
+        })?;
+        self.stat(req)
+    }
+
+    fn capacity(&self) -> Result<Option<avm_core::Capacity>> {
+        self.store.capacity().map(Some)
+    }
+
     fn rename(&self, src: &Request, dst: &str, force: bool) -> Result<Output> {
         let out = self.apply(WriteOp::Rename {
             src: src.path.clone(),
@@ -1435,10 +1477,54 @@ impl Provider for MemoryProvider {
     }
 }
 
+/// The attributes of a node.
+fn node_stat(n: &Node) -> Stat {
+    Stat {
+        kind: n.kind,
+        size: n.content.len() as u64,
+        version: Some(n.version),
+        created_at: Some(n.created_at),
+        updated_at: Some(n.updated_at),
+        accessed_at: n.accessed_at,
+        attrs: avm_core::Attrs {
+            mtime: Some(n.mtime()),
+            ctime: Some(n.attrs.ctime.unwrap_or_else(|| n.mtime())),
+            ..n.attrs
+        },
+    }
+}
+
+impl MemoryProvider {
+    /// The attributes of the directory `req.path` (which exists), with its link count: 2 plus
+    /// the subdirectories the caller sees.
+    fn dir_stat(&self, req: &Request) -> Result<Stat> {
+        let mut attrs = self.store.dir_attrs(&req.path)?;
+        let subdirs = match self.list(req, &ListOptions::default()) {
+            Ok(l) => l
+                .entries
+                .iter()
+                .filter(|e| e.kind == NodeKind::Dir && req.may_read(&e.path))
+                .count(),
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        attrs.nlink = Some(u32::try_from(2 + subdirs).unwrap_or(u32::MAX));
+        Ok(Stat {
+            kind: NodeKind::Dir,
+            size: 0,
+            version: None,
+            created_at: None,
+            updated_at: attrs.mtime.map(|t| t / 1000),
+            accessed_at: None,
+            attrs,
+        })
+    }
+}
+
 fn entry(n: &Node) -> Entry {
     Entry {
         path: n.path.clone(),
-        kind: NodeKind::File,
+        kind: n.kind,
         size: n.content.len() as u64,
         version: Some(n.version),
         updated_at: Some(n.updated_at),

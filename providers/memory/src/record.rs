@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use avm_core::address::normalize_path;
+use avm_core::content::{from_base64, to_base64};
 use avm_core::time::{Micros, parse_time, to_iso};
-use avm_core::{Error, Result};
+use avm_core::{Content, Error, NodeKind, Result};
 
 use crate::node::{Node, clean_tags};
 use crate::store::{Link, VersionInfo};
@@ -17,8 +18,29 @@ use crate::store::{Link, VersionInfo};
 pub struct Record {
     /// Path.
     pub path: String,
-    /// Content.
+    /// Content: the text, or base64 of binary content when `encoding` is `base64`.
     pub content: String,
+    /// `base64` when `content` is binary content in base64; absent for text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// `symlink` for a symbolic link (whose content is the target); absent for a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
+    /// Permission bits, when set through the mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Owner, when set through the mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Group, when set through the mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Modification time in nanoseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<i64>,
+    /// Access time set through the mount, in nanoseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atime_ns: Option<i64>,
     /// Free-form metadata.
     #[serde(default)]
     pub meta: Map<String, Value>,
@@ -66,8 +88,11 @@ pub struct VersionRecord {
     pub version: i64,
     /// Kind of change.
     pub kind: String,
-    /// Content at this version.
+    /// Content at this version (base64 when `encoding` is `base64`).
     pub content: String,
+    /// `base64` for binary content; absent for text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
     /// Who.
     #[serde(default)]
     pub author: Option<String>,
@@ -98,12 +123,39 @@ fn one() -> f64 {
     1.0
 }
 
+/// Content as a record carries it: `(text or base64, encoding)`.
+fn encode(c: &Content) -> (String, Option<String>) {
+    match c {
+        Content::Text(t) => (t.clone(), None),
+        Content::Bytes(b) => (to_base64(b), Some("base64".into())),
+    }
+}
+
+/// The content a record field stands for.
+fn decode(content: &str, encoding: Option<&str>, what: &str) -> Result<Content> {
+    match encoding {
+        None => Ok(Content::from(content)),
+        Some("base64") => Ok(Content::from_bytes(from_base64(content, what)?)),
+        Some(other) => Err(Error::invalid(format!(
+            "{what}: encoding {other:?} is not known; use base64 or leave it out for text"
+        ))),
+    }
+}
+
 impl Record {
     /// Builds the record of a node.
-    pub fn build(node: &Node, versions: Vec<(VersionInfo, String)>, links: Vec<Link>) -> Record {
+    pub fn build(node: &Node, versions: Vec<(VersionInfo, Content)>, links: Vec<Link>) -> Record {
+        let (content, encoding) = encode(&node.content);
         Record {
             path: node.path.clone(),
-            content: node.content.clone(),
+            content,
+            encoding,
+            node_type: (node.kind == NodeKind::Symlink).then(|| "symlink".to_string()),
+            mode: node.attrs.mode,
+            uid: node.attrs.uid,
+            gid: node.attrs.gid,
+            mtime_ns: node.attrs.mtime,
+            atime_ns: node.attrs.atime,
             meta: node.meta.clone(),
             tags: node.tags.clone(),
             importance: node.importance,
@@ -116,13 +168,17 @@ impl Record {
             hash: Some(node.hash.clone()),
             versions: versions
                 .into_iter()
-                .map(|(v, content)| VersionRecord {
-                    version: v.version,
-                    kind: v.kind,
-                    content,
-                    author: v.author,
-                    at: to_iso(v.at),
-                    note: v.note,
+                .map(|(v, c)| {
+                    let (content, encoding) = encode(&c);
+                    VersionRecord {
+                        version: v.version,
+                        kind: v.kind,
+                        content,
+                        encoding,
+                        author: v.author,
+                        at: to_iso(v.at),
+                        note: v.note,
+                    }
                 })
                 .collect(),
             links: links
@@ -158,8 +214,33 @@ impl Record {
                 r.path
             )));
         };
+        if let Some(t) = r.node_type.as_deref()
+            && t != "symlink"
+            && t != "file"
+        {
+            return Err(Error::invalid(format!(
+                "record {}: node_type {t:?} is not known; use file or symlink",
+                r.path
+            )));
+        }
+        if r.mode.is_some_and(|m| m > 0o7777) {
+            return Err(Error::invalid(format!(
+                "record {}: mode {:o} has bits beyond 07777",
+                r.path,
+                r.mode.unwrap_or(0)
+            )));
+        }
+        let current = r.decoded()?;
+        for v in &r.versions {
+            decode(
+                &v.content,
+                v.encoding.as_deref(),
+                &format!("record {} version {}", r.path, v.version),
+            )?;
+        }
+        let last_content = decode(&last.content, last.encoding.as_deref(), "the last version")?;
         if last.version != r.version
-            || last.content != r.content
+            || last_content != current
             || ["delete", "move-out", "expire"].contains(&last.kind.as_str())
         {
             return Err(Error::invalid(format!(
@@ -176,6 +257,29 @@ impl Record {
             }
         }
         Ok(r)
+    }
+
+    /// The node's content.
+    pub fn decoded(&self) -> Result<Content> {
+        decode(
+            &self.content,
+            self.encoding.as_deref(),
+            &format!("record {} content", self.path),
+        )
+    }
+
+    /// The content of one version of this record.
+    pub fn version_content(&self, v: &VersionRecord) -> Result<Content> {
+        decode(
+            &v.content,
+            v.encoding.as_deref(),
+            &format!("record {} version {}", self.path, v.version),
+        )
+    }
+
+    /// Is this record a symbolic link?
+    pub fn is_symlink(&self) -> bool {
+        self.node_type.as_deref() == Some("symlink")
     }
 
     /// Parses an RFC 3339 field, naming it in the error.

@@ -22,7 +22,7 @@ pub fn memory_node(n: &Node) -> MemoryNode {
     MemoryNode {
         id: n.id,
         path: n.path.clone(),
-        content: n.content.clone(),
+        content: n.text().to_string(),
         meta: n.meta.clone(),
         tags: n.tags.clone(),
         importance: n.importance,
@@ -117,7 +117,7 @@ impl MemoryStore for Store {
     }
 
     fn content_hash(&self, content: &str) -> String {
-        crate::node::content_hash(content)
+        crate::node::content_hash(content.as_bytes())
     }
 
     fn find_by_hash(
@@ -167,6 +167,8 @@ impl MemoryStore for Store {
             }
             match c.kind {
                 avm_core::NodeKind::File => out.push((c.path, false, 1)),
+                // Links are not memories.
+                avm_core::NodeKind::Symlink => {}
                 avm_core::NodeKind::Dir => {
                     let (lo, hi) = subtree_bounds(&c.path);
                     let n: i64 = self.read_conn(|conn| {
@@ -418,6 +420,7 @@ impl MemoryStore for Store {
                 "SELECT {NODE_COLS} FROM nodes WHERE NOT EXISTS (SELECT 1 FROM vectors v \
                    WHERE v.node_id = nodes.id AND v.hash = nodes.hash AND v.model = ?1) \
                    AND NOT (path >= '/trash/' AND path < '/trash0') \
+                   AND typeof(content) = 'text' AND ftype IS NULL \
                    AND (expires_at IS NULL OR expires_at > ?2) ORDER BY nodes.id LIMIT ?3"
             ))?
             .query_map(params![model, now, limit as i64], node_from_row)?
@@ -589,7 +592,10 @@ impl Store {
             for n in rows {
                 at = n.updated_at;
                 at_id = n.id;
-                if in_scopes(scopes, &n.path) && keep(&n.path) {
+                // Recall and digests read memories: binary files and links are not memories.
+                // Lifecycle walks (oldest first) see every node.
+                let memory = n.is_indexed() || matches!(walk, Walk::OldestBefore(_));
+                if memory && in_scopes(scopes, &n.path) && keep(&n.path) {
                     out.push(memory_node(&n));
                     if out.len() >= limit {
                         return Ok(out);

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use avm_core::address::is_within;
 use avm_core::time::{Micros, now_micros};
-use avm_core::{Caller, Error, ErrorKind, NodeKind, Result};
+use avm_core::{Attrs, Caller, Content, Error, ErrorKind, NodeKind, Result};
 
 use crate::db;
 use crate::fts;
@@ -122,21 +122,67 @@ impl std::fmt::Debug for Store {
     }
 }
 
-pub(crate) const NODE_COLS: &str = "id, path, content, meta, tags, importance, author, created_at, updated_at, (SELECT at FROM access WHERE node_id = nodes.id), version, hash, expires_at";
+pub(crate) const NODE_COLS: &str = "id, path, content, meta, tags, importance, author, created_at, updated_at, (SELECT at FROM access WHERE node_id = nodes.id), version, hash, expires_at, ftype, mode, uid, gid, mtime_ns, ctime_ns, atime_ns";
 
 /// The hot query, spelled out so no string is built per read.
-const NODE_BY_PATH: &str = "SELECT id, path, content, meta, tags, importance, author, created_at, updated_at, (SELECT at FROM access WHERE node_id = nodes.id), version, hash, expires_at FROM nodes WHERE path = ?1";
+const NODE_BY_PATH: &str = "SELECT id, path, content, meta, tags, importance, author, created_at, updated_at, (SELECT at FROM access WHERE node_id = nodes.id), version, hash, expires_at, ftype, mode, uid, gid, mtime_ns, ctime_ns, atime_ns FROM nodes WHERE path = ?1";
 
 /// Reads closer together than this record one access, not many.
 const TOUCH_GRANULARITY: Micros = 60_000_000;
 
+/// A content column (text, or a blob for binary content) as [`Content`].
+pub(crate) fn content_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Content> {
+    use rusqlite::types::ValueRef;
+    Ok(match r.get_ref(i)? {
+        ValueRef::Blob(b) => Content::Bytes(b.to_vec()),
+        ValueRef::Text(t) => match String::from_utf8(t.to_vec()) {
+            Ok(s) => Content::Text(s),
+            Err(e) => Content::Bytes(e.into_bytes()),
+        },
+        ValueRef::Null => Content::default(),
+        ValueRef::Integer(n) => Content::Text(n.to_string()),
+        ValueRef::Real(x) => Content::Text(x.to_string()),
+    })
+}
+
+/// How [`Content`] is stored: text as TEXT, bytes as a BLOB (so `typeof(content)` tells them
+/// apart and the full-text index never sees a blob).
+pub(crate) fn content_sql(c: &Content) -> rusqlite::types::ToSqlOutput<'_> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    ToSqlOutput::Borrowed(match c {
+        Content::Text(s) => ValueRef::Text(s.as_bytes()),
+        Content::Bytes(b) => ValueRef::Blob(b),
+    })
+}
+
+/// A mode, owner or group column (kept as a non-negative integer).
+fn u32_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<u32>> {
+    Ok(r.get::<_, Option<i64>>(i)?
+        .and_then(|v| u32::try_from(v).ok()))
+}
+
 pub(crate) fn node_from_row(r: &Row<'_>) -> rusqlite::Result<Node> {
     let meta: String = r.get(3)?;
     let tags: String = r.get(4)?;
+    let ftype: Option<String> = r.get(13)?;
     Ok(Node {
         id: r.get(0)?,
         path: r.get(1)?,
-        content: r.get(2)?,
+        content: content_at(r, 2)?,
+        kind: if ftype.as_deref() == Some("symlink") {
+            NodeKind::Symlink
+        } else {
+            NodeKind::File
+        },
+        attrs: Attrs {
+            mode: u32_at(r, 14)?,
+            uid: u32_at(r, 15)?,
+            gid: u32_at(r, 16)?,
+            mtime: r.get(17)?,
+            ctime: r.get(18)?,
+            atime: r.get(19)?,
+            nlink: None,
+        },
         meta: serde_json::from_str::<Map<String, Value>>(&meta).unwrap_or_default(),
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         importance: r.get(5)?,
@@ -605,7 +651,7 @@ impl Store {
             let mut out: Vec<ChildEntry> = Vec::new();
             let mut cur = lo.clone();
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT path, length(CAST(content AS BLOB)), version, updated_at FROM nodes \
+                "SELECT path, length(CAST(content AS BLOB)), version, updated_at, ftype FROM nodes \
                  WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) AND {} \
                  ORDER BY path",
                 visible_sql("path", 4)
@@ -634,7 +680,11 @@ impl Store {
                         }
                         None => out.push(ChildEntry {
                             path,
-                            kind: NodeKind::File,
+                            kind: if r.get::<_, Option<String>>(4)?.as_deref() == Some("symlink") {
+                                NodeKind::Symlink
+                            } else {
+                                NodeKind::File
+                            },
                             size: r.get::<_, i64>(1)? as u64,
                             version: Some(r.get(2)?),
                             updated_at: Some(r.get(3)?),
@@ -915,6 +965,48 @@ impl Store {
         }
     }
 
+    /// The stored attributes of the directory `dir` (all `None` when it has none yet).
+    pub fn dir_attrs(&self, dir: &str) -> Result<Attrs> {
+        Ok(self
+            .read_conn(|c| {
+                c.prepare_cached(
+                    "SELECT mode, uid, gid, mtime_ns, ctime_ns, atime_ns FROM dir_attrs WHERE path = ?1",
+                )?
+                .query_row([dir], |r| {
+                    Ok(Attrs {
+                        mode: u32_at(r, 0)?,
+                        uid: u32_at(r, 1)?,
+                        gid: u32_at(r, 2)?,
+                        mtime: r.get(3)?,
+                        ctime: r.get(4)?,
+                        atime: r.get(5)?,
+                        nlink: None,
+                    })
+                })
+                .optional()
+            })?
+            .unwrap_or_default())
+    }
+
+    /// Size and free space of the filesystem holding the database.
+    pub fn capacity(&self) -> Result<avm_core::Capacity> {
+        let dir = match self.shared.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let st = nix::sys::statvfs::statvfs(&dir).map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot read the free space of {}: {e}", dir.display()),
+            )
+        })?;
+        let unit = st.fragment_size();
+        Ok(avm_core::Capacity {
+            total: st.blocks().saturating_mul(unit),
+            free: st.blocks_available().saturating_mul(unit),
+        })
+    }
+
     /// History of `path`, newest first.
     pub fn history(&self, path: &str, limit: usize) -> Result<Vec<VersionInfo>> {
         self.read_conn(|c| {
@@ -928,7 +1020,7 @@ impl Store {
     }
 
     /// Content and info of `path` at `version`.
-    pub fn version(&self, path: &str, version: i64) -> Result<Option<(VersionInfo, String)>> {
+    pub fn version(&self, path: &str, version: i64) -> Result<Option<(VersionInfo, Content)>> {
         self.read_conn(|c| {
             c.prepare_cached(
                 "SELECT version, kind, at, author, hash, length(CAST(content AS BLOB)), note, content FROM versions \
@@ -940,7 +1032,7 @@ impl Store {
     }
 
     /// The version of `path` in force at time `at`.
-    pub fn version_at(&self, path: &str, at: Micros) -> Result<Option<(VersionInfo, String)>> {
+    pub fn version_at(&self, path: &str, at: Micros) -> Result<Option<(VersionInfo, Content)>> {
         self.read_conn(|c| {
             c.prepare_cached(
                 "SELECT version, kind, at, author, hash, length(CAST(content AS BLOB)), note, content FROM versions \
@@ -1062,7 +1154,7 @@ impl Store {
     }
 
     /// All versions of `path`, oldest first, with content (export).
-    pub fn all_versions(&self, path: &str) -> Result<Vec<(VersionInfo, String)>> {
+    pub fn all_versions(&self, path: &str) -> Result<Vec<(VersionInfo, Content)>> {
         self.read_conn(|c| {
             c.prepare_cached(
                 "SELECT version, kind, at, author, hash, length(CAST(content AS BLOB)), note, content FROM versions \
@@ -1088,8 +1180,8 @@ fn info_row(r: &Row<'_>) -> rusqlite::Result<VersionInfo> {
 }
 
 /// The same columns plus `content`.
-fn version_row(r: &Row<'_>) -> rusqlite::Result<(VersionInfo, String)> {
-    Ok((info_row(r)?, r.get(7)?))
+fn version_row(r: &Row<'_>) -> rusqlite::Result<(VersionInfo, Content)> {
+    Ok((info_row(r)?, content_at(r, 7)?))
 }
 
 /// One immediate child of a directory.

@@ -10,14 +10,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use avm_core::address::{basename, is_within, join, parent};
-use avm_core::time::{Micros, now_micros, parse_time, to_iso};
-use avm_core::{Caller, Error, ErrorKind, Put, Result};
+use avm_core::time::{Micros, now_micros, now_nanos, parse_time, to_iso};
+use avm_core::{Attrs, Caller, Content, Error, ErrorKind, NodeKind, Put, Result};
 
 use crate::db;
+use crate::fsops::{dir_changed, dir_gone};
 use crate::fts;
 use crate::node::{DEFAULT_IMPORTANCE, Node, clean_tags, content_hash};
 use crate::record::Record;
-use crate::store::{NODE_COLS, node_from_row, subtree_bounds};
+use crate::store::{NODE_COLS, content_sql, node_from_row, subtree_bounds};
 
 /// A write the writer thread applies.
 #[derive(Debug, Clone)]
@@ -129,6 +130,35 @@ pub enum WriteOp {
         /// Versions to keep, at least 1 (the current one is always among them).
         keep: usize,
     },
+    /// Change filesystem attributes of a node or a directory (no new version).
+    SetAttrs {
+        /// Path.
+        path: String,
+        /// What to change.
+        set: avm_core::SetAttrs,
+    },
+    /// Make a symbolic link.
+    Symlink {
+        /// Path of the link.
+        path: String,
+        /// What it points at (stored as given).
+        target: String,
+        /// Owner, mode and times to start with.
+        attrs: avm_core::SetAttrs,
+        /// Author to stamp.
+        agent: Option<String>,
+    },
+    /// Move with `rename(2)` semantics (the mount's rename).
+    PosixRename {
+        /// From.
+        src: String,
+        /// To.
+        dst: String,
+        /// Replace, refuse or exchange an existing destination.
+        how: avm_core::Rename,
+        /// Who asks.
+        caller: Caller,
+    },
     /// Restore an exported record exactly.
     Import {
         /// The record.
@@ -160,7 +190,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, e: rusqlite::Error) -> Error {
+    pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
         db::map_err(self.db, e)
     }
 }
@@ -193,6 +223,19 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             kind,
         } => unlink(conn, ctx, source, target, kind.as_deref()),
         WriteOp::Import { record, force } => import(conn, ctx, record, *force),
+        WriteOp::SetAttrs { path, set } => crate::fsops::set_attrs(conn, ctx, path, set),
+        WriteOp::Symlink {
+            path,
+            target,
+            attrs,
+            agent,
+        } => crate::fsops::symlink(conn, ctx, path, target, attrs, agent.as_deref()),
+        WriteOp::PosixRename {
+            src,
+            dst,
+            how,
+            caller,
+        } => crate::fsops::rename(conn, ctx, src, dst, *how, caller),
         WriteOp::Compact { path, keep } => compact(conn, ctx, path, *keep),
         WriteOp::Topics {
             cursor,
@@ -352,14 +395,14 @@ fn telemetry(conn: &Connection, t: &avm_core::storage::Telemetry) -> rusqlite::R
     })
 }
 
-fn load(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Option<Node>> {
+pub(crate) fn load(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Option<Node>> {
     conn.prepare_cached(&format!("SELECT {NODE_COLS} FROM nodes WHERE path = ?1"))
         .and_then(|mut s| s.query_row([path], node_from_row).optional())
         .map_err(|e| ctx.err(e))
 }
 
 /// The live node at `path`; an expired one is purged on the way.
-fn load_live(
+pub(crate) fn load_live(
     conn: &Connection,
     ctx: &Ctx<'_>,
     path: &str,
@@ -375,20 +418,20 @@ fn load_live(
     }
 }
 
-fn max_version(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<i64> {
+pub(crate) fn max_version(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<i64> {
     conn.prepare_cached("SELECT coalesce(max(version), 0) FROM versions WHERE path = ?1")
         .and_then(|mut s| s.query_row([path], |r| r.get(0)))
         .map_err(|e| ctx.err(e))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn add_version(
+pub(crate) fn add_version(
     conn: &Connection,
     ctx: &Ctx<'_>,
     path: &str,
     version: i64,
     kind: &str,
-    content: &str,
+    content: &Content,
     author: Option<&str>,
     at: Micros,
     note: Option<&str>,
@@ -397,13 +440,22 @@ fn add_version(
         "INSERT INTO versions(path, version, kind, content, hash, author, at, note) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
     )
     .and_then(|mut s| {
-        s.execute(params![path, version, kind, content, content_hash(content), author, at, note])
+        s.execute(params![
+            path,
+            version,
+            kind,
+            content_sql(content),
+            content_hash(content.as_bytes()),
+            author,
+            at,
+            note
+        ])
     })
     .map(drop)
     .map_err(|e| ctx.err(e))
 }
 
-fn event(
+pub(crate) fn event(
     conn: &Connection,
     ctx: &Ctx<'_>,
     kind: &str,
@@ -420,7 +472,7 @@ fn event(
     .map_err(|e| ctx.err(e))
 }
 
-fn fts_add(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<()> {
+pub(crate) fn fts_add(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<()> {
     let r = conn
         .prepare_cached("INSERT INTO nodes_fts(rowid, content) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![id, content]));
@@ -433,7 +485,7 @@ fn fts_add(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<(
     Ok(())
 }
 
-fn fts_remove(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<()> {
+pub(crate) fn fts_remove(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO nodes_fts(nodes_fts, rowid, content) VALUES ('delete', ?1, ?2)",
     )
@@ -447,7 +499,7 @@ fn fts_remove(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Resul
     Ok(())
 }
 
-fn set_tags(conn: &Connection, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Result<()> {
+pub(crate) fn set_tags(conn: &Connection, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Result<()> {
     conn.prepare_cached("DELETE FROM node_tags WHERE node_id = ?1")
         .and_then(|mut s| s.execute([id]))
         .map_err(|e| ctx.err(e))?;
@@ -464,14 +516,14 @@ fn insert_tags(conn: &Connection, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Re
 }
 
 /// Metadata after applying a patch: typed keys are pulled out, `null` removes a key.
-struct Patched {
+pub(crate) struct Patched {
     meta: Map<String, Value>,
     tags: Vec<String>,
     importance: f64,
     expires_at: Option<Micros>,
 }
 
-fn patch(old: Option<&Node>, put: &Put) -> Result<Patched> {
+pub(crate) fn patch(old: Option<&Node>, put: &Put) -> Result<Patched> {
     let mut p = Patched {
         meta: old.map(|n| n.meta.clone()).unwrap_or_default(),
         tags: old.map(|n| n.tags.clone()).unwrap_or_default(),
@@ -548,7 +600,7 @@ fn patch(old: Option<&Node>, put: &Put) -> Result<Patched> {
     Ok(p)
 }
 
-fn check_size(ctx: &Ctx<'_>, path: &str, content: &str) -> Result<()> {
+pub(crate) fn check_size(ctx: &Ctx<'_>, path: &str, content: &Content) -> Result<()> {
     if content.len() as u64 > ctx.max_bytes {
         return Err(Error::new(
             ErrorKind::TooLarge,
@@ -562,7 +614,7 @@ fn check_size(ctx: &Ctx<'_>, path: &str, content: &str) -> Result<()> {
     Ok(())
 }
 
-fn has_children(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
+pub(crate) fn has_children(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
     let (lo, hi) = subtree_bounds(path);
     conn.prepare_cached(
         "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) \
@@ -583,7 +635,7 @@ fn is_reserved_dir(path: &str) -> bool {
     ) || parent(path) == avm_core::provider::PRIVATE_ROOT
 }
 
-fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
+pub(crate) fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
     if is_reserved_dir(path) {
         return Err(Error::new(
             ErrorKind::IsADirectory,
@@ -606,7 +658,11 @@ fn check_placement(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
 }
 
 /// The nearest ancestor of `path` that is a file, if any.
-fn file_ancestor(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Option<String>> {
+pub(crate) fn file_ancestor(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    path: &str,
+) -> Result<Option<String>> {
     let mut p = parent(path);
     while p != "/" {
         if exists(conn, ctx, p)? {
@@ -626,6 +682,7 @@ fn put_node(
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     let now = now_micros();
+    let now_ns = now_nanos();
     let existing = load_live(conn, ctx, path, &mut out)?;
     let Some(old) = existing else {
         let Some(content) = &put.content else {
@@ -635,15 +692,24 @@ fn put_node(
         check_placement(conn, ctx, path)?;
         let p = patch(None, put)?;
         let version = max_version(conn, ctx, path)? + 1;
-        let hash = content_hash(content);
+        let hash = content_hash(content.as_bytes());
+        let attrs = Attrs {
+            mode: put.attrs.mode,
+            uid: put.attrs.uid,
+            gid: put.attrs.gid,
+            mtime: Some(put.attrs.mtime.unwrap_or(now_ns)),
+            ctime: Some(now_ns),
+            atime: put.attrs.atime,
+            nlink: None,
+        };
         conn.prepare_cached(
-            "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, version, hash, expires_at) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?7,?8,?9,?10)",
+            "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, version, hash, expires_at, mode, uid, gid, mtime_ns, ctime_ns, atime_ns) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
         )
         .and_then(|mut s| {
             s.execute(params![
                 path,
-                content,
+                content_sql(content),
                 Value::Object(p.meta.clone()).to_string(),
                 json!(p.tags).to_string(),
                 p.importance,
@@ -651,23 +717,23 @@ fn put_node(
                 now,
                 version,
                 hash,
-                p.expires_at
+                p.expires_at,
+                attrs.mode,
+                attrs.uid,
+                attrs.gid,
+                attrs.mtime,
+                attrs.ctime,
+                attrs.atime
             ])
         })
         .map_err(|e| ctx.err(e))?;
         let id = conn.last_insert_rowid();
-        fts_add(conn, ctx, id, content)?;
-        set_tags(conn, ctx, id, &p.tags)?;
-        add_version(
-            conn, ctx, path, version, "create", content, agent, now, None,
-        )?;
-        event(conn, ctx, "create", path, agent, Some(version), None)?;
-        out.count = 1;
-        out.changed.push(path.to_string());
-        out.node = Some(Node {
+        let node = Node {
             id,
             path: path.to_string(),
             content: content.clone(),
+            kind: NodeKind::File,
+            attrs,
             meta: p.meta,
             tags: p.tags,
             importance: p.importance,
@@ -678,7 +744,17 @@ fn put_node(
             version,
             hash,
             expires_at: p.expires_at,
-        });
+        };
+        fts_add(conn, ctx, id, node.text())?;
+        set_tags(conn, ctx, id, &node.tags)?;
+        add_version(
+            conn, ctx, path, version, "create", content, agent, now, None,
+        )?;
+        event(conn, ctx, "create", path, agent, Some(version), None)?;
+        dir_changed(conn, ctx, path, now_ns)?;
+        out.count = 1;
+        out.changed.push(path.to_string());
+        out.node = Some(node);
         return Ok(out);
     };
     if put.create_only {
@@ -690,21 +766,57 @@ fn put_node(
             ),
         ));
     }
+    if old.kind == NodeKind::Symlink && put.content.is_some() {
+        return Err(Error::invalid(format!(
+            "{path} is a symbolic link (to {}); write to its target instead",
+            old.content.text_or_empty()
+        )));
+    }
     let content = match (&put.content, put.append) {
-        (Some(c), true) => format!("{}{c}", old.content),
+        (Some(c), true) => old.content.concat(c),
         (Some(c), false) => c.clone(),
         (None, _) => old.content.clone(),
     };
     check_size(ctx, path, &content)?;
     let p = patch(Some(&old), put)?;
-    let hash = content_hash(&content);
+    let hash = content_hash(content.as_bytes());
     let content_changed = hash != old.hash || content != old.content;
     let meta_changed = p.meta != old.meta
         || p.tags != old.tags
         || p.importance != old.importance
         || p.expires_at != old.expires_at;
-    if !content_changed && !meta_changed {
+    let mut attrs = old.attrs;
+    for (new, cur) in [
+        (put.attrs.mode, &mut attrs.mode),
+        (put.attrs.uid, &mut attrs.uid),
+        (put.attrs.gid, &mut attrs.gid),
+    ] {
+        if new.is_some() {
+            *cur = new;
+        }
+    }
+    if let Some(t) = put.attrs.atime {
+        attrs.atime = Some(t);
+    }
+    if let Some(t) = put.attrs.mtime {
+        attrs.mtime = Some(t);
+    } else if content_changed {
+        attrs.mtime = Some(now_ns);
+    }
+    let attrs_changed = attrs != old.attrs;
+    if !content_changed && !meta_changed && !attrs_changed {
         out.node = Some(old);
+        return Ok(out);
+    }
+    attrs.ctime = Some(now_ns);
+    if !content_changed && !meta_changed {
+        // Only file attributes changed (a write of the same bytes moves the mtime): no
+        // version, and `updated_at` stays, as it does for `chmod`.
+        update_attrs(conn, ctx, old.id, &attrs)?;
+        event(conn, ctx, "attrs", path, agent, Some(old.version), None)?;
+        out.count = 1;
+        out.changed.push(path.to_string());
+        out.node = Some(Node { attrs, ..old });
         return Ok(out);
     }
     // A live node's version is always the newest at its path (moves and restores number
@@ -720,7 +832,7 @@ fn put_node(
     .and_then(|mut s| {
         s.execute(params![
             old.id,
-            content,
+            content_sql(&content),
             Value::Object(p.meta.clone()).to_string(),
             json!(p.tags).to_string(),
             p.importance,
@@ -731,21 +843,8 @@ fn put_node(
         ])
     })
     .map_err(|e| ctx.err(e))?;
-    if content_changed {
-        fts_remove(conn, ctx, old.id, &old.content)?;
-        fts_add(conn, ctx, old.id, &content)?;
-        add_version(
-            conn, ctx, path, version, "update", &content, agent, now, None,
-        )?;
-    }
-    if p.tags != old.tags {
-        set_tags(conn, ctx, old.id, &p.tags)?;
-    }
-    let kind = if content_changed { "update" } else { "meta" };
-    event(conn, ctx, kind, path, agent, Some(version), None)?;
-    out.count = 1;
-    out.changed.push(path.to_string());
-    out.node = Some(Node {
+    update_attrs(conn, ctx, old.id, &attrs)?;
+    let node = Node {
         content,
         meta: p.meta,
         tags: p.tags,
@@ -754,12 +853,46 @@ fn put_node(
         version,
         hash,
         expires_at: p.expires_at,
-        ..old
-    });
+        attrs,
+        ..old.clone()
+    };
+    if content_changed {
+        fts_remove(conn, ctx, old.id, old.text())?;
+        fts_add(conn, ctx, old.id, node.text())?;
+        add_version(
+            conn,
+            ctx,
+            path,
+            version,
+            "update",
+            &node.content,
+            agent,
+            now,
+            None,
+        )?;
+    }
+    if node.tags != old.tags {
+        set_tags(conn, ctx, old.id, &node.tags)?;
+    }
+    let kind = if content_changed { "update" } else { "meta" };
+    event(conn, ctx, kind, path, agent, Some(version), None)?;
+    out.count = 1;
+    out.changed.push(path.to_string());
+    out.node = Some(node);
     Ok(out)
 }
 
-fn hard_delete(
+/// Writes a node's attribute columns.
+pub(crate) fn update_attrs(conn: &Connection, ctx: &Ctx<'_>, id: i64, a: &Attrs) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE nodes SET mode=?2, uid=?3, gid=?4, mtime_ns=?5, ctime_ns=?6, atime_ns=?7 WHERE id=?1",
+    )
+    .and_then(|mut s| s.execute(params![id, a.mode, a.uid, a.gid, a.mtime, a.ctime, a.atime]))
+    .map(drop)
+    .map_err(|e| ctx.err(e))
+}
+
+pub(crate) fn hard_delete(
     conn: &Connection,
     ctx: &Ctx<'_>,
     n: &Node,
@@ -768,8 +901,18 @@ fn hard_delete(
 ) -> Result<()> {
     let now = now_micros();
     let v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
-    add_version(conn, ctx, &n.path, v, kind, "", agent, now, None)?;
-    fts_remove(conn, ctx, n.id, &n.content)?;
+    add_version(
+        conn,
+        ctx,
+        &n.path,
+        v,
+        kind,
+        &Content::default(),
+        agent,
+        now,
+        None,
+    )?;
+    fts_remove(conn, ctx, n.id, n.text())?;
     for sql in [
         "DELETE FROM node_tags WHERE node_id = ?1",
         "DELETE FROM access WHERE node_id = ?1",
@@ -784,7 +927,8 @@ fn hard_delete(
     conn.prepare_cached("DELETE FROM nodes WHERE id = ?1")
         .and_then(|mut s| s.execute([n.id]))
         .map_err(|e| ctx.err(e))?;
-    event(conn, ctx, kind, &n.path, agent, Some(v), None)
+    event(conn, ctx, kind, &n.path, agent, Some(v), None)?;
+    dir_gone(conn, ctx, &n.path, now_nanos())
 }
 
 /// Moves `n` to `dst`. History stays with each path: the source records `move-out`, the
@@ -806,7 +950,7 @@ fn move_node(
         &n.path,
         out_v,
         "move-out",
-        "",
+        &Content::default(),
         agent,
         now,
         Some(dst),
@@ -823,17 +967,21 @@ fn move_node(
         now,
         Some(&n.path),
     )?;
-    conn.prepare_cached("UPDATE nodes SET path=?2, version=?3, meta=?4, updated_at=?5 WHERE id=?1")
-        .and_then(|mut s| {
-            s.execute(params![
-                n.id,
-                dst,
-                in_v,
-                Value::Object(meta.clone()).to_string(),
-                now
-            ])
-        })
-        .map_err(|e| ctx.err(e))?;
+    let now_ns = now_nanos();
+    conn.prepare_cached(
+        "UPDATE nodes SET path=?2, version=?3, meta=?4, updated_at=?5, ctime_ns=?6 WHERE id=?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            n.id,
+            dst,
+            in_v,
+            Value::Object(meta.clone()).to_string(),
+            now,
+            now_ns
+        ])
+    })
+    .map_err(|e| ctx.err(e))?;
     for sql in [
         "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
         "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
@@ -843,11 +991,17 @@ fn move_node(
             .map_err(|e| ctx.err(e))?;
     }
     event(conn, ctx, "move", dst, agent, Some(in_v), Some(&n.path))?;
+    dir_changed(conn, ctx, dst, now_ns)?;
+    dir_gone(conn, ctx, &n.path, now_ns)?;
     Ok(Node {
         path: dst.to_string(),
         version: in_v,
         meta,
         updated_at: now,
+        attrs: Attrs {
+            ctime: Some(now_ns),
+            ..n.attrs
+        },
         ..n.clone()
     })
 }
@@ -877,7 +1031,7 @@ fn compact(conn: &Connection, ctx: &Ctx<'_>, path: &str, keep: usize) -> Result<
     })
 }
 
-fn exists(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
+pub(crate) fn exists(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
     conn.prepare_cached(
         "SELECT 1 FROM nodes WHERE path = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
     )
@@ -905,7 +1059,7 @@ fn to_trash(conn: &Connection, ctx: &Ctx<'_>, n: &Node, agent: Option<&str>) -> 
     move_node(conn, ctx, n, &dst, "trash", meta, agent)
 }
 
-fn subtree(conn: &Connection, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<Node>> {
+pub(crate) fn subtree(conn: &Connection, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<Node>> {
     let (lo, hi) = subtree_bounds(dir);
     conn.prepare_cached(&format!(
         "SELECT {NODE_COLS} FROM nodes WHERE path >= ?1 AND path < ?2 ORDER BY path"
@@ -914,7 +1068,12 @@ fn subtree(conn: &Connection, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<Node>> {
     .map_err(|e| ctx.err(e))
 }
 
-fn check_subtree_visible(caller: &Caller, dir: &str, nodes: &[Node], what: &str) -> Result<()> {
+pub(crate) fn check_subtree_visible(
+    caller: &Caller,
+    dir: &str,
+    nodes: &[Node],
+    what: &str,
+) -> Result<()> {
     if nodes.iter().any(|n| !caller.may_see(&n.path)) {
         return Err(Error::denied(format!(
             "cannot {what} {dir}: it contains nodes in other agents' private namespaces (rule: private namespaces belong to their agent)"
@@ -992,7 +1151,7 @@ fn remove(
 }
 
 /// Metadata after a move: leaving the trash drops the trash keys.
-fn moved_meta(n: &Node, dst: &str) -> (Map<String, Value>, &'static str) {
+pub(crate) fn moved_meta(n: &Node, dst: &str) -> (Map<String, Value>, &'static str) {
     let mut meta = n.meta.clone();
     if is_within(&n.path, "/trash") && !is_within(dst, "/trash") {
         for k in ["deleted_at", "deleted_by", "original_path"] {
@@ -1165,7 +1324,15 @@ fn mkdir(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Outcome> {
     conn.prepare_cached("INSERT INTO dirs(path) VALUES (?1)")
         .and_then(|mut s| s.execute([path]))
         .map_err(|e| ctx.err(e))?;
+    let now_ns = now_nanos();
+    conn.prepare_cached(
+        "INSERT INTO dir_attrs(path, mtime_ns, ctime_ns) VALUES (?1, ?2, ?2) \
+         ON CONFLICT(path) DO UPDATE SET mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns",
+    )
+    .and_then(|mut s| s.execute(params![path, now_ns]))
+    .map_err(|e| ctx.err(e))?;
     event(conn, ctx, "mkdir", path, None, None, None)?;
+    dir_changed(conn, ctx, path, now_ns)?;
     out.changed.push(path.to_string());
     out.count = 1;
     Ok(out)
@@ -1200,14 +1367,18 @@ fn rmdir(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<Outcome> {
     if n == 0 {
         return Err(Error::not_found(path));
     }
+    conn.prepare_cached("DELETE FROM dir_attrs WHERE path = ?1")
+        .and_then(|mut s| s.execute([path]))
+        .map_err(|e| ctx.err(e))?;
     event(conn, ctx, "rmdir", path, None, None, None)?;
+    dir_gone(conn, ctx, path, now_nanos())?;
     out.changed.push(path.to_string());
     out.count = 1;
     Ok(out)
 }
 
 /// Moves explicit directories at and below `src` to `dst`; returns how many moved.
-fn move_dirs(conn: &Connection, ctx: &Ctx<'_>, src: &str, dst: &str) -> Result<usize> {
+pub(crate) fn move_dirs(conn: &Connection, ctx: &Ctx<'_>, src: &str, dst: &str) -> Result<usize> {
     let (lo, hi) = subtree_bounds(src);
     let rows: Vec<String> = conn
         .prepare_cached("SELECT path FROM dirs WHERE path = ?1 OR (path >= ?2 AND path < ?3)")
@@ -1225,16 +1396,22 @@ fn move_dirs(conn: &Connection, ctx: &Ctx<'_>, src: &str, dst: &str) -> Result<u
             .and_then(|mut s| s.execute([&target]))
             .map_err(|e| ctx.err(e))?;
     }
+    crate::fsops::move_dir_attrs(conn, ctx, src, dst)?;
     Ok(rows.len())
 }
 
 /// Drops explicit directories at and below `path`.
-fn drop_dirs(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
+pub(crate) fn drop_dirs(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<()> {
     let (lo, hi) = subtree_bounds(path);
-    conn.prepare_cached("DELETE FROM dirs WHERE path = ?1 OR (path >= ?2 AND path < ?3)")
-        .and_then(|mut s| s.execute(params![path, lo, hi]))
-        .map(drop)
-        .map_err(|e| ctx.err(e))
+    for sql in [
+        "DELETE FROM dirs WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+        "DELETE FROM dir_attrs WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![path, lo, hi]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    dir_gone(conn, ctx, path, now_nanos())
 }
 
 fn link(
@@ -1306,7 +1483,8 @@ fn unlink(
 
 fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<Outcome> {
     let path = r.path.as_str();
-    check_size(ctx, path, &r.content)?;
+    let content = r.decoded()?;
+    check_size(ctx, path, &content)?;
     let existing = load(conn, ctx, path)?;
     let has_history = max_version(conn, ctx, path)? > 0;
     if (existing.is_some() || has_history) && !force {
@@ -1318,7 +1496,7 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
         ));
     }
     if let Some(old) = &existing {
-        fts_remove(conn, ctx, old.id, &old.content)?;
+        fts_remove(conn, ctx, old.id, old.text())?;
         for sql in [
             "DELETE FROM node_tags WHERE node_id = ?1",
             "DELETE FROM access WHERE node_id = ?1",
@@ -1352,14 +1530,15 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
         .as_deref()
         .map(|t| r.time("expires_at", t))
         .transpose()?;
+    let updated_ns = updated.saturating_mul(1000);
     conn.prepare_cached(
-        "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, version, hash, expires_at) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+        "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, version, hash, expires_at, ftype, mode, uid, gid, mtime_ns, ctime_ns, atime_ns) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
     )
     .and_then(|mut s| {
         s.execute(params![
             path,
-            r.content,
+            content_sql(&content),
             Value::Object(r.meta.clone()).to_string(),
             json!(r.tags).to_string(),
             r.importance,
@@ -1367,13 +1546,26 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
             created,
             updated,
             r.version,
-            content_hash(&r.content),
-            expires
+            content_hash(content.as_bytes()),
+            expires,
+            r.is_symlink().then_some("symlink"),
+            r.mode,
+            r.uid,
+            r.gid,
+            r.mtime_ns.unwrap_or(updated_ns),
+            updated_ns,
+            r.atime_ns
         ])
     })
     .map_err(|e| ctx.err(e))?;
     let id = conn.last_insert_rowid();
-    fts_add(conn, ctx, id, &r.content)?;
+    let indexed = !r.is_symlink() && content.is_text();
+    fts_add(
+        conn,
+        ctx,
+        id,
+        if indexed { content.text_or_empty() } else { "" },
+    )?;
     set_tags(conn, ctx, id, &r.tags)?;
     if let Some(at) = accessed {
         conn.prepare_cached("INSERT OR REPLACE INTO access(node_id, at) VALUES (?1, ?2)")
@@ -1388,7 +1580,7 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
             path,
             v.version,
             &v.kind,
-            &v.content,
+            &r.version_content(v)?,
             v.author.as_deref(),
             at,
             v.note.as_deref(),
@@ -1401,6 +1593,9 @@ fn import(conn: &Connection, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<O
             .map_err(|e| ctx.err(e))?;
     }
     event(conn, ctx, "import", path, None, Some(r.version), None)?;
+    if existing.is_none() {
+        dir_changed(conn, ctx, path, now_nanos())?;
+    }
     Ok(Outcome {
         count: 1,
         changed: vec![path.to_string()],
@@ -1443,7 +1638,7 @@ fn apply_purge(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
 
 /// An expired node leaves nothing readable behind: its versions lose their content, and the
 /// `expire` entry is dated when it expired, so `--as-of` after that finds nothing.
-fn expire(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
+pub(crate) fn expire(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
     conn.prepare_cached("UPDATE versions SET content = '' WHERE path = ?1 AND version <= ?2")
         .and_then(|mut s| s.execute(params![n.path, n.version]))
         .map_err(|e| ctx.err(e))?;

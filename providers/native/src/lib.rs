@@ -533,7 +533,14 @@ impl Provider for NativeProvider {
                         }
                     }
                 }
-                content
+                match content {
+                    avm_core::Content::Text(t) => t,
+                    avm_core::Content::Bytes(_) => {
+                        return Err(Error::invalid(format!(
+                            "{what}: native plugins take text; this content is binary"
+                        )));
+                    }
+                }
             }
             WriteInput::Record(_) => {
                 return Err(Error::new(

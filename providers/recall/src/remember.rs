@@ -186,7 +186,7 @@ fn prepare(
     meta.insert("remember_hash".into(), Value::String(hash.clone()));
     let expires_at = m.ttl.map(|d| Some(now_micros() + d.as_micros() as i64));
     let put = Put {
-        content: Some(format_content(m, now)),
+        content: Some(format_content(m, now).into()),
         meta: Some(meta),
         tags: Some(m.tags.clone()),
         importance: Some(m.importance.unwrap_or(0.5)),

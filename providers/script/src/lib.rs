@@ -457,7 +457,7 @@ impl Provider for ScriptProvider {
             ));
         };
         let content = match input {
-            WriteInput::Text(t) => t,
+            WriteInput::Text(t) => avm_core::Content::from(t),
             WriteInput::Put(p) => {
                 let only_content = p.meta.is_none()
                     && p.tags.is_none()
@@ -482,7 +482,7 @@ impl Provider for ScriptProvider {
                 )));
             }
         };
-        let out = self.exec(inv, req, Some(content.into_bytes()), "write")?;
+        let out = self.exec(inv, req, Some(content.as_bytes().to_vec()), "write")?;
         Ok(Output::new(
             out.clone(),
             json!({"path": req.path, "output": out}),

@@ -232,6 +232,7 @@ impl Provider for TellProvider {
             created_at: None,
             updated_at: None,
             accessed_at: None,
+            attrs: avm_core::Attrs::default(),
         })
     }
 
@@ -259,7 +260,14 @@ impl Provider for TellProvider {
         req.query.check_keys(&["priority", "expires"], &req.path)?;
         let text = match input {
             WriteInput::Text(t) => t,
-            WriteInput::Put(p) => p.content.unwrap_or_default(),
+            WriteInput::Put(p) => match p.content.unwrap_or_default() {
+                avm_core::Content::Text(t) => t,
+                avm_core::Content::Bytes(_) => {
+                    return Err(Error::invalid(
+                        "a message is UTF-8 text, not binary content",
+                    ));
+                }
+            },
             WriteInput::Record(_) => {
                 return Err(Error::invalid("a message is text, not a record"));
             }

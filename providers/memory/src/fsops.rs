@@ -1,0 +1,688 @@
+//! Filesystem operations the mount needs beyond the memory model: attributes, symbolic
+//! links, `rename(2)` (replace, no-replace, exchange) and directory times.
+//!
+//! Directory attributes live in `dir_attrs`, a row per directory that has any: a row never
+//! makes a directory exist (a directory exists while nodes lie below it, or a `dirs` row
+//! keeps it), and it goes when the directory does. A directory's mtime and ctime move when
+//! an entry appears in it, leaves it or is replaced, and at no other time.
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use avm_core::address::{is_within, parent};
+use avm_core::time::{Nanos, now_micros, now_nanos};
+use avm_core::{Caller, Content, Error, ErrorKind, NodeKind, Rename, Result, SetAttrs};
+
+use crate::node::{DEFAULT_IMPORTANCE, Node, content_hash};
+use crate::store::{content_sql, subtree_bounds};
+use crate::write::{
+    Ctx, Outcome, add_version, check_placement, check_subtree_visible, event, file_ancestor,
+    fts_add, fts_remove, has_children, load_live, max_version, moved_meta, set_tags, subtree,
+    update_attrs,
+};
+
+/// Directories that exist before anything is written in them.
+fn always_dir(path: &str) -> bool {
+    matches!(path, "/" | "/memory" | "/memory/private" | "/memory/shared")
+}
+
+/// Roots nobody may rename away or replace: the namespace roots and each agent's private root.
+fn fixed_dir(path: &str) -> bool {
+    always_dir(path) || parent(path) == avm_core::provider::PRIVATE_ROOT
+}
+
+/// Does the directory `path` exist?
+pub(crate) fn dir_exists(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
+    Ok(always_dir(path) || has_children(conn, ctx, path)?)
+}
+
+/// Sets the mtime and ctime of `dir` to `now`, creating its row.
+fn touch_dir(conn: &Connection, ctx: &Ctx<'_>, dir: &str, now: Nanos) -> Result<usize> {
+    conn.prepare_cached("UPDATE dir_attrs SET mtime_ns = ?2, ctime_ns = ?2 WHERE path = ?1")
+        .and_then(|mut s| s.execute(params![dir, now]))
+        .map_err(|e| ctx.err(e))
+}
+
+/// An entry appeared at `child` (or was replaced there): its directory changed now. A
+/// directory that had no row yet may have appeared with it, so its parent changed too, up to
+/// the first directory that already had a row.
+pub(crate) fn dir_changed(conn: &Connection, ctx: &Ctx<'_>, child: &str, now: Nanos) -> Result<()> {
+    let mut dir = parent(child).to_string();
+    loop {
+        if touch_dir(conn, ctx, &dir, now)? > 0 {
+            return Ok(());
+        }
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO dir_attrs(path, mtime_ns, ctime_ns) VALUES (?1, ?2, ?2)",
+        )
+        .and_then(|mut s| s.execute(params![dir, now]))
+        .map_err(|e| ctx.err(e))?;
+        if dir == "/" {
+            return Ok(());
+        }
+        dir = parent(&dir).to_string();
+    }
+}
+
+/// The entry at `child` went away: its directory changed now, and a directory left with
+/// nothing in it (that nothing keeps) is gone, its attributes with it; then its parent changed.
+pub(crate) fn dir_gone(conn: &Connection, ctx: &Ctx<'_>, child: &str, now: Nanos) -> Result<()> {
+    let mut dir = parent(child).to_string();
+    loop {
+        if dir_exists(conn, ctx, &dir)? {
+            if touch_dir(conn, ctx, &dir, now)? == 0 {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO dir_attrs(path, mtime_ns, ctime_ns) VALUES (?1, ?2, ?2)",
+                )
+                .and_then(|mut s| s.execute(params![dir, now]))
+                .map_err(|e| ctx.err(e))?;
+            }
+            return Ok(());
+        }
+        conn.prepare_cached("DELETE FROM dir_attrs WHERE path = ?1")
+            .and_then(|mut s| s.execute([&dir]))
+            .map_err(|e| ctx.err(e))?;
+        dir = parent(&dir).to_string();
+    }
+}
+
+/// One directory's attribute row.
+type DirRow = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The attribute rows of `dir` and every directory below it.
+fn dir_rows(conn: &Connection, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<DirRow>> {
+    let (lo, hi) = subtree_bounds(dir);
+    conn.prepare_cached(
+        "SELECT path, mode, uid, gid, mtime_ns, ctime_ns, atime_ns FROM dir_attrs \
+         WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![dir, lo, hi], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?
+        .collect()
+    })
+    .map_err(|e| ctx.err(e))
+}
+
+fn put_dir_row(conn: &Connection, ctx: &Ctx<'_>, path: &str, r: &DirRow) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO dir_attrs(path, mode, uid, gid, mtime_ns, ctime_ns, atime_ns) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| s.execute(params![path, r.1, r.2, r.3, r.4, r.5, r.6]))
+    .map(drop)
+    .map_err(|e| ctx.err(e))
+}
+
+/// Moves the attribute rows of `src` and the directories below it under `dst`.
+pub(crate) fn move_dir_attrs(conn: &Connection, ctx: &Ctx<'_>, src: &str, dst: &str) -> Result<()> {
+    let rows = dir_rows(conn, ctx, src)?;
+    for r in &rows {
+        conn.prepare_cached("DELETE FROM dir_attrs WHERE path = ?1")
+            .and_then(|mut s| s.execute([&r.0]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    for r in &rows {
+        put_dir_row(conn, ctx, &format!("{dst}{}", &r.0[src.len()..]), r)?;
+    }
+    Ok(())
+}
+
+/// Changes the attributes of a node or a directory.
+pub(crate) fn set_attrs(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    path: &str,
+    set: &SetAttrs,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let now = now_nanos();
+    if let Some(n) = load_live(conn, ctx, path, &mut out)? {
+        let mut a = n.attrs;
+        a.mode = set.mode.or(a.mode);
+        a.uid = set.uid.or(a.uid);
+        a.gid = set.gid.or(a.gid);
+        a.mtime = set.mtime.or(a.mtime);
+        a.atime = set.atime.or(a.atime);
+        a.ctime = Some(now);
+        update_attrs(conn, ctx, n.id, &a)?;
+        event(conn, ctx, "attrs", path, None, Some(n.version), None)?;
+        out.count = 1;
+        out.changed.push(path.to_string());
+        out.node = Some(Node { attrs: a, ..n });
+        return Ok(out);
+    }
+    if !dir_exists(conn, ctx, path)? {
+        return Err(Error::not_found(path));
+    }
+    conn.prepare_cached(
+        "INSERT INTO dir_attrs(path, mode, uid, gid, mtime_ns, ctime_ns, atime_ns) \
+         VALUES (?1, ?2, ?3, ?4, coalesce(?5, ?6), ?6, ?7) \
+         ON CONFLICT(path) DO UPDATE SET mode = coalesce(excluded.mode, mode), \
+           uid = coalesce(excluded.uid, uid), gid = coalesce(excluded.gid, gid), \
+           mtime_ns = coalesce(?5, mtime_ns), ctime_ns = ?6, \
+           atime_ns = coalesce(excluded.atime_ns, atime_ns)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            path, set.mode, set.uid, set.gid, set.mtime, now, set.atime
+        ])
+    })
+    .map_err(|e| ctx.err(e))?;
+    out.count = 1;
+    out.changed.push(path.to_string());
+    Ok(out)
+}
+
+/// Makes a symbolic link: a node of type `symlink` whose content is `target`.
+pub(crate) fn symlink(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    path: &str,
+    target: &str,
+    attrs: &SetAttrs,
+    agent: Option<&str>,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    if load_live(conn, ctx, path, &mut out)?.is_some() || dir_exists(conn, ctx, path)? {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("{path} already exists"),
+        ));
+    }
+    check_placement(conn, ctx, path)?;
+    let now = now_micros();
+    let now_ns = now_nanos();
+    let content = Content::Text(target.to_string());
+    let version = max_version(conn, ctx, path)? + 1;
+    let hash = content_hash(content.as_bytes());
+    conn.prepare_cached(
+        "INSERT INTO nodes(path, content, meta, tags, importance, author, created_at, updated_at, version, hash, ftype, uid, gid, mtime_ns, ctime_ns, atime_ns) \
+         VALUES (?1, ?2, '{}', '[]', ?3, ?4, ?5, ?5, ?6, ?7, 'symlink', ?8, ?9, ?10, ?11, ?12)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            path,
+            content_sql(&content),
+            DEFAULT_IMPORTANCE,
+            agent,
+            now,
+            version,
+            hash,
+            attrs.uid,
+            attrs.gid,
+            attrs.mtime.unwrap_or(now_ns),
+            now_ns,
+            attrs.atime
+        ])
+    })
+    .map_err(|e| ctx.err(e))?;
+    let id = conn.last_insert_rowid();
+    // Every node has its (here empty) full-text row, so removals stay uniform.
+    fts_add(conn, ctx, id, "")?;
+    add_version(
+        conn, ctx, path, version, "create", &content, agent, now, None,
+    )?;
+    event(conn, ctx, "create", path, agent, Some(version), None)?;
+    dir_changed(conn, ctx, path, now_ns)?;
+    out.count = 1;
+    out.changed.push(path.to_string());
+    Ok(out)
+}
+
+/// `rename(2)` of `src` to `dst`.
+pub(crate) fn rename(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    src: &str,
+    dst: &str,
+    how: Rename,
+    caller: &Caller,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let agent = caller.agent();
+    for p in [src, dst] {
+        if fixed_dir(p) {
+            return Err(Error::denied(format!(
+                "{p} is a namespace root of avm and cannot be renamed or replaced"
+            )));
+        }
+        if !caller.may_see(p) {
+            return Err(Error::denied(format!(
+                "cannot rename {src} to {dst}: {p} is in another agent's private namespace (rule: private namespaces belong to their agent)"
+            )));
+        }
+    }
+    let s_node = load_live(conn, ctx, src, &mut out)?;
+    let s_dir = s_node.is_none() && dir_exists(conn, ctx, src)?;
+    if s_node.is_none() && !s_dir {
+        return Err(Error::not_found(src).context("rename"));
+    }
+    if src == dst {
+        return Ok(out);
+    }
+    if is_within(dst, src) || (how == Rename::Exchange && is_within(src, dst)) {
+        return Err(Error::invalid(format!(
+            "cannot rename {src} to {dst}: one lies inside the other"
+        )));
+    }
+    let d_node = load_live(conn, ctx, dst, &mut out)?;
+    let d_dir = d_node.is_none() && dir_exists(conn, ctx, dst)?;
+    let d_exists = d_node.is_some() || d_dir;
+    match how {
+        Rename::NoReplace if d_exists => {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{dst} already exists (rename without replace)"),
+            ));
+        }
+        Rename::Exchange => {
+            if !d_exists {
+                return Err(Error::not_found(dst).context("exchange"));
+            }
+            visible_subtree(conn, ctx, caller, src)?;
+            visible_subtree(conn, ctx, caller, dst)?;
+            relocate(
+                conn,
+                ctx,
+                &[
+                    (src.to_string(), dst.to_string()),
+                    (dst.to_string(), src.to_string()),
+                ],
+                agent,
+                &mut out,
+            )?;
+            return Ok(out);
+        }
+        _ => {}
+    }
+    if let Some(p) = file_ancestor(conn, ctx, dst)? {
+        return Err(Error::new(
+            ErrorKind::NotADirectory,
+            format!("cannot rename to {dst}: {p} is a file, not a directory"),
+        ));
+    }
+    if let Some(n) = s_node {
+        if d_dir {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("cannot rename the file {src} onto the directory {dst}"),
+            ));
+        }
+        match d_node {
+            Some(d) => replace(conn, ctx, &n, &d, agent, &mut out)?,
+            None => {
+                check_placement(conn, ctx, dst)?;
+                relocate(
+                    conn,
+                    ctx,
+                    &[(src.to_string(), dst.to_string())],
+                    agent,
+                    &mut out,
+                )?;
+            }
+        }
+        return Ok(out);
+    }
+    if d_node.is_some() {
+        return Err(Error::new(
+            ErrorKind::NotADirectory,
+            format!("cannot rename the directory {src} onto the file {dst}"),
+        ));
+    }
+    visible_subtree(conn, ctx, caller, src)?;
+    if d_dir {
+        let (lo, hi) = subtree_bounds(dst);
+        let below: Option<i64> = conn
+            .prepare_cached(
+                "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 \
+                 UNION ALL SELECT 1 FROM dirs WHERE path >= ?1 AND path < ?2 LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![lo, hi], |r| r.get(0)).optional())
+            .map_err(|e| ctx.err(e))?;
+        if below.is_some() {
+            return Err(Error::new(
+                ErrorKind::NotEmpty,
+                format!("cannot rename {src} onto {dst}: {dst} is a directory that is not empty"),
+            ));
+        }
+        for sql in [
+            "DELETE FROM dirs WHERE path = ?1",
+            "DELETE FROM dir_attrs WHERE path = ?1",
+        ] {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute([dst]))
+                .map_err(|e| ctx.err(e))?;
+        }
+    }
+    relocate(
+        conn,
+        ctx,
+        &[(src.to_string(), dst.to_string())],
+        agent,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Refuses to move a subtree holding nodes the caller may not see.
+fn visible_subtree(conn: &Connection, ctx: &Ctx<'_>, caller: &Caller, dir: &str) -> Result<()> {
+    let nodes = subtree(conn, ctx, dir)?;
+    check_subtree_visible(caller, dir, &nodes, "rename")
+}
+
+/// A file `n` renamed onto the file `d`: `d` keeps its identity (history, links, tags and
+/// metadata stay; the source's metadata keys are merged over them, its tags win when it has
+/// any), takes the source's content, type and file attributes as a new version, and the
+/// source node goes (its history records the move, its links follow it).
+fn replace(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    n: &Node,
+    d: &Node,
+    agent: Option<&str>,
+    out: &mut Outcome,
+) -> Result<()> {
+    let now = now_micros();
+    let now_ns = now_nanos();
+    let (src_meta, _) = moved_meta(n, &d.path);
+    let mut meta = d.meta.clone();
+    meta.extend(src_meta);
+    let tags = if n.tags.is_empty() {
+        d.tags.clone()
+    } else {
+        n.tags.clone()
+    };
+    let importance = if n.importance == DEFAULT_IMPORTANCE {
+        d.importance
+    } else {
+        n.importance
+    };
+    let content_changed = n.hash != d.hash || n.content != d.content || n.kind != d.kind;
+    let version = if content_changed {
+        d.version + 1
+    } else {
+        d.version
+    };
+    let mut attrs = n.attrs;
+    attrs.ctime = Some(now_ns);
+    // The source's history records that it left; its row goes before the destination takes
+    // its content, so nothing about it lingers in the indexes.
+    let out_v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
+    add_version(
+        conn,
+        ctx,
+        &n.path,
+        out_v,
+        "move-out",
+        &Content::default(),
+        agent,
+        now,
+        Some(&d.path),
+    )?;
+    fts_remove(conn, ctx, n.id, n.text())?;
+    for sql in [
+        "DELETE FROM node_tags WHERE node_id = ?1",
+        "DELETE FROM access WHERE node_id = ?1",
+        "DELETE FROM nodes WHERE id = ?1",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([n.id]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    for sql in [
+        "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
+        "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![n.path, d.path]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    conn.prepare_cached(
+        "UPDATE nodes SET content=?2, meta=?3, tags=?4, importance=?5, updated_at=?6, version=?7, hash=?8, ftype=?9 WHERE id=?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            d.id,
+            content_sql(&n.content),
+            Value::Object(meta.clone()).to_string(),
+            json!(tags).to_string(),
+            importance,
+            now,
+            version,
+            n.hash,
+            (n.kind == NodeKind::Symlink).then_some("symlink")
+        ])
+    })
+    .map_err(|e| ctx.err(e))?;
+    update_attrs(conn, ctx, d.id, &attrs)?;
+    let replaced = Node {
+        content: n.content.clone(),
+        kind: n.kind,
+        attrs,
+        meta,
+        tags,
+        importance,
+        updated_at: now,
+        version,
+        hash: n.hash.clone(),
+        ..d.clone()
+    };
+    fts_remove(conn, ctx, d.id, d.text())?;
+    fts_add(conn, ctx, d.id, replaced.text())?;
+    if replaced.tags != d.tags {
+        set_tags(conn, ctx, d.id, &replaced.tags)?;
+    }
+    if content_changed {
+        add_version(
+            conn,
+            ctx,
+            &d.path,
+            version,
+            "update",
+            &replaced.content,
+            agent,
+            now,
+            Some(&n.path),
+        )?;
+    }
+    event(
+        conn,
+        ctx,
+        "move",
+        &d.path,
+        agent,
+        Some(version),
+        Some(&n.path),
+    )?;
+    event(
+        conn,
+        ctx,
+        if content_changed { "update" } else { "meta" },
+        &d.path,
+        agent,
+        Some(version),
+        None,
+    )?;
+    dir_changed(conn, ctx, &d.path, now_ns)?;
+    dir_gone(conn, ctx, &n.path, now_ns)?;
+    out.count += 1;
+    out.changed.extend([n.path.clone(), d.path.clone()]);
+    out.moves.push((n.path.clone(), d.path.clone()));
+    out.node = Some(replaced);
+    Ok(())
+}
+
+/// Moves every node at or below each `from` to the same place at or below its `to`, all at
+/// once, so two paths can trade places (`RENAME_EXCHANGE`): first every moving node and link
+/// end goes to a unique temporary path, then to its destination. Each path's history records
+/// what left it (unless something else arrived there) and what arrived; explicit directories
+/// and directory attributes move along.
+fn relocate(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    pairs: &[(String, String)],
+    agent: Option<&str>,
+    out: &mut Outcome,
+) -> Result<()> {
+    let now = now_micros();
+    let now_ns = now_nanos();
+    let mut plan: Vec<(Node, String)> = Vec::new();
+    let mut dirs: Vec<(String, String)> = Vec::new();
+    let mut attr_rows: Vec<(DirRow, String)> = Vec::new();
+    for (from, to) in pairs {
+        if let Some(n) = load_live(conn, ctx, from, out)? {
+            plan.push((n, to.clone()));
+        }
+        for n in subtree(conn, ctx, from)? {
+            let target = format!("{to}{}", &n.path[from.len()..]);
+            plan.push((n, target));
+        }
+        let (lo, hi) = subtree_bounds(from);
+        let rows: Vec<String> = conn
+            .prepare_cached("SELECT path FROM dirs WHERE path = ?1 OR (path >= ?2 AND path < ?3)")
+            .and_then(|mut s| {
+                s.query_map(params![from, lo, hi], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(|e| ctx.err(e))?;
+        dirs.extend(rows.into_iter().map(|p| {
+            let t = format!("{to}{}", &p[from.len()..]);
+            (p, t)
+        }));
+        for r in dir_rows(conn, ctx, from)? {
+            let t = format!("{to}{}", &r.0[from.len()..]);
+            attr_rows.push((r, t));
+        }
+    }
+    // Phase one: out of the way.
+    for (n, _) in &plan {
+        let tmp = format!("\u{1}relocate/{}", n.id);
+        conn.prepare_cached("UPDATE nodes SET path = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![n.id, tmp]))
+            .map_err(|e| ctx.err(e))?;
+        for sql in [
+            "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
+            "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
+        ] {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![n.path, tmp]))
+                .map_err(|e| ctx.err(e))?;
+        }
+    }
+    for (p, _) in &dirs {
+        conn.prepare_cached("DELETE FROM dirs WHERE path = ?1")
+            .and_then(|mut s| s.execute([p]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    for (r, _) in &attr_rows {
+        conn.prepare_cached("DELETE FROM dir_attrs WHERE path = ?1")
+            .and_then(|mut s| s.execute([&r.0]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    // Phase two: into place.
+    let arriving: HashSet<&str> = plan.iter().map(|(_, t)| t.as_str()).collect();
+    for (n, target) in &plan {
+        let tmp = format!("\u{1}relocate/{}", n.id);
+        if !arriving.contains(n.path.as_str()) {
+            let v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
+            add_version(
+                conn,
+                ctx,
+                &n.path,
+                v,
+                "move-out",
+                &Content::default(),
+                agent,
+                now,
+                Some(target),
+            )?;
+        }
+        let (meta, kind) = moved_meta(n, target);
+        let in_v = max_version(conn, ctx, target)? + 1;
+        add_version(
+            conn,
+            ctx,
+            target,
+            in_v,
+            kind,
+            &n.content,
+            agent,
+            now,
+            Some(&n.path),
+        )?;
+        conn.prepare_cached(
+            "UPDATE nodes SET path=?2, version=?3, meta=?4, updated_at=?5, ctime_ns=?6 WHERE id=?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                n.id,
+                target,
+                in_v,
+                Value::Object(meta).to_string(),
+                now,
+                now_ns
+            ])
+        })
+        .map_err(|e| ctx.err(e))?;
+        for sql in [
+            "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
+            "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
+        ] {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![tmp, target]))
+                .map_err(|e| ctx.err(e))?;
+        }
+        event(conn, ctx, "move", target, agent, Some(in_v), Some(&n.path))?;
+        out.changed.extend([n.path.clone(), target.clone()]);
+        out.moves.push((n.path.clone(), target.clone()));
+        out.count += 1;
+    }
+    for (_, t) in &dirs {
+        conn.prepare_cached("INSERT OR IGNORE INTO dirs(path) VALUES (?1)")
+            .and_then(|mut s| s.execute([t]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    for (r, t) in &attr_rows {
+        put_dir_row(conn, ctx, t, r)?;
+    }
+    for (from, to) in pairs {
+        if !dirs.is_empty() || plan.is_empty() {
+            event(conn, ctx, "move", from, agent, None, Some(to))?;
+        }
+        out.changed.extend([from.clone(), to.clone()]);
+        // The moved directory itself changed (its `..` now points elsewhere).
+        touch_dir(conn, ctx, to, now_ns)?;
+        dir_changed(conn, ctx, to, now_ns)?;
+    }
+    for (from, _) in pairs {
+        dir_gone(conn, ctx, from, now_ns)?;
+    }
+    if let [(n, _)] = plan.as_slice()
+        && pairs.len() == 1
+    {
+        let mut moved = n.clone();
+        moved.path = pairs[0].1.clone();
+        out.node = Some(moved);
+    }
+    Ok(())
+}
