@@ -115,7 +115,7 @@ enum Op {
 
 fn gen_op(r: &mut Rng) -> Op {
     let slot = r.below(SLOTS as u64) as usize;
-    let name = *r.pick(NAMES);
+    let name = NAMES[r.below(NAMES.len() as u64) as usize];
     let off = if r.below(4) == 0 {
         r.below(20_000)
     } else {
@@ -138,7 +138,7 @@ fn gen_op(r: &mut Rng) -> Op {
         56..=58 => Op::Truncate(name, off),
         59..=67 => Op::Rename(
             name,
-            *r.pick(NAMES),
+            NAMES[r.below(NAMES.len() as u64) as usize],
             *r.pick(&[0, 0, 0, libc_noreplace(), libc_exchange()]),
         ),
         68..=72 => Op::Unlink(name),
@@ -150,7 +150,10 @@ fn gen_op(r: &mut Rng) -> Op {
             1_600_000_000 + r.below(100_000_000) as i64,
             r.below(1_000_000_000) as i64,
         ),
-        90..=92 => Op::Symlink(*r.pick(LINK_TARGETS), name),
+        90..=92 => Op::Symlink(
+            LINK_TARGETS[r.below(LINK_TARGETS.len() as u64) as usize],
+            name,
+        ),
         93..=94 => Op::Readlink(name),
         _ => Op::ReadWhole(name),
     }
@@ -610,11 +613,10 @@ fn a_read_on_the_writing_descriptor_and_fstat_see_the_write_at_once() {
     need_fuse!();
     let env = Env::new();
     let m = operator_mount(&env);
+    std::fs::write(m.p("t/rw"), "old").unwrap();
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
         .open(m.p("t/rw"))
         .unwrap();
     f.write_all(b"hello").unwrap();
@@ -623,6 +625,11 @@ fn a_read_on_the_writing_descriptor_and_fstat_see_the_write_at_once() {
     assert_eq!(&buf[..n], b"hello");
     assert_eq!(f.metadata().unwrap().len(), 5);
     assert_eq!(std::fs::metadata(m.p("t/rw")).unwrap().len(), 5);
+    // Another descriptor opened before the write sees it too.
+    let other = File::open(m.p("t/rw")).unwrap();
+    f.write_at(b"!", 5).unwrap();
+    let n = other.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf[..n], b"hello!");
 }
 
 #[test]
@@ -1137,15 +1144,96 @@ fn concurrent_writers_and_renames_never_deadlock() {
         last = now;
     }
     stop.store(true, Ordering::Relaxed);
-    let joined = within(30, "the writers", move || {
+    within(30, "the writers", move || {
         for t in threads {
             t.join().unwrap();
         }
     });
-    let () = joined;
     within(10, "a listing afterwards", {
         let p = m.p("t");
         move || std::fs::read_dir(p).unwrap().count()
     });
     eprintln!("concurrency: {last} operations, no deadlock");
+}
+
+#[test]
+fn allow_other_lets_other_users_in_and_the_kernel_enforces_the_stored_modes() {
+    need_fuse!();
+    if !nix::unistd::getuid().is_root() || !have("setpriv") {
+        eprintln!("SKIP: needs root and setpriv to act as another user");
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The scratch directory must be reachable by the other user.
+    for p in [env.dir.path(), dir.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut child = env
+        .cmd(&["mount", s(&dir), "--foreground", "--allow-other"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let line = loop {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        if let Some(l) = mounts.lines().find(|l| l.contains(s(&dir))) {
+            break l.to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "mount did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        line.contains("allow_other") && line.contains("default_permissions"),
+        "{line}"
+    );
+    std::fs::create_dir_all(dir.join("t")).unwrap();
+    std::fs::write(dir.join("t/open.txt"), "for all\n").unwrap();
+    std::fs::write(dir.join("t/secret.txt"), "root only\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("t/secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let as_nobody = |cmd: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                cmd,
+            ])
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let o = as_nobody("cat t/open.txt");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "for all\n", "{o:?}");
+    let o = as_nobody("cat t/secret.txt");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{o:?}"
+    );
+    let o = as_nobody("echo x >> t/open.txt");
+    assert!(
+        !o.status.success(),
+        "a 0644 file of root is not writable by nobody"
+    );
+    let o = as_nobody("chmod 777 t/open.txt");
+    assert!(!o.status.success(), "only the owner may chmod");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("t/open.txt")).unwrap(),
+        "for all\n"
+    );
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let _ = Command::new("umount").arg("-l").arg(&dir).status();
 }

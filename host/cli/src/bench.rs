@@ -571,8 +571,6 @@ fn api_bench(dir: &std::path::Path, n: usize, queries: usize) -> Result<Vec<Row>
             timed(nq, |i| roundtrip(pass * nq + i))?,
         ));
     }
-    drop(roundtrip);
-    drop(send);
     // End of input ends the session.
     drop(input);
     let _ = mcp.wait();

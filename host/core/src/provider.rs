@@ -231,6 +231,14 @@ impl Output {
         }
     }
 
+    /// The content's exact bytes, by value (no copy of binary content held alone).
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self.raw {
+            Some(b) => Arc::try_unwrap(b).unwrap_or_else(|b| b.as_ref().clone()),
+            None => self.text.into_bytes(),
+        }
+    }
+
     /// Is this binary content (whose text form is only a note)?
     pub fn is_binary(&self) -> bool {
         self.raw.is_some()

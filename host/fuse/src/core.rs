@@ -566,7 +566,7 @@ impl Core {
         let d = lock(&f.data);
         let base = match d.stat {
             Some(a) => a,
-            None if d.new || d.unlinked => Attr {
+            None if d.new => Attr {
                 ino,
                 kind: Kind::File,
                 size: 0,
@@ -747,8 +747,7 @@ impl Core {
         Ok(self
             .host
             .read(&self.caller, &self.address(path)?)?
-            .bytes()
-            .to_vec())
+            .into_bytes())
     }
 
     /// Opens the file `ino`; returns the handle and whether reads must bypass the page cache.
@@ -820,16 +819,22 @@ impl Core {
                 return Ok((fh, mode.append || !memory));
             }
         }
-        let st = self.host.stat(&self.caller, &self.address(&path)?)?;
-        if st.kind == NodeKind::Dir {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                format!("{path} is a directory"),
-            ));
-        }
-        let stat = self.attr_of(ino, &st);
-        // Read the content before taking any lock; it is installed only if nothing was
-        // written to the file since (its change counter is where it was seen).
+        // A reader needs only the content; a writer also the attributes a changed file shows
+        // (mode, owner) until it is stored. Both are read before any lock is taken and
+        // installed only if nothing was written to the file since (its change counter is
+        // where it was seen).
+        let stat = if mode.write {
+            let st = self.host.stat(&self.caller, &self.address(&path)?)?;
+            if st.kind == NodeKind::Dir {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!("{path} is a directory"),
+                ));
+            }
+            Some(self.attr_of(ino, &st))
+        } else {
+            None
+        };
         let seen = open.as_ref().map_or(0, |f| lock(&f.data).seq);
         let fresh = if mode.truncate {
             None
@@ -851,8 +856,8 @@ impl Core {
                             new: false,
                             unlinked: false,
                             handles: 0,
-                            mtime: stat.mtime,
-                            mode: u32::from(stat.perm),
+                            mtime: stat.map_or_else(SystemTime::now, |a| a.mtime),
+                            mode: stat.map_or(0o644, |a| u32::from(a.perm)),
                             owner: None,
                             stat: None,
                         }),
@@ -863,8 +868,11 @@ impl Core {
         {
             let mut d = lock(&file.data);
             if !d.dirty && !d.new && d.seq == seen {
-                d.stat = Some(stat);
-                d.mtime = stat.mtime;
+                if let Some(a) = stat {
+                    d.stat = Some(a);
+                    d.mtime = a.mtime;
+                    d.mode = u32::from(a.perm);
+                }
                 if let Some(bytes) = fresh {
                     d.bytes = bytes;
                 }
@@ -939,34 +947,17 @@ impl Core {
             ));
         }
         self.check_write(&path)?;
-        // The kernel asks to create only where its lookup found nothing, but another process
-        // may have written the name since.
-        if let Ok(existing) = self.stat_path(&path) {
-            if flags.exclusive {
-                return Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!("{path} already exists"),
-                ));
-            }
-            let ino = self.remember(&path);
-            let (fh, _) = self.open(
-                ino,
-                OpenMode {
-                    write: true,
-                    ..flags
-                },
-            )?;
-            return Ok((Attr { ino, ..existing }, fh));
-        }
-        let dir = self
-            .host
-            .stat(&self.caller, &self.address(parent(&path))?)?;
-        if dir.kind != NodeKind::Dir {
+        // The kernel asks to create only where its lookup found nothing; another process may
+        // have written the name since, which matters for O_EXCL (otherwise the first store
+        // simply updates what it wrote).
+        if flags.exclusive && self.stat_path(&path).is_ok() {
             return Err(Error::new(
-                ErrorKind::NotADirectory,
-                format!("{} is not a directory", parent(&path)),
+                ErrorKind::AlreadyExists,
+                format!("{path} already exists"),
             ));
         }
+        // The kernel has looked the parent up as a directory; the store refuses a file whose
+        // parent became a file meanwhile when it is stored.
         let ino = self.remember(&path);
         let now = SystemTime::now();
         let file = Arc::new(FileState {
@@ -1185,19 +1176,26 @@ impl Core {
                 ..Put::default()
             }),
         )?;
-        let stat = self
-            .host
-            .stat(&self.caller, &self.address(&path)?)
-            .ok()
-            .map(|st| self.attr_of(0, &st));
         let mut d = lock(&f.data);
         if d.seq == seq {
             d.dirty = false;
         }
-        d.new = false;
-        if let Some(s) = stat {
-            d.stat = Some(s);
+        if d.new {
+            // What the store now holds, without asking it: the attributes it was given.
+            d.stat = Some(Attr {
+                ino: 0,
+                kind: Kind::File,
+                size: d.bytes.len() as u64,
+                mtime,
+                ctime: SystemTime::now(),
+                atime: mtime,
+                perm: (mode & 0o7777) as u16,
+                uid: owner.map(|o| o.uid),
+                gid: owner.map(|o| o.gid),
+                nlink: 1,
+            });
         }
+        d.new = false;
         Ok(())
     }
 
@@ -1306,6 +1304,11 @@ impl Core {
             }
             match &file {
                 Some(f) => {
+                    if lock(&f.data).stat.is_none() && !lock(&f.data).new {
+                        let st = self.host.stat(&self.caller, &self.address(&path)?)?;
+                        let a = self.attr_of(ino, &st);
+                        lock(&f.data).stat = Some(a);
+                    }
                     let grow = size > lock(&f.data).bytes.len() as u64;
                     if grow {
                         self.check_space(size)?;

@@ -545,8 +545,11 @@ impl Filesystem for AvmFs {
             .core
             .create(parent.0, n, mode_bits & !umask, m, owner(req))
         {
+            // A file made here is known to nobody else yet: its attributes may be cached
+            // like a name's (the kernel checks them for the open that follows, and for the
+            // first write, with default_permissions).
             Ok((a, fh)) => reply.created(
-                &ttls(&a).0,
+                &if a.kind == Kind::File { NAME_TTL } else { TTL },
                 &self.attr(&a),
                 Generation(0),
                 FileHandle(fh),

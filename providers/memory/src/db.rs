@@ -200,7 +200,29 @@ fn migrate_5(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "UPDATE nodes SET mtime_ns = updated_at * 1000 WHERE mtime_ns IS NULL; \
          UPDATE nodes SET ctime_ns = updated_at * 1000 WHERE ctime_ns IS NULL;",
-    )
+    )?;
+    // Every directory that exists gets its attribute row (link counts count these rows).
+    let mut dirs: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let paths: Vec<String> = conn
+        .prepare("SELECT path FROM nodes UNION ALL SELECT path || '/.' FROM dirs")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for p in &paths {
+        let mut cur = p.as_str();
+        while let Some(i) = cur.rfind('/') {
+            cur = if i == 0 { "/" } else { &cur[..i] };
+            if !dirs.insert(cur.to_string()) || cur == "/" {
+                break;
+            }
+        }
+    }
+    let now = avm_core::time::now_nanos();
+    let mut ins = conn
+        .prepare("INSERT OR IGNORE INTO dir_attrs(path, mtime_ns, ctime_ns) VALUES (?1, ?2, ?2)")?;
+    for d in &dirs {
+        ins.execute(rusqlite::params![d, now])?;
+    }
+    Ok(())
 }
 
 /// Maps a SQLite error to an avm error; `db` names the file in the message.

@@ -1239,11 +1239,7 @@ impl Provider for MemoryProvider {
         if let Some(n) = self.store.peek(&req.path)? {
             return Ok(node_stat(&n));
         }
-        if always_dir(&req.path, &req.caller) || self.store.kind(&req.path)? == Some(NodeKind::Dir)
-        {
-            return self.dir_stat(req);
-        }
-        Err(Error::not_found(&req.path))
+        self.dir_stat(req)
     }
 
     fn list(&self, req: &Request, opts: &ListOptions) -> Result<Listing> {
@@ -1495,19 +1491,32 @@ fn node_stat(n: &Node) -> Stat {
 }
 
 impl MemoryProvider {
-    /// The attributes of the directory `req.path` (which exists), with its link count: 2 plus
-    /// the subdirectories the caller sees.
+    /// The attributes of the directory `req.path`, with its link count: 2 plus the
+    /// subdirectories the caller sees; `NotFound` when there is no such directory.
     fn dir_stat(&self, req: &Request) -> Result<Stat> {
-        let mut attrs = self.store.dir_attrs(&req.path)?;
-        let subdirs = match self.list(req, &ListOptions::default()) {
-            Ok(l) => l
-                .entries
-                .iter()
-                .filter(|e| e.kind == NodeKind::Dir && req.may_read(&e.path))
-                .count(),
-            Err(e) if e.kind() == ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
+        let path = req.path.as_str();
+        let (mut attrs, mut subdirs) = match self.store.dir_info(path, &req.caller)? {
+            Some(info) => info,
+            None if always_dir(path, &req.caller) => (avm_core::Attrs::default(), 0),
+            None => return Err(Error::not_found(path)),
         };
+        // The namespace roots are listed before anything is written in them.
+        let always: &[&str] = match path {
+            "/" => &["/memory"],
+            "/memory" => &["/memory/private", "/memory/shared"],
+            _ => &[],
+        };
+        for p in always {
+            if !self.store.has_children(p)? {
+                subdirs += 1;
+            }
+        }
+        if path == "/memory/private"
+            && let Some(own) = req.caller.private_root()
+            && !self.store.has_children(&own)?
+        {
+            subdirs += 1;
+        }
         attrs.nlink = Some(u32::try_from(2 + subdirs).unwrap_or(u32::MAX));
         Ok(Stat {
             kind: NodeKind::Dir,

@@ -88,7 +88,7 @@ impl Cache {
 }
 
 pub(crate) enum Job {
-    Op(WriteOp, mpsc::Sender<Result<Outcome>>),
+    Op(Box<WriteOp>, mpsc::Sender<Result<Outcome>>),
     Batch(Vec<WriteOp>, mpsc::Sender<Vec<Result<Outcome>>>),
     Sync(mpsc::Sender<()>),
 }
@@ -365,7 +365,7 @@ impl Store {
     pub fn apply(&self, op: WriteOp) -> Result<Outcome> {
         let (rtx, rrx) = mpsc::channel();
         self.sender()?
-            .send(Job::Op(op, rtx))
+            .send(Job::Op(Box::new(op), rtx))
             .map_err(|_| Error::new(ErrorKind::Unavailable, "the store's writer has stopped"))?;
         rrx.recv()
             .map_err(|_| Error::internal("the store's writer stopped before answering"))?
@@ -965,11 +965,27 @@ impl Store {
         }
     }
 
-    /// The stored attributes of the directory `dir` (all `None` when it has none yet).
-    pub fn dir_attrs(&self, dir: &str) -> Result<Attrs> {
-        Ok(self
-            .read_conn(|c| {
-                c.prepare_cached(
+    /// The directory `dir` if it exists (something lies below it, or `mkdir` made it): its
+    /// stored attributes, and how many subdirectories `caller` may see in it (its link count is
+    /// 2 plus that). One read transaction; subdirectories are counted from `dir_attrs`, which
+    /// has a row for every directory that exists.
+    pub fn dir_info(&self, dir: &str, caller: &Caller) -> Result<Option<(Attrs, u64)>> {
+        let (lo, hi) = subtree_bounds(dir);
+        let now = now_micros();
+        self.read_conn(|c| {
+            let exists = dir == "/"
+                || c.prepare_cached(
+                    "SELECT 1 FROM nodes WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) \
+                     UNION ALL SELECT 1 FROM dirs WHERE path = ?4 OR (path >= ?1 AND path < ?2) LIMIT 1",
+                )?
+                .query_row(params![lo, hi, now, dir], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !exists {
+                return Ok(None);
+            }
+            let attrs = c
+                .prepare_cached(
                     "SELECT mode, uid, gid, mtime_ns, ctime_ns, atime_ns FROM dir_attrs WHERE path = ?1",
                 )?
                 .query_row([dir], |r| {
@@ -983,9 +999,22 @@ impl Store {
                         nlink: None,
                     })
                 })
-                .optional()
-            })?
-            .unwrap_or_default())
+                .optional()?
+                .unwrap_or_default();
+            let mut subdirs = 0u64;
+            let mut stmt = c.prepare_cached(
+                "SELECT path FROM dir_attrs WHERE path >= ?1 AND path < ?2 ORDER BY path",
+            )?;
+            let mut rows = stmt.query(params![lo, hi])?;
+            while let Some(r) = rows.next()? {
+                let p: String = r.get(0)?;
+                let rest = &p[lo.len()..];
+                if !rest.is_empty() && !rest.contains('/') && caller.may_see(&p) {
+                    subdirs += 1;
+                }
+            }
+            Ok(Some((attrs, subdirs)))
+        })
     }
 
     /// Size and free space of the filesystem holding the database.
@@ -1374,7 +1403,7 @@ fn run_batch(
     let ops: Vec<&WriteOp> = deferred
         .iter()
         .chain(jobs.iter().flat_map(|j| match j {
-            Job::Op(op, _) => vec![op],
+            Job::Op(op, _) => vec![op.as_ref()],
             Job::Batch(ops, _) => ops.iter().collect(),
             Job::Sync(_) => vec![],
         }))

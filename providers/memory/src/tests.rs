@@ -926,3 +926,135 @@ fn trash_copies_keep_readable_history_and_records_must_be_whole() {
             .is_err()
     );
 }
+
+#[test]
+fn a_schema_4_database_is_migrated_in_place_with_times_and_directory_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    {
+        let e = MemoryProvider::open(&db, StoreOptions::default()).unwrap();
+        let h = Host::new(vec![Mount::new("/**", Arc::new(e.clone()))]).unwrap();
+        h.write(&OP, "/memory/shared/a/b/x.md", put("old text"))
+            .unwrap();
+        e.store().sync().unwrap();
+    }
+    // Make it what schema 4 wrote: no file attributes, no directory rows.
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        for col in [
+            "ftype", "mode", "uid", "gid", "mtime_ns", "ctime_ns", "atime_ns",
+        ] {
+            c.execute_batch(&format!("ALTER TABLE nodes DROP COLUMN {col}"))
+                .unwrap();
+        }
+        c.execute_batch("DROP TABLE dir_attrs; PRAGMA user_version = 4;")
+            .unwrap();
+    }
+    let mem = MemoryProvider::open(&db, StoreOptions::default()).unwrap();
+    let h = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))]).unwrap();
+    let st = h.stat(&OP, "/memory/shared/a/b/x.md").unwrap();
+    let updated_ns = st.updated_at.unwrap() * 1000;
+    assert_eq!(
+        st.attrs.mtime,
+        Some(updated_ns),
+        "mtime starts as updated_at"
+    );
+    assert_eq!(
+        h.read(&OP, "/memory/shared/a/b/x.md").unwrap().text,
+        "old text"
+    );
+    // Every directory on the way has its row: link counts see the subdirectories.
+    assert_eq!(
+        h.stat(&OP, "/memory/shared/a").unwrap().attrs.nlink,
+        Some(3)
+    );
+    assert_eq!(
+        h.stat(&OP, "/memory/shared/a/b").unwrap().attrs.nlink,
+        Some(2)
+    );
+    // And the node takes binary content and attributes now.
+    h.write(
+        &OP,
+        "/memory/shared/a/b/x.md",
+        WriteInput::Put(Put {
+            content: Some(avm_core::Content::Bytes(vec![0, 1, 2])),
+            ..Put::default()
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        h.read(&OP, "/memory/shared/a/b/x.md").unwrap().bytes(),
+        [0, 1, 2]
+    );
+}
+
+#[test]
+fn binary_content_round_trips_through_export_and_import_and_stays_out_of_search() {
+    let e = env();
+    let raw = vec![0u8, 0xff, b'q', b'u', b'o', b'k', b'k', b'a', 0x80];
+    e.host
+        .write(
+            &OP,
+            "/bin/x",
+            WriteInput::Put(Put {
+                content: Some(avm_core::Content::from_bytes(raw.clone())),
+                ..Put::default()
+            }),
+        )
+        .unwrap();
+    e.write("/bin/t.md", "quokka text");
+    let hits = e.search(&OP, "quokka");
+    assert_eq!(hits, vec!["/bin/t.md"], "binary content is not indexed");
+    let rec = e.host.read(&OP, "/bin/x:record").unwrap().data();
+    assert_eq!(rec["encoding"], "base64", "{rec}");
+    let e2 = env();
+    e2.host
+        .write(&OP, "/bin/x?force=true", WriteInput::Record(rec))
+        .unwrap();
+    assert_eq!(e2.host.read(&OP, "/bin/x").unwrap().bytes(), raw);
+}
+
+#[test]
+fn posix_rename_replaces_keeps_history_and_exchange_swaps() {
+    let e = env();
+    e.host
+        .write(
+            &OP,
+            "/d/keep.md",
+            WriteInput::Put(Put {
+                content: Some("one".into()),
+                tags: Some(vec!["kept".into()]),
+                ..Put::default()
+            }),
+        )
+        .unwrap();
+    e.write("/d/tmp", "two");
+    e.host
+        .rename_posix(&OP, "/d/tmp", "/d/keep.md", avm_core::Rename::Replace)
+        .unwrap();
+    assert_eq!(e.read("/d/keep.md"), "two");
+    let n = e.host.read(&OP, "/d/keep.md").unwrap().data();
+    assert_eq!(n["meta"]["tags"], json!(["kept"]));
+    assert!(e.read("/d/keep.md:history").starts_with("v2 [update]"));
+    assert_eq!(
+        e.host.stat(&OP, "/d/tmp").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    e.write("/x/a", "A");
+    e.write("/y/b", "B");
+    e.host
+        .rename_posix(&OP, "/x", "/y", avm_core::Rename::Exchange)
+        .unwrap();
+    assert_eq!(e.read("/x/b"), "B");
+    assert_eq!(e.read("/y/a"), "A");
+    let err = e
+        .host
+        .rename_posix(&OP, "/x", "/y", avm_core::Rename::NoReplace)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    let err = e
+        .host
+        .rename_posix(&OP, "/x", "/y", avm_core::Rename::Replace)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotEmpty);
+}

@@ -827,7 +827,8 @@ fn put_node(
         old.version
     };
     conn.prepare_cached(
-        "UPDATE nodes SET content=?2, meta=?3, tags=?4, importance=?5, updated_at=?6, version=?7, hash=?8, expires_at=?9 WHERE id=?1",
+        "UPDATE nodes SET content=?2, meta=?3, tags=?4, importance=?5, updated_at=?6, version=?7, hash=?8, expires_at=?9, \
+         mode=?10, uid=?11, gid=?12, mtime_ns=?13, ctime_ns=?14, atime_ns=?15 WHERE id=?1",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -839,11 +840,16 @@ fn put_node(
             now,
             version,
             hash,
-            p.expires_at
+            p.expires_at,
+            attrs.mode,
+            attrs.uid,
+            attrs.gid,
+            attrs.mtime,
+            attrs.ctime,
+            attrs.atime
         ])
     })
     .map_err(|e| ctx.err(e))?;
-    update_attrs(conn, ctx, old.id, &attrs)?;
     let node = Node {
         content,
         meta: p.meta,
