@@ -13,8 +13,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 
 use crate::error::{Error, Result};
 
-/// Longest accepted path, in bytes.
-pub const MAX_PATH_BYTES: usize = 4096;
+/// Longest accepted path, in bytes. Above `PATH_MAX` (4096): that limit applies to the
+/// path a program hands the kernel, which may be relative to a directory deep inside a mount,
+/// while avm's paths run from the mount's root.
+pub const MAX_PATH_BYTES: usize = 16384;
 /// Longest accepted path segment, in bytes (the usual `NAME_MAX`).
 pub const MAX_SEGMENT_BYTES: usize = 255;
 /// Longest accepted suffix name.
