@@ -21,16 +21,19 @@
 //!
 //! # Lock order
 //!
-//! `inodes` → `files` → a file's `store` lock → that file's `data` lock. Each is held only
-//! as long as its map or buffer is touched, never across a host call, with one exception: a
-//! file's `store` lock is held while its content is written to the host (and while it is
-//! unlinked or renamed away), so that two stores of one file cannot land out of order and a
-//! store in flight cannot bring back a file that was just removed. The host never calls back
-//! into this core, so no call made under a lock can take it again.
+//! `names` → `inodes` → `files` → a file's `store` lock → that file's `data` lock. The maps
+//! and buffers are locked only as long as they are touched, never across a host call, with
+//! two exceptions: a file's `store` lock (with `names` shared) is held while its content is
+//! written to the host, so two stores of one file cannot land out of order; and `names` is
+//! held exclusively while unlink, rmdir or rename changes a name in the host and re-points
+//! the inodes and open files, so a store in flight finishes first and none lands at a name
+//! that is going (a removed file never comes back, a replaced one never overwrites its
+//! replacement). The host never calls back into this core, so no call made under a lock can
+//! take it again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use avm_core::address::{basename, is_within, join, parent};
@@ -218,6 +221,10 @@ pub struct Core {
     caller: Caller,
     store: Option<Arc<dyn MemoryStore>>,
     limits: Limits,
+    /// Held shared by every store of a file's content and exclusively by the operations
+    /// that change names (unlink, rmdir, rename) while they change them and re-point the
+    /// open files, so no store lands at a name that is going or gone.
+    names: RwLock<()>,
     inodes: Mutex<Inodes>,
     files: Mutex<HashMap<u64, Arc<FileState>>>,
     handles: Mutex<HashMap<u64, HandleKind>>,
@@ -234,6 +241,14 @@ pub struct Core {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn shared<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn exclusive<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Nanoseconds since the epoch as a time.
@@ -315,6 +330,7 @@ impl Core {
             caller,
             store,
             limits,
+            names: RwLock::new(()),
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
@@ -1144,6 +1160,7 @@ impl Core {
 
     /// Stores an open file's buffer if it changed (one new version).
     fn store_file(&self, f: &FileState) -> Result<()> {
+        let _names = shared(&self.names);
         let _g = lock(&f.store);
         let (path, bytes, seq, new, mode, owner, mtime) = {
             let d = lock(&f.data);
@@ -1496,11 +1513,10 @@ impl Core {
                 format!("{path} is generated and cannot be removed"),
             ));
         }
+        // No store runs while the name goes (one in flight finishes first).
+        let names = exclusive(&self.names);
         let ino = lock(&self.inodes).by_path.get(&path).copied();
         let file = ino.and_then(|n| self.file(n));
-        // Holding the file's store lock: a store in flight finishes first, and none starts
-        // until the name is gone.
-        let guard = file.as_ref().map(|f| lock(&f.store));
         let pending = file.as_ref().is_some_and(|f| lock(&f.data).new);
         let last = if ino.is_some() {
             self.last_attr(&path)
@@ -1521,14 +1537,15 @@ impl Core {
                 RemoveOptions::default(),
             )?;
         }
-        drop(guard);
         self.mark_unlinked(&path, last);
+        drop(names);
         Ok(())
     }
 
     /// Removes an empty directory.
     pub fn rmdir(&self, parent_ino: u64, name: &str) -> Result<()> {
         let path = self.child(parent_ino, name)?;
+        let names = exclusive(&self.names);
         let pending = lock(&self.files).values().any(|f| {
             let d = lock(&f.data);
             d.new && !d.unlinked && is_within(&d.path, &path)
@@ -1554,6 +1571,7 @@ impl Core {
             Err(e) => return Err(e),
         }
         self.mark_unlinked(&path, last);
+        drop(names);
         Ok(())
     }
 
@@ -1607,7 +1625,8 @@ impl Core {
             _ => None,
         };
         let dst_file = dst_ino.and_then(|n| self.file(n));
-        let guard = dst_file.as_ref().map(|f| lock(&f.store));
+        // No store runs from here until the open files point at their new names.
+        let names = exclusive(&self.names);
         // A destination being created exists only here (the store sees a plain move): it is
         // replaced like a stored one, and refused like one.
         let dst_pending = dst_file.as_ref().is_some_and(|f| lock(&f.data).new);
@@ -1623,7 +1642,6 @@ impl Core {
             &self.address(&to)?,
             how,
         )?;
-        drop(guard);
         match how {
             Rename::Exchange => self.swap_paths(&from, &to),
             _ => {
@@ -1633,6 +1651,7 @@ impl Core {
                 }
             }
         }
+        drop(names);
         Ok(())
     }
 
