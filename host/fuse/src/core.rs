@@ -465,6 +465,11 @@ impl Core {
         if Self::is_help(path) || (is_within(path, "/tell") && path != "/tell") {
             return Ok(true);
         }
+        if !path.contains([':', '?']) {
+            // No suffix and no query can come from a path without either (a shortcut's
+            // tail is the path's own).
+            return Ok(false);
+        }
         let addr = self.host.parse(&self.caller, &self.address(path)?)?;
         Ok(addr.suffix.is_some() || !addr.query.is_empty())
     }
