@@ -85,6 +85,43 @@ pub struct Attr {
     pub nlink: u32,
 }
 
+impl Attr {
+    /// Generated content (`:suffix`, `?query`, `/tell/…`): size 0 (read to its end), times
+    /// now, readable and writable by the mount's owner.
+    pub fn generated(ino: u64) -> Attr {
+        let now = SystemTime::now();
+        Attr {
+            ino,
+            kind: Kind::Virtual,
+            size: 0,
+            mtime: now,
+            ctime: now,
+            atime: now,
+            perm: 0o644,
+            uid: None,
+            gid: None,
+            nlink: 1,
+        }
+    }
+
+    /// A regular file as this mount made it: `size` bytes, modified at `mtime`, with the
+    /// permission bits and owner it was given.
+    pub fn made(ino: u64, size: u64, mtime: SystemTime, mode: u32, owner: Option<Owner>) -> Attr {
+        Attr {
+            ino,
+            kind: Kind::File,
+            size,
+            mtime,
+            ctime: mtime,
+            atime: mtime,
+            perm: (mode & 0o7777) as u16,
+            uid: owner.map(|o| o.uid),
+            gid: owner.map(|o| o.gid),
+            nlink: 1,
+        }
+    }
+}
+
 /// How a file is opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenMode {
@@ -502,7 +539,6 @@ impl Core {
             return Err(Error::not_found(path));
         }
         if self.is_virtual(path)? {
-            let now = SystemTime::now();
             if path.starts_with("/tell/") {
                 self.host.stat(&self.caller, path)?;
             } else if !Self::is_help(path) {
@@ -511,18 +547,7 @@ impl Core {
                 let addr = self.host.parse(&self.caller, &self.address(path)?)?;
                 self.host.stat(&self.caller, &addr.path)?;
             }
-            return Ok(Attr {
-                ino,
-                kind: Kind::Virtual,
-                size: 0,
-                mtime: now,
-                ctime: now,
-                atime: now,
-                perm: 0o644,
-                uid: None,
-                gid: None,
-                nlink: 1,
-            });
+            return Ok(Attr::generated(ino));
         }
         let st = self.host.stat(&self.caller, &self.address(path)?)?;
         Ok(self.attr_of(ino, &st))
@@ -587,18 +612,7 @@ impl Core {
         let d = lock(&f.data);
         let base = match d.stat {
             Some(a) => a,
-            None if d.new => Attr {
-                ino,
-                kind: Kind::File,
-                size: 0,
-                mtime: d.mtime,
-                ctime: d.mtime,
-                atime: d.mtime,
-                perm: (d.mode & 0o7777) as u16,
-                uid: d.owner.map(|o| o.uid),
-                gid: d.owner.map(|o| o.gid),
-                nlink: 1,
-            },
+            None if d.new => Attr::made(ino, 0, d.mtime, d.mode, d.owner),
             None => return None,
         };
         if !(d.new || d.dirty || d.unlinked) {
@@ -949,23 +963,8 @@ impl Core {
                     written: false,
                 },
             );
-            let now = SystemTime::now();
             let ino = self.remember(&path);
-            return Ok((
-                Attr {
-                    ino,
-                    kind: Kind::Virtual,
-                    size: 0,
-                    mtime: now,
-                    ctime: now,
-                    atime: now,
-                    perm: 0o644,
-                    uid: None,
-                    gid: None,
-                    nlink: 1,
-                },
-                fh,
-            ));
+            return Ok((Attr::generated(ino), fh));
         }
         self.check_write(&path)?;
         // The kernel asks to create only where its lookup found nothing; another process may
@@ -997,18 +996,7 @@ impl Core {
                 stat: None,
             }),
         });
-        let attr = Attr {
-            ino,
-            kind: Kind::File,
-            size: 0,
-            mtime: now,
-            ctime: now,
-            atime: now,
-            perm: (mode & 0o7777) as u16,
-            uid: Some(owner.uid),
-            gid: Some(owner.gid),
-            nlink: 1,
-        };
+        let attr = Attr::made(ino, 0, now, mode, Some(owner));
         lock(&self.files).insert(ino, file);
         let fh = self.new_fh();
         lock(&self.handles).insert(
@@ -1205,16 +1193,8 @@ impl Core {
         if d.new {
             // What the store now holds, without asking it: the attributes it was given.
             d.stat = Some(Attr {
-                ino: 0,
-                kind: Kind::File,
-                size: d.bytes.len() as u64,
-                mtime,
                 ctime: SystemTime::now(),
-                atime: mtime,
-                perm: (mode & 0o7777) as u16,
-                uid: owner.map(|o| o.uid),
-                gid: owner.map(|o| o.gid),
-                nlink: 1,
+                ..Attr::made(0, d.bytes.len() as u64, mtime, mode, owner)
             });
         }
         d.new = false;

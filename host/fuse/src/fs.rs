@@ -142,6 +142,16 @@ const O_APPEND: i32 = 0o2000;
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 
+/// Direct I/O (no page cache) for content generated at open and for appends, which must land
+/// at the end as this core sees it.
+fn open_flags(direct: bool) -> FopenFlags {
+    if direct {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::empty()
+    }
+}
+
 fn time(t: TimeOrNow) -> SystemTime {
     match t {
         TimeOrNow::SpecificTime(t) => t,
@@ -356,14 +366,7 @@ impl Filesystem for AvmFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.core.open(ino.0, mode(flags.0)) {
-            Ok((fh, direct)) => reply.opened(
-                FileHandle(fh),
-                if direct {
-                    FopenFlags::FOPEN_DIRECT_IO
-                } else {
-                    FopenFlags::empty()
-                },
-            ),
+            Ok((fh, direct)) => reply.opened(FileHandle(fh), open_flags(direct)),
             Err(e) => reply.error(errno(e.kind())),
         }
     }
@@ -553,11 +556,7 @@ impl Filesystem for AvmFs {
                 &self.attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                if a.kind == Kind::Virtual || m.append {
-                    FopenFlags::FOPEN_DIRECT_IO
-                } else {
-                    FopenFlags::empty()
-                },
+                open_flags(a.kind == Kind::Virtual || m.append),
             ),
             Err(e) => reply.error(errno(e.kind())),
         }

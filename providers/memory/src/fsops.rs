@@ -19,8 +19,8 @@ use crate::node::{DEFAULT_IMPORTANCE, Node, content_hash};
 use crate::store::{content_sql, subtree_bounds};
 use crate::write::{
     Ctx, Outcome, add_version, check_placement, check_subtree_visible, event, file_ancestor,
-    fts_add, fts_remove, has_children, load_live, max_version, moved_meta, set_tags, subtree,
-    update_attrs,
+    fts_add, fts_remove, has_children, load_live, max_version, moved_meta, record_move_out, relink,
+    set_path, set_tags, subtree, update_attrs,
 };
 
 /// Directories that exist before anything is written in them.
@@ -427,18 +427,7 @@ fn replace(
     attrs.ctime = Some(now_ns);
     // The source's history records that it left; its row goes before the destination takes
     // its content, so nothing about it lingers in the indexes.
-    let out_v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
-    add_version(
-        conn,
-        ctx,
-        &n.path,
-        out_v,
-        "move-out",
-        &Content::default(),
-        agent,
-        now,
-        Some(&d.path),
-    )?;
+    record_move_out(conn, ctx, n, &d.path, agent, now)?;
     fts_remove(conn, ctx, n.id, n.text())?;
     for sql in [
         "DELETE FROM node_tags WHERE node_id = ?1",
@@ -449,14 +438,7 @@ fn replace(
             .and_then(|mut s| s.execute([n.id]))
             .map_err(|e| ctx.err(e))?;
     }
-    for sql in [
-        "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
-        "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
-    ] {
-        conn.prepare_cached(sql)
-            .and_then(|mut s| s.execute(params![n.path, d.path]))
-            .map_err(|e| ctx.err(e))?;
-    }
+    relink(conn, ctx, &n.path, &d.path)?;
     conn.prepare_cached(
         "UPDATE nodes SET content=?2, meta=?3, tags=?4, importance=?5, updated_at=?6, version=?7, hash=?8, ftype=?9 WHERE id=?1",
     )
@@ -580,14 +562,7 @@ fn relocate(
         conn.prepare_cached("UPDATE nodes SET path = ?2 WHERE id = ?1")
             .and_then(|mut s| s.execute(params![n.id, tmp]))
             .map_err(|e| ctx.err(e))?;
-        for sql in [
-            "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
-            "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
-        ] {
-            conn.prepare_cached(sql)
-                .and_then(|mut s| s.execute(params![n.path, tmp]))
-                .map_err(|e| ctx.err(e))?;
-        }
+        relink(conn, ctx, &n.path, &tmp)?;
     }
     for (p, _) in &dirs {
         conn.prepare_cached("DELETE FROM dirs WHERE path = ?1")
@@ -604,18 +579,7 @@ fn relocate(
     for (n, target) in &plan {
         let tmp = format!("\u{1}relocate/{}", n.id);
         if !arriving.contains(n.path.as_str()) {
-            let v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
-            add_version(
-                conn,
-                ctx,
-                &n.path,
-                v,
-                "move-out",
-                &Content::default(),
-                agent,
-                now,
-                Some(target),
-            )?;
+            record_move_out(conn, ctx, n, target, agent, now)?;
         }
         let (meta, kind) = moved_meta(n, target);
         let in_v = max_version(conn, ctx, target)? + 1;
@@ -630,28 +594,8 @@ fn relocate(
             now,
             Some(&n.path),
         )?;
-        conn.prepare_cached(
-            "UPDATE nodes SET path=?2, version=?3, meta=?4, updated_at=?5, ctime_ns=?6 WHERE id=?1",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                n.id,
-                target,
-                in_v,
-                Value::Object(meta).to_string(),
-                now,
-                now_ns
-            ])
-        })
-        .map_err(|e| ctx.err(e))?;
-        for sql in [
-            "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
-            "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
-        ] {
-            conn.prepare_cached(sql)
-                .and_then(|mut s| s.execute(params![tmp, target]))
-                .map_err(|e| ctx.err(e))?;
-        }
+        set_path(conn, ctx, n.id, target, in_v, &meta, now, now_ns)?;
+        relink(conn, ctx, &tmp, target)?;
         event(conn, ctx, "move", target, agent, Some(in_v), Some(&n.path))?;
         out.changed.extend([n.path.clone(), target.clone()]);
         out.moves.push((n.path.clone(), target.clone()));

@@ -937,6 +937,71 @@ pub(crate) fn hard_delete(
     dir_gone(conn, ctx, &n.path, now_nanos())
 }
 
+/// Puts node `id` at `path` as version `version` with `meta`, changed now.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn set_path(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    id: i64,
+    path: &str,
+    version: i64,
+    meta: &Map<String, Value>,
+    now: Micros,
+    now_ns: avm_core::time::Nanos,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE nodes SET path=?2, version=?3, meta=?4, updated_at=?5, ctime_ns=?6 WHERE id=?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            path,
+            version,
+            Value::Object(meta.clone()).to_string(),
+            now,
+            now_ns
+        ])
+    })
+    .map(drop)
+    .map_err(|e| ctx.err(e))
+}
+
+/// Re-points both ends of the links at `from` to `to` (a link already there wins).
+pub(crate) fn relink(conn: &Connection, ctx: &Ctx<'_>, from: &str, to: &str) -> Result<()> {
+    for sql in [
+        "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
+        "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![from, to]))
+            .map_err(|e| ctx.err(e))?;
+    }
+    Ok(())
+}
+
+/// Records in the history of `n`'s path that it left for `dst` (the path then holds nothing).
+pub(crate) fn record_move_out(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    n: &Node,
+    dst: &str,
+    agent: Option<&str>,
+    at: Micros,
+) -> Result<()> {
+    let v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
+    add_version(
+        conn,
+        ctx,
+        &n.path,
+        v,
+        "move-out",
+        &Content::default(),
+        agent,
+        at,
+        Some(dst),
+    )
+}
+
 /// Moves `n` to `dst`. History stays with each path: the source records `move-out`, the
 /// destination continues its own numbering with `kind` (`move-in`, `trash`, `restore`).
 fn move_node(
@@ -949,18 +1014,7 @@ fn move_node(
     agent: Option<&str>,
 ) -> Result<Node> {
     let now = now_micros();
-    let out_v = max_version(conn, ctx, &n.path)?.max(n.version) + 1;
-    add_version(
-        conn,
-        ctx,
-        &n.path,
-        out_v,
-        "move-out",
-        &Content::default(),
-        agent,
-        now,
-        Some(dst),
-    )?;
+    record_move_out(conn, ctx, n, dst, agent, now)?;
     let in_v = max_version(conn, ctx, dst)? + 1;
     add_version(
         conn,
@@ -974,28 +1028,8 @@ fn move_node(
         Some(&n.path),
     )?;
     let now_ns = now_nanos();
-    conn.prepare_cached(
-        "UPDATE nodes SET path=?2, version=?3, meta=?4, updated_at=?5, ctime_ns=?6 WHERE id=?1",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            n.id,
-            dst,
-            in_v,
-            Value::Object(meta.clone()).to_string(),
-            now,
-            now_ns
-        ])
-    })
-    .map_err(|e| ctx.err(e))?;
-    for sql in [
-        "UPDATE OR REPLACE links SET source = ?2 WHERE source = ?1",
-        "UPDATE OR REPLACE links SET target = ?2 WHERE target = ?1",
-    ] {
-        conn.prepare_cached(sql)
-            .and_then(|mut s| s.execute(params![n.path, dst]))
-            .map_err(|e| ctx.err(e))?;
-    }
+    set_path(conn, ctx, n.id, dst, in_v, &meta, now, now_ns)?;
+    relink(conn, ctx, &n.path, dst)?;
     event(conn, ctx, "move", dst, agent, Some(in_v), Some(&n.path))?;
     dir_changed(conn, ctx, dst, now_ns)?;
     dir_gone(conn, ctx, &n.path, now_ns)?;
