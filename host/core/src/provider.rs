@@ -53,13 +53,60 @@ impl Caller {
     }
 }
 
-/// The path a `/trash` or `/archive` copy stands for (`/archive/memory/x.md` → `/memory/x.md`);
-/// any other path as it is. Ownership and permission rules apply to copies as to originals.
+/// The path a `/trash` or `/archive` copy stands for, however the copies nest
+/// (`/trash/archive/memory/x.md` → `/memory/x.md`); any other path as it is. Ownership and
+/// permission rules apply to copies as to originals.
 pub fn live_path(path: &str) -> &str {
-    ["/trash", "/archive"]
+    let mut p = path;
+    while let Some(rest) = ["/trash", "/archive"]
         .iter()
-        .find_map(|root| path.strip_prefix(root).filter(|p| p.starts_with('/')))
-        .unwrap_or(path)
+        .find_map(|root| p.strip_prefix(root).filter(|r| r.starts_with('/')))
+    {
+        p = rest;
+    }
+    p
+}
+
+/// The one visibility rule for a node, used by the host's checks and by the stores' queries
+/// alike: an agent sees neither another agent's private namespace (nor its copies in
+/// `/trash` and `/archive`, however nested) nor a node shared with named agents (`shared_with`,
+/// from its metadata) unless it wrote it or is named; operators see everything.
+pub fn visible_to(
+    caller: &Caller,
+    path: &str,
+    author: Option<&str>,
+    shared_with: &[String],
+) -> bool {
+    visible(caller.agent(), path, author, shared_with)
+}
+
+/// [`visible_to`] for an agent id (`None` for the operator), as stores call it per row.
+pub fn visible(
+    agent: Option<&str>,
+    path: &str,
+    author: Option<&str>,
+    shared_with: &[String],
+) -> bool {
+    let Some(a) = agent else {
+        return true;
+    };
+    if private_owner(path).is_some_and(|owner| owner != a) {
+        return false;
+    }
+    shared_with.is_empty() || author == Some(a) || shared_with.iter().any(|s| s == a)
+}
+
+/// The agents a node is shared with, from its metadata (`shared_with`: a list of agent ids;
+/// absent or empty = everyone who may see its path).
+pub fn shared_with(meta: &Map<String, Value>) -> Vec<String> {
+    meta.get("shared_with")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The agent owning `path` when it lies inside `/memory/private/<agent>/…` (or that path's
@@ -721,6 +768,36 @@ mod tests {
         assert!(alice.may_see("/trash/memory/private/alice/x.md"));
         assert_eq!(private_owner("/trashy/memory/private/bob"), None);
         assert!(!alice.may_see("/archive/memory/private/bob/x.md"));
+        assert!(!alice.may_see("/trash/archive/memory/private/bob/x.md"));
+        assert!(!alice.may_see("/archive/trash/archive/memory/private/bob/x.md"));
+        assert_eq!(live_path("/trash/archive/memory/x.md"), "/memory/x.md");
+        assert_eq!(live_path("/trashcan/x"), "/trashcan/x");
+        let carol = vec!["carol".to_string()];
+        assert!(!visible_to(
+            &alice,
+            "/memory/shared/s.md",
+            Some("dan"),
+            &carol
+        ));
+        assert!(visible_to(
+            &alice,
+            "/memory/shared/s.md",
+            Some("alice"),
+            &carol
+        ));
+        assert!(visible_to(
+            &Caller::Agent("carol".into()),
+            "/memory/shared/s.md",
+            Some("dan"),
+            &carol
+        ));
+        assert!(visible_to(
+            &Caller::Operator,
+            "/memory/shared/s.md",
+            Some("dan"),
+            &carol
+        ));
+        assert!(visible_to(&alice, "/memory/shared/s.md", Some("dan"), &[]));
         assert!(alice.may_see("/archive/memory/private/alice/x.md"));
         assert_eq!(private_owner("/archived/memory/private/bob"), None);
     }

@@ -363,8 +363,9 @@ pub trait MemoryStore: Send + Sync {
     /// The stamp [`MemoryStore::vectors_all`] would return now (cheap).
     fn vectors_stamp(&self, model: &str) -> Result<i64>;
 
-    /// Paths of live nodes by id (missing and expired ids are left out).
-    fn paths_of_ids(&self, ids: &[i64]) -> Result<Vec<(i64, String)>>;
+    /// Paths of live nodes by id that `caller` may see (missing, expired and hidden ids are
+    /// left out).
+    fn paths_of_ids(&self, ids: &[i64], caller: &Caller) -> Result<Vec<(i64, String)>>;
 
     /// Records a telemetry row without waiting for it to commit.
     fn record(&self, row: Telemetry);

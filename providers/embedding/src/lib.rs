@@ -229,7 +229,8 @@ impl Semantic {
                 idx.exact(&q, k)
             };
             let ids: Vec<i64> = cands.iter().map(|c| c.0).collect();
-            let paths: HashMap<i64, String> = self.store.paths_of_ids(&ids)?.into_iter().collect();
+            let paths: HashMap<i64, String> =
+                self.store.paths_of_ids(&ids, caller)?.into_iter().collect();
             let mut out = Vec::new();
             for (id, s) in &cands {
                 if let Some(p) = paths.get(id)

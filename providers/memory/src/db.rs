@@ -290,6 +290,40 @@ pub fn retry_busy<T>(
     }
 }
 
+/// Registers `avm_visible(path, author, meta, agent)`: 1 when `agent` (NULL for the operator)
+/// may see the node, by [`avm_core::provider::visible_to`] — the same rule the host applies,
+/// so every query that filters with it filters exactly as the front ends check.
+fn register_visibility(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "avm_visible",
+        4,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let Some(agent) = ctx.get_raw(3).as_str_or_null()? else {
+                return Ok(true);
+            };
+            let path = ctx.get_raw(0).as_str()?;
+            let author = ctx.get_raw(1).as_str_or_null()?;
+            let meta = ctx.get_raw(2).as_str_or_null()?.unwrap_or("");
+            // Most nodes are shared with everyone: parse metadata only when it says otherwise.
+            let shared = if meta.contains("\"shared_with\"") {
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(meta)
+                    .map(|m| avm_core::provider::shared_with(&m))
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Ok(avm_core::provider::visible(
+                Some(agent),
+                path,
+                author,
+                &shared,
+            ))
+        },
+    )
+}
+
 /// Opens a connection with avm's pragmas.
 pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> Result<Connection> {
     let err = |e| map_err(path, e);
@@ -301,6 +335,7 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    register_visibility(&conn).map_err(err)?;
     conn.busy_timeout(busy).map_err(err)?;
     conn.set_prepared_statement_cache_capacity(64);
     // Without this, SQLite re-plans a cached statement whenever a bound value changes (its

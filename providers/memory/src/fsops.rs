@@ -13,14 +13,14 @@ use serde_json::{Value, json};
 
 use avm_core::address::{is_within, parent};
 use avm_core::time::{Nanos, now_micros, now_nanos};
-use avm_core::{Caller, Content, Error, ErrorKind, NodeKind, Rename, Result, SetAttrs};
+use avm_core::{Caller, Content, Error, ErrorKind, NodeKind, Policy, Rename, Result, SetAttrs};
 
 use crate::node::{DEFAULT_IMPORTANCE, Node, content_hash};
 use crate::store::{content_sql, subtree_bounds};
 use crate::write::{
-    Ctx, Outcome, add_version, check_placement, check_subtree_visible, event, file_ancestor,
-    fts_add, fts_remove, has_children, load_live, max_version, moved_meta, record_move_out, relink,
-    set_path, set_tags, subtree, update_attrs,
+    Ctx, Outcome, add_version, check_placement, check_sees, check_subtree_visible, check_writes,
+    event, file_ancestor, fts_add, fts_remove, has_children, load_live, max_version, moved_meta,
+    record_move_out, relink, set_path, set_tags, subtree, update_attrs,
 };
 
 /// Directories that exist before anything is written in them.
@@ -153,10 +153,12 @@ pub(crate) fn set_attrs(
     ctx: &Ctx<'_>,
     path: &str,
     set: &SetAttrs,
+    caller: &Caller,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     let now = now_nanos();
     if let Some(n) = load_live(conn, ctx, path, &mut out)? {
+        check_sees(caller, &n)?;
         let mut a = n.attrs;
         a.mode = set.mode.or(a.mode);
         a.uid = set.uid.or(a.uid);
@@ -257,6 +259,7 @@ pub(crate) fn rename(
     dst: &str,
     how: Rename,
     caller: &Caller,
+    policy: &Policy,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     let agent = caller.agent();
@@ -273,6 +276,9 @@ pub(crate) fn rename(
         }
     }
     let s_node = load_live(conn, ctx, src, &mut out)?;
+    if let Some(n) = &s_node {
+        check_sees(caller, n)?;
+    }
     let s_dir = s_node.is_none() && dir_exists(conn, ctx, src)?;
     if s_node.is_none() && !s_dir {
         return Err(Error::not_found(src).context("rename"));
@@ -286,6 +292,9 @@ pub(crate) fn rename(
         )));
     }
     let d_node = load_live(conn, ctx, dst, &mut out)?;
+    if let Some(n) = &d_node {
+        check_sees(caller, n)?;
+    }
     let d_dir = d_node.is_none() && dir_exists(conn, ctx, dst)?;
     let d_exists = d_node.is_some() || d_dir;
     match how {
@@ -301,6 +310,8 @@ pub(crate) fn rename(
             }
             visible_subtree(conn, ctx, caller, src)?;
             visible_subtree(conn, ctx, caller, dst)?;
+            writable_subtree(conn, ctx, caller, policy, src, dst)?;
+            writable_subtree(conn, ctx, caller, policy, dst, src)?;
             relocate(
                 conn,
                 ctx,
@@ -329,8 +340,12 @@ pub(crate) fn rename(
             ));
         }
         match d_node {
-            Some(d) => replace(conn, ctx, &n, &d, agent, &mut out)?,
+            Some(d) => {
+                check_writes(caller, policy, [src, dst], &format!("rename {src}"))?;
+                replace(conn, ctx, &n, &d, agent, &mut out)?
+            }
             None => {
+                check_writes(caller, policy, [src, dst], &format!("rename {src}"))?;
                 check_placement(conn, ctx, dst)?;
                 relocate(
                     conn,
@@ -350,6 +365,7 @@ pub(crate) fn rename(
         ));
     }
     visible_subtree(conn, ctx, caller, src)?;
+    writable_subtree(conn, ctx, caller, policy, src, dst)?;
     if d_dir {
         let (lo, hi) = subtree_bounds(dst);
         let below: Option<i64> = conn
@@ -382,6 +398,33 @@ pub(crate) fn rename(
         &mut out,
     )?;
     Ok(out)
+}
+
+/// Refuses to move the subtree `from` to `to` when the rules refuse writing any node in it,
+/// at its place or at its new place.
+fn writable_subtree(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    caller: &Caller,
+    policy: &Policy,
+    from: &str,
+    to: &str,
+) -> Result<()> {
+    let nodes = subtree(conn, ctx, from)?;
+    let targets: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{to}{}", &n.path[from.len()..]))
+        .collect();
+    check_writes(
+        caller,
+        policy,
+        nodes
+            .iter()
+            .map(|n| n.path.as_str())
+            .chain(targets.iter().map(String::as_str))
+            .chain([from, to]),
+        &format!("rename {from} to {to}"),
+    )
 }
 
 /// Refuses to move a subtree holding nodes the caller may not see.

@@ -69,6 +69,17 @@ impl Node {
         self.kind == NodeKind::File && self.content.is_text()
     }
 
+    /// May `caller` see this node (the one visibility rule: private namespaces, and
+    /// `shared_with`)?
+    pub fn sees(&self, caller: &avm_core::Caller) -> bool {
+        avm_core::provider::visible_to(
+            caller,
+            &self.path,
+            self.author.as_deref(),
+            &avm_core::provider::shared_with(&self.meta),
+        )
+    }
+
     /// The modification time, in nanoseconds.
     pub fn mtime(&self) -> Nanos {
         self.attrs

@@ -9,6 +9,7 @@ use similar::TextDiff;
 use avm_core::address::normalize_path;
 use avm_core::content::to_base64;
 use avm_core::provider::Entry;
+use avm_core::storage::Keep;
 use avm_core::time::{
     Micros, now_micros, parse_duration, parse_time, to_iso, to_minute, to_second,
 };
@@ -70,7 +71,10 @@ impl MemoryProvider {
 
     fn node(&self, req: &Request) -> Result<Arc<Node>> {
         match self.store.get(&req.path)? {
-            Some(n) => Ok(n),
+            Some(n) => {
+                check_sees(&req.caller, &n)?;
+                Ok(n)
+            }
             None => Err(self.missing(&req.path)?),
         }
     }
@@ -104,7 +108,34 @@ impl MemoryProvider {
         }
     }
 
+    /// Refuses a path's history, versions and suffixes when the node at that path (or, for a
+    /// node moved away, at the place it moved to) is one the caller may not see.
+    fn check_live(&self, req: &Request) -> Result<()> {
+        if req.caller.agent().is_none() {
+            return Ok(());
+        }
+        if let Some(n) = self.store.get(&req.path)? {
+            return check_sees(&req.caller, &n);
+        }
+        let last = self.store.history(&req.path, 1)?;
+        let moved_to = last
+            .first()
+            .filter(|h| h.kind == "move-out")
+            .and_then(|h| h.note.as_deref());
+        if let Some(to) = moved_to
+            && let Some(n) = self.store.get(to)?
+            && !n.sees(&req.caller)
+        {
+            return Err(Error::denied(format!(
+                "{} was shared with named agents only (rule: :shared)",
+                req.path
+            )));
+        }
+        Ok(())
+    }
+
     fn read_versioned(&self, req: &Request) -> Result<Output> {
+        self.check_live(req)?;
         if self.store.expired_pending(&req.path)? {
             return Err(Error::not_found(&req.path));
         }
@@ -175,6 +206,7 @@ impl MemoryProvider {
     }
 
     fn read_suffix(&self, req: &Request, suffix: &str) -> Result<Output> {
+        self.check_live(req)?;
         let q = &req.query;
         match suffix {
             "shared" => {
@@ -315,7 +347,12 @@ impl MemoryProvider {
                     ))
                 }
                 Some(NodeKind::Dir) => {
-                    let counts = self.store.tag_counts(&req.path, &req.caller)?;
+                    let keep = |p: &str| req.may_read(p);
+                    let counts = self.store.tag_counts(
+                        &req.path,
+                        &req.caller,
+                        req.policy.filters_reads().then_some(&keep as Keep<'_>),
+                    )?;
                     let text: String = counts.iter().map(|(t, n)| format!("{t}\t{n}\n")).collect();
                     Ok(Output::new(
                         text,
@@ -523,7 +560,12 @@ impl MemoryProvider {
                 Ok(Output::new(text, Value::Array(data)))
             }
             "stats" => {
-                let v = self.store.stats(&req.path, &req.caller)?;
+                let keep = |p: &str| req.may_read(p);
+                let v = self.store.stats(
+                    &req.path,
+                    &req.caller,
+                    req.policy.filters_reads().then_some(&keep as Keep<'_>),
+                )?;
                 Ok(Output::new(pretty(&v), v))
             }
             "export" => {
@@ -537,7 +579,8 @@ impl MemoryProvider {
                     .descendants_after(&req.path, &req.caller, after, limit)?;
                 let mut text = String::new();
                 let mut recs = Vec::new();
-                for n in nodes.iter().take(limit) {
+                // Nodes the read rules hide are left out; paging goes by what was scanned.
+                for n in nodes.iter().take(limit).filter(|n| req.may_read(&n.path)) {
                     let rec = self.record(n, &req.caller)?;
                     let v =
                         serde_json::to_value(&rec).map_err(|e| Error::internal(e.to_string()))?;
@@ -546,10 +589,7 @@ impl MemoryProvider {
                     recs.push(v);
                 }
                 let next = (nodes.len() > limit)
-                    .then(|| {
-                        recs.last()
-                            .and_then(|r| r["path"].as_str().map(str::to_string))
-                    })
+                    .then(|| nodes.get(limit - 1).map(|n| n.path.clone()))
                     .flatten();
                 Ok(Output::new(
                     text,
@@ -1237,6 +1277,7 @@ impl Provider for MemoryProvider {
 
     fn stat(&self, req: &Request) -> Result<Stat> {
         if let Some(n) = self.store.peek(&req.path)? {
+            check_sees(&req.caller, &n)?;
             return Ok(node_stat(&n));
         }
         self.dir_stat(req)
@@ -1357,6 +1398,7 @@ impl Provider for MemoryProvider {
             recursive: opts.recursive,
             hard: opts.hard,
             caller: req.caller.clone(),
+            policy: req.policy.clone(),
         })?;
         // The reference's exact line for one node; a count when a subtree went.
         let text = if out.count > 1 {
@@ -1376,6 +1418,7 @@ impl Provider for MemoryProvider {
             dst: dst.to_string(),
             how,
             caller: src.caller.clone(),
+            policy: src.policy.clone(),
         })?;
         Ok(Output::new(
             format!("Renamed: {} → {dst}", src.path),
@@ -1387,6 +1430,7 @@ impl Provider for MemoryProvider {
         let out = self.apply(WriteOp::SetAttrs {
             path: req.path.clone(),
             set: *set,
+            caller: req.caller.clone(),
         })?;
         match out.node {
             Some(n) => Ok(node_stat(&n)),
@@ -1414,6 +1458,7 @@ impl Provider for MemoryProvider {
             dst: dst.to_string(),
             force,
             caller: src.caller.clone(),
+            policy: src.policy.clone(),
         })?;
         // A single file shows where it landed (mv into a directory keeps its name).
         let to = match out.moves.first() {
@@ -1471,6 +1516,19 @@ impl Provider for MemoryProvider {
             })
             .collect())
     }
+}
+
+/// Refuses a node the caller may not see (a node shared with named agents only), by the one
+/// visibility rule ([`avm_core::provider::visible_to`]).
+pub(crate) fn check_sees(caller: &avm_core::Caller, n: &Node) -> Result<()> {
+    if n.sees(caller) {
+        return Ok(());
+    }
+    Err(Error::denied(format!(
+        "{} is shared with named agents only, and {} is not one of them nor its author (rule: :shared)",
+        n.path,
+        caller.agent().unwrap_or("operator")
+    )))
 }
 
 /// The attributes of a node.

@@ -14,7 +14,7 @@ use avm_core::time::{Micros, now_micros};
 use avm_core::{Caller, Result};
 
 use crate::node::Node;
-use crate::store::{NODE_COLS, Store, node_from_row, subtree_bounds, visibility, visible_sql};
+use crate::store::{NODE_COLS, Store, node_from_row, subtree_bounds, viewer, visible_sql};
 use crate::write::WriteOp;
 
 /// The services' view of a node.
@@ -158,7 +158,7 @@ impl MemoryStore for Store {
         keep: Keep<'_>,
     ) -> Result<Vec<(String, bool, u64)>> {
         let children = self.children(dir, caller, 0, None)?;
-        let vis = visibility(caller);
+        let vis = viewer(caller);
         let now = now_micros();
         let mut out = Vec::new();
         for c in children {
@@ -175,11 +175,9 @@ impl MemoryStore for Store {
                         conn.prepare_cached(&format!(
                             "SELECT count(*) FROM nodes WHERE path >= ?1 AND path < ?2 \
                              AND (expires_at IS NULL OR expires_at > ?3) AND {}",
-                            visible_sql("path", 4)
+                            visible_sql("", 4)
                         ))?
-                        .query_row(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3]], |r| {
-                            r.get(0)
-                        })
+                        .query_row(params![lo, hi, now, vis], |r| r.get(0))
                     })?;
                     out.push((c.path, true, n as u64));
                 }
@@ -239,6 +237,7 @@ impl MemoryStore for Store {
         per_topic: usize,
     ) -> Result<Vec<TopicPosting>> {
         let now = now_micros();
+        let vis = viewer(caller);
         let mut out = Vec::new();
         for topic in topics {
             // Heaviest postings first through (topic, weight) index; at most a bounded
@@ -249,27 +248,28 @@ impl MemoryStore for Store {
             })?;
             let mut window = (per_topic * 2).max(32) as i64;
             loop {
-                let rows: Vec<(String, f64, i64)> = self.read_conn(|c| {
-                    c.prepare_cached(
-                        "SELECT n.path, t.weight, coalesce(n.expires_at, 9223372036854775807) \
+                let rows: Vec<(String, f64, i64, bool)> = self.read_conn(|c| {
+                    c.prepare_cached(&format!(
+                        "SELECT n.path, t.weight, coalesce(n.expires_at, 9223372036854775807), {} \
                          FROM topics t INDEXED BY topics_weight JOIN nodes n ON n.id = t.node_id \
                          WHERE t.topic = ?1 ORDER BY t.weight DESC, t.node_id LIMIT ?2",
-                    )?
-                    .query_map(params![topic, window], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        visible_sql("n.", 3)
+                    ))?
+                    .query_map(params![topic, window, vis], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                     })?
                     .collect()
                 })?;
                 let exhausted = (rows.len() as i64) < window;
-                let kept: Vec<&(String, f64, i64)> = rows
+                let kept: Vec<&(String, f64, i64, bool)> = rows
                     .iter()
-                    .filter(|(p, _, exp)| {
-                        *exp > now && in_scopes(scopes, p) && caller.may_see(p) && keep(p)
+                    .filter(|(p, _, exp, visible)| {
+                        *visible && *exp > now && in_scopes(scopes, p) && keep(p)
                     })
                     .take(per_topic)
                     .collect();
                 if kept.len() >= per_topic || exhausted {
-                    for (path, weight, _) in kept {
+                    for (path, weight, _, _) in kept {
                         out.push(TopicPosting {
                             topic: topic.clone(),
                             path: path.clone(),
@@ -293,15 +293,15 @@ impl MemoryStore for Store {
         limit: usize,
     ) -> Result<Vec<(String, u64)>> {
         let (lo, hi) = cover(scopes);
-        let vis = visibility(caller);
+        let vis = viewer(caller);
         let now = now_micros();
         let rows: Vec<(String, String)> = self.read_conn(|c| {
             c.prepare_cached(&format!(
                 "SELECT t.topic, n.path FROM topics t JOIN nodes n ON n.id = t.node_id \
                  WHERE n.path >= ?1 AND n.path < ?2 AND (n.expires_at IS NULL OR n.expires_at > ?3) AND {}",
-                visible_sql("n.path", 4)
+                visible_sql("n.", 4)
             ))?
-            .query_map(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3]], |r| {
+            .query_map(params![lo, hi, now, vis], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
             .collect()
@@ -456,16 +456,18 @@ impl MemoryStore for Store {
         self.read_conn(|c| stamp_of(c, model))
     }
 
-    fn paths_of_ids(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+    fn paths_of_ids(&self, ids: &[i64], caller: &Caller) -> Result<Vec<(i64, String)>> {
         let now = now_micros();
+        let vis = viewer(caller);
         self.read_conn(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT path FROM nodes WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-            )?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT path FROM nodes WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2) AND {}",
+                visible_sql("", 3)
+            ))?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 if let Some(p) = st
-                    .query_row(params![id, now], |r| r.get::<_, String>(0))
+                    .query_row(params![id, now, vis], |r| r.get::<_, String>(0))
                     .optional()?
                 {
                     out.push((*id, p));
@@ -538,7 +540,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<MemoryNode>> {
         let (lo, hi) = cover(scopes);
-        let vis = visibility(caller);
+        let vis = viewer(caller);
         let now = now_micros();
         // (cursor condition, stop condition, order, stop time, starting cursor)
         let (after, stop, order, bound, start) = match walk {
@@ -561,8 +563,8 @@ impl Store {
             "SELECT {NODE_COLS} FROM nodes INDEXED BY nodes_updated \
              WHERE {after} AND {stop} AND path >= ?4 AND path < ?5 \
                AND (expires_at IS NULL OR expires_at > ?6) AND {} \
-             ORDER BY {order} LIMIT ?11",
-            visible_sql("path", 7)
+             ORDER BY {order} LIMIT ?8",
+            visible_sql("", 7)
         );
         let (mut at, mut at_id) = (start, start);
         let mut out = Vec::new();
@@ -571,19 +573,7 @@ impl Store {
             let rows: Vec<Node> = self.read_conn(|c| {
                 c.prepare_cached(&sql)?
                     .query_map(
-                        params![
-                            at,
-                            at_id,
-                            bound,
-                            lo,
-                            hi,
-                            now,
-                            vis[0],
-                            vis[1],
-                            vis[2],
-                            vis[3],
-                            page as i64
-                        ],
+                        params![at, at_id, bound, lo, hi, now, vis, page as i64],
                         node_from_row,
                     )?
                     .collect()

@@ -205,28 +205,17 @@ pub(crate) fn subtree_bounds(dir: &str) -> (String, String) {
     }
 }
 
-/// SQL bounds that hide other agents' private namespaces (`hide_lo..hide_hi` except
-/// `own_lo..own_hi`). Operators get empty ranges, which hide nothing.
-pub(crate) fn visibility(caller: &Caller) -> [String; 4] {
-    match caller.private_root() {
-        None => [String::new(), String::new(), String::new(), String::new()],
-        Some(own) => {
-            let (hl, hh) = subtree_bounds(avm_core::provider::PRIVATE_ROOT);
-            let (ol, oh) = subtree_bounds(&own);
-            [hl, hh, ol, oh]
-        }
-    }
+/// The agent a visibility filter is for: the parameter [`visible_sql`] takes (`None` for the
+/// operator, who sees everything).
+pub(crate) fn viewer(caller: &Caller) -> Option<String> {
+    caller.agent().map(str::to_string)
 }
 
-/// The SQL condition matching [`visibility`] parameters numbered from `n`. The same ranges
-/// under `/trash` are hidden too, so a deleted private node stays private in the trash.
-pub(crate) fn visible_sql(col: &str, n: usize) -> String {
-    let (a, b, c, d) = (n, n + 1, n + 2, n + 3);
-    format!(
-        "NOT (({col} >= ?{a} AND {col} < ?{b} AND NOT ({col} >= ?{c} AND {col} < ?{d})) \
-         OR ({col} >= '/trash' || ?{a} AND {col} < '/trash' || ?{b} \
-             AND NOT ({col} >= '/trash' || ?{c} AND {col} < '/trash' || ?{d})))"
-    )
+/// The SQL condition that keeps the rows of `nodes` (columns prefixed with `t`, such as `n.`)
+/// the [`viewer`] bound at parameter `?n` may see: [`avm_core::provider::visible_to`], the one
+/// rule every front end and query applies, run inside SQLite as `avm_visible`.
+pub(crate) fn visible_sql(t: &str, n: usize) -> String {
+    format!("avm_visible({t}path, {t}author, {t}meta, ?{n})")
 }
 
 /// One entry of a node's history.
@@ -644,7 +633,7 @@ impl Store {
         limit: Option<usize>,
     ) -> Result<Vec<ChildEntry>> {
         let (lo, hi) = subtree_bounds(dir);
-        let vis = visibility(caller);
+        let vis = viewer(caller);
         let now = now_micros();
         let want = limit.map(|l| offset.saturating_add(l).saturating_add(1));
         self.read_conn(|c| {
@@ -654,10 +643,10 @@ impl Store {
                 "SELECT path, length(CAST(content AS BLOB)), version, updated_at, ftype FROM nodes \
                  WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) AND {} \
                  ORDER BY path",
-                visible_sql("path", 4)
+                visible_sql("", 4)
             ))?;
             'outer: loop {
-                let mut rows = stmt.query(params![cur, hi, now, vis[0], vis[1], vis[2], vis[3]])?;
+                let mut rows = stmt.query(params![cur, hi, now, vis])?;
                 while let Some(r) = rows.next()? {
                     if want.is_some_and(|w| out.len() >= w) {
                         break 'outer;
@@ -751,7 +740,7 @@ impl Store {
         limit: Option<usize>,
     ) -> Result<Vec<Arc<Node>>> {
         let (lo, hi) = subtree_bounds(dir);
-        let vis = visibility(caller);
+        let vis = viewer(caller);
         let now = now_micros();
         let lim = limit.map_or(-1, |l| {
             i64::try_from(l).unwrap_or(i64::MAX - 1).saturating_add(1)
@@ -759,12 +748,12 @@ impl Store {
         let after = after.unwrap_or("");
         self.read_conn(|c| {
             c.prepare_cached(&format!(
-                "SELECT {NODE_COLS} FROM nodes WHERE ((path >= ?1 AND path < ?2) OR path = ?3) AND path > ?11 \
-                 AND (expires_at IS NULL OR expires_at > ?4) AND {} ORDER BY path LIMIT ?9 OFFSET ?10",
-                visible_sql("path", 5)
+                "SELECT {NODE_COLS} FROM nodes WHERE ((path >= ?1 AND path < ?2) OR path = ?3) AND path > ?8 \
+                 AND (expires_at IS NULL OR expires_at > ?4) AND {} ORDER BY path LIMIT ?6 OFFSET ?7",
+                visible_sql("", 5)
             ))?
             .query_map(
-                params![lo, hi, dir, now, vis[0], vis[1], vis[2], vis[3], lim, i64::try_from(offset).unwrap_or(i64::MAX), after],
+                params![lo, hi, dir, now, vis, lim, i64::try_from(offset).unwrap_or(i64::MAX), after],
                 node_from_row,
             )?
             .map(|r| r.map(Arc::new))
@@ -896,9 +885,9 @@ impl Store {
         let keep = |path: &str| {
             scopes.iter().any(|s| is_within(path, s))
                 && (in_trash || !is_within(path, "/trash"))
-                && caller.may_see(path)
                 && extra(path)
         };
+        let vis = viewer(caller);
         let limit = limit.min(100_000);
         let mut window = (limit * 4).max(32);
         loop {
@@ -924,17 +913,17 @@ impl Store {
                 let mut ranked: Vec<(i64, f64)> = scored.into_iter().collect();
                 ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 let mut hits = Vec::new();
-                let mut stmt = c.prepare_cached(if snippets {
-                    "SELECT path, content, expires_at FROM nodes WHERE id = ?1"
-                } else {
-                    "SELECT path, '', expires_at FROM nodes WHERE id = ?1"
-                })?;
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT path, {}, expires_at FROM nodes WHERE id = ?1 AND {}",
+                    if snippets { "content" } else { "''" },
+                    visible_sql("", 2)
+                ))?;
                 for (id, score) in &ranked {
                     if hits.len() >= limit {
                         break;
                     }
                     let row: Option<(String, String, Option<i64>)> = stmt
-                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .query_row(params![id, vis], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .optional()?;
                     if let Some((path, content, expires)) = row
                         && expires.is_none_or(|t| t > now)
@@ -1074,14 +1063,21 @@ impl Store {
 
     /// Links from and to `path` that `caller` may see.
     pub fn links(&self, path: &str, caller: &Caller) -> Result<(Vec<Link>, Vec<Link>)> {
+        // The far end of each link must be visible to the caller, by the same rule as the node
+        // itself would be (a path with no node is judged by its path).
+        let vis = viewer(caller);
         let rows: Vec<Link> = self.read_conn(|c| {
             c.prepare_cached(
-                                "SELECT source, target, kind, weight, created_at FROM links WHERE source = ?1 \
-                   AND NOT EXISTS (SELECT 1 FROM nodes e WHERE e.path = links.target AND e.expires_at <= ?2) \
-                 UNION ALL SELECT source, target, kind, weight, created_at FROM links WHERE target = ?1 \
-                   AND NOT EXISTS (SELECT 1 FROM nodes e WHERE e.path = links.source AND e.expires_at <= ?2)",
+                "SELECT l.source, l.target, l.kind, l.weight, l.created_at FROM links l \
+                   LEFT JOIN nodes e ON e.path = l.target \
+                   WHERE l.source = ?1 AND (e.expires_at IS NULL OR e.expires_at > ?2) \
+                   AND avm_visible(l.target, e.author, e.meta, ?3) \
+                 UNION ALL SELECT l.source, l.target, l.kind, l.weight, l.created_at FROM links l \
+                   LEFT JOIN nodes e ON e.path = l.source \
+                   WHERE l.target = ?1 AND (e.expires_at IS NULL OR e.expires_at > ?2) \
+                   AND avm_visible(l.source, e.author, e.meta, ?3)",
             )?
-                        .query_map(params![path, now_micros()], |r| {
+            .query_map(params![path, now_micros(), vis], |r| {
                 Ok(Link {
                     source: r.get(0)?,
                     target: r.get(1)?,
@@ -1100,44 +1096,115 @@ impl Store {
     }
 
     /// Tag counts below `dir` visible to `caller`, most used first.
-    pub fn tag_counts(&self, dir: &str, caller: &Caller) -> Result<Vec<(String, i64)>> {
+    /// With `keep` (the caller's read rules, when any could refuse), only the nodes it keeps
+    /// count.
+    pub fn tag_counts(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        keep: Option<avm_core::storage::Keep<'_>>,
+    ) -> Result<Vec<(String, i64)>> {
         let (lo, hi) = subtree_bounds(dir);
-        let vis = visibility(caller);
+        let vis = viewer(caller);
         let now = now_micros();
+        if let Some(keep) = keep {
+            let rows: Vec<(String, String)> = self.read_conn(|c| {
+                c.prepare_cached(&format!(
+                    "SELECT t.tag, n.path FROM node_tags t JOIN nodes n ON n.id = t.node_id \
+                     WHERE n.path >= ?1 AND n.path < ?2 AND (n.expires_at IS NULL OR n.expires_at > ?3) AND {}",
+                    visible_sql("n.", 4)
+                ))?
+                .query_map(params![lo, hi, now, vis], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+            })?;
+            let mut counts: HashMap<String, i64> = HashMap::new();
+            for (tag, path) in rows {
+                if keep(&path) {
+                    *counts.entry(tag).or_insert(0) += 1;
+                }
+            }
+            let mut v: Vec<(String, i64)> = counts.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            return Ok(v);
+        }
         self.read_conn(|c| {
             c.prepare_cached(&format!(
                 "SELECT t.tag, count(*) AS n FROM node_tags t JOIN nodes n ON n.id = t.node_id \
                  WHERE n.path >= ?1 AND n.path < ?2 AND (n.expires_at IS NULL OR n.expires_at > ?3) AND {} \
                  GROUP BY t.tag ORDER BY n DESC, t.tag",
-                visible_sql("n.path", 4)
+                visible_sql("n.", 4)
             ))?
-            .query_map(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3]], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![lo, hi, now, vis], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect()
         })
     }
 
-    /// Counts for `avm stats` below `dir`.
-    pub fn stats(&self, dir: &str, caller: &Caller) -> Result<Value> {
+    /// Counts for `avm stats` below `dir`; with `keep` (the caller's read rules, when any could
+    /// refuse), only the nodes it keeps count.
+    pub fn stats(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        keep: Option<avm_core::storage::Keep<'_>>,
+    ) -> Result<Value> {
         let (lo, hi) = subtree_bounds(dir);
-        let vis = visibility(caller);
+        let vis = viewer(caller);
         let now = now_micros();
         // SQLite's substr/instr count characters, not bytes.
         let cut = lo.chars().count() as i64 + 1;
+        // (nodes, bytes, per-top-level-directory (name, nodes, bytes)) the caller may read.
+        type Counts = (i64, i64, Vec<(String, i64, i64)>);
+        let counted = |c: &Connection| -> rusqlite::Result<Counts> {
+            let Some(keep) = keep else {
+                return Ok((0, 0, Vec::new()));
+            };
+            let rows: Vec<(String, i64)> = c
+                .prepare_cached(&format!(
+                    "SELECT path, length(CAST(content AS BLOB)) FROM nodes \
+                     WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) AND {} \
+                     ORDER BY path",
+                    visible_sql("", 4)
+                ))?
+                .query_map(params![lo, hi, now, vis], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let (mut nodes, mut bytes) = (0, 0);
+            let mut by: Vec<(String, i64, i64)> = Vec::new();
+            for (path, size) in rows.into_iter().filter(|(p, _)| keep(p)) {
+                nodes += 1;
+                bytes += size;
+                let rest = &path[lo.len()..];
+                let prefix = match rest.find('/') {
+                    Some(i) => format!("{lo}{}", &rest[..i]),
+                    None => path.clone(),
+                };
+                match by.last_mut() {
+                    Some(last) if last.0 == prefix => {
+                        last.1 += 1;
+                        last.2 += size;
+                    }
+                    _ => by.push((prefix, 1, size)),
+                }
+            }
+            Ok((nodes, bytes, by))
+        };
         let (nodes, bytes, by_prefix) = self.read_conn(|c| {
+            if keep.is_some() {
+                return counted(c);
+            }
             let (nodes, bytes): (i64, i64) = c.prepare_cached(&format!(
                 "SELECT count(*), coalesce(sum(length(CAST(content AS BLOB))),0) FROM nodes \
                  WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) AND {}",
-                visible_sql("path", 4)
+                visible_sql("", 4)
             ))?
-            .query_row(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3]], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            .query_row(params![lo, hi, now, vis], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let by: Vec<(String, i64, i64)> = c.prepare_cached(&format!(
-                "SELECT CASE WHEN instr(substr(path, ?8), '/') > 0 \
-                        THEN substr(path, 1, ?8 + instr(substr(path, ?8), '/') - 2) ELSE path END AS p, \
+                "SELECT CASE WHEN instr(substr(path, ?5), '/') > 0 \
+                        THEN substr(path, 1, ?5 + instr(substr(path, ?5), '/') - 2) ELSE path END AS p, \
                         count(*), coalesce(sum(length(CAST(content AS BLOB))),0) FROM nodes \
                  WHERE path >= ?1 AND path < ?2 AND (expires_at IS NULL OR expires_at > ?3) AND {} GROUP BY p ORDER BY p",
-                visible_sql("path", 4)
+                visible_sql("", 4)
             ))?
-            .query_map(params![lo, hi, now, vis[0], vis[1], vis[2], vis[3], cut], |r| {
+            .query_map(params![lo, hi, now, vis, cut], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<rusqlite::Result<_>>()?;

@@ -1058,3 +1058,296 @@ fn posix_rename_replaces_keeps_history_and_exchange_swaps() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotEmpty);
 }
+
+/// A host over a fresh store with `rules` (pattern, access) for agents.
+fn env_with_rules(rules: &[(&str, avm_core::policy::Access)]) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("avm.db");
+    let mem = MemoryProvider::open(&db, StoreOptions::default()).unwrap();
+    let rules: Vec<avm_core::policy::PermissionRule> = rules
+        .iter()
+        .map(|(p, a)| avm_core::policy::PermissionRule {
+            pattern: p.to_string(),
+            access: *a,
+        })
+        .collect();
+    let policy =
+        avm_core::Policy::new(avm_core::policy::Access::Rw, &rules, &Default::default()).unwrap();
+    let host = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))])
+        .unwrap()
+        .with_policy(policy);
+    Env {
+        _dir: dir,
+        db,
+        host,
+        mem,
+    }
+}
+
+/// Every read-side view of `scope` `caller` can ask for, joined: listings, export, tag counts,
+/// stats, search.
+fn everything_seen(e: &Env, caller: &Caller, scope: &str, word: &str) -> String {
+    let mut all = String::new();
+    for addr in [
+        format!("{scope}:export"),
+        format!("{scope}:tags"),
+        format!("{scope}:stats"),
+        format!("{scope}:list?recursive=true"),
+        format!("{scope}:search?q={word}"),
+    ] {
+        if let Ok(o) = e.host.read(caller, &addr) {
+            all.push_str(&o.text);
+            all.push_str(&o.data().to_string());
+        }
+    }
+    if let Ok(l) = e.host.list(
+        caller,
+        scope,
+        &ListOptions {
+            recursive: true,
+            limit: None,
+            offset: 0,
+        },
+    ) {
+        for en in l.entries {
+            all.push_str(&en.path);
+        }
+    }
+    if let Ok(hits) = e.host.search(
+        caller,
+        scope,
+        &SearchOptions {
+            query: word.into(),
+            limit: 50,
+        },
+    ) {
+        for h in hits {
+            all.push_str(&h.path);
+            all.push_str(&h.snippet);
+        }
+    }
+    all
+}
+
+#[test]
+fn archived_and_trashed_private_memories_stay_private_however_nested() {
+    let e = env();
+    let alice = Caller::Agent("alice".into());
+    let bob = Caller::Agent("bob".into());
+    e.host
+        .write(
+            &alice,
+            "/memory/private/alice/a/x.md",
+            WriteInput::Put(Put {
+                content: Some("zanzibarite secret".into()),
+                tags: Some(vec!["zanzitag".into()]),
+                ..Put::default()
+            }),
+        )
+        .unwrap();
+    e.host
+        .rename(
+            &alice,
+            "/memory/private/alice/a/x.md",
+            "/archive/memory/private/alice/a/x.md",
+            false,
+        )
+        .unwrap();
+    e.host
+        .remove(
+            &alice,
+            "/archive/memory/private/alice/a/x.md",
+            RemoveOptions::default(),
+        )
+        .unwrap();
+    let l = e.read("/trash:list?recursive=true");
+    assert!(l.contains("x.md"), "the trash of an archive exists: {l}");
+    for scope in ["/", "/trash", "/archive", "/trash/archive"] {
+        let seen = everything_seen(&e, &bob, scope, "zanzibarite");
+        assert!(
+            !seen.contains("zanzibarite") && !seen.contains("zanzitag") && !seen.contains("x.md"),
+            "bob sees alice's archived-then-trashed memory through {scope}: {seen}"
+        );
+    }
+    let err = e
+        .host
+        .read(&bob, "/trash/archive/memory/private/alice/a/x.md")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    let err = e
+        .host
+        .rename(
+            &bob,
+            "/trash/archive/memory/private/alice/a/x.md",
+            "/memory/shared/stolen.md",
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    // Alice still sees it.
+    let seen = everything_seen(&e, &alice, "/trash", "zanzibarite");
+    assert!(seen.contains("zanzibarite"), "{seen}");
+}
+
+#[test]
+fn a_memory_shared_with_named_agents_is_hidden_from_everyone_else_everywhere() {
+    let e = env();
+    let dan = Caller::Agent("dan".into());
+    let bob = Caller::Agent("bob".into());
+    let carol = Caller::Agent("carol".into());
+    e.host
+        .write(
+            &dan,
+            "/memory/shared/team/plan.md",
+            WriteInput::Put(Put {
+                content: Some("quetzalplan for carol".into()),
+                tags: Some(vec!["quetztag".into()]),
+                ..Put::default()
+            }),
+        )
+        .unwrap();
+    e.host
+        .write(
+            &dan,
+            "/memory/shared/team/plan.md:shared",
+            WriteInput::Text("carol".into()),
+        )
+        .unwrap();
+    e.host
+        .write(
+            &dan,
+            "/memory/shared/team/open.md:links",
+            WriteInput::Text(String::new()),
+        )
+        .ok();
+    e.write("/memory/shared/team/open.md", "open note");
+    e.host
+        .write(
+            &OP,
+            "/memory/shared/team/open.md:links",
+            WriteInput::Text("/memory/shared/team/plan.md related".into()),
+        )
+        .unwrap();
+    let seen = everything_seen(&e, &bob, "/memory", "quetzalplan");
+    assert!(
+        !seen.contains("quetzalplan") && !seen.contains("quetztag") && !seen.contains("plan.md"),
+        "bob sees what was shared with carol only: {seen}"
+    );
+    for addr in [
+        "/memory/shared/team/plan.md",
+        "/memory/shared/team/plan.md:meta",
+        "/memory/shared/team/plan.md:history",
+    ] {
+        let err = e.host.read(&bob, addr).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{addr}");
+        assert!(!err.message().contains("quetzal"), "{err}");
+    }
+    let links = e.read("/memory/shared/team/open.md:links");
+    assert!(
+        links.contains("plan.md"),
+        "the operator sees the link: {links}"
+    );
+    let bob_links = e
+        .host
+        .read(&bob, "/memory/shared/team/open.md:links")
+        .unwrap()
+        .text;
+    assert!(!bob_links.contains("plan.md"), "{bob_links}");
+    // Bob can neither overwrite, move nor delete it.
+    assert_eq!(
+        e.host
+            .write(&bob, "/memory/shared/team/plan.md", put("bob was here"))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::PermissionDenied
+    );
+    assert!(
+        e.host
+            .remove(
+                &bob,
+                "/memory/shared/team/plan.md",
+                RemoveOptions::default()
+            )
+            .is_err()
+    );
+    e.host
+        .remove(
+            &bob,
+            "/memory/shared/team",
+            RemoveOptions {
+                recursive: true,
+                hard: true,
+            },
+        )
+        .unwrap();
+    // Carol and dan see it; it is untouched.
+    assert_eq!(
+        e.host
+            .read(&carol, "/memory/shared/team/plan.md")
+            .unwrap()
+            .text,
+        "quetzalplan for carol"
+    );
+    let seen = everything_seen(&e, &carol, "/memory", "quetzalplan");
+    assert!(seen.contains("quetzalplan"), "{seen}");
+    assert_eq!(
+        e.host
+            .read(&dan, "/memory/shared/team/plan.md")
+            .unwrap()
+            .text,
+        "quetzalplan for carol"
+    );
+}
+
+#[test]
+fn subtree_operations_obey_the_rules_on_every_node_they_touch() {
+    use avm_core::policy::Access;
+    let e = env_with_rules(&[
+        ("/memory/shared/hr/**", Access::None),
+        ("/memory/shared/ann/**", Access::Ro),
+    ]);
+    let bob = Caller::Agent("bob".into());
+    e.write("/memory/shared/hr/salaries.md", "wombatpay");
+    e.write("/memory/shared/ann/news.md", "announcement");
+    e.write("/memory/shared/free/x.md", "free");
+    for (src, dst) in [
+        ("/memory/shared", "/memory/s2"),
+        ("/memory/shared/ann", "/memory/shared/ann2"),
+    ] {
+        let err = e.host.rename(&bob, src, dst, false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{src}: {err}");
+        let err = e
+            .host
+            .rename_posix(&bob, src, dst, avm_core::Rename::Replace)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{src}: {err}");
+    }
+    let err = e
+        .host
+        .remove(
+            &bob,
+            "/memory/shared",
+            RemoveOptions {
+                recursive: true,
+                hard: true,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.message().contains("/memory/shared/ann/news.md")
+            || err.message().contains("/memory/shared/hr"),
+        "{err}"
+    );
+    // Nothing moved or went.
+    assert_eq!(e.read("/memory/shared/ann/news.md"), "announcement");
+    assert_eq!(e.read("/memory/shared/hr/salaries.md"), "wombatpay");
+    assert_eq!(e.read("/memory/shared/free/x.md"), "free");
+    // Reads of whole subtrees leave out what the rules hide.
+    let seen = everything_seen(&e, &bob, "/memory", "wombatpay");
+    assert!(
+        !seen.contains("wombatpay") && !seen.contains("salaries"),
+        "{seen}"
+    );
+    assert!(seen.contains("announcement"), "ro is readable: {seen}");
+}

@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use avm_core::address::{basename, is_within, join, parent};
 use avm_core::time::{Micros, now_micros, now_nanos, parse_time, to_iso};
-use avm_core::{Attrs, Caller, Content, Error, ErrorKind, NodeKind, Put, Result};
+use avm_core::{Action, Attrs, Caller, Content, Error, ErrorKind, NodeKind, Policy, Put, Result};
 
 use crate::db;
 use crate::fsops::{dir_changed, dir_gone};
@@ -42,6 +43,8 @@ pub enum WriteOp {
         hard: bool,
         /// Who asks (subtree checks).
         caller: Caller,
+        /// The rules every removed node must allow.
+        policy: Arc<Policy>,
     },
     /// Move a node or subtree.
     Rename {
@@ -53,6 +56,8 @@ pub enum WriteOp {
         force: bool,
         /// Who asks.
         caller: Caller,
+        /// The rules every moved node (at both ends) must allow.
+        policy: Arc<Policy>,
     },
     /// Add (or re-weight) a link.
     Link {
@@ -136,6 +141,8 @@ pub enum WriteOp {
         path: String,
         /// What to change.
         set: avm_core::SetAttrs,
+        /// Who asks.
+        caller: Caller,
     },
     /// Make a symbolic link.
     Symlink {
@@ -158,6 +165,8 @@ pub enum WriteOp {
         how: avm_core::Rename,
         /// Who asks.
         caller: Caller,
+        /// The rules every moved node (at both ends) must allow.
+        policy: Arc<Policy>,
     },
     /// Restore an exported record exactly.
     Import {
@@ -204,13 +213,15 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             recursive,
             hard,
             caller,
-        } => remove(conn, ctx, path, *recursive, *hard, caller),
+            policy,
+        } => remove(conn, ctx, path, *recursive, *hard, caller, policy),
         WriteOp::Rename {
             src,
             dst,
             force,
             caller,
-        } => rename(conn, ctx, src, dst, *force, caller),
+            policy,
+        } => rename(conn, ctx, src, dst, *force, caller, policy),
         WriteOp::Link {
             source,
             target,
@@ -223,7 +234,9 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             kind,
         } => unlink(conn, ctx, source, target, kind.as_deref()),
         WriteOp::Import { record, force } => import(conn, ctx, record, *force),
-        WriteOp::SetAttrs { path, set } => crate::fsops::set_attrs(conn, ctx, path, set),
+        WriteOp::SetAttrs { path, set, caller } => {
+            crate::fsops::set_attrs(conn, ctx, path, set, caller)
+        }
         WriteOp::Symlink {
             path,
             target,
@@ -235,7 +248,8 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             dst,
             how,
             caller,
-        } => crate::fsops::rename(conn, ctx, src, dst, *how, caller),
+            policy,
+        } => crate::fsops::rename(conn, ctx, src, dst, *how, caller, policy),
         WriteOp::Compact { path, keep } => compact(conn, ctx, path, *keep),
         WriteOp::Topics {
             cursor,
@@ -757,6 +771,8 @@ fn put_node(
         out.node = Some(node);
         return Ok(out);
     };
+    let writer = agent.map_or(Caller::Operator, |a| Caller::Agent(a.to_string()));
+    check_sees(&writer, &old)?;
     if put.create_only {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -1114,12 +1130,34 @@ pub(crate) fn check_subtree_visible(
     nodes: &[Node],
     what: &str,
 ) -> Result<()> {
-    if nodes.iter().any(|n| !caller.may_see(&n.path)) {
+    if nodes.iter().any(|n| !n.sees(caller)) {
         return Err(Error::denied(format!(
-            "cannot {what} {dir}: it contains nodes in other agents' private namespaces (rule: private namespaces belong to their agent)"
+            "cannot {what} {dir}: it contains nodes the caller may not see (other agents' private namespaces, or nodes shared with named agents only)"
         )));
     }
     Ok(())
+}
+
+/// Refuses an operation on many paths when the rules refuse writing any one of them, naming
+/// the first (a subtree moves or goes whole, or not at all).
+pub(crate) fn check_writes<'a>(
+    caller: &Caller,
+    policy: &Policy,
+    paths: impl IntoIterator<Item = &'a str>,
+    what: &str,
+) -> Result<()> {
+    for p in paths {
+        policy
+            .check(caller, p, Action::Write)
+            .map_err(|e| e.context(format!("cannot {what}")))?;
+    }
+    Ok(())
+}
+
+/// Refuses a node the caller may not see (other agents' private namespaces, nodes shared with
+/// named agents only).
+pub(crate) fn check_sees(caller: &Caller, n: &Node) -> Result<()> {
+    crate::provider::check_sees(caller, n)
 }
 
 fn remove(
@@ -1129,18 +1167,30 @@ fn remove(
     recursive: bool,
     hard: bool,
     caller: &Caller,
+    policy: &Policy,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     let agent = caller.agent();
     let now = now_micros();
     let targets: Vec<Node> = match load_live(conn, ctx, path, &mut out)? {
-        Some(n) => vec![n],
+        Some(n) => {
+            check_sees(caller, &n)?;
+            vec![n]
+        }
         None => {
-            // An agent removes what it can see; other agents' private nodes stay untouched.
+            // An agent removes what it can see; other agents' private nodes, and nodes shared
+            // with others only, stay untouched. What it sees must all be removable by the
+            // rules, or nothing goes.
             let nodes: Vec<Node> = subtree(conn, ctx, path)?
                 .into_iter()
-                .filter(|n| caller.may_see(&n.path))
+                .filter(|n| n.sees(caller))
                 .collect();
+            check_writes(
+                caller,
+                policy,
+                nodes.iter().map(|n| n.path.as_str()),
+                &format!("remove {path}"),
+            )?;
             if nodes.is_empty() {
                 let explicit = has_children(conn, ctx, path)?;
                 if explicit && recursive {
@@ -1210,10 +1260,12 @@ fn rename(
     dst: &str,
     force: bool,
     caller: &Caller,
+    policy: &Policy,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     let agent = caller.agent();
     if let Some(n) = load_live(conn, ctx, src, &mut out)? {
+        check_sees(caller, &n)?;
         let target = if has_children(conn, ctx, dst)? && !exists(conn, ctx, dst)? {
             join(dst, basename(src))
         } else {
@@ -1228,7 +1280,14 @@ fn rename(
                 "cannot move {src} to {target}: another agent's private namespace"
             )));
         }
+        check_writes(
+            caller,
+            policy,
+            [src, target.as_str()],
+            &format!("move {src}"),
+        )?;
         if let Some(existing) = load_live(conn, ctx, &target, &mut out)? {
+            check_sees(caller, &existing)?;
             if !force {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
@@ -1292,7 +1351,13 @@ fn rename(
             (n, format!("{base}{rest}"))
         })
         .collect();
-    // Every target is checked before anything changes.
+    // Every node and every target is checked before anything changes.
+    check_writes(
+        caller,
+        policy,
+        plan.iter().flat_map(|(n, t)| [n.path.as_str(), t.as_str()]),
+        &format!("move {src} to {base}"),
+    )?;
     for (_, target) in &plan {
         if !caller.may_see(target) {
             return Err(Error::denied(format!(
@@ -1304,6 +1369,7 @@ fn rename(
     }
     for (_, target) in &plan {
         if let Some(existing) = load_live(conn, ctx, target, &mut out)? {
+            check_sees(caller, &existing)?;
             if !force {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
