@@ -197,14 +197,20 @@ fn every_endpoint_answers_and_errors_are_json_with_kind_and_message() {
     let (st, v) = srv.json(
         "POST",
         "/v1/remember",
-        &[("X-Avm-Agent", "alice")],
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Avm-Agent", "alice"),
+        ],
         r#"{"content": "the staging database password rotates on mondays", "title": "rotation"}"#,
     );
     assert_eq!(st, 201, "{v}");
     let (st, _) = srv.json(
         "POST",
         "/v1/remember",
-        &[("X-Avm-Agent", "alice")],
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Avm-Agent", "alice"),
+        ],
         r#"{"content": "the staging database password rotates on mondays", "title": "rotation"}"#,
     );
     assert_eq!(st, 200, "the same memory again is not a new one");
@@ -219,7 +225,10 @@ fn every_endpoint_answers_and_errors_are_json_with_kind_and_message() {
     let (st, v) = srv.json(
         "POST",
         "/v1/tell",
-        &[("X-Avm-Agent", "alice")],
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Avm-Agent", "alice"),
+        ],
         r#"{"to": "bob", "message": "deploy is broken", "priority": "urgent"}"#,
     );
     assert_eq!(st, 201, "{v}");
@@ -242,7 +251,7 @@ fn every_endpoint_answers_and_errors_are_json_with_kind_and_message() {
     let (st, v) = srv.json(
         "POST",
         "/v1/remember",
-        &[],
+        &[("Content-Type", "application/json")],
         r#"{"content": "x", "bogus": 1}"#,
     );
     assert_eq!((st, kind(&v)), (400, "invalid-input"), "{v}");
@@ -364,7 +373,7 @@ fn oversize_bodies_are_413_and_traversal_never_leaves_the_tree() {
     let (st, v) = srv.json(
         "POST",
         "/v1/remember",
-        &[],
+        &[("Content-Type", "application/json")],
         &format!("{{\"content\": \"{}\"}}", "y".repeat(5000)),
     );
     assert_eq!((st, kind(&v)), (413, "too-large"), "{v}");
@@ -644,4 +653,164 @@ fn the_cli_reads_through_a_running_server_and_falls_back_when_there_is_none() {
     assert!(!std::path::Path::new(&sock).exists());
     let after = env.run(&["-a", "alice", "recall", "staging network"]);
     assert!(after.ok().contains("/4000"), "{}", after.stdout);
+}
+
+/// Sends `bytes` as they are on a fresh connection and reads until the server answers or closes
+/// (or `wait` passes); returns what came back and how long it took.
+fn raw(addr: &str, bytes: &[u8], wait: std::time::Duration) -> (String, std::time::Duration) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let t = std::time::Instant::now();
+    s.write_all(bytes).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    (String::from_utf8_lossy(&got).to_string(), t.elapsed())
+}
+
+#[test]
+fn web_pages_and_rebound_names_cannot_reach_a_loopback_server() {
+    let env = Env::new();
+    let srv = Server::start(&env, &["127.0.0.1:0"]);
+    let port = srv.addr.rsplit(':').next().unwrap().to_string();
+    let json = ("Content-Type", "application/json");
+    let tell = r#"{"to": "bob", "message": "pwned-by-a-web-page", "priority": "urgent"}"#;
+    // DNS rebinding: the attacker's page reaches 127.0.0.1 under its own name.
+    for target in ["/v1/stats", "/v1/nodes/memory", "/v1/list/memory", "/mcp"] {
+        let head = format!(
+            "GET {target} HTTP/1.1\r\nHost: evil.example:{port}\r\nConnection: close\r\n\r\n"
+        );
+        let (got, _) = raw(
+            &srv.addr,
+            head.as_bytes(),
+            std::time::Duration::from_secs(10),
+        );
+        assert!(got.starts_with("HTTP/1.1 403"), "{target}: {got}");
+    }
+    // The server's own names pass.
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "localhost".into(),
+    ] {
+        let head = format!("GET /v1/stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let (got, _) = raw(
+            &srv.addr,
+            head.as_bytes(),
+            std::time::Duration::from_secs(10),
+        );
+        assert!(got.starts_with("HTTP/1.1 200"), "{host}: {got}");
+    }
+    // A page of another origin (or an opaque one) posting JSON, and any page posting a "simple"
+    // request without asking first: refused before anything is stored.
+    for origin in [
+        "http://evil.example",
+        "null",
+        "http://127.0.0.1.evil.example",
+    ] {
+        let (st, v) = srv.json("POST", "/v1/tell", &[json, ("Origin", origin)], tell);
+        assert_eq!((st, kind(&v)), (403, "permission-denied"), "{origin}: {v}");
+        let (st, _, body) = srv.req(
+            "POST",
+            "/mcp",
+            &[json, ("Origin", origin), ("Accept", "application/json, text/event-stream")],
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#,
+        );
+        assert_eq!(st, 403, "/mcp from {origin}: {body}");
+    }
+    for ctype in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        for target in ["/v1/tell", "/v1/remember"] {
+            let body = if target == "/v1/tell" {
+                tell.to_string()
+            } else {
+                r#"{"content": "pwned-by-a-web-page"}"#.to_string()
+            };
+            let (st, v) = srv.json("POST", target, &[("Content-Type", ctype)], &body);
+            assert_eq!(
+                (st, kind(&v)),
+                (415, "invalid-input"),
+                "{target} as {ctype}: {v}"
+            );
+        }
+        let (st, v) = srv.json("POST", "/v1/tell", &[], tell);
+        assert_eq!(st, 415, "no content type at all: {v}");
+    }
+    let (_, v) = srv.json("GET", "/v1/inbox", &[("X-Avm-Agent", "bob")], "");
+    assert!(!v.to_string().contains("pwned"), "{v}");
+    let (_, v) = srv.json("GET", "/v1/search?q=pwned", &[], "");
+    assert!(!v.to_string().contains("pwned"), "{v}");
+    // The server's own origin (its own pages, if it had any) is fine.
+    let own = format!("http://127.0.0.1:{port}");
+    let (st, v) = srv.json("POST", "/v1/tell", &[json, ("Origin", &own)], tell);
+    assert_eq!(st, 201, "{v}");
+}
+
+#[test]
+fn slow_or_oversized_requests_are_cut_off_without_waiting_for_them() {
+    let env = Env::new();
+    env.write_file(
+        "config/avm/config.toml",
+        "[serve]\nheader_timeout_secs = 1\nbody_timeout_secs = 1\n",
+    );
+    let srv = Server::start(&env, &["127.0.0.1:0", "--max-body", "1000"]);
+    let long = std::time::Duration::from_secs(20);
+    // A huge announced body is refused from its head alone (the body is never sent).
+    let (got, took) = raw(
+        &srv.addr,
+        b"POST /v1/remember HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 999999999999\r\n\r\n",
+        long,
+    );
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    assert!(took < long, "{took:?}");
+    // A body that stops arriving is a 408 after the body timeout.
+    let (got, took) = raw(
+        &srv.addr,
+        b"POST /v1/remember HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"con",
+        long,
+    );
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(took < long, "{took:?}");
+    // Half-sent headers, a silent connection, an idle kept-alive one: closed, not kept for ever.
+    for opening in [&b"GET /v1/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n"[..], b""] {
+        let (got, took) = raw(&srv.addr, opening, long);
+        assert!(!got.starts_with("HTTP/1.1 2"), "{got}");
+        assert!(took < long, "a half-open connection stayed open: {took:?}");
+    }
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(long)).unwrap();
+    let t = std::time::Instant::now();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert!(
+        t.elapsed() < long,
+        "an idle kept-alive connection stayed open"
+    );
+}
+
+#[test]
+fn require_key_makes_a_loopback_server_demand_keys_too() {
+    let env = Env::new();
+    env.write_file("config/avm/config.toml", "[serve]\nrequire_key = true\n");
+    let srv = Server::start(&env, &["127.0.0.1:0"]);
+    let (st, _, body) = srv.req("GET", "/v1/stats", &[], b"");
+    assert_eq!(st, 401, "{body}");
+    let (st, _, body) = srv.req("GET", "/v1/stats", &[("X-Avm-Agent", "alice")], b"");
+    assert_eq!(st, 401, "{body}");
 }

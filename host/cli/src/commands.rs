@@ -988,38 +988,10 @@ fn config_cmd(g: &crate::cli::Global, action: &ConfigAction) -> Result<ExitCode>
     }
 }
 
-/// The effective configuration as TOML, written by hand to keep dependencies small.
+/// The effective configuration as TOML: every section, so that what `show` prints can be
+/// pasted into a config file as it is.
 fn toml_of(cfg: &config::Config) -> String {
-    let v = serde_json::to_value(cfg).unwrap_or(Value::Null);
-    let mut s = String::new();
-    let scalar = |v: &Value| match v {
-        Value::String(x) => format!("{x:?}"),
-        other => other.to_string(),
-    };
-    for (k, val) in v.as_object().into_iter().flatten() {
-        if !val.is_object() && !val.is_array() && !val.is_null() {
-            s.push_str(&format!("{k} = {}\n", scalar(val)));
-        }
-    }
-    if let Some(store) = v["store"].as_object() {
-        s.push_str("\n[store]\n");
-        for (k, val) in store {
-            s.push_str(&format!("{k} = {}\n", scalar(val)));
-        }
-    }
-    for m in v["mounts"].as_array().into_iter().flatten() {
-        s.push_str("\n[[mounts]]\n");
-        for (k, val) in m.as_object().into_iter().flatten() {
-            if k == "options" {
-                if val.as_object().is_some_and(|o| !o.is_empty()) {
-                    s.push_str(&format!("options = {val}\n"));
-                }
-            } else {
-                s.push_str(&format!("{k} = {}\n", scalar(val)));
-            }
-        }
-    }
-    s
+    toml::to_string(cfg).unwrap_or_else(|e| format!("# cannot print as TOML: {e}\n"))
 }
 
 /// The newest trash copy of `original` (`/trash<path>`, `/trash<path>~2`, …): the one deleted

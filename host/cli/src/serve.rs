@@ -363,7 +363,7 @@ pub fn serve(
     let keys = Arc::new(KeyStore::open(&keys_path(&config.db_path()?))?);
     let subs = avm_provider_subscriptions::Subscriptions::open(&subs_path(&config.db_path()?))?;
     let policy = host.policy().clone();
-    let require_key = !addr.ip().is_loopback();
+    let require_key = !addr.ip().is_loopback() || config.serve.require_key;
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {
         Error::new(
             ErrorKind::Unavailable,
@@ -387,6 +387,9 @@ pub fn serve(
         keys,
         require_key,
         max_body: max_body.unwrap_or(config.max_node_bytes as usize + (64 << 10)),
+        hosts: avm_http::allowed_hosts(local, &config.serve.hosts),
+        body_timeout: Duration::from_secs(config.serve.body_timeout_secs.max(1)),
+        header_timeout: Duration::from_secs(config.serve.header_timeout_secs.max(1)),
     });
 
     // Workers: keep the topic index and the embeddings in step with writes from any process.
@@ -456,20 +459,25 @@ pub fn serve(
                 lifecycle: config.lifecycle.clone(),
                 identify: Some(identify),
             },
-            require_key,
+            // The API's own guard checks Host and Origin for every route, /mcp included.
+            true,
             mcp_stop.clone(),
         );
         avm_http::router(state.clone()).merge(avm_http::guarded(state.clone(), "/mcp", mcp))
     };
     // The CLI's way in: the same API on an owner-only socket beside the database, where the
     // socket's permissions stand in for a key (as loopback does).
-    let local_app = avm_http::router(Arc::new(HttpState {
+    let local_state = Arc::new(HttpState {
         host: state.host.clone(),
         store: state.store.clone(),
         keys: state.keys.clone(),
         require_key: false,
         max_body: state.max_body,
-    }));
+        hosts: None,
+        body_timeout: state.body_timeout,
+        header_timeout: state.header_timeout,
+    });
+    let local_app = avm_http::router(local_state.clone());
     // Last of the set-up, so nothing after it can fail and leave mounts behind.
     let owned_mounts = if mounts {
         own_mounts(g).unwrap_or_else(|e| {
@@ -499,11 +507,17 @@ pub fn serve(
                 _ => std::future::pending::<()>().await,
             }
         });
-        let tcp = avm_http::serve(listener, app, stopping.clone().cancelled_owned());
+        let tcp = avm_http::serve(listener, app, state, stopping.clone().cancelled_owned());
         let local = async {
             match socket {
                 Some(l) => {
-                    avm_http::serve_unix(l, local_app, stopping.clone().cancelled_owned()).await
+                    avm_http::serve(
+                        l,
+                        local_app,
+                        local_state,
+                        stopping.clone().cancelled_owned(),
+                    )
+                    .await
                 }
                 None => Ok(()),
             }

@@ -51,6 +51,48 @@ pub struct Config {
     pub embedding: EmbeddingConfig,
     /// Decay, archive, consolidation and trash retention.
     pub lifecycle: LifecycleConfig,
+    /// The HTTP server (`avm serve`).
+    pub serve: ServeConfig,
+    /// Gossip digests.
+    pub gossip: GossipConfig,
+}
+
+/// The HTTP server (`[serve]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Names besides `localhost` and the bound address that requests may carry as their `Host`
+    /// (a proxy's or the machine's name); any other Host is refused (DNS rebinding).
+    pub hosts: Vec<String>,
+    /// Require an API key on loopback too (a server bound beyond loopback always does). Without
+    /// it, every local user can act as the operator or as any agent through the loopback port.
+    pub require_key: bool,
+    /// Seconds a client may take to send a request's headers; also how long an idle kept-alive
+    /// connection stays open.
+    pub header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body.
+    pub body_timeout_secs: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            hosts: Vec::new(),
+            require_key: false,
+            header_timeout_secs: 30,
+            body_timeout_secs: 60,
+        }
+    }
+}
+
+/// Gossip digests (`[gossip]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GossipConfig {
+    /// Publish the topic words of a digest in clear beside its Bloom filter (off: the digest
+    /// carries the filter and counts only, so it answers "does this agent know X?" without
+    /// listing what it knows).
+    pub list_topics: bool,
 }
 
 /// Memory lifecycle (`[lifecycle]`): decay, cold memories, archive, consolidation, trash.
@@ -202,6 +244,8 @@ impl Default for Config {
             librarian: LibrarianConfig::default(),
             embedding: EmbeddingConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            serve: ServeConfig::default(),
+            gossip: GossipConfig::default(),
         }
     }
 }
@@ -438,6 +482,8 @@ const TOP_KEYS: &[&str] = &[
     "librarian",
     "embedding",
     "lifecycle",
+    "serve",
+    "gossip",
 ];
 const STORE_KEYS: &[&str] = &[
     "busy_timeout_ms",

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod openapi;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -42,6 +43,45 @@ pub struct HttpState {
     pub require_key: bool,
     /// Largest accepted request body, in bytes.
     pub max_body: usize,
+    /// The names a request's `Host` (and a browser's `Origin`) may carry; `None` accepts any
+    /// (a server bound to every address, where every request needs a key anyway).
+    pub hosts: Option<Vec<String>>,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Duration,
+    /// How long a request's head may take to arrive, and how long an idle kept-alive
+    /// connection stays open.
+    pub header_timeout: Duration,
+}
+
+/// The `Host` names a server bound to `addr` accepts: `localhost`, the loopback addresses and the
+/// bound address, plus `extra` (configured names, e.g. `avm.internal`); `None` (any) for a
+/// server bound to every address with no names configured.
+pub fn allowed_hosts(addr: std::net::SocketAddr, extra: &[String]) -> Option<Vec<String>> {
+    if addr.ip().is_unspecified() && extra.is_empty() {
+        return None;
+    }
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    hosts.push(addr.ip().to_string());
+    hosts.extend(extra.iter().map(|h| h.to_ascii_lowercase()));
+    Some(hosts)
+}
+
+/// The host name of a `Host` header value or of an origin's authority, without port or
+/// brackets, lower-cased (`[::1]:7420` → `::1`).
+fn host_name(authority: &str) -> String {
+    let a = authority.trim();
+    let name = if let Some(rest) = a.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+            _ => a,
+        }
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// An API failure: an avm error, or missing/invalid credentials.
@@ -51,6 +91,9 @@ pub enum ApiError {
     Avm(Error),
     /// No key where one is required, or a key that is not valid (401).
     Unauthorized(String),
+    /// A request refused before it reaches the API: a foreign `Host` or `Origin` (403), a body
+    /// that is not JSON where JSON is required (415), a body too slow to arrive (408).
+    Refused(StatusCode, String),
 }
 
 impl From<Error> for ApiError {
@@ -82,6 +125,15 @@ impl IntoResponse for ApiError {
         let (code, kind, message) = match self {
             ApiError::Avm(e) => (status(e.kind()), e.kind().as_str(), e.message().to_string()),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
+            ApiError::Refused(code, m) => (
+                code,
+                match code {
+                    StatusCode::FORBIDDEN => ErrorKind::PermissionDenied.as_str(),
+                    StatusCode::REQUEST_TIMEOUT => ErrorKind::TimedOut.as_str(),
+                    _ => ErrorKind::InvalidInput.as_str(),
+                },
+                m,
+            ),
         };
         let mut r = (
             code,
@@ -169,10 +221,28 @@ fn wants_text(headers: &HeaderMap) -> bool {
 /// A JSON request body of type `T` (size-capped like every body; a bad one is a 400).
 async fn json_body<T: serde::de::DeserializeOwned>(
     state: &HttpState,
+    headers: &HeaderMap,
     body: Body,
 ) -> std::result::Result<T, ApiError> {
+    // A browser may send a form or text/plain anywhere without asking first (a CORS "simple
+    // request"); only JSON, which it must ask about, reaches a JSON endpoint.
+    if !is_json(headers) {
+        return Err(ApiError::Refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this endpoint takes JSON: send Content-Type: application/json".into(),
+        ));
+    }
     let bytes = body_bytes(state, body).await?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Avm(Error::invalid(format!("body: {e}"))))
+}
+
+/// Does the request say its body is JSON?
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn query(raw: Option<String>) -> std::result::Result<Query, ApiError> {
@@ -262,10 +332,7 @@ async fn write_node(
 ) -> ApiResult {
     let c = caller(&s, &headers)?;
     let bytes = body_bytes(&s, body).await?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
+    let is_json = is_json(&headers);
     let path = format!("/{rest}");
     let addr = match &q {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
@@ -418,7 +485,7 @@ struct RememberBody {
 
 async fn remember(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
     let c = caller(&s, &headers)?;
-    let b: RememberBody = json_body(&s, body).await?;
+    let b: RememberBody = json_body(&s, &headers, body).await?;
     let m = avm_provider_recall::Memory {
         content: b.content,
         title: b.title,
@@ -450,7 +517,7 @@ struct TellBody {
 
 async fn tell(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
     let c = caller(&s, &headers)?;
-    let b: TellBody = json_body(&s, body).await?;
+    let b: TellBody = json_body(&s, &headers, body).await?;
     let st = s.store.clone();
     let t = blocking(move || {
         avm_provider_tell::send(
@@ -515,6 +582,11 @@ impl ApiError {
         match self {
             ApiError::Avm(e) => e,
             ApiError::Unauthorized(m) => Error::new(ErrorKind::PermissionDenied, m),
+            ApiError::Refused(code, m) => match code {
+                StatusCode::FORBIDDEN => Error::new(ErrorKind::PermissionDenied, m),
+                StatusCode::REQUEST_TIMEOUT => Error::new(ErrorKind::TimedOut, m),
+                _ => Error::invalid(m),
+            },
         }
     }
 }
@@ -550,27 +622,148 @@ async fn check_key(
     }
 }
 
-/// Serves `app` on a Unix socket until `shutdown` completes, then finishes requests in flight.
-pub async fn serve_unix(
-    listener: tokio::net::UnixListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+/// Admits a request to the API, or refuses it before any handler runs:
+/// - a `Host` this server does not answer to (a web page that rebinds its own name to the loopback
+///   address reaches the server with its own name as the Host);
+/// - an `Origin` other than the server's own (a web page of another origin posting to it);
+/// - a `Content-Length` over the body limit, before reading anything;
+/// - a body that does not arrive within the body timeout, or that grows over the limit.
+async fn admit(
+    state: &HttpState,
+    req: axum::extract::Request,
+) -> std::result::Result<axum::extract::Request, ApiError> {
+    let (parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_name)
+        .or_else(|| parts.uri.host().map(host_name));
+    if let Some(hosts) = &state.hosts {
+        match &host {
+            Some(h) if hosts.contains(h) => {}
+            Some(h) => {
+                return Err(ApiError::Refused(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Host {h:?} is not a name this server answers to (a guard against DNS rebinding); add it to `[serve] hosts` in the config to allow it"
+                    ),
+                ));
+            }
+            None => {
+                return Err(ApiError::Refused(
+                    StatusCode::FORBIDDEN,
+                    "the request has no Host header".into(),
+                ));
+            }
+        }
+    }
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
+        let name = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, rest)| host_name(rest.split('/').next().unwrap_or("")));
+        let same = match (&name, &state.hosts) {
+            (Some(n), Some(hosts)) => hosts.contains(n),
+            (Some(n), None) => host.as_ref() == Some(n),
+            (None, _) => false,
+        };
+        if !same {
+            return Err(ApiError::Refused(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "requests from a web page of another origin ({}) are refused",
+                    origin.to_str().unwrap_or("?")
+                ),
+            ));
+        }
+    }
+    let too_large = || {
+        ApiError::Avm(Error::new(
+            ErrorKind::TooLarge,
+            format!("request body is over {} bytes", state.max_body),
+        ))
+    };
+    let announced = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > state.max_body as u64) {
+        return Err(too_large());
+    }
+    let bytes = tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.max_body),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::Refused(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                state.body_timeout.as_secs()
+            ),
+        )
+    })?
+    .map_err(|_| too_large())?;
+    Ok(axum::extract::Request::from_parts(parts, Body::from(bytes)))
 }
 
-/// Serves `app` (the API's [`router`], maybe merged with more) on `listener` until `shutdown`
-/// completes, then finishes requests in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+async fn admitted(
+    State(state): Shared,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match admit(&state, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves `app` (the API's [`router`], maybe merged with more) on `listener` (TCP or a Unix
+/// socket) behind [`admit`]'s checks, until `shutdown` completes; then lets requests in flight
+/// finish. A connection that sends no complete request head within `state.header_timeout` (a
+/// half-sent request, or a kept-alive connection gone idle) is closed.
+pub async fn serve<L: axum::serve::Listener>(
+    mut listener: L,
     app: Router,
+    state: Arc<HttpState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_timeout = state.header_timeout;
+    let app = app.layer(axum::middleware::from_fn_with_state(state, admitted));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, _) = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        conns.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+    Ok(())
 }
 
 #[cfg(test)]
