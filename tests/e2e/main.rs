@@ -12,6 +12,7 @@ mod lifecycle;
 mod mcp;
 mod plugins;
 mod posix;
+mod security;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

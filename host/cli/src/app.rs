@@ -79,6 +79,9 @@ impl App {
             _ => Caller::Operator,
         };
         let db = config.db_path()?;
+        for notice in tighten_data(&db, config.db.is_none()) {
+            eprintln!("avm: {notice}");
+        }
         let opts = store_options(&config);
         let mut stores: HashMap<PathBuf, MemoryProvider> = HashMap::new();
         let memory = MemoryProvider::open(&db, opts.clone())?;
@@ -194,6 +197,37 @@ pub fn model_files(c: &Config) -> Result<ModelFiles> {
 }
 
 /// The index provider's state file beside the database (`avm.db` → `avm.index.db`).
+/// Makes the files beside the database (its own, the keys', the subscriptions', the index's and
+/// the vector graph) private to their owner where an earlier version or a copy left them
+/// readable by others, and the default data directory too; says what it changed.
+fn tighten_data(db: &std::path::Path, default_dir: bool) -> Vec<String> {
+    use avm_core::files::{tighten_db, tighten_dir};
+    let mut notices = Vec::new();
+    let mut note = |r: std::io::Result<Vec<String>>, what: &std::path::Path| match r {
+        Ok(n) => notices.extend(n),
+        Err(e) => notices.push(format!(
+            "cannot make {} private to its owner: {e}",
+            what.display()
+        )),
+    };
+    for f in [
+        db.to_path_buf(),
+        crate::serve::keys_path(db),
+        crate::serve::subs_path(db),
+        PathBuf::from(index_db(db)),
+    ] {
+        note(tighten_db(&f), &f);
+    }
+    let mut vectors = db.as_os_str().to_owned();
+    vectors.push(".vectors");
+    let vectors = PathBuf::from(vectors);
+    note(tighten_dir(&vectors).map(Vec::from_iter), &vectors);
+    if default_dir && let Some(dir) = db.parent() {
+        note(tighten_dir(dir).map(Vec::from_iter), dir);
+    }
+    notices
+}
+
 pub fn index_db(db: &std::path::Path) -> String {
     db.with_extension("index.db").to_string_lossy().to_string()
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod content;
 pub mod contract;
 pub mod error;
+pub mod files;
 pub mod host;
 pub mod policy;
 pub mod provider;

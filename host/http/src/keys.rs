@@ -42,14 +42,7 @@ fn hash(secret: &str) -> String {
 impl KeyStore {
     /// Opens (creating) the key file.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("cannot create {}: {e}", d.display()),
-                )
-            })?;
-        }
+        avm_core::files::prepare_db(path)?;
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;

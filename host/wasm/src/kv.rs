@@ -61,14 +61,7 @@ impl Kv {
             .lock()
             .map_err(|_| Error::new(ErrorKind::Internal, "plugin key-value lock poisoned"))?;
         if guard.is_none() {
-            if let Some(dir) = self.file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Unavailable,
-                        format!("cannot create {}: {e}", dir.display()),
-                    )
-                })?;
-            }
+            avm_core::files::prepare_db(&self.file)?;
             let c = Connection::open(&self.file).map_err(db_err)?;
             c.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
             c.execute_batch(

@@ -80,7 +80,7 @@ impl VectorIndex {
         let Some(h) = &self.hnsw else {
             return Ok(());
         };
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        avm_core::files::private_dir(dir).map_err(|e| e.to_string())?;
         for f in ["graph.hnsw.graph", "graph.hnsw.data", "manifest.json"] {
             let _ = std::fs::remove_file(dir.join(f));
         }

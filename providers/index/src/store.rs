@@ -124,17 +124,7 @@ impl Store {
         let err = |e| map_err(&shown, e);
         let conn = match path {
             Some(p) => {
-                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        Error::new(
-                            ErrorKind::Unavailable,
-                            format!(
-                                "cannot create the directory {} for the index database: {e}",
-                                dir.display()
-                            ),
-                        )
-                    })?;
-                }
+                avm_core::files::prepare_db(p)?;
                 Connection::open(p).map_err(err)?
             }
             None => Connection::open_in_memory().map_err(err)?,

@@ -267,29 +267,7 @@ pub struct Hit {
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-            && !dir.exists()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "cannot create the directory {} for the database: {e}",
-                        dir.display()
-                    ),
-                )
-            })?;
-        }
-        if path.is_dir() {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "database path {} is a directory; give a file path",
-                    path.display()
-                ),
-            ));
-        }
+        avm_core::files::prepare_db(path)?;
         let wconn = db::open(path, opts.busy_timeout, &opts.synchronous, false)?;
         db::init_schema(&wconn, path, opts.busy_timeout)?;
         let mut readers = Vec::new();

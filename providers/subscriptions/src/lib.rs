@@ -158,14 +158,7 @@ fn backoff(attempts: i64) -> Micros {
 impl Subscriptions {
     /// Opens (creating) the subscription file.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(d).map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("cannot create {}: {e}", d.display()),
-                )
-            })?;
-        }
+        avm_core::files::prepare_db(path)?;
         let c = Connection::open(path).map_err(db_err)?;
         c.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
         c.execute_batch(
