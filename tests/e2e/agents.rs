@@ -511,6 +511,12 @@ fn gossip_digests_say_who_knows_a_topic_and_cannot_be_forged() {
     assert!(p.ok().starts_with("Published digest v1 with "), "{p:?}");
     let p = env.run(&["--db", db, "--agent", "alice", "gossip", "publish"]);
     assert!(p.ok().starts_with("Published digest v2 "), "{p:?}");
+    // The digest is readable by everyone: it names no word of alice's private memories.
+    let digest = env.run(&["--db", db, "--agent", "bob", "read", "/gossip/alice.digest"]);
+    let digest = digest.ok().to_lowercase();
+    for word in ["kubernetes", "staging", "ingress", "certificates"] {
+        assert!(!digest.contains(word), "{word} in {digest}");
+    }
     env.run(&["--db", db, "--agent", "bob", "gossip", "publish"])
         .ok();
 

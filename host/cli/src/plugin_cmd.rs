@@ -449,7 +449,7 @@ pub fn gossip_cmd(app: &App, action: GossipAction, j: bool) -> Result<ExitCode> 
             let agent = gossip::need_agent(&app.caller)?;
             avm_provider_topics::TopicIndex::new(app.store.clone()).sync()?;
             let previous = gossip::published(store, agent)?.map(|d| d.version);
-            let d = gossip::build(store, agent, previous)?;
+            let d = gossip::build(store, agent, previous, app.config.gossip.list_topics)?;
             let body = serde_json::to_string_pretty(&d.to_json())
                 .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
             let mut meta = serde_json::Map::new();

@@ -140,7 +140,7 @@ pub fn key_cmd(app: &App, action: KeyAction, j: bool) -> Result<ExitCode> {
             }
         }
         KeyAction::List => {
-            let keys = ks.list()?;
+            let keys = ks.list(app.caller.agent())?;
             if j {
                 print_json(&json!(keys));
             } else if keys.is_empty() {
@@ -161,7 +161,7 @@ pub fn key_cmd(app: &App, action: KeyAction, j: bool) -> Result<ExitCode> {
             }
         }
         KeyAction::Revoke { id } => {
-            ks.revoke(&id)?;
+            ks.revoke(&id, app.caller.agent())?;
             if j {
                 print_json(&json!({"revoked": id}));
             } else {

@@ -105,13 +105,18 @@ impl KeyStore {
     }
 
     /// Every key, oldest first.
-    pub fn list(&self) -> Result<Vec<KeyInfo>> {
+    ///
+    /// `owner`: only the keys of this agent (an agent sees its own keys; the operator, all).
+    pub fn list(&self, owner: Option<&str>) -> Result<Vec<KeyInfo>> {
         let c = self.conn()?;
         let mut st = c
-            .prepare("SELECT id, agent, created_at, last_used FROM keys ORDER BY created_at")
+            .prepare(
+                "SELECT id, agent, created_at, last_used FROM keys \
+                 WHERE ?1 IS NULL OR agent = ?1 ORDER BY created_at",
+            )
             .map_err(db_err)?;
         let rows = st
-            .query_map([], |r| {
+            .query_map([owner], |r| {
                 Ok(KeyInfo {
                     id: r.get(0)?,
                     agent: r.get(1)?,
@@ -124,12 +129,24 @@ impl KeyStore {
             .map_err(db_err)
     }
 
-    /// Revokes the key `id`.
-    pub fn revoke(&self, id: &str) -> Result<()> {
+    /// Revokes the key `id`; with `owner`, only if the key acts as that agent (an agent may
+    /// revoke its own keys only; the operator, any).
+    pub fn revoke(&self, id: &str, owner: Option<&str>) -> Result<()> {
         let n = self
             .conn()?
-            .execute("DELETE FROM keys WHERE id = ?1", params![id])
+            .execute(
+                "DELETE FROM keys WHERE id = ?1 AND (?2 IS NULL OR agent = ?2)",
+                params![id, owner],
+            )
             .map_err(db_err)?;
+        if n == 0 && owner.is_some() && self.list(None)?.iter().any(|k| k.id == id) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "key {id} acts as another agent; an agent may revoke only its own keys (the operator may revoke any)"
+                ),
+            ));
+        }
         if n == 0 {
             return Err(Error::new(
                 ErrorKind::NotFound,
@@ -154,12 +171,18 @@ mod tests {
         assert!(key.starts_with(&format!("avm_{id}_")));
         assert_eq!(ks.verify(&key).unwrap().as_deref(), Some("alice"));
         assert_eq!(ks.verify("avm_nope_nope").unwrap(), None);
-        assert_eq!(ks.list().unwrap()[0].agent, "alice");
+        assert_eq!(ks.list(None).unwrap()[0].agent, "alice");
         let raw = std::fs::read(&f).unwrap();
         assert!(!String::from_utf8_lossy(&raw).contains(&key));
-        ks.revoke(&id).unwrap();
+        assert_eq!(
+            ks.revoke(&id, Some("bob")).unwrap_err().kind(),
+            ErrorKind::PermissionDenied,
+            "bob may not revoke alice's key"
+        );
+        assert_eq!(ks.list(Some("bob")).unwrap().len(), 0);
+        ks.revoke(&id, Some("alice")).unwrap();
         assert_eq!(ks.verify(&key).unwrap(), None);
-        assert!(ks.revoke(&id).is_err());
+        assert!(ks.revoke(&id, None).is_err());
         assert!(ks.create("../evil").is_err());
     }
 }

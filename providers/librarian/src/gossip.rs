@@ -158,8 +158,15 @@ fn everything(_: &str) -> bool {
 }
 
 /// Builds `agent`'s next digest from the topics of its own private memories (the topic index
-/// must be in sync). `previous` is the version published before, if any.
-pub fn build(store: &dyn MemoryStore, agent: &str, previous: Option<u64>) -> Result<Digest> {
+/// must be in sync). `previous` is the version published before, if any. The digest carries
+/// the Bloom filter and counts; its most used topic words in clear only with `list_topics`
+/// (`[gossip] list_topics = true`), since they are words from private memories.
+pub fn build(
+    store: &dyn MemoryStore,
+    agent: &str,
+    previous: Option<u64>,
+    list_topics: bool,
+) -> Result<Digest> {
     let root = format!("{PRIVATE_ROOT}/{agent}");
     let caller = Caller::Agent(agent.to_string());
     let counts = store.topic_counts(
@@ -185,7 +192,7 @@ pub fn build(store: &dyn MemoryStore, agent: &str, previous: Option<u64>) -> Res
         bloom,
         topics: counts
             .iter()
-            .take(LISTED_TOPICS)
+            .take(if list_topics { LISTED_TOPICS } else { 0 })
             .map(|(t, _)| t.clone())
             .collect(),
         memory_count,

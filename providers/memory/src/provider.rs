@@ -180,6 +180,15 @@ impl MemoryProvider {
                 ),
             ));
         }
+        if content.is_empty() && crate::node::content_hash(b"") != info.hash {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "the content of version {} of {} was erased (it expired under an older avm, which blanked expired history)",
+                    info.version, req.path
+                ),
+            ));
+        }
         let path = req.path.clone();
         let c = content.clone();
         Ok(Output::content(content, move || {
@@ -759,6 +768,7 @@ impl MemoryProvider {
                     path: req.path.clone(),
                     put: Put { content: None, ..p },
                     agent: req.caller.agent().map(str::to_string),
+                    admin: is_admin(req),
                 })?;
                 return Self::saved(out, &req.path);
             }
@@ -877,6 +887,7 @@ impl MemoryProvider {
             path: req.path.clone(),
             put,
             agent,
+            admin: is_admin(req),
         })?;
         Self::saved(out, &req.path)
     }
@@ -998,6 +1009,7 @@ impl MemoryProvider {
                 path: req.path.clone(),
                 put,
                 agent,
+                admin: is_admin(req),
             },
             WriteInput::Text(t) => WriteOp::Put {
                 path: req.path.clone(),
@@ -1006,6 +1018,7 @@ impl MemoryProvider {
                     ..Put::default()
                 },
                 agent,
+                admin: false,
             },
             WriteInput::Record(v) => {
                 let mut record = Record::from_value(v)?;
@@ -1516,6 +1529,13 @@ impl Provider for MemoryProvider {
             })
             .collect())
     }
+}
+
+/// Is the caller an agent with the `admin` role?
+fn is_admin(req: &Request) -> bool {
+    req.caller
+        .agent()
+        .is_some_and(|a| req.policy.role(a) == avm_core::policy::Role::Admin)
 }
 
 /// Refuses a node the caller may not see (a node shared with named agents only), by the one

@@ -808,12 +808,13 @@ fn moves_onto_themselves_or_into_collisions_are_refused_without_changes() {
 }
 
 #[test]
-fn expired_nodes_leave_no_readable_history_or_links() {
+fn an_expired_node_goes_to_the_trash_with_its_history_as_its_ttl_setter() {
     let e = env();
     e.write("/keep.md", "keep");
+    let alice = Caller::Agent("alice".into());
     e.host
         .write(
-            &OP,
+            &alice,
             "/gone.md",
             WriteInput::Put(Put {
                 content: Some("secret".into()),
@@ -826,20 +827,119 @@ fn expired_nodes_leave_no_readable_history_or_links() {
         .write(&OP, "/keep.md:links", WriteInput::Text("/gone.md".into()))
         .unwrap();
     std::thread::sleep(Duration::from_millis(50));
+    // Hidden at once, everywhere.
     assert_eq!(
-        e.host.read(&OP, "/gone.md?version=1").unwrap_err().kind(),
+        e.host.read(&OP, "/gone.md").unwrap_err().kind(),
         ErrorKind::NotFound
     );
-    assert_eq!(e.read("/keep.md:links"), "(no links)\n");
-    // After the purge, the old version holds no content.
-    e.write("/other.md", "x");
+    assert!(!e.read("/:search?q=secret").contains("/gone.md"));
+    // A write after the once-a-second check moves it to the trash, whole, as a delete by alice
+    // would.
     std::thread::sleep(Duration::from_millis(1100));
-    e.write("/other2.md", "x");
-    let r = e.host.read(&OP, "/gone.md?version=1");
+    e.write("/other.md", "x");
+    let meta = e.host.read(&OP, "/trash/gone.md:meta").unwrap().data();
+    assert_eq!(meta["deleted_by"], "alice", "{meta}");
+    assert!(meta["expired_at"].is_string(), "{meta}");
+    assert_eq!(e.read("/trash/gone.md"), "secret");
+    assert_eq!(e.read("/gone.md?version=1"), "secret", "history is kept");
+    let events = crate::services::as_memory_store(e.mem.store())
+        .events_after(0, 1000)
+        .unwrap();
     assert!(
-        r.map(|o| o.text.is_empty()).unwrap_or(true),
-        "content purged"
+        events.iter().any(|ev| ev.kind == "expire"
+            && ev.path == "/gone.md"
+            && ev.agent.as_deref() == Some("alice")),
+        "{events:?}"
     );
+    // The trash copy has no TTL of its own: it stays until the trash is purged.
+    std::thread::sleep(Duration::from_millis(50));
+    e.write("/other2.md", "x");
+    assert_eq!(e.read("/trash/gone.md"), "secret");
+}
+
+#[test]
+fn ttls_are_set_only_by_those_who_may_remove_the_node_and_never_in_the_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("avm.db");
+    let mem = MemoryProvider::open(&db, StoreOptions::default()).unwrap();
+    let mut agents = std::collections::BTreeMap::new();
+    agents.insert(
+        "root".to_string(),
+        avm_core::policy::AgentConfig {
+            role: Some(avm_core::policy::Role::Admin),
+            ..Default::default()
+        },
+    );
+    let policy = avm_core::Policy::new(avm_core::policy::Access::Rw, &[], &agents).unwrap();
+    let host = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))])
+        .unwrap()
+        .with_policy(policy);
+    let (dan, bob, root) = (
+        Caller::Agent("dan".into()),
+        Caller::Agent("bob".into()),
+        Caller::Agent("root".into()),
+    );
+    host.write(&dan, "/memory/shared/team/plan.md", put("the plan"))
+        .unwrap();
+    let ttl = |who: &Caller, t: &str| {
+        host.write(
+            who,
+            "/memory/shared/team/plan.md:ttl",
+            WriteInput::Text(t.into()),
+        )
+    };
+    let err = ttl(&bob, "1s").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(err.message().contains("dan"), "{err}");
+    let meta = WriteInput::Put(Put {
+        meta: Some(
+            serde_json::from_value(serde_json::json!({"expires_at": "2099-01-01T00:00:00Z"}))
+                .unwrap(),
+        ),
+        ..Put::default()
+    });
+    assert_eq!(
+        host.write(&bob, "/memory/shared/team/plan.md", meta)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::PermissionDenied,
+        "nor through metadata"
+    );
+    for zero in ["0s", "0"] {
+        assert_eq!(
+            ttl(&dan, zero).unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "{zero}"
+        );
+    }
+    let forged = WriteInput::Put(Put {
+        meta: Some(serde_json::from_value(serde_json::json!({"expires_by": "carol"})).unwrap()),
+        ..Put::default()
+    });
+    assert_eq!(
+        host.write(&dan, "/memory/shared/team/plan.md", forged)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    ttl(&dan, "2h").unwrap();
+    ttl(&root, "3h").unwrap();
+    ttl(&OP, "never").unwrap();
+    ttl(&dan, "1d").unwrap();
+    let m = host
+        .read(&OP, "/memory/shared/team/plan.md:meta")
+        .unwrap()
+        .data();
+    assert_eq!(m["expires_by"], "dan", "{m}");
+    // Bob may time out what is his own.
+    host.write(&bob, "/memory/private/bob/n.md", put("mine"))
+        .unwrap();
+    host.write(
+        &bob,
+        "/memory/private/bob/n.md:ttl",
+        WriteInput::Text("5m".into()),
+    )
+    .unwrap();
 }
 
 #[test]

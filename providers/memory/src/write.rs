@@ -32,6 +32,8 @@ pub enum WriteOp {
         put: Put,
         /// Author to stamp on creation.
         agent: Option<String>,
+        /// The writer is an admin (may set a TTL on shared nodes others wrote).
+        admin: bool,
     },
     /// Delete a node or subtree (to the trash unless `hard` or already in the trash).
     Remove {
@@ -207,7 +209,12 @@ impl Ctx<'_> {
 /// Applies one operation inside the caller's transaction.
 pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> {
     match op {
-        WriteOp::Put { path, put, agent } => put_node(conn, ctx, path, put, agent.as_deref()),
+        WriteOp::Put {
+            path,
+            put,
+            agent,
+            admin,
+        } => put_node(conn, ctx, path, put, agent.as_deref(), *admin),
         WriteOp::Remove {
             path,
             recursive,
@@ -424,8 +431,9 @@ pub(crate) fn load_live(
 ) -> Result<Option<Node>> {
     match load(conn, ctx, path)? {
         Some(n) if n.is_expired(now_micros()) => {
-            expire(conn, ctx, &n)?;
+            let dst = expire(conn, ctx, &n)?;
             out.changed.push(n.path.clone());
+            out.changed.push(dst);
             Ok(None)
         }
         other => Ok(other),
@@ -582,10 +590,10 @@ pub(crate) fn patch(old: Option<&Node>, put: &Put) -> Result<Patched> {
                         }
                     }
                 }
-                "author" => {
-                    return Err(Error::invalid(
-                        "meta key \"author\" is stamped by avm from the calling agent and cannot be written",
-                    ));
+                "author" | EXPIRES_BY => {
+                    return Err(Error::invalid(format!(
+                        "meta key {k:?} is stamped by avm from the calling agent and cannot be written"
+                    )));
                 }
                 _ if v.is_null() => {
                     p.meta.remove(k);
@@ -612,6 +620,56 @@ pub(crate) fn patch(old: Option<&Node>, put: &Put) -> Result<Patched> {
         p.expires_at = e;
     }
     Ok(p)
+}
+
+/// Refuses a TTL that has already run out, and stamps who set it (`expires_by`) or clears that
+/// stamp with the TTL.
+fn check_expiry(
+    p: &mut Patched,
+    old: Option<&Node>,
+    agent: Option<&str>,
+    now: Micros,
+) -> Result<()> {
+    if old.map(|o| o.expires_at) == Some(p.expires_at) {
+        return Ok(());
+    }
+    match p.expires_at {
+        Some(t) if t <= now => Err(Error::invalid(format!(
+            "the expiry {} is not in the future; give a TTL longer than 0 (e.g. 15m, 2h, 7d), or `never` to keep it",
+            to_iso(t)
+        ))),
+        Some(_) => {
+            p.meta
+                .insert(EXPIRES_BY.into(), json!(agent.unwrap_or("operator")));
+            Ok(())
+        }
+        None => {
+            p.meta.remove(EXPIRES_BY);
+            Ok(())
+        }
+    }
+}
+
+/// Who set a node's TTL (stamped by avm, like its author).
+pub(crate) const EXPIRES_BY: &str = "expires_by";
+
+/// Only the node's author, an agent in whose private namespace it is, an admin or the operator
+/// may set or clear a TTL on an existing node: a TTL removes the node for everyone.
+fn may_expire(writer: &Caller, old: &Node, admin: bool) -> Result<()> {
+    let Some(a) = writer.agent() else {
+        return Ok(());
+    };
+    if admin
+        || old.author.as_deref() == Some(a)
+        || avm_core::provider::private_owner(avm_core::provider::live_path(&old.path)) == Some(a)
+    {
+        return Ok(());
+    }
+    Err(Error::denied(format!(
+        "only {}, who created {}, an admin or the operator may set its TTL",
+        old.author.as_deref().unwrap_or("its author"),
+        old.path
+    )))
 }
 
 pub(crate) fn check_size(ctx: &Ctx<'_>, path: &str, content: &Content) -> Result<()> {
@@ -693,6 +751,7 @@ fn put_node(
     path: &str,
     put: &Put,
     agent: Option<&str>,
+    admin: bool,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     let now = now_micros();
@@ -704,7 +763,8 @@ fn put_node(
         };
         check_size(ctx, path, content)?;
         check_placement(conn, ctx, path)?;
-        let p = patch(None, put)?;
+        let mut p = patch(None, put)?;
+        check_expiry(&mut p, None, agent, now)?;
         let version = max_version(conn, ctx, path)? + 1;
         let hash = content_hash(content.as_bytes());
         let attrs = Attrs {
@@ -794,7 +854,11 @@ fn put_node(
         (None, _) => old.content.clone(),
     };
     check_size(ctx, path, &content)?;
-    let p = patch(Some(&old), put)?;
+    let mut p = patch(Some(&old), put)?;
+    if p.expires_at != old.expires_at {
+        may_expire(&writer, &old, admin)?;
+        check_expiry(&mut p, Some(&old), agent, now)?;
+    }
     let hash = content_hash(content.as_bytes());
     let content_changed = hash != old.hash || content != old.content;
     let meta_changed = p.meta != old.meta
@@ -1225,7 +1289,8 @@ fn remove(
     for n in targets {
         out.changed.push(n.path.clone());
         if n.is_expired(now) {
-            expire(conn, ctx, &n)?;
+            let dst = expire(conn, ctx, &n)?;
+            out.changed.push(dst);
             continue;
         }
         if hard || is_within(&n.path, "/trash") {
@@ -1732,31 +1797,49 @@ pub fn purge_expired(conn: &Connection) -> Result<Vec<String>> {
         .map_err(|e| ctx.err(e))?;
     let mut paths = Vec::new();
     for n in nodes {
-        apply_purge(conn, &ctx, &n)?;
+        paths.push(expire(conn, &ctx, &n)?);
         paths.push(n.path);
     }
     Ok(paths)
 }
 
-fn apply_purge(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
-    expire(conn, ctx, n)
-}
-
-/// An expired node leaves nothing readable behind: its versions lose their content, and the
-/// `expire` entry is dated when it expired, so `--as-of` after that finds nothing.
-pub(crate) fn expire(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<()> {
-    conn.prepare_cached("UPDATE versions SET content = '' WHERE path = ?1 AND version <= ?2")
-        .and_then(|mut s| s.execute(params![n.path, n.version]))
-        .map_err(|e| ctx.err(e))?;
-    hard_delete(conn, ctx, n, "expire", None)?;
-    if let Some(at) = n.expires_at {
-        conn.prepare_cached(
-            "UPDATE versions SET at = ?2 WHERE path = ?1 AND version = (SELECT max(version) FROM versions WHERE path = ?1)",
-        )
-        .and_then(|mut s| s.execute(params![n.path, at]))
-        .map_err(|e| ctx.err(e))?;
+/// An expired node goes to the trash with its history, as a delete by whoever set its TTL
+/// (`expires_by`) would: the `expire` entry in its history and events names them, and the
+/// trash copy keeps no TTL (it is purged with the trash, after `trash_retention`).
+pub(crate) fn expire(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<String> {
+    let by = n
+        .meta
+        .get(EXPIRES_BY)
+        .and_then(Value::as_str)
+        .filter(|a| *a != "operator")
+        .map(str::to_string);
+    let base = format!("/trash{}", n.path);
+    let mut dst = base.clone();
+    let mut i = 2;
+    while exists(conn, ctx, &dst)? || has_children(conn, ctx, &dst)? {
+        dst = format!("{base}~{i}");
+        i += 1;
     }
-    Ok(())
+    let mut meta = n.meta.clone();
+    let at = n.expires_at.unwrap_or_else(now_micros);
+    meta.insert("deleted_at".into(), json!(to_iso(at)));
+    meta.insert("deleted_by".into(), json!(by));
+    meta.insert("expired_at".into(), json!(to_iso(at)));
+    meta.insert("original_path".into(), json!(n.path));
+    let moved = move_node(conn, ctx, n, &dst, "trash", meta, by.as_deref())?;
+    conn.prepare_cached("UPDATE nodes SET expires_at = NULL WHERE id = ?1")
+        .and_then(|mut s| s.execute([moved.id]))
+        .map_err(|e| ctx.err(e))?;
+    event(
+        conn,
+        ctx,
+        "expire",
+        &n.path,
+        by.as_deref(),
+        Some(n.version),
+        Some(&dst),
+    )?;
+    Ok(dst)
 }
 
 /// Writes buffered access times (never moving them backwards).
