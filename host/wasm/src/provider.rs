@@ -212,20 +212,24 @@ impl wit_host::Host for State {
             // Not an http(s) URL: nothing can grant it.
             Err(e) => return Ok(Err(werr(WitKind::PermissionDenied, e.message()))),
         };
-        let path_and_query = match parsed.query() {
-            Some(q) => format!("{}?{q}", parsed.path()),
-            None => parsed.path().to_string(),
+        let grants = &self.shared.grants;
+        let granted = |u: &avm_provider_http::client::Url| {
+            let path_and_query = match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            };
+            u.username().is_empty()
+                && u.password().is_none()
+                && grants.iter().any(|g| {
+                    g.allows(
+                        u.scheme(),
+                        u.host_str().unwrap_or(""),
+                        u.port_or_known_default(),
+                        &path_and_query,
+                    )
+                })
         };
-        let allowed = parsed.username().is_empty()
-            && parsed.password().is_none()
-            && self.shared.grants.iter().any(|g| {
-                g.allows(
-                    parsed.scheme(),
-                    parsed.host_str().unwrap_or(""),
-                    parsed.port_or_known_default(),
-                    &path_and_query,
-                )
-            });
+        let allowed = granted(&parsed);
         if !allowed {
             self.shared
                 .log(format!("warn: refused http-get {url} (not granted)"));
@@ -247,13 +251,16 @@ impl wit_host::Host for State {
             timeout: left,
             max_bytes: opts.output,
         };
-        Ok(match avm_provider_http::client::get(&fetch) {
-            Ok(r) => Ok(Response {
-                status: r.status,
-                body: r.body,
-            }),
-            Err(e) => Err(werr(to_wit_kind(e.kind()), e.message())),
-        })
+        // Every redirect hop is checked against the grants too.
+        Ok(
+            match avm_provider_http::client::get_granted(&fetch, &granted) {
+                Ok(r) => Ok(Response {
+                    status: r.status,
+                    body: r.body,
+                }),
+                Err(e) => Err(werr(to_wit_kind(e.kind()), e.message())),
+            },
+        )
     }
 
     fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {

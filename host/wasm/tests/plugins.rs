@@ -227,6 +227,47 @@ fn granted_http_works_and_anything_else_is_permission_denied() {
     assert!(log.contains("refused http-get"), "{log}");
 }
 
+/// A one-thread HTTP server: `/prices/old` redirects to `/prices/new` (granted), `/prices/leak`
+/// to `/admin` (not granted), `/admin` answers a secret, anything else "fresh".
+fn serve_redirects() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let target = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let resp = match target.as_str() {
+                "/prices/old" => "HTTP/1.1 302 Found\r\nlocation: /prices/new\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string(),
+                "/prices/leak" => "HTTP/1.1 302 Found\r\nlocation: /admin\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string(),
+                "/admin" => "HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\nadmin-secret!".to_string(),
+                _ => "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nfresh".to_string(),
+            };
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn every_redirect_hop_of_an_http_get_is_checked_against_the_grants() {
+    let e = env();
+    let base = serve_redirects();
+    let mut o = opts("hostile");
+    o.http = vec![format!("{base}/prices/*")];
+    let h = host_with(
+        "/x/{what}",
+        WasmProvider::new("/x/{what}", o, &e.env).unwrap(),
+    );
+    let get = |u: &str| read(&h, &format!("/x/http?url={}", percent(u)));
+    assert_eq!(get(&format!("{base}/prices/old")).unwrap(), "200 fresh");
+    let err = get(&format!("{base}/prices/leak")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(!err.message().contains("admin-secret"), "{err}");
+}
+
 fn percent(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

@@ -10,6 +10,7 @@
 //! The WASM host reuses [`get`] for its `http-get` import, so everything a guest can do over
 //! HTTP goes through the same limits: http/https only, a timeout, a body size cap.
 
+pub use reqwest::Url;
 use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -64,11 +65,15 @@ pub struct Response {
     pub body: String,
     /// The `Content-Type` header, when present and readable.
     pub content_type: Option<String>,
+    /// The `Location` header of a redirect that was not followed (see [`get_granted`]).
+    pub location: Option<String>,
 }
 
 struct Shared {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// A client that follows no redirect (its caller checks every hop).
+    manual: reqwest::Client,
 }
 
 /// The process-wide runtime and client, built on first use. A failure to build them is kept
@@ -103,7 +108,16 @@ fn shared() -> Result<&'static Shared> {
                 .redirect(policy)
                 .build()
                 .map_err(|e| format!("cannot build the http client: {}", chain(&e)))?;
-            Ok(Shared { runtime, client })
+            let manual = reqwest::Client::builder()
+                .user_agent(concat!("avm/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("cannot build the http client: {}", chain(&e)))?;
+            Ok(Shared {
+                runtime,
+                client,
+                manual,
+            })
         })
         .as_ref()
         .map_err(|m| Error::new(ErrorKind::Unavailable, m.clone()))
@@ -179,25 +193,87 @@ pub fn header_map(headers: &[(String, String)]) -> Result<HeaderMap> {
 /// body longer than `max_bytes` is `TooLarge` (reading stops as soon as the cap is passed).
 /// Error statuses are not errors here: the caller gets the status and decides.
 pub fn get(f: &Fetch) -> Result<Response> {
-    send(f, None)
+    send(f, None, false)
+}
+
+/// [`get`] for a caller whose grants cover some URLs only (a WASM plugin's `http-get`): every
+/// redirect hop must be on the first URL's host and port, never go from https to http, and be
+/// `granted` itself; otherwise the fetch fails with `PermissionDenied` naming the hop. The
+/// timeout covers all hops together.
+pub fn get_granted(f: &Fetch, granted: &dyn Fn(&reqwest::Url) -> bool) -> Result<Response> {
+    let first = parse_url(&f.url)?;
+    let deadline = std::time::Instant::now() + f.timeout;
+    let mut url = first.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(timed_out(&redact(&first), f.timeout));
+        }
+        let hop = Fetch {
+            url: url.to_string(),
+            headers: f.headers.clone(),
+            timeout: left,
+            max_bytes: f.max_bytes,
+        };
+        let r = send(&hop, None, true)?;
+        let Some(location) = r
+            .location
+            .as_deref()
+            .filter(|_| (300..400).contains(&r.status))
+        else {
+            return Ok(r);
+        };
+        let next = url.join(location).map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("{} redirected to an invalid location ({e})", redact(&url)),
+            )
+        })?;
+        let same_place = first.host_str() == next.host_str()
+            && first.port_or_known_default() == next.port_or_known_default()
+            && !(first.scheme() == "https" && next.scheme() != "https");
+        if !same_place || !granted(&next) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{} redirected to {}, which is not granted",
+                    redact(&url),
+                    redact(&next)
+                ),
+            ));
+        }
+        url = next;
+    }
+    Err(Error::new(
+        ErrorKind::Unavailable,
+        format!(
+            "{} redirected more than {MAX_REDIRECTS} times",
+            redact(&first)
+        ),
+    ))
 }
 
 /// Blocking POST of `body` (sent as `application/json` unless `f.headers` say otherwise), with
 /// the same guarantees and errors as [`get`]. Used for webhook deliveries.
 pub fn post(f: &Fetch, body: Vec<u8>) -> Result<Response> {
-    send(f, Some(body))
+    send(f, Some(body), false)
 }
 
-fn send(f: &Fetch, body: Option<Vec<u8>>) -> Result<Response> {
+fn send(f: &Fetch, body: Option<Vec<u8>>, manual: bool) -> Result<Response> {
     let url = parse_url(&f.url)?;
     let headers = header_map(&f.headers)?;
     let shared = shared()?;
     let shown = redact(&url);
     let (tx, rx) = mpsc::sync_channel(1);
+    let client = if manual {
+        &shared.manual
+    } else {
+        &shared.client
+    };
     let request = match body {
-        None => shared.client.get(url).headers(headers),
+        None => client.get(url).headers(headers),
         Some(b) => {
-            let mut r = shared.client.post(url);
+            let mut r = client.post(url);
             if !headers.contains_key(reqwest::header::CONTENT_TYPE) {
                 r = r.header(reqwest::header::CONTENT_TYPE, "application/json");
             }
@@ -253,6 +329,11 @@ async fn exchange(request: reqwest::RequestBuilder, max_bytes: u64, url: &str) -
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| transport(e, url))? {
         if (body.len() as u64).saturating_add(chunk.len() as u64) > max_bytes {
@@ -264,6 +345,7 @@ async fn exchange(request: reqwest::RequestBuilder, max_bytes: u64, url: &str) -
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
         content_type,
+        location,
     })
 }
 
