@@ -353,6 +353,16 @@ fn config_layers_apply_and_check_lists_every_problem() {
         use_it.fails(2).contains("config check"),
         "{}",
         use_it.stderr
+    ); // Keys all valid, but a provider that cannot be built: check says so, as every command would.
+    let unbuildable = e.write_file(
+        "plug.toml",
+        "[[mounts]]\npattern = \"/plug/**\"\ntype = \"wasm\"\noptions = { component = \"/nonexistent/p.wasm\" }\n",
+    );
+    let check = e.run(&["--config", s(&unbuildable), "config", "check"]);
+    let msg = check.fails(1).to_string();
+    assert!(
+        msg.contains("p.wasm") && msg.contains("every command"),
+        "{msg}"
     );
 }
 

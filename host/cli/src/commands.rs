@@ -945,7 +945,23 @@ fn config_cmd(g: &crate::cli::Global, action: &ConfigAction) -> Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         ConfigAction::Check => {
-            let problems = config::check(&sources, app::KNOWN_TYPES);
+            let mut problems = config::check(&sources, app::KNOWN_TYPES);
+            if problems.is_empty() {
+                // The keys are right; now build what every command builds (the store, each
+                // mount's provider, plugins), so a mount that every command would refuse is
+                // reported here, not at first use.
+                if let Err(e) = App::open(g) {
+                    problems.push(config::Problem {
+                        key: String::new(),
+                        message: format!(
+                            "every command would stop with: {} ({})",
+                            e.message(),
+                            e.kind()
+                        ),
+                        source: None,
+                    });
+                }
+            }
             let files: Vec<String> = config::files(&sources)
                 .iter()
                 .map(|p| p.display().to_string())
