@@ -41,7 +41,7 @@ impl Server {
     }
 
     /// Sends one request; returns (status, headers, body).
-    fn req(
+    pub(crate) fn req(
         &self,
         method: &str,
         target: &str,

@@ -6,7 +6,7 @@ use rmcp::transport::TokioChildProcess;
 
 use crate::{Env, s};
 
-fn text(r: &rmcp::model::CallToolResult) -> String {
+pub(crate) fn text(r: &rmcp::model::CallToolResult) -> String {
     r.content
         .iter()
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
@@ -14,7 +14,10 @@ fn text(r: &rmcp::model::CallToolResult) -> String {
         .join("\n")
 }
 
-async fn client(env: &Env, agent: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+pub(crate) async fn client(
+    env: &Env,
+    agent: &str,
+) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
     let mut cmd =
         tokio::process::Command::from(env.cmd(&["--db", s(&env.db()), "--agent", agent, "mcp"]));
     cmd.stderr(std::process::Stdio::null());
@@ -23,7 +26,7 @@ async fn client(env: &Env, agent: &str) -> rmcp::service::RunningService<rmcp::R
         .unwrap()
 }
 
-fn call(name: &str, args: serde_json::Value) -> CallToolRequestParams {
+pub(crate) fn call(name: &str, args: serde_json::Value) -> CallToolRequestParams {
     let mut p = CallToolRequestParams::new(name.to_string());
     p.arguments = args.as_object().cloned();
     p
@@ -329,7 +332,7 @@ async fn memories_are_resources_each_session_sees_only_its_own_and_ping_answers(
 }
 
 /// An MCP client over streamable HTTP to `avm serve` at `addr`, with a key or an agent header.
-async fn http_client(
+pub(crate) async fn http_client(
     addr: &str,
     key: Option<&str>,
     agent: Option<&str>,

@@ -81,3 +81,302 @@ fn the_store_on_disk_is_its_owners_only_and_old_readable_files_are_tightened() {
     assert_eq!(mode(&db2), 0o600);
     assert_eq!(mode(&own), 0o755);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A hostile agent (bob) against every kind of node it may not see or change, through every route.
+// Each hidden node holds a secret word and a secret tag that bob never typed; each test runs
+// bob's operations through one route, asserts that no output of any of them holds a secret (nor,
+// for operations that discover rather than name a path, the hidden node's path), and that every
+// protected node is unchanged afterwards.
+// ---------------------------------------------------------------------------------------------
+
+/// One protected node.
+struct Planted {
+    kind: &'static str,
+    /// Where it is now.
+    path: String,
+    /// A word of its content that bob searches for (so it may appear in bob's own echo).
+    query: String,
+    /// A word of its content bob never types.
+    secret: String,
+    /// Its tag.
+    tag: String,
+    /// Bob may read it (an `ro` node): only "unchanged" is checked.
+    readable: bool,
+}
+
+const RULES: &str = "[[permissions]]\npattern = \"/memory/shared/hr/**\"\naccess = \"none\"\n\n[[permissions]]\npattern = \"/memory/shared/ann/**\"\naccess = \"ro\"\n";
+
+/// Plants one node of each kind.
+fn plant(env: &Env) -> Vec<Planted> {
+    env.write_file("config/avm/config.toml", RULES);
+    let db = env.db();
+    let db = s(&db);
+    let run = |args: &[&str]| {
+        let mut a = vec!["--db", db];
+        a.extend(args);
+        env.run(&a).ok().to_string()
+    };
+    let kinds: [(&str, &str, Option<&str>, bool); 7] = [
+        (
+            "private",
+            "/memory/private/alice/k1/n.md",
+            Some("alice"),
+            false,
+        ),
+        (
+            "archived",
+            "/memory/private/alice/k2/n.md",
+            Some("alice"),
+            false,
+        ),
+        (
+            "trashed",
+            "/memory/private/alice/k3/n.md",
+            Some("alice"),
+            false,
+        ),
+        (
+            "trash-of-archive",
+            "/memory/private/alice/k4/n.md",
+            Some("alice"),
+            false,
+        ),
+        (
+            "shared-with",
+            "/memory/shared/team/n.md",
+            Some("dan"),
+            false,
+        ),
+        ("none-ruled", "/memory/shared/hr/n.md", None, false),
+        ("ro-ruled", "/memory/shared/ann/n.md", None, true),
+    ];
+    let mut out = Vec::new();
+    for (i, (kind, path, author, readable)) in kinds.into_iter().enumerate() {
+        let short = ["prv", "arc", "trs", "tra", "shw", "non", "rox"][i];
+        let query = format!("quarry{short}");
+        let secret = format!("sekrit{short}q7");
+        let tag = format!("tagsekrit{short}");
+        let content = format!("{query} notes: the vault code is {secret} for the team");
+        let mut args: Vec<&str> = Vec::new();
+        if let Some(a) = author {
+            args.extend(["--agent", a]);
+        }
+        let mut w = args.clone();
+        w.extend(["write", path, "-c", &content, "--tags", &tag]);
+        run(&w);
+        let now = match kind {
+            "archived" | "trash-of-archive" => {
+                let dst = format!("/archive{path}");
+                let mut m = args.clone();
+                m.extend(["mv", path, &dst]);
+                run(&m);
+                if kind == "trash-of-archive" {
+                    let mut r = args.clone();
+                    r.extend(["rm", &dst]);
+                    run(&r);
+                    format!("/trash{dst}")
+                } else {
+                    dst
+                }
+            }
+            "trashed" => {
+                let mut r = args.clone();
+                r.extend(["rm", path]);
+                run(&r);
+                format!("/trash{path}")
+            }
+            "shared-with" => {
+                let mut sh = args.clone();
+                let addr = format!("{path}:shared");
+                sh.extend(["write", &addr, "-c", "carol"]);
+                run(&sh);
+                path.to_string()
+            }
+            _ => path.to_string(),
+        };
+        out.push(Planted {
+            kind,
+            path: now,
+            query,
+            secret,
+            tag,
+            readable,
+        });
+    }
+    // Something bob may see, so that empty answers are not what passes the test.
+    run(&[
+        "--agent",
+        "bob",
+        "write",
+        "/memory/shared/team/open.md",
+        "-c",
+        "open quarryopen notes",
+    ]);
+    out
+}
+
+/// What the operator sees of every planted node (content, version, metadata, tags), to compare
+/// before and after the attack.
+fn snapshot(env: &Env, planted: &[Planted]) -> Vec<String> {
+    planted
+        .iter()
+        .map(|p| {
+            let r = env.run(&["--db", s(&env.db()), "--json", "read", &p.path]);
+            let mut v: serde_json::Value = serde_json::from_str(r.ok()).unwrap();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("accessed_at");
+            }
+            v.to_string()
+        })
+        .collect()
+}
+
+/// Bob's operations on one route, each a name and everything it printed or answered.
+type Outputs = Vec<(String, bool, String)>;
+
+/// Asserts that no output holds a secret of a node bob may not read, nor (for discovering
+/// operations) its path; returns the number of (operation × node kind) cases checked.
+fn assert_nothing_leaks(route: &str, planted: &[Planted], outputs: &Outputs) -> usize {
+    assert!(outputs.len() > 5, "{route}: too few operations ran");
+    let mut cases = 0;
+    for (op, discovers, out) in outputs {
+        for p in planted {
+            cases += 1;
+            if p.readable {
+                continue;
+            }
+            for word in [&p.secret, &p.tag] {
+                assert!(
+                    !out.contains(word.as_str()),
+                    "{route}: `{op}` leaked the {} node's {word}:\n{out}",
+                    p.kind
+                );
+            }
+            if *discovers {
+                assert!(
+                    !out.contains(&p.path),
+                    "{route}: `{op}` revealed the {} node's path {}:\n{out}",
+                    p.kind,
+                    p.path
+                );
+            }
+        }
+    }
+    eprintln!(
+        "{route}: {} operations × {} node kinds = {cases} cases",
+        outputs.len(),
+        planted.len()
+    );
+    cases
+}
+
+/// The addresses bob tries for one node (the node and its suffixes).
+fn addresses(p: &Planted) -> Vec<String> {
+    vec![
+        p.path.clone(),
+        format!("{}:meta", p.path),
+        format!("{}:history", p.path),
+        format!("{}:tags", p.path),
+        format!("{}:links", p.path),
+        format!("{}?version=1", p.path),
+    ]
+}
+
+fn parent(p: &str) -> String {
+    p.rsplit_once('/')
+        .map(|(d, _)| d.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn through_the_cli_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
+    let env = Env::new();
+    let planted = plant(&env);
+    let before = snapshot(&env, &planted);
+    let db = env.db();
+    let db = s(&db);
+    // Bob does get answers where he may look (so empty answers are not what passes).
+    let open = env.run(&["--db", db, "--agent", "bob", "search", "quarryopen"]);
+    assert!(open.ok().contains("open.md"), "{open:?}");
+    let mut outputs: Outputs = Vec::new();
+    let mut bob = |args: &[&str], discovers: bool| {
+        let mut a = vec!["--db", db, "--agent", "bob"];
+        a.extend(args);
+        let r = env.run(&a);
+        outputs.push((
+            args.join(" "),
+            discovers,
+            format!("{}{}", r.stdout, r.stderr),
+        ));
+    };
+    for p in &planted {
+        for addr in addresses(p) {
+            bob(&["read", &addr], false);
+            bob(&["--json", "read", &addr], false);
+        }
+        bob(&["history", &p.path], false);
+        bob(&["search", &p.query], true);
+        bob(&["--json", "search", &p.query], true);
+        bob(&["recall", &p.query], true);
+        bob(&["browse", &p.query], true);
+        bob(&["ask", &p.query], true);
+        bob(&["ls", &parent(&p.path)], true);
+        bob(&["export", &parent(&p.path), "-o", "-"], true);
+        bob(&["tags", &parent(&p.path)], true);
+        // Changes: every one must fail or leave the node as it was.
+        bob(&["write", &p.path, "-c", "bob was here"], false);
+        bob(&["append", &p.path, "-c", "bob was here"], false);
+        bob(&["write", &format!("{}:ttl", p.path), "-c", "1s"], false);
+        bob(
+            &["write", &format!("{}:shared", p.path), "-c", "bob"],
+            false,
+        );
+        bob(
+            &["write", &format!("{}:tags", p.path), "-c", "bobtag"],
+            false,
+        );
+        bob(&["mv", &p.path, "/memory/shared/loot/x.md"], false);
+        bob(&["rm", &p.path], false);
+        bob(&["rm", "-r", "--hard", &parent(&p.path)], false);
+    }
+    for args in [
+        &["ls", "-r", "/"][..],
+        &["ls", "-r", "/trash"],
+        &["ls", "-r", "/archive"],
+        &["--json", "ls", "-r", "/"],
+        &["export", "/", "-o", "-"],
+        &["export", "/archive", "-o", "-"],
+        &["export", "/trash", "-o", "-"],
+        &["tags", "/"],
+        &["stats"],
+        &["--json", "stats"],
+        &["trash"],
+        &["topics"],
+        &["timeline"],
+        &["digest"],
+        &["recent"],
+        &["search", "vault"],
+        &["recall", "vault code team", "--max-tokens", "4000"],
+        &["read", "/:tags"],
+        &["read", "/:export"],
+        &["read", "/memory/shared:stats"],
+    ] {
+        bob(args, true);
+    }
+    for args in [
+        &["mv", "/memory/shared", "/memory/s2"][..],
+        &["rm", "-r", "--hard", "/memory/shared"],
+        &["rm", "-r", "--hard", "/trash"],
+        &["rm", "-r", "--hard", "/archive"],
+        &["rm", "-r", "/memory"],
+        &["trash", "--purge", "--older-than", "0s"],
+        &["archive", "/memory", "-t", "1"],
+        &["consolidate", "/memory/shared"],
+    ] {
+        bob(args, false);
+    }
+    let cases = assert_nothing_leaks("cli", &planted, &outputs);
+    assert!(cases > 1000, "{cases}");
+    assert_eq!(snapshot(&env, &planted), before, "a protected node changed");
+}

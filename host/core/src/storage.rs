@@ -43,6 +43,17 @@ pub struct MemoryNode {
 }
 
 impl MemoryNode {
+    /// May `caller` see this node (the one visibility rule: private namespaces and their
+    /// copies, and `shared_with`)?
+    pub fn visible_to(&self, caller: &crate::Caller) -> bool {
+        crate::provider::visible_to(
+            caller,
+            &self.path,
+            self.author.as_deref(),
+            &crate::provider::shared_with(&self.meta),
+        )
+    }
+
     /// The title: `meta.title`, else the file name without extension and timestamp prefix.
     pub fn title(&self) -> String {
         if let Some(t) = self.meta.get("title").and_then(Value::as_str) {

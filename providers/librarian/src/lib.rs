@@ -164,9 +164,13 @@ impl Librarian {
         let mut accessible = Vec::new();
         let mut hidden: BTreeMap<String, Hidden> = BTreeMap::new();
         for f in found {
-            if caller.may_see(&f.path) && keep(&f.path) {
+            let node = self.store.node(&f.path)?;
+            let sees = caller.may_see(&f.path)
+                && keep(&f.path)
+                && node.as_ref().is_none_or(|n| n.visible_to(caller));
+            if sees {
                 if accessible.len() < limit
-                    && let Some(n) = self.store.node(&f.path)?
+                    && let Some(n) = node
                 {
                     let excerpt = excerpt(&n.content, 100);
                     accessible.push(json!({"path": f.path, "score": f.score, "excerpt": excerpt}));

@@ -772,9 +772,20 @@ impl MemoryProvider {
                 })?;
                 return Self::saved(out, &req.path);
             }
+            // Plain text content and nothing else (`avm write a.md:tags -c x`) is the body.
+            WriteInput::Put(Put {
+                content: Some(Content::Text(t)),
+                meta: None,
+                tags: None,
+                importance: None,
+                expires_at: None,
+                append: false,
+                create_only: false,
+                ..
+            }) => t,
             _ => {
                 return Err(Error::invalid(format!(
-                    "{}:{suffix} takes a text body",
+                    "{}:{suffix} takes a text body (and no other flags)",
                     req.path
                 )));
             }
