@@ -380,3 +380,343 @@ fn through_the_cli_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
     assert!(cases > 1000, "{cases}");
     assert_eq!(snapshot(&env, &planted), before, "a protected node changed");
 }
+
+/// `path` relative to a mount's root (`/memory/x` → `memory/x`), quoted for `sh`.
+fn rel(path: &str) -> String {
+    format!("'{}'", path.trim_start_matches('/'))
+}
+
+#[test]
+fn through_the_mount_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
+    crate::fuse::need_fuse!();
+    let env = Env::new();
+    let planted = plant(&env);
+    let before = snapshot(&env, &planted);
+    let m = crate::fuse::Mount::new(&env, Some("bob"), "mnt-bob");
+    let mut outputs: Outputs = Vec::new();
+    let mut sh = |script: String, discovers: bool| {
+        let o = m.sh(&script);
+        outputs.push((
+            script,
+            discovers,
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ));
+    };
+    let own = m.ok("cat 'memory/:search?q=quarryopen'");
+    assert!(own.contains("open.md"), "{own}");
+    for p in &planted {
+        for addr in addresses(p) {
+            sh(format!("cat {}", rel(&addr)), false);
+        }
+        sh(format!("ls -la {}", rel(&parent(&p.path))), true);
+        sh(
+            format!("cat {}", rel(&format!("{}:export", parent(&p.path)))),
+            true,
+        );
+        sh(
+            format!("cat {}", rel(&format!("{}:tags", parent(&p.path)))),
+            true,
+        );
+        sh(format!("cat 'memory/:search?q={}'", p.query), true);
+        sh(format!("cat ':search?q={}'", p.query), true);
+        sh(format!("cat 'memory/:recall?q={}'", p.query), true);
+        sh(format!("cat 'memory/:browse?q={}'", p.query), true);
+        // Changes.
+        sh(format!("echo bob > {}", rel(&p.path)), false);
+        sh(format!("echo bob >> {}", rel(&p.path)), false);
+        sh(format!("truncate -s 0 {}", rel(&p.path)), false);
+        sh(format!("chmod 777 {}", rel(&p.path)), false);
+        sh(format!("touch {}", rel(&p.path)), false);
+        sh(
+            format!("echo 1s > {}", rel(&format!("{}:ttl", p.path))),
+            false,
+        );
+        sh(
+            format!("echo bob > {}", rel(&format!("{}:shared", p.path))),
+            false,
+        );
+        sh(format!("mv {} memory/shared/loot.md", rel(&p.path)), false);
+        sh(format!("rm -f {}", rel(&p.path)), false);
+        sh(format!("rm -rf {}", rel(&parent(&p.path))), false);
+    }
+    for script in [
+        "ls -laR .",
+        "find . -type f",
+        "grep -r vault . ",
+        "cat ':export'",
+        "cat 'trash/:export'",
+        "cat 'archive/:export'",
+        "cat ':tags'",
+        "cat 'memory/:stats'",
+        "cat 'memory/:recall?q=vault%20code%20team&max_tokens=4000'",
+        "cat 'memory/:search?q=vault'",
+        "cat 'memory/:timeline'",
+        "cat 'memory/:topics'",
+        "tar cf - . | strings",
+    ] {
+        sh(script.into(), true);
+    }
+    for script in [
+        "mv memory/shared memory/s2",
+        "rm -rf memory/shared",
+        "rm -rf trash archive",
+        "rm -rf memory",
+    ] {
+        sh(script.into(), false);
+    }
+    drop(m);
+    let cases = assert_nothing_leaks("mount", &planted, &outputs);
+    assert!(cases > 500, "{cases}");
+    assert_eq!(snapshot(&env, &planted), before, "a protected node changed");
+}
+
+/// Runs bob's MCP operations on `client` (stdio or HTTP) and returns what each answered.
+async fn mcp_attack(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    planted: &[Planted],
+) -> Outputs {
+    use crate::mcp::{call, text};
+    use serde_json::json;
+    let mut outputs: Outputs = Vec::new();
+    let mut calls: Vec<(String, serde_json::Value, bool)> = Vec::new();
+    for p in planted {
+        for addr in addresses(p) {
+            calls.push(("avm_read".into(), json!({"path": addr}), false));
+        }
+        calls.push((
+            "avm_read".into(),
+            json!({"path": format!("{}:export", parent(&p.path))}),
+            true,
+        ));
+        calls.push(("avm_fetch".into(), json!({"paths": [p.path]}), false));
+        calls.push(("avm_search".into(), json!({"query": p.query}), true));
+        calls.push(("avm_recall".into(), json!({"query": p.query}), true));
+        calls.push(("avm_browse".into(), json!({"query": p.query}), true));
+        calls.push(("avm_list".into(), json!({"prefix": parent(&p.path)}), true));
+        calls.push(("avm_tags".into(), json!({"path": parent(&p.path)}), true));
+        calls.push(("avm_who_knows".into(), json!({"topic": p.query}), true));
+        calls.push((
+            "avm_write".into(),
+            json!({"path": p.path, "content": "bob was here"}),
+            false,
+        ));
+        calls.push((
+            "avm_write".into(),
+            json!({"path": format!("{}:ttl", p.path), "content": "1s"}),
+            false,
+        ));
+        calls.push((
+            "avm_link".into(),
+            json!({"source": "/memory/shared/team/open.md", "target": p.path}),
+            false,
+        ));
+    }
+    for (name, args) in [
+        ("avm_search", json!({"query": "quarryopen"})),
+        ("avm_list", json!({})),
+        ("avm_list", json!({"prefix": "/trash"})),
+        ("avm_list", json!({"prefix": "/archive"})),
+        ("avm_tags", json!({})),
+        ("avm_stats", json!({})),
+        ("avm_recent", json!({"days": 30})),
+        ("avm_topics", json!({})),
+        ("avm_digest", json!({})),
+        ("avm_search", json!({"query": "vault"})),
+        (
+            "avm_recall",
+            json!({"query": "vault code team", "max_tokens": 4000}),
+        ),
+        ("avm_read", json!({"path": "/:export"})),
+        ("avm_read", json!({"path": "/:tags"})),
+    ] {
+        calls.push((name.into(), args, true));
+    }
+    for (name, args, discovers) in calls {
+        let label = format!("{name} {args}");
+        let out = match client.call_tool(call(&name, args)).await {
+            Ok(r) => format!(
+                "{}{}",
+                text(&r),
+                serde_json::to_string(&r.structured_content).unwrap_or_default()
+            ),
+            Err(e) => e.to_string(),
+        };
+        outputs.push((label, discovers, out));
+    }
+    // Resources: the list and every hidden node as a resource.
+    let listed = client
+        .list_all_resources()
+        .await
+        .map(|r| format!("{r:?}"))
+        .unwrap_or_else(|e| e.to_string());
+    outputs.push(("resources/list".into(), true, listed));
+    for p in planted {
+        let r = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(format!(
+                "avm://{}",
+                p.path
+            )))
+            .await
+            .map(|r| format!("{r:?}"))
+            .unwrap_or_else(|e| e.to_string());
+        outputs.push((format!("resources/read {}", p.path), false, r));
+    }
+    outputs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_mcp_over_stdio_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
+    let env = Env::new();
+    let planted = plant(&env);
+    let before = snapshot(&env, &planted);
+    let bob = crate::mcp::client(&env, "bob").await;
+    let outputs = mcp_attack(&bob, &planted).await;
+    bob.cancel().await.unwrap();
+    assert!(
+        outputs
+            .iter()
+            .any(|(op, _, out)| op.starts_with("avm_search") && out.contains("open.md")),
+        "bob's own search found nothing"
+    );
+    let cases = assert_nothing_leaks("mcp-stdio", &planted, &outputs);
+    assert!(cases > 500, "{cases}");
+    assert_eq!(snapshot(&env, &planted), before, "a protected node changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_mcp_over_http_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
+    let env = Env::new();
+    let planted = plant(&env);
+    let before = snapshot(&env, &planted);
+    let srv = crate::http::Server::start(&env, &["127.0.0.1:0"]);
+    let bob = crate::mcp::http_client(&srv.addr, None, Some("bob"))
+        .await
+        .unwrap();
+    let outputs = mcp_attack(&bob, &planted).await;
+    bob.cancel().await.unwrap();
+    let cases = assert_nothing_leaks("mcp-http", &planted, &outputs);
+    assert!(cases > 500, "{cases}");
+    drop(srv);
+    assert_eq!(snapshot(&env, &planted), before, "a protected node changed");
+}
+
+#[test]
+fn through_the_http_api_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
+    let env = Env::new();
+    let planted = plant(&env);
+    let before = snapshot(&env, &planted);
+    let srv = crate::http::Server::start(&env, &["127.0.0.1:0"]);
+    let bob = [("X-Avm-Agent", "bob")];
+    let json_bob = [("X-Avm-Agent", "bob"), ("Content-Type", "application/json")];
+    let mut outputs: Outputs = Vec::new();
+    let mut req = |method: &str, target: String, json: bool, body: &str, discovers: bool| {
+        let h: &[(&str, &str)] = if json { &json_bob } else { &bob };
+        let (st, _, out) = srv.req(method, &target, h, body.as_bytes());
+        outputs.push((
+            format!("{method} {target}"),
+            discovers,
+            format!("{st} {out}"),
+        ));
+    };
+    let enc = |s: &str| s.replace(' ', "%20");
+    for p in &planted {
+        for addr in addresses(p) {
+            req("GET", format!("/v1/nodes{addr}"), false, "", false);
+        }
+        req(
+            "GET",
+            format!("/v1/nodes{}:export", parent(&p.path)),
+            false,
+            "",
+            true,
+        );
+        req(
+            "GET",
+            format!("/v1/nodes{}:tags", parent(&p.path)),
+            false,
+            "",
+            true,
+        );
+        req(
+            "GET",
+            format!("/v1/list{}?recursive=true", parent(&p.path)),
+            false,
+            "",
+            true,
+        );
+        req("GET", format!("/v1/search?q={}", p.query), false, "", true);
+        req("GET", format!("/v1/recall?q={}", p.query), false, "", true);
+        req(
+            "PUT",
+            format!("/v1/nodes{}", p.path),
+            false,
+            "bob was here",
+            false,
+        );
+        req(
+            "PUT",
+            format!("/v1/nodes{}:ttl", p.path),
+            false,
+            "1s",
+            false,
+        );
+        req("DELETE", format!("/v1/nodes{}", p.path), false, "", false);
+        req(
+            "DELETE",
+            format!("/v1/nodes{}?recursive=true&hard=true", parent(&p.path)),
+            false,
+            "",
+            false,
+        );
+    }
+    for target in [
+        "/v1/list?recursive=true&limit=10000",
+        "/v1/list/trash?recursive=true",
+        "/v1/list/archive?recursive=true",
+        "/v1/nodes/:export",
+        "/v1/nodes/trash:export",
+        "/v1/nodes/archive:export",
+        "/v1/nodes/:tags",
+        "/v1/stats",
+        "/v1/search?q=vault",
+        "/v1/inbox",
+    ] {
+        req("GET", target.into(), false, "", true);
+    }
+    req(
+        "GET",
+        format!("/v1/recall?q={}&max_tokens=4000", enc("vault code team")),
+        false,
+        "",
+        true,
+    );
+    req(
+        "DELETE",
+        "/v1/nodes/memory/shared?recursive=true&hard=true".into(),
+        false,
+        "",
+        false,
+    );
+    req(
+        "DELETE",
+        "/v1/nodes/trash?recursive=true&hard=true".into(),
+        false,
+        "",
+        false,
+    );
+    req(
+        "POST",
+        "/v1/remember".into(),
+        true,
+        r#"{"content": "bob's note", "namespace": "hr"}"#,
+        false,
+    );
+    let cases = assert_nothing_leaks("http", &planted, &outputs);
+    assert!(cases > 500, "{cases}");
+    drop(srv);
+    assert_eq!(snapshot(&env, &planted), before, "a protected node changed");
+}

@@ -384,6 +384,9 @@ impl MemoryProvider {
                     )));
                 }
                 let (out, inc) = self.store.links(&req.path, &req.caller)?;
+                let readable = |p: &str| req.policy.may_read(&req.caller, p);
+                let out: Vec<_> = out.into_iter().filter(|l| readable(&l.target)).collect();
+                let inc: Vec<_> = inc.into_iter().filter(|l| readable(&l.source)).collect();
                 let mut text = String::new();
                 let mut data = Vec::new();
                 if dir != "in" {
@@ -465,7 +468,7 @@ impl MemoryProvider {
             }
             "record" => {
                 let n = self.node(req)?;
-                let rec = self.record(&n, &req.caller)?;
+                let rec = self.record(&n, req)?;
                 let v = serde_json::to_value(&rec).map_err(|e| Error::internal(e.to_string()))?;
                 Ok(Output::new(format!("{v}\n"), v))
             }
@@ -590,7 +593,7 @@ impl MemoryProvider {
                 let mut recs = Vec::new();
                 // Nodes the read rules hide are left out; paging goes by what was scanned.
                 for n in nodes.iter().take(limit).filter(|n| req.may_read(&n.path)) {
-                    let rec = self.record(n, &req.caller)?;
+                    let rec = self.record(n, req)?;
                     let v =
                         serde_json::to_value(&rec).map_err(|e| Error::internal(e.to_string()))?;
                     text.push_str(&v.to_string());
@@ -733,25 +736,30 @@ impl MemoryProvider {
         ))
     }
 
-    /// The export record of `n` as `caller` may see it: links into other agents' private
-    /// namespaces and notes naming such paths are left out.
-    fn record(&self, n: &Node, caller: &avm_core::Caller) -> Result<Record> {
+    /// The export record of `n` as the caller may see it: links to nodes it may not see or
+    /// read, and notes naming such paths, are left out.
+    fn record(&self, n: &Node, req: &Request) -> Result<Record> {
+        let caller = &req.caller;
+        let readable = |p: &str| caller.may_see(p) && req.policy.may_read(caller, p);
         let versions = self
             .store
             .all_versions(&n.path)?
             .into_iter()
             .map(|(mut v, c)| {
-                if v.note.as_deref().is_some_and(|p| !caller.may_see(p)) {
+                if v.note.as_deref().is_some_and(|p| !readable(p)) {
                     v.note = None;
                 }
                 (v, c)
             })
             .collect();
-        Ok(Record::build(
-            n,
-            versions,
-            self.store.links(&n.path, caller)?.0,
-        ))
+        let links = self
+            .store
+            .links(&n.path, caller)?
+            .0
+            .into_iter()
+            .filter(|l| readable(&l.target))
+            .collect();
+        Ok(Record::build(n, versions, links))
     }
 
     fn write_suffix(&self, req: &Request, suffix: &str, input: WriteInput) -> Result<Output> {
@@ -969,6 +977,17 @@ impl MemoryProvider {
             if !req.caller.may_see(&target) {
                 return Err(Error::denied(format!(
                     "cannot link to {target}: it is in another agent's private namespace (rule: private namespaces belong to their agent)"
+                )));
+            }
+            let hidden = op == "add"
+                && (!req.policy.may_read(&req.caller, &target)
+                    || self
+                        .store
+                        .get(&target)?
+                        .is_some_and(|n| !n.sees(&req.caller)));
+            if hidden {
+                return Err(Error::denied(format!(
+                    "cannot link to {target}: the caller may not read it"
                 )));
             }
             let weight = match weight {
