@@ -1165,6 +1165,18 @@ pub(crate) fn exists(conn: &Connection, ctx: &Ctx<'_>, path: &str) -> Result<boo
 
 /// Soft delete: into `/trash<path>` (with `~2`, `~3`… when taken), remembering where from.
 fn to_trash(conn: &Connection, ctx: &Ctx<'_>, n: &Node, agent: Option<&str>) -> Result<Node> {
+    trash_as(conn, ctx, n, agent, now_micros(), Map::new())
+}
+
+/// [`to_trash`] dated `at` by `agent`, with `extra` metadata on the trash copy.
+fn trash_as(
+    conn: &Connection,
+    ctx: &Ctx<'_>,
+    n: &Node,
+    agent: Option<&str>,
+    at: Micros,
+    extra: Map<String, Value>,
+) -> Result<Node> {
     let base = format!("/trash{}", n.path);
     let mut dst = base.clone();
     let mut i = 2;
@@ -1173,9 +1185,10 @@ fn to_trash(conn: &Connection, ctx: &Ctx<'_>, n: &Node, agent: Option<&str>) -> 
         i += 1;
     }
     let mut meta = n.meta.clone();
-    meta.insert("deleted_at".into(), json!(to_iso(now_micros())));
+    meta.insert("deleted_at".into(), json!(to_iso(at)));
     meta.insert("deleted_by".into(), json!(agent));
     meta.insert("original_path".into(), json!(n.path));
+    meta.extend(extra);
     move_node(conn, ctx, n, &dst, "trash", meta, agent)
 }
 
@@ -1813,20 +1826,11 @@ pub(crate) fn expire(conn: &Connection, ctx: &Ctx<'_>, n: &Node) -> Result<Strin
         .and_then(Value::as_str)
         .filter(|a| *a != "operator")
         .map(str::to_string);
-    let base = format!("/trash{}", n.path);
-    let mut dst = base.clone();
-    let mut i = 2;
-    while exists(conn, ctx, &dst)? || has_children(conn, ctx, &dst)? {
-        dst = format!("{base}~{i}");
-        i += 1;
-    }
-    let mut meta = n.meta.clone();
     let at = n.expires_at.unwrap_or_else(now_micros);
-    meta.insert("deleted_at".into(), json!(to_iso(at)));
-    meta.insert("deleted_by".into(), json!(by));
-    meta.insert("expired_at".into(), json!(to_iso(at)));
-    meta.insert("original_path".into(), json!(n.path));
-    let moved = move_node(conn, ctx, n, &dst, "trash", meta, by.as_deref())?;
+    let mut extra = Map::new();
+    extra.insert("expired_at".into(), json!(to_iso(at)));
+    let moved = trash_as(conn, ctx, n, by.as_deref(), at, extra)?;
+    let dst = moved.path.clone();
     conn.prepare_cached("UPDATE nodes SET expires_at = NULL WHERE id = ?1")
         .and_then(|mut s| s.execute([moved.id]))
         .map_err(|e| ctx.err(e))?;
