@@ -428,3 +428,45 @@ fn a_stray_avm_variable_is_ignored_and_config_check_names_it() {
         "{out}"
     );
 }
+
+#[test]
+fn a_plugin_mount_in_the_config_adds_to_the_memory_store_and_check_catches_a_store_left_unserved() {
+    let e = Env::new();
+    let served = e.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("hello.txt"), "from disk").unwrap();
+    e.write_file(
+        "config/avm/config.toml",
+        &format!(
+            "[[mounts]]\npattern = \"/files/**\"\ntype = \"file\"\noptions = {{ root = \"{}\" }}\n",
+            s(&served)
+        ),
+    );
+    e.run(&["config", "check"]).ok();
+    e.run(&["-a", "alice", "remember", "the plugin did not eat the store"])
+        .ok();
+    let r = e.run(&["-a", "alice", "recall", "plugin store"]);
+    assert!(r.ok().contains("did not eat"), "{r:?}");
+    assert_eq!(e.run(&["read", "/files/hello.txt"]).ok(), "from disk");
+    // Turning the default off with nothing else on /memory: check says so.
+    e.write_file(
+        "config/avm/config.toml",
+        &format!(
+            "default_mount = false\n[[mounts]]\npattern = \"/files/**\"\ntype = \"file\"\noptions = {{ root = \"{}\" }}\n",
+            s(&served)
+        ),
+    );
+    let check = e.run(&["config", "check"]);
+    let msg = check.fails(1).to_string();
+    assert!(msg.contains("no mount serves /memory"), "{msg}");
+    // A /** mount of another type is a choice, but check still names what it breaks.
+    e.write_file(
+        "config/avm/config.toml",
+        &format!(
+            "[[mounts]]\npattern = \"/**\"\ntype = \"file\"\noptions = {{ root = \"{}\" }}\n",
+            s(&served)
+        ),
+    );
+    let msg = e.run(&["config", "check"]).fails(1).to_string();
+    assert!(msg.contains("not by a memory store"), "{msg}");
+}

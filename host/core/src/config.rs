@@ -35,8 +35,12 @@ pub struct Config {
     pub max_node_bytes: u64,
     /// Tuning of the embedded SQLite store.
     pub store: StoreConfig,
-    /// Path patterns and the providers that serve them.
+    /// Path patterns and the providers that serve them, besides the built-in memory store on
+    /// `/**` (see `default_mount`).
     pub mounts: Vec<MountConfig>,
+    /// Keep the built-in memory store on `/**` beside the configured mounts (a configured `/**`
+    /// mount replaces it). `false`: the configured mounts are all there is.
+    pub default_mount: bool,
     /// Access for paths no permission rule matches (`rw`, `ro`, `none`; agents only).
     pub default_access: Access,
     /// Global permission rules for agents, first match wins.
@@ -237,6 +241,7 @@ impl Default for Config {
                 read_only: false,
                 options: Dict::new(),
             }],
+            default_mount: true,
             default_access: Access::Rw,
             permissions: Vec::new(),
             agents: BTreeMap::new(),
@@ -431,7 +436,7 @@ fn merge_file(fig: Figment, path: &Path) -> Figment {
 /// Loads the configuration, failing on the first problem with a message naming its source.
 pub fn load(sources: &Sources) -> Result<Config> {
     let fig = figment(sources)?;
-    fig.extract::<Config>().map_err(|e| {
+    let mut cfg = fig.extract::<Config>().map_err(|e| {
         let first = e.into_iter().next();
         match first {
             Some(e) => Error::invalid(format!(
@@ -440,7 +445,54 @@ pub fn load(sources: &Sources) -> Result<Config> {
             )),
             None => Error::invalid("invalid configuration"),
         }
-    })
+    })?;
+    cfg.add_default_mount();
+    Ok(cfg)
+}
+
+impl Config {
+    /// The built-in memory mount on `/**`, as the defaults have it.
+    pub fn default_memory_mount() -> MountConfig {
+        MountConfig {
+            pattern: "/**".into(),
+            kind: "memory".into(),
+            ttl: 0,
+            read_only: false,
+            options: Dict::new(),
+        }
+    }
+
+    /// Adds the built-in memory mount when `default_mount` keeps it and no configured mount
+    /// takes `/**` (a `[[mounts]]` list in a file replaces the default list as a whole, so a
+    /// plugin mount would otherwise leave nothing serving `/memory`).
+    pub fn add_default_mount(&mut self) {
+        if self.default_mount && !self.mounts.iter().any(|m| m.pattern == "/**") {
+            self.mounts.push(Config::default_memory_mount());
+        }
+    }
+
+    /// Why `/memory` is not served by a memory store, if it is not: remember, recall, messages,
+    /// topics and the mount's namespaces all live there.
+    pub fn memory_unserved(&self) -> Option<String> {
+        let entries = self
+            .mounts
+            .iter()
+            .map(|m| (m.pattern.clone(), m.kind.clone()))
+            .collect();
+        let router = Router::new(entries).ok()?;
+        let probe = "/memory/private/agent/note.md";
+        match router.route(probe) {
+            Some(r) if r.target == "memory" => None,
+            Some(r) => Some(format!(
+                "{probe} is served by mount {:?} (type {}), not by a memory store: remember, recall, messages and topics will fail; keep default_mount = true or add a [[mounts]] pattern = \"/**\" type = \"memory\"",
+                r.pattern.as_str(),
+                r.target
+            )),
+            None => Some(
+                "no mount serves /memory: remember, recall, messages and topics will fail; keep default_mount = true or add a [[mounts]] pattern = \"/**\" type = \"memory\"".into(),
+            ),
+        }
+    }
 }
 
 fn describe(e: &figment::Error) -> String {
@@ -475,6 +527,7 @@ const TOP_KEYS: &[&str] = &[
     "max_node_bytes",
     "store",
     "mounts",
+    "default_mount",
     "default_access",
     "permissions",
     "agents",
@@ -636,6 +689,16 @@ pub fn check(sources: &Sources, known_types: &[&str]) -> Vec<Problem> {
     }
     check_mounts(&fig, &dict, known_types, &mut problems);
     check_access(&fig, &mut problems);
+    if problems.is_empty()
+        && let Ok(cfg) = load(sources)
+        && let Some(why) = cfg.memory_unserved()
+    {
+        problems.push(Problem {
+            key: "mounts".into(),
+            message: why,
+            source: source_of("mounts"),
+        });
+    }
     problems
 }
 
