@@ -443,8 +443,13 @@ fn a_plugin_mount_in_the_config_adds_to_the_memory_store_and_check_catches_a_sto
         ),
     );
     e.run(&["config", "check"]).ok();
-    e.run(&["-a", "alice", "remember", "the plugin did not eat the store"])
-        .ok();
+    e.run(&[
+        "-a",
+        "alice",
+        "remember",
+        "the plugin did not eat the store",
+    ])
+    .ok();
     let r = e.run(&["-a", "alice", "recall", "plugin store"]);
     assert!(r.ok().contains("did not eat"), "{r:?}");
     assert_eq!(e.run(&["read", "/files/hello.txt"]).ok(), "from disk");
@@ -469,4 +474,30 @@ fn a_plugin_mount_in_the_config_adds_to_the_memory_store_and_check_catches_a_sto
     );
     let msg = e.run(&["config", "check"]).fails(1).to_string();
     assert!(msg.contains("not by a memory store"), "{msg}");
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_like_any_shell_tool() {
+    use std::io::{BufRead, BufReader};
+    let e = Env::new();
+    let mut child = e
+        .cmd(&["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone (as `| head -1` leaves it); the rest of the output meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success() || out.status.code() == Some(141),
+        "{:?} {stderr}",
+        out.status
+    );
+    assert!(first.starts_with("_avm"), "{first}");
 }

@@ -53,7 +53,30 @@ fn report(e: &Error, json: bool) -> ExitCode {
     ExitCode::from(exit_code(e.kind()))
 }
 
+/// Exit status of a program stopped by a closed pipe (128 + SIGPIPE), as shells report it.
+const CLOSED_PIPE: i32 = 141;
+
+/// Output into a closed pipe (`avm ls -r / | head -3`) ends the process quietly, as it ends any
+/// shell tool, instead of a panic about a failed print (Rust ignores SIGPIPE, so the write
+/// fails with EPIPE and `println!` panics).
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") || msg.contains("BrokenPipe") {
+            std::process::exit(CLOSED_PIPE);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = cli::Cli::parse();
     let json = cli.global.json;
     match commands::run(cli) {
