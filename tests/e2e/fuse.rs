@@ -379,11 +379,26 @@ fn tell_reaches_the_other_mount_and_urgent_messages_show_once() {
     let b = Mount::new(&env, Some("bob"), "bob");
     a.ok("echo 'deploy is broken' > 'tell/bob?priority=urgent'");
     a.ok("echo 'lunch?' > tell/@all");
+    env.run(&[
+        "-a",
+        "bob",
+        "write",
+        "/private/prefs.json",
+        "-c",
+        "{\"a\": 1}\n",
+    ])
+    .ok();
     let size: usize = b
         .ok("stat -c %s memory/private/bob/todo.md")
         .trim()
         .parse()
         .unwrap();
+    // Copies, checksums and structured files never get the messages, and never mark them read.
+    b.ok("cp memory/private/bob/todo.md memory/private/bob/copy.md");
+    b.ok("sha256sum memory/private/bob/todo.md");
+    assert_eq!(b.ok("cat memory/private/bob/prefs.json"), "{\"a\": 1}\n");
+    let copied = env.run(&["-a", "bob", "read", "/memory/private/bob/copy.md"]);
+    assert_eq!(copied.ok(), "bob's list\n", "cp copied the banner");
     let first = b.ok("cat memory/private/bob/todo.md");
     assert!(
         first.starts_with("# ⚠️ UNREAD MESSAGES\n\n## 🔴 From: alice @ "),
@@ -393,21 +408,58 @@ fn tell_reaches_the_other_mount_and_urgent_messages_show_once() {
         first.contains("deploy is broken") && first.ends_with("---\nbob's list\n"),
         "{first}"
     );
-    assert_eq!(size, first.len(), "the header counts in st_size");
+    assert_eq!(
+        size,
+        "bob's list\n".len(),
+        "st_size is the content's, messages or not"
+    );
     assert_eq!(b.ok("cat memory/private/bob/todo.md"), "bob's list\n");
     let inbox = b.ok("cat ':inbox'");
     assert!(
         inbox.contains("## Unread (1)") && inbox.contains("lunch?"),
         "{inbox}"
     );
-    assert_eq!(
-        b.ok("cat ':inbox?mark=read'"),
-        "Marked 1 messages as read.\n"
+    let marked = b.ok("cat ':inbox?mark=read'");
+    assert!(
+        marked.contains("lunch?") && marked.ends_with("Marked 1 messages as read.\n"),
+        "what is marked read is shown: {marked}"
     );
     assert!(b.ok("cat ':inbox'").contains("## Read (2)"));
     // The broadcast is still unread for anyone else.
     let c = env.run(&["-a", "carol", "inbox"]);
     assert!(c.ok().contains("## Unread (1)"), "{c:#?}");
+}
+
+#[test]
+fn inbox_only_mode_never_puts_messages_in_front_of_files() {
+    need_fuse!();
+    let env = Env::new();
+    env.write_file(
+        "config/avm/config.toml",
+        "[fuse]\nurgent = \"inbox-only\"\n",
+    );
+    env.run(&[
+        "-a",
+        "bob",
+        "write",
+        "/private/todo.md",
+        "-c",
+        "bob's list\n",
+    ])
+    .ok();
+    env.run(&[
+        "-a",
+        "alice",
+        "tell",
+        "bob",
+        "deploy is broken",
+        "--priority",
+        "urgent",
+    ])
+    .ok();
+    let b = Mount::new(&env, Some("bob"), "bob");
+    assert_eq!(b.ok("cat memory/private/bob/todo.md"), "bob's list\n");
+    assert!(b.ok("cat ':inbox'").contains("## Unread (1)"));
 }
 
 #[test]

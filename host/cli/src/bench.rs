@@ -270,6 +270,7 @@ fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
             threads,
             allow_other: false,
             max_bytes,
+            inject_urgent: true,
         },
     )?;
     let base = mnt.join("memory/private/bench/dir");

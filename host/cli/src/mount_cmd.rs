@@ -102,6 +102,7 @@ pub fn foreground(g: &Global, dir: &Path, threads: usize, allow_other: bool) -> 
             threads,
             allow_other,
             max_bytes,
+            inject_urgent: app.config.fuse.urgent == avm_core::config::UrgentMode::Inject,
         },
     )?;
     eprintln!(

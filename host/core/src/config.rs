@@ -59,6 +59,29 @@ pub struct Config {
     pub serve: ServeConfig,
     /// Gossip digests.
     pub gossip: GossipConfig,
+    /// The FUSE mount.
+    pub fuse: FuseConfig,
+}
+
+/// The FUSE mount (`[fuse]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FuseConfig {
+    /// Where an agent meets its unread urgent messages: `inject` (the default: in front of the
+    /// next text memory file — `.md`, `.markdown`, `.txt` under `/memory` — that it reads whole
+    /// with a program that does not copy or checksum files) or `inbox-only`.
+    pub urgent: UrgentMode,
+}
+
+/// How urgent messages reach an agent on its mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UrgentMode {
+    /// In front of the next text memory file read (and marked read then).
+    #[default]
+    Inject,
+    /// Only in the inbox (`avm inbox`, `/tell`, `:inbox`).
+    InboxOnly,
 }
 
 /// The HTTP server (`[serve]`).
@@ -251,6 +274,7 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             serve: ServeConfig::default(),
             gossip: GossipConfig::default(),
+            fuse: FuseConfig::default(),
         }
     }
 }
@@ -537,6 +561,7 @@ const TOP_KEYS: &[&str] = &[
     "lifecycle",
     "serve",
     "gossip",
+    "fuse",
 ];
 const STORE_KEYS: &[&str] = &[
     "busy_timeout_ms",

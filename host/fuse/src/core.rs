@@ -133,6 +133,9 @@ pub struct OpenMode {
     pub append: bool,
     /// `O_EXCL` (with create).
     pub exclusive: bool,
+    /// The opener copies or checksums files (`cp`, `rsync`, `tar`, `git`, `sha256sum`, …):
+    /// it never gets urgent messages in front of the content.
+    pub copier: bool,
 }
 
 /// Who makes a node (stored as its owner).
@@ -166,14 +169,31 @@ pub struct AttrChange {
 pub struct Limits {
     /// Largest file in bytes (`max_node_bytes`): a write or truncate past it fails with EFBIG.
     pub max_bytes: u64,
+    /// Show unread urgent messages in front of the next text memory file the agent reads
+    /// (`[mount] urgent = "inject"`); off: they wait in the inbox.
+    pub inject_urgent: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_bytes: avm_core::config::DEFAULT_MAX_NODE_BYTES,
+            inject_urgent: true,
         }
     }
+}
+
+/// May urgent messages be shown in front of the file at `path`? Only text memory files
+/// (`.md`, `.markdown`, `.txt`) under `/memory`: a banner in front of JSON, YAML, TOML, CSV or
+/// any other format would break it for the program reading it.
+pub fn urgent_fits(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or("");
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    (path == "/memory" || path.starts_with("/memory/"))
+        && ["md", "markdown", "txt"].contains(&ext.as_str())
 }
 
 /// One inode the kernel knows.
@@ -236,8 +256,13 @@ enum HandleKind {
     /// descriptor once before it writes, and that close must not store an empty version).
     File { ino: u64, append: bool, wrote: bool },
     /// Content fixed at open: generated content, a provider's output, or a file shown with
-    /// urgent messages in front (which are marked read at the first read).
-    Snapshot { data: Arc<Vec<u8>>, shown: Vec<i64> },
+    /// urgent messages (`shown`) in its first `header_len` bytes, marked read once a read
+    /// returns those bytes.
+    Snapshot {
+        data: Arc<Vec<u8>>,
+        shown: Vec<i64>,
+        header_len: usize,
+    },
     /// A write to a generated path (`:tags`, `/tell/bob`, …), sent when closed.
     Virtual {
         path: String,
@@ -572,13 +597,10 @@ impl Core {
             NodeKind::Symlink => (Kind::Symlink, 0o777, 1),
         };
         let perm = st.attrs.mode.map(|m| (m & 0o7777) as u16).unwrap_or(perm);
-        let mut size = st.size;
-        if kind == Kind::File
-            && self.provider_is_memory(ino)
-            && let Some((h, _)) = self.urgent_for_stat()
-        {
-            size += h.len() as u64;
-        }
+        // The size is the content's: urgent messages shown in front of a file at a read (an
+        // open with direct I/O, read to its end) are not part of it, so `stat`, `ls -l` and
+        // rsync's quick check see the same size with or without messages pending.
+        let size = st.size;
         Attr {
             ino,
             kind,
@@ -591,20 +613,6 @@ impl Core {
             gid: st.attrs.gid,
             nlink,
         }
-    }
-
-    /// The urgent block as `stat` counts it into file sizes (the reference's contract: the
-    /// agent sees urgent messages at its next read of a file).
-    fn urgent_for_stat(&self) -> Option<(String, Vec<i64>)> {
-        self.urgent()
-    }
-
-    fn provider_is_memory(&self, ino: u64) -> bool {
-        let path = match lock(&self.inodes).by_ino.get(&ino) {
-            Some(i) => i.path.clone(),
-            None => return true,
-        };
-        self.host.provider_kind(&path).is_none_or(|k| k == "memory")
     }
 
     /// Attributes of an open file: its buffer's size and mtime over what the host stores.
@@ -801,6 +809,7 @@ impl Core {
                 HandleKind::Snapshot {
                     data: Arc::new(self.generate(&path)?),
                     shown: Vec::new(),
+                    header_len: 0,
                 }
             };
             lock(&self.handles).insert(fh, h);
@@ -815,20 +824,34 @@ impl Core {
             // Content generated on each read (http, script, sqlite, wasm, …) may differ from
             // the size getattr saw, so the kernel must not trust that size: direct I/O. A
             // file shown with urgent messages in front is a snapshot too.
-            let urgent = if memory { self.urgent() } else { None };
+            // The reference's contract: the agent sees urgent messages at its next read of a
+            // file — kept only where it changes nothing a program relies on (see
+            // [`urgent_fits`]; never for a copying or checksumming reader).
+            let urgent =
+                if memory && self.limits.inject_urgent && !mode.copier && urgent_fits(&path) {
+                    self.urgent()
+                } else {
+                    None
+                };
             if !memory || urgent.is_some() {
+                let content = self.load(&path)?;
                 let mut data = Vec::new();
                 let mut shown = Vec::new();
-                if let Some((header, ids)) = urgent {
+                let mut header_len = 0;
+                if let Some((header, ids)) = urgent
+                    && std::str::from_utf8(&content).is_ok()
+                {
                     data.extend_from_slice(header.as_bytes());
+                    header_len = header.len();
                     shown = ids;
                 }
-                data.extend_from_slice(&self.load(&path)?);
+                data.extend_from_slice(&content);
                 lock(&self.handles).insert(
                     fh,
                     HandleKind::Snapshot {
                         data: Arc::new(data),
                         shown,
+                        header_len,
                     },
                 );
                 return Ok((fh, true));
@@ -1021,8 +1044,19 @@ impl Core {
             let mut hs = lock(&self.handles);
             match hs.get_mut(&fh) {
                 Some(HandleKind::File { ino, .. }) => Src::File(*ino),
-                Some(HandleKind::Snapshot { data, shown }) => {
-                    Src::Snap(data.clone(), std::mem::take(shown))
+                Some(HandleKind::Snapshot {
+                    data,
+                    shown,
+                    header_len,
+                }) => {
+                    // Only a read that returns the messages marks them read.
+                    let sees_header = (offset as usize) < *header_len && size > 0;
+                    let shown = if sees_header {
+                        std::mem::take(shown)
+                    } else {
+                        Vec::new()
+                    };
+                    Src::Snap(data.clone(), shown)
                 }
                 Some(HandleKind::Virtual { .. }) => Src::Nothing,
                 None => return Err(Error::invalid("unknown file handle")),
@@ -1045,7 +1079,7 @@ impl Core {
                 if !shown.is_empty()
                     && let (Some(store), Some(agent)) = (&self.store, self.caller.agent())
                 {
-                    // Shown once: the header was read, so these messages are read now.
+                    // Shown once: the messages were read, so they are read now.
                     store.tell_mark_read(agent, &shown)?;
                     self.forget_urgent();
                 }

@@ -37,6 +37,9 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Largest file in bytes (`max_node_bytes`).
     pub max_bytes: u64,
+    /// Show unread urgent messages in front of the next text memory file read
+    /// (`[fuse] urgent = "inject"`, the default); off: they wait in the inbox.
+    pub inject_urgent: bool,
 }
 
 impl Default for MountOptions {
@@ -45,6 +48,7 @@ impl Default for MountOptions {
             threads: default_threads(),
             allow_other: false,
             max_bytes: avm_core::config::DEFAULT_MAX_NODE_BYTES,
+            inject_urgent: true,
         }
     }
 }
@@ -64,6 +68,7 @@ pub fn mount(
         store,
         core::Limits {
             max_bytes: opts.max_bytes,
+            inject_urgent: opts.inject_urgent,
         },
     ));
     let mut cfg = fuser::Config::default();

@@ -114,21 +114,13 @@ pub fn inbox(store: &dyn MemoryStore, caller: &Caller, mark: bool) -> Result<Out
         .agent()
         .ok_or_else(|| Error::invalid("the inbox belongs to an agent: pass --agent NAME"))?;
     let all = store.tell_inbox(agent, 200)?;
-    if mark {
-        let ids: Vec<i64> = all.iter().filter(|(_, r)| !r).map(|(t, _)| t.id).collect();
-        store.tell_mark_read(agent, &ids)?;
-        return Ok(Output::new(
-            format!("Marked {} messages as read.\n", ids.len()),
-            json!({"marked": ids.len()}),
-        ));
-    }
     let unread: Vec<&Tell> = all.iter().filter(|(_, r)| !r).map(|(t, _)| t).collect();
     let read: Vec<&Tell> = all.iter().filter(|(_, r)| *r).map(|(t, _)| t).collect();
     let data: Vec<Value> = all.iter().map(|(t, r)| tell_json(t, *r)).collect();
-    if all.is_empty() {
-        return Ok(Output::new("# 📬 Inbox\n\nNo messages.\n", json!([])));
-    }
     let mut s = String::from("# 📬 Inbox\n\n");
+    if all.is_empty() {
+        s.push_str("No messages.\n");
+    }
     if !unread.is_empty() {
         s.push_str(&format!("## Unread ({})\n\n", unread.len()));
         for t in &unread {
@@ -143,9 +135,17 @@ pub fn inbox(store: &dyn MemoryStore, caller: &Caller, mark: bool) -> Result<Out
             s.push_str("\n\n");
         }
     }
+    let mut text = s.trim_end().to_string() + "\n";
+    if !mark {
+        return Ok(Output::new(text, Value::Array(data)));
+    }
+    // Marked read only as shown: the unread messages are in this very answer.
+    let ids: Vec<i64> = unread.iter().map(|t| t.id).collect();
+    store.tell_mark_read(agent, &ids)?;
+    text.push_str(&format!("\nMarked {} messages as read.\n", ids.len()));
     Ok(Output::new(
-        s.trim_end().to_string() + "\n",
-        Value::Array(data),
+        text,
+        json!({"messages": data, "marked": ids.len()}),
     ))
 }
 
