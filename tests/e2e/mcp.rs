@@ -456,3 +456,126 @@ async fn mcp_over_http_acts_as_the_agent_the_credentials_name() {
     let _ = alice.cancel().await;
     let _ = bob.cancel().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_suit_form_based_clients_and_their_string_arguments() {
+    let env = Env::new();
+    let alice = client(&env, "alice").await;
+    let tools = alice.list_all_tools().await.unwrap();
+    for t in &tools {
+        let schema = serde_json::Value::Object((*t.input_schema).clone()).to_string();
+        assert!(!schema.contains("\"null\""), "{}: {schema}", t.name);
+        let a = t.annotations.as_ref().expect("every tool is annotated");
+        assert!(
+            a.read_only_hint.is_some() && a.destructive_hint.is_some(),
+            "{}",
+            t.name
+        );
+    }
+    let recall = tools.iter().find(|t| t.name == "avm_recall").unwrap();
+    let props = &recall.input_schema["properties"];
+    assert_eq!(props["max_tokens"]["type"], "integer");
+    assert_eq!(props["max_tokens"]["minimum"], 1);
+    assert!(props["strategy"]["enum"].as_array().unwrap().len() == 4);
+    let read = tools.iter().find(|t| t.name == "avm_read").unwrap();
+    assert_eq!(
+        read.annotations.as_ref().unwrap().read_only_hint,
+        Some(true)
+    );
+    // The MCP Inspector sends every field of its form as a string.
+    let r = alice
+        .call_tool(call(
+            "avm_remember",
+            serde_json::json!({"content": "the canary deploy runs at noon", "importance": "0.9", "tags": ["ops"]}),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let r = alice
+        .call_tool(call(
+            "avm_recall",
+            serde_json::json!({"query": "canary deploy", "max_tokens": "300", "strategy": "relevance"}),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert!(text(&r).contains("noon"), "{}", text(&r));
+    // What cannot be read as the parameter's type is the caller's to fix, said plainly.
+    let r = alice
+        .call_tool(call(
+            "avm_recall",
+            serde_json::json!({"query": "canary", "max_tokens": "lots"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let t = text(&r);
+    assert!(t.starts_with("invalid-input: "), "{t}");
+    assert!(!t.contains("usize"), "{t}");
+    // Forget: to the trash, not gone.
+    alice
+        .call_tool(call(
+            "avm_write",
+            serde_json::json!({"path": "/memory/private/alice/old.md", "content": "stale fact"}),
+        ))
+        .await
+        .unwrap();
+    let r = alice
+        .call_tool(call(
+            "avm_forget",
+            serde_json::json!({"path": "/memory/private/alice/old.md"}),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let trashed = env.run(&[
+        "--db",
+        s(&env.db()),
+        "-a",
+        "alice",
+        "read",
+        "/trash/memory/private/alice/old.md",
+    ]);
+    assert_eq!(trashed.ok(), "stale fact");
+    // The inbox shows what is unread, unless asked for all.
+    env.run(&[
+        "--db",
+        s(&env.db()),
+        "-a",
+        "bob",
+        "tell",
+        "alice",
+        "first note",
+    ])
+    .ok();
+    let r = alice
+        .call_tool(call("avm_inbox", serde_json::json!({"mark_read": "true"})))
+        .await
+        .unwrap();
+    assert!(text(&r).contains("first note"), "{}", text(&r));
+    env.run(&[
+        "--db",
+        s(&env.db()),
+        "-a",
+        "bob",
+        "tell",
+        "alice",
+        "second note",
+    ])
+    .ok();
+    let r = alice
+        .call_tool(call("avm_inbox", serde_json::json!({})))
+        .await
+        .unwrap();
+    assert!(
+        text(&r).contains("second note") && !text(&r).contains("first note"),
+        "{}",
+        text(&r)
+    );
+    let r = alice
+        .call_tool(call("avm_inbox", serde_json::json!({"all": true})))
+        .await
+        .unwrap();
+    assert!(text(&r).contains("first note"), "{}", text(&r));
+    alice.cancel().await.unwrap();
+}

@@ -26,6 +26,8 @@ use avm_core::address::Query;
 use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Error, Host, ListOptions, Output, Put, Result, SearchOptions, WriteInput};
 
+mod schema;
+
 /// Who an HTTP request acts as, from its headers (the HTTP API's rules).
 pub type Identify = Arc<dyn Fn(&http::HeaderMap) -> Result<Caller> + Send + Sync>;
 
@@ -195,8 +197,10 @@ pub struct TellArgs {
 /// `avm_inbox` arguments.
 #[derive(Deserialize, JsonSchema)]
 pub struct InboxArgs {
-    /// Mark every unread message read.
+    /// Mark the unread messages shown read.
     pub mark_read: Option<bool>,
+    /// Show the read messages too (the 10 newest).
+    pub all: Option<bool>,
 }
 
 /// `avm_topics` arguments.
@@ -230,7 +234,6 @@ pub struct DigestArgs {
 #[derive(Clone)]
 pub struct AvmMcp {
     ctx: Arc<Ctx>,
-    #[allow(dead_code)]
     tool_router: ToolRouter<Self>,
 }
 
@@ -240,9 +243,13 @@ type ToolResult = std::result::Result<CallToolResult, rmcp::ErrorData>;
 impl AvmMcp {
     /// A server for `ctx`.
     pub fn new(ctx: Ctx) -> Self {
+        let mut tool_router = Self::tool_router();
+        for route in tool_router.map.values_mut() {
+            schema::tune(&mut route.attr);
+        }
         AvmMcp {
             ctx: Arc::new(ctx),
-            tool_router: Self::tool_router(),
+            tool_router,
         }
     }
 
@@ -523,13 +530,42 @@ impl AvmMcp {
         result(r)
     }
 
-    #[tool(description = "Your messages from other agents.")]
+    #[tool(
+        description = "Your unread messages from other agents (all: the read ones too); mark_read marks the ones shown read."
+    )]
     async fn avm_inbox(&self, Parameters(a): Parameters<InboxArgs>) -> ToolResult {
-        result(avm_provider_tell::inbox(
+        result(avm_provider_tell::inbox_of(
             self.ctx.store.as_ref(),
             &self.ctx.caller,
             a.mark_read.unwrap_or(false),
+            !a.all.unwrap_or(false),
         ))
+    }
+
+    #[tool(
+        description = "Forget a memory: move it to the trash (history kept; `avm restore` brings it back)."
+    )]
+    async fn avm_forget(&self, Parameters(a): Parameters<PathArgs>) -> ToolResult {
+        let r = self
+            .ctx
+            .host
+            .remove(
+                &self.ctx.caller,
+                &a.path,
+                avm_core::RemoveOptions {
+                    recursive: false,
+                    hard: false,
+                },
+            )
+            .map(|o| {
+                Output::text(format!(
+                    "Forgot {} (moved to the trash; restore it with `avm restore {}`). {}",
+                    a.path,
+                    a.path,
+                    o.text.trim()
+                ))
+            });
+        result(r)
     }
 
     #[tool(
@@ -644,12 +680,53 @@ impl ServerHandler for AvmMcp {
         context: RequestContext<RoleServer>,
     ) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
         let me = self.for_request(&context)?;
+        let mut request = request;
+        let known = me.tool_router.get(&request.name).is_some();
+        if let Some(tool) = me.tool_router.get(&request.name) {
+            let args = request.arguments.get_or_insert_with(Default::default);
+            schema::coerce(&tool.input_schema, args);
+            if let Err(why) = schema::check(&tool.input_schema, args) {
+                return Ok(CallToolResult::error(vec![Content::text(format!(
+                    "{}: {why}",
+                    avm_core::ErrorKind::InvalidInput.as_str()
+                ))])
+                .into());
+            }
+        }
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(&me, request, context);
         // Tools make blocking host calls (SQLite, the tokenizer, plugins): tell the runtime, so
         // one slow call does not hold up every other session and request on its worker.
-        tokio::task::block_in_place(|| {
+        let r = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(me.tool_router.call(tcc))
-        })
+        });
+        // Arguments that do not fit the schema are the caller's to fix, said as every other
+        // avm error is: a tool result with `invalid-input: …`, not a protocol error.
+        match r {
+            Err(e) if known && e.code == rmcp::model::ErrorCode::INVALID_PARAMS => {
+                Ok(CallToolResult::error(vec![Content::text(format!(
+                    "{}: {}",
+                    avm_core::ErrorKind::InvalidInput.as_str(),
+                    schema::plain_message(&e.message)
+                ))])
+                .into())
+            }
+            other => other,
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> std::result::Result<rmcp::model::ListToolsResult, rmcp::ErrorData> {
+        // The tuned schemas and annotations (see `schema`), not the macro's fresh router.
+        Ok(rmcp::model::ListToolsResult::with_all_items(
+            self.tool_router.list_all(),
+        ))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.tool_router.get(name).cloned()
     }
 
     async fn list_resources(

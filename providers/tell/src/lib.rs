@@ -108,12 +108,26 @@ fn tell_json(t: &Tell, read: bool) -> Value {
     })
 }
 
-/// The caller's inbox; with `mark`, marks every unread message read and says how many.
+/// The caller's inbox: unread messages, then the 10 newest read ones; with `mark`, marks the
+/// unread ones shown read and says how many.
 pub fn inbox(store: &dyn MemoryStore, caller: &Caller, mark: bool) -> Result<Output> {
+    inbox_of(store, caller, mark, false)
+}
+
+/// [`inbox`], with `unread_only` leaving out the messages read before.
+pub fn inbox_of(
+    store: &dyn MemoryStore,
+    caller: &Caller,
+    mark: bool,
+    unread_only: bool,
+) -> Result<Output> {
     let agent = caller
         .agent()
         .ok_or_else(|| Error::invalid("the inbox belongs to an agent: pass --agent NAME"))?;
-    let all = store.tell_inbox(agent, 200)?;
+    let mut all = store.tell_inbox(agent, 200)?;
+    if unread_only {
+        all.retain(|(_, read)| !read);
+    }
     let unread: Vec<&Tell> = all.iter().filter(|(_, r)| !r).map(|(t, _)| t).collect();
     let read: Vec<&Tell> = all.iter().filter(|(_, r)| *r).map(|(t, _)| t).collect();
     let data: Vec<Value> = all.iter().map(|(t, r)| tell_json(t, *r)).collect();
