@@ -579,6 +579,12 @@ fn the_daemon_keeps_configured_mounts_alive_and_cleans_up() {
     };
     let r = avm(&["daemon", "start"]);
     assert!(r.ok().contains("Daemon started"), "{r:#?}");
+    assert!(r.ok().contains("Mounts: 2 up"), "{r:#?}");
+    // `start` returns once the mounts answer: a script may use them at once.
+    assert!(
+        mounted(&a) && mounted(&b),
+        "start returned before the mounts were up"
+    );
     let wait = |dir: &Path, want: bool| {
         let t = Instant::now();
         while mounted(dir) != want {
@@ -756,4 +762,47 @@ fn avm_serve_keeps_the_configured_mounts_alive_and_unmounts_them_when_stopped() 
         .run(&["--db", s(&db), "--json", "daemon", "status"])
         .json();
     assert_eq!(st["running"], false, "{st}");
+}
+
+#[test]
+fn a_mounts_file_written_after_serve_started_is_picked_up() {
+    need_fuse!();
+    let env = Env::new();
+    let db = env.db();
+    let mut srv = env
+        .cmd(&["--db", s(&db), "serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(srv.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("Listening on"), "{line}");
+    // No mounts file yet; the server still answers for the daemon.
+    let st = env
+        .run(&["--db", s(&db), "--json", "daemon", "status"])
+        .json();
+    assert_eq!(st["running"], true, "{st}");
+    let dir = env.path("m/late");
+    env.write_file(
+        "config/avm/mounts.toml",
+        &format!("[[mounts]]\npath = \"{}\"\nagent = \"alice\"\n", s(&dir)),
+    );
+    let t = Instant::now();
+    while !mounted(&dir) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the new mounts file was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And `reload` reaches the server.
+    env.run(&["--db", s(&db), "daemon", "reload"]).ok();
+    nix_kill(srv.id()).unwrap();
+    assert!(srv.wait().unwrap().success());
+    assert!(!mounted(&dir), "still mounted after serve stopped");
 }

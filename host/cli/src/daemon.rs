@@ -329,10 +329,34 @@ pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool) {
     let mut ms: BTreeMap<PathBuf, Managed> = BTreeMap::new();
     reconcile(g, &mut ms);
     let mut last_status = Instant::now() - Duration::from_secs(10);
+    // The mounts file as last read (path and mtime): a new, changed or removed file is read
+    // again without waiting for a reload.
+    let stamp = || {
+        mounts_file().map(|f| {
+            let t = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+            (f, t)
+        })
+    };
+    let mut seen = stamp();
+    let mut last_look = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
             log("reloading the mounts file");
             reconcile(g, &mut ms);
+            seen = stamp();
+        } else if last_look.elapsed() > Duration::from_secs(1) {
+            last_look = Instant::now();
+            let now = stamp();
+            if now != seen {
+                log(&format!(
+                    "the mounts file changed ({}); reloading it",
+                    now.as_ref()
+                        .map(|(f, _)| f.display().to_string())
+                        .unwrap_or_else(|| "removed".into())
+                ));
+                seen = now;
+                reconcile(g, &mut ms);
+            }
         }
         for m in ms.values_mut() {
             let exited = match &mut m.child {
@@ -430,8 +454,7 @@ fn start(g: &Global) -> Result<ExitCode> {
         }
         if running()? == Some(child.id() as i32) {
             println!("Daemon started (pid={})", child.id());
-            println!("Mounts: {}", mounts.iter().filter(|m| m.enabled).count());
-            return Ok(ExitCode::SUCCESS);
+            return wait_for_mounts(&mounts, &mut child);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -439,6 +462,43 @@ fn start(g: &Global) -> Result<ExitCode> {
         ErrorKind::TimedOut,
         "the daemon did not start within 10 s",
     ))
+}
+
+/// Returns once every enabled mount answers (within 20 s), saying which did not otherwise:
+/// a script that runs `avm daemon start` and then reads a mount must find it there.
+fn wait_for_mounts(mounts: &[MountEntry], child: &mut std::process::Child) -> Result<ExitCode> {
+    let mut dirs = Vec::new();
+    for m in mounts.iter().filter(|m| m.enabled) {
+        dirs.push(expand(&m.path)?);
+    }
+    let t = Instant::now();
+    loop {
+        let down: Vec<&PathBuf> = dirs.iter().filter(|d| !avm_fuse::is_mounted(d)).collect();
+        if down.is_empty() {
+            println!("Mounts: {} up", dirs.len());
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("the daemon exited ({st}); see {}", log_file()?.display()),
+            ));
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let names: Vec<String> = down.iter().map(|d| d.display().to_string()).collect();
+            return Err(Error::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "the daemon runs, but {} of {} mounts did not come up within 20 s: {}; see {}",
+                    down.len(),
+                    dirs.len(),
+                    names.join(", "),
+                    log_file()?.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn stop() -> Result<ExitCode> {

@@ -243,10 +243,9 @@ type OwnedMounts = (Arc<AtomicBool>, std::thread::JoinHandle<()>);
 /// the file names none or the daemon already runs. While it does, this process is the daemon
 /// (`avm daemon status|reload|stop` reach it: SIGHUP re-reads the file, SIGTERM stops serve).
 fn own_mounts(g: &Global) -> Result<Option<OwnedMounts>> {
+    // Owned even with no mounts file yet: one written later is picked up (and `avm daemon
+    // reload` reaches this server).
     let entries = crate::daemon::load_mounts()?;
-    if !entries.iter().any(|e| e.enabled) {
-        return Ok(None);
-    }
     if let Some(pid) = crate::daemon::running()?
         && pid != std::process::id() as i32
     {
