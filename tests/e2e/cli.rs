@@ -501,3 +501,46 @@ fn output_into_a_closed_pipe_ends_quietly_like_any_shell_tool() {
     );
     assert!(first.starts_with("_avm"), "{first}");
 }
+
+#[test]
+fn doctor_checks_the_install_and_prints_client_setups() {
+    let e = Env::new();
+    let r = e.run(&["-a", "alice", "--json", "doctor"]);
+    let v = r.json();
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for want in [
+        "path",
+        "config",
+        "store",
+        "file modes",
+        "model",
+        "server",
+        "fuse",
+        "mounts",
+    ] {
+        assert!(names.contains(&want), "{want} missing: {v}");
+    }
+    assert_eq!(v["ok"], true, "{v}");
+    let json = v["mcp"]["json"].to_string();
+    assert!(json.contains("\"--agent\",\"alice\",\"mcp\""), "{json}");
+    assert!(
+        v["mcp"]["json"]["mcpServers"]["avm"]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with('/')
+    );
+    // A broken configuration is a failure with its fix.
+    e.write_file("config/avm/config.toml", "max_node_bytes = \"huge\"\n");
+    let r = e.run(&["doctor"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("✗ config") && r.stdout.contains("avm config check"),
+        "{}",
+        r.stdout
+    );
+}

@@ -580,6 +580,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Check the install and say what to fix: PATH, model, data files, server, mounts, FUSE,
+    /// configuration; then print MCP client setups to paste
+    #[command(
+        after_help = "Exit status 1 when a check fails (warnings alone exit 0). --json prints the checks as a list of {check, status, detail, fix}."
+    )]
+    Doctor,
     /// Print a shell completion script
     Completions {
         /// Shell

@@ -180,6 +180,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Config { action } => return config_cmd(&g, action),
+        Command::Doctor => return crate::doctor::run(&g),
         Command::Bench { what } => return crate::bench::run(what, j).map(|()| ExitCode::SUCCESS),
         Command::Mount {
             dir,
@@ -615,7 +616,10 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
         | Command::Subscriptions
         | Command::Unsubscribe { .. }
         | Command::Pending { .. }) => return crate::serve::subscription_cmd(app, cmd, j),
-        Command::Config { .. } | Command::Completions { .. } | Command::Bench { .. } => {}
+        Command::Config { .. }
+        | Command::Completions { .. }
+        | Command::Bench { .. }
+        | Command::Doctor => {}
         other => {
             crate::agent_cmds::run(app, other, j)?;
         }

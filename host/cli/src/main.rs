@@ -7,6 +7,7 @@ mod bench_semantic;
 mod cli;
 mod commands;
 mod daemon;
+mod doctor;
 mod lifecycle_cmd;
 mod mount_cmd;
 mod plugin_cmd;
