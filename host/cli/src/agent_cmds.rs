@@ -141,11 +141,17 @@ pub fn model_cmd(
                     .map(std::path::Path::to_path_buf)
                     .unwrap_or_default(),
             };
-            let got = avm_provider_embedding::model::install(&dir, &mut |m| {
-                if !j {
-                    eprintln!("avm: {m}");
-                }
-            })?;
+            // Progress bars only for a person watching (a terminal on stderr), not for --json.
+            let progress = !j && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let got = avm_provider_embedding::model::install(
+                &dir,
+                &mut |m| {
+                    if !j {
+                        eprintln!("avm: {m}");
+                    }
+                },
+                progress,
+            )?;
             if j {
                 print_json(
                     &serde_json::json!({"dir": dir, "runtime": got.runtime, "model": got.model, "tokenizer": got.tokenizer}),

