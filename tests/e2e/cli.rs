@@ -544,3 +544,35 @@ fn doctor_checks_the_install_and_prints_client_setups() {
         r.stdout
     );
 }
+
+#[test]
+fn read_ends_the_last_line_on_a_terminal_and_nowhere_else() {
+    let e = Env::new();
+    e.run(&["write", "/x.md", "-c", "no newline"]).ok();
+    assert_eq!(
+        e.run(&["read", "/x.md"]).ok(),
+        "no newline",
+        "a pipe gets the bytes as stored"
+    );
+    // A terminal: through `script`, which gives the command a pseudo-terminal.
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("SKIP (terminal half): `script` (util-linux) is not installed");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_avm");
+    let db = e.db();
+    let out = std::process::Command::new("script")
+        .args([
+            "-qc",
+            &format!("{bin} --db {} read /x.md", s(&db)),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(text, "no newline\n", "{out:?}");
+}

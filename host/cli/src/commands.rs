@@ -31,6 +31,16 @@ fn out_bytes(b: &[u8]) {
     let _ = o.flush();
 }
 
+/// Text that does not end its last line would glue the shell's prompt to it: on a terminal
+/// (never in a pipe or a file, where the bytes must stay exact) the line is ended.
+fn end_line_on_terminal(o: &Output) {
+    use std::io::IsTerminal;
+    let b = o.bytes();
+    if !o.is_binary() && !b.is_empty() && !b.ends_with(b"\n") && std::io::stdout().is_terminal() {
+        out("\n");
+    }
+}
+
 fn outln(s: &str) {
     out(&format!("{s}\n"));
 }
@@ -275,9 +285,11 @@ fn dispatch(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
                 }
                 out(&format!("{header}\n"));
                 out_bytes(o.bytes());
+                end_line_on_terminal(&o);
             } else {
                 // Content exactly as stored: binary files come out byte for byte.
                 out_bytes(o.bytes());
+                end_line_on_terminal(&o);
             }
         }
         Command::Write {
