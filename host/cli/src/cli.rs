@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about,
     long_about,
+    help_template = HELP_TEMPLATE,
     after_help = "Exit status: 0 success, 1 an error avm reports (not found, denied, too large, busy, …), 2 bad usage.\nConfiguration: /etc/avm/config.toml < $XDG_CONFIG_HOME/avm/config.{toml,yaml} < --config FILE < AVM_* variables < flags; `avm config check` lists every problem."
 )]
 pub struct Cli {
@@ -23,6 +24,33 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `avm --help`: the commands in groups, the ones to start with first (every command is in
+/// one group; a test checks).
+const HELP_TEMPLATE: &str = "\
+{about-with-newline}
+{usage-heading} {usage}
+
+Start here:
+  remember  recall  search  read  write  list (ls)  mount  mcp  serve  doctor
+
+Agent memory:
+  batch-remember  browse  fetch  topics  timeline  explore  ask  who-knows  agents
+  agent-stats  savings  semantic  reindex  warmup  model
+Messages and teams:
+  tell  inbox  gossip  subscribe  subscriptions  unsubscribe  pending
+Nodes:
+  append  delete (rm)  mv  trash  restore  link  links  unlink  tags  meta  history  diff
+  stats  export  import  batch
+Lifecycle:
+  cold  archive  unarchive  consolidate  digest  compact
+Running avm:
+  unmount  daemon  key  config  completions  plugin  index  bench  help
+
+`avm help COMMAND` (or `avm COMMAND --help`) explains one.
+
+Options:
+{options}{after-help}";
 
 /// Options every command accepts.
 #[derive(Debug, Args, Clone)]
@@ -889,4 +917,25 @@ pub enum KeyAction {
         /// Key id (from `avm key list`)
         id: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_is_in_one_group_of_the_help() {
+        let groups: Vec<&str> = HELP_TEMPLATE
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c| c == '(' || c == ')'))
+            .collect();
+        for sub in Cli::command().get_subcommands() {
+            let name = sub.get_name();
+            assert!(
+                groups.contains(&name),
+                "{name} is in no group of HELP_TEMPLATE"
+            );
+        }
+    }
 }
