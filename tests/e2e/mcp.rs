@@ -284,7 +284,12 @@ async fn memories_are_resources_each_session_sees_only_its_own_and_ping_answers(
     let uris = |rs: Vec<rmcp::model::Resource>| -> Vec<String> {
         rs.iter().map(|r| r.uri.clone()).collect()
     };
-    let a = uris(alice.list_all_resources().await.unwrap());
+    let listed = alice.list_all_resources().await.unwrap();
+    // Named by what they say, not only by file name.
+    let plan = listed.iter().find(|r| r.uri.ends_with("/plan.md")).unwrap();
+    assert_eq!(plan.title.as_deref(), Some("ship friday"), "{plan:?}");
+    assert_eq!(plan.name, "shared/team/plan.md", "{plan:?}");
+    let a = uris(listed);
     assert!(
         a.contains(&"avm:///memory/shared/team/plan.md".to_string()),
         "{a:?}"

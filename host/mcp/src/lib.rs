@@ -61,6 +61,50 @@ fn result(r: Result<Output>) -> std::result::Result<CallToolResult, rmcp::ErrorD
     })
 }
 
+/// A memory's title (its `title` metadata, else its first line of text past a remember header)
+/// and the opening of its text, for resource lists.
+fn label(n: &avm_core::storage::MemoryNode) -> (String, String) {
+    let lines: Vec<&str> = n
+        .content
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("*Created:") && !l.starts_with("*Tags:") && *l != "---"
+        })
+        .collect();
+    let heading = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("# "))
+        .map(str::to_string);
+    let body: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("# "))
+        .collect();
+    let first = body.first().copied().unwrap_or("");
+    let short = |s: &str, n: usize| -> String {
+        let mut t: String = s.chars().take(n).collect();
+        if s.chars().count() > n {
+            t.push('…');
+        }
+        t
+    };
+    let title = n
+        .meta
+        .get("title")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .or(heading)
+        .unwrap_or_else(|| {
+            if first.is_empty() {
+                n.title()
+            } else {
+                short(first, 60)
+            }
+        });
+    (title, short(&body.join(" "), 160))
+}
+
 fn address(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {
     let mut q = Query::new();
     for (k, v) in pairs {
@@ -654,14 +698,20 @@ impl AvmMcp {
             .iter()
             .filter(|e| e.kind == avm_core::NodeKind::File)
             .map(|e| {
-                let name = e.path.rsplit('/').next().unwrap_or(&e.path).to_string();
-                Resource::new(format!("{RESOURCE_SCHEME}{}", e.path), name)
+                let name = e.path.trim_start_matches("/memory/").to_string();
+                let mut r = Resource::new(format!("{RESOURCE_SCHEME}{}", e.path), name)
                     .with_mime_type(if e.path.ends_with(".md") {
                         "text/markdown"
                     } else {
                         "text/plain"
                     })
-                    .with_size(e.size)
+                    .with_size(e.size);
+                // A person picks a resource by what it is about, not by its time-stamped name.
+                if let Ok(Some(n)) = self.ctx.store.node(&e.path) {
+                    let (title, about) = label(&n);
+                    r = r.with_title(title).with_description(about);
+                }
+                r
             })
             .collect();
         let mut out = ListResourcesResult::with_all_items(resources);
