@@ -715,19 +715,7 @@ fn avm_serve_keeps_the_configured_mounts_alive_and_unmounts_them_when_stopped() 
         &format!("[[mounts]]\npath = \"{}\"\nagent = \"alice\"\n", s(&dir)),
     );
     let db = env.db();
-    let mut srv = env
-        .cmd(&["--db", s(&db), "serve", "--bind", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(srv.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(line.starts_with("Listening on"), "{line}");
+    let mut srv = start_serve(&env);
     let t = Instant::now();
     while !mounted(&dir) {
         assert!(t.elapsed() < Duration::from_secs(20), "never mounted");
@@ -769,19 +757,7 @@ fn a_mounts_file_written_after_serve_started_is_picked_up() {
     need_fuse!();
     let env = Env::new();
     let db = env.db();
-    let mut srv = env
-        .cmd(&["--db", s(&db), "serve", "--bind", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(srv.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert!(line.starts_with("Listening on"), "{line}");
+    let mut srv = start_serve(&env);
     // No mounts file yet; the server still answers for the daemon.
     let st = env
         .run(&["--db", s(&db), "--json", "daemon", "status"])
@@ -805,4 +781,22 @@ fn a_mounts_file_written_after_serve_started_is_picked_up() {
     nix_kill(srv.id()).unwrap();
     assert!(srv.wait().unwrap().success());
     assert!(!mounted(&dir), "still mounted after serve stopped");
+}
+
+/// `avm serve` on `env`'s database (loopback, any port), once it says where it listens.
+fn start_serve(env: &Env) -> Child {
+    let mut srv = env
+        .cmd(&["--db", s(&env.db()), "serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(srv.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("Listening on"), "{line}");
+    srv
 }
