@@ -226,6 +226,26 @@ pub fn is_header_line(line: &str) -> bool {
                 .any(|p| t.starts_with(p)))
 }
 
+/// The lines of a memory's body: trimmed, not empty, neither a heading (`# …`) nor one of
+/// `remember`'s header lines ([`is_header_line`]).
+pub fn body_lines(content: &str) -> impl Iterator<Item = &str> {
+    content
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_header_line(l) && !l.starts_with("# "))
+}
+
+/// The first `max` characters of a memory's body ([`body_lines`]) on one line, with `…` when
+/// cut.
+pub fn excerpt(content: &str, max: usize) -> String {
+    let joined = body_lines(content).collect::<Vec<_>>().join(" ");
+    let mut out: String = joined.chars().take(max).collect();
+    if joined.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 /// The shortcut id of a node: its id in base 36 (unique, stable across moves, found by id at
 /// any store size).
 pub fn shortcut(id: i64) -> String {

@@ -64,45 +64,24 @@ fn result(r: Result<Output>) -> std::result::Result<CallToolResult, rmcp::ErrorD
 /// A memory's title (its `title` metadata, else its first line of text past a remember header)
 /// and the opening of its text, for resource lists.
 fn label(n: &avm_core::storage::MemoryNode) -> (String, String) {
-    let lines: Vec<&str> = n
+    use avm_core::storage::{body_lines, excerpt};
+    let heading = n
         .content
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with("*Created:") && !l.starts_with("*Tags:") && *l != "---"
-        })
-        .collect();
-    let heading = lines
-        .iter()
         .find_map(|l| l.strip_prefix("# "))
         .map(str::to_string);
-    let body: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| !l.starts_with("# "))
-        .collect();
-    let first = body.first().copied().unwrap_or("");
-    let short = |s: &str, n: usize| -> String {
-        let mut t: String = s.chars().take(n).collect();
-        if s.chars().count() > n {
-            t.push('…');
-        }
-        t
-    };
     let title = n
         .meta
         .get("title")
         .and_then(serde_json::Value::as_str)
         .map(str::to_string)
         .or(heading)
-        .unwrap_or_else(|| {
-            if first.is_empty() {
-                n.title()
-            } else {
-                short(first, 60)
-            }
+        .unwrap_or_else(|| match body_lines(&n.content).next() {
+            Some(first) => excerpt(first, 60),
+            None => n.title(),
         });
-    (title, short(&body.join(" "), 160))
+    (title, excerpt(&n.content, 160))
 }
 
 fn address(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {

@@ -172,7 +172,7 @@ impl Librarian {
                 if accessible.len() < limit
                     && let Some(n) = node
                 {
-                    let excerpt = excerpt(&n.content, 100);
+                    let excerpt = avm_core::storage::excerpt(&n.content, 100);
                     accessible.push(json!({"path": f.path, "score": f.score, "excerpt": excerpt}));
                 }
                 continue;
@@ -395,21 +395,6 @@ impl Librarian {
             json!({"agents": data, "total_agents": dir.len()}),
         ))
     }
-}
-
-/// The first `max` characters of the content without remember's boilerplate, on one line.
-fn excerpt(content: &str, max: usize) -> String {
-    let body: Vec<&str> = content
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !avm_core::storage::is_header_line(l) && !l.starts_with("# "))
-        .collect();
-    let joined = body.join(" ");
-    let mut out: String = joined.chars().take(max).collect();
-    if joined.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 /// The librarian as a service: `:ask?q=`, `:who-knows?topic=`, `:agents`.

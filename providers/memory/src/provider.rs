@@ -717,8 +717,8 @@ impl MemoryProvider {
         }
     }
 
-    /// The opening words of the memory at `path` (past a remember header: the title, the
-    /// created and tags lines and the rule), for a hit that has no snippet of its own.
+    /// The opening words of the memory at `path` (past `remember`'s heading and header lines),
+    /// for a hit that has no snippet of its own.
     fn excerpt(&self, path: &str) -> Result<String> {
         let Some(n) = self.store.get(path)? else {
             return Ok(String::new());
@@ -726,18 +726,7 @@ impl MemoryProvider {
         let Some(text) = n.content.text() else {
             return Ok(String::new());
         };
-        let body: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| {
-                !l.is_empty()
-                    && !l.starts_with("# ")
-                    && !l.starts_with("*Created:")
-                    && !l.starts_with("*Tags:")
-                    && *l != "---"
-            })
-            .collect();
-        Ok(body.join(" ").chars().take(160).collect())
+        Ok(avm_core::storage::excerpt(text, 160))
     }
 
     /// The content of one version as diffs see it: text as it is, binary content as a note
