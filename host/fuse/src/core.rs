@@ -133,9 +133,66 @@ pub struct OpenMode {
     pub append: bool,
     /// `O_EXCL` (with create).
     pub exclusive: bool,
-    /// The opener copies or checksums files (`cp`, `rsync`, `tar`, `git`, `sha256sum`, …):
-    /// it never gets urgent messages in front of the content.
-    pub copier: bool,
+    /// The process that opens (`None`: unknown). One that copies or checksums files
+    /// ([`COPIERS`]) never gets urgent messages in front of the content; it is looked up only
+    /// when there are messages to show.
+    pub reader: Option<u32>,
+}
+
+/// Programs that copy, archive, compare or checksum files: what they read must be the file's
+/// bytes exactly, so they never get urgent messages in front.
+const COPIERS: &[&str] = &[
+    "cp",
+    "mv",
+    "install",
+    "rsync",
+    "scp",
+    "sftp-server",
+    "rclone",
+    "tar",
+    "bsdtar",
+    "cpio",
+    "pax",
+    "zip",
+    "7z",
+    "7za",
+    "gzip",
+    "bzip2",
+    "xz",
+    "zstd",
+    "dd",
+    "git",
+    "hg",
+    "svn",
+    "sqlite3",
+    "diff",
+    "cmp",
+    "md5sum",
+    "sha1sum",
+    "sha224sum",
+    "sha256sum",
+    "sha384sum",
+    "sha512sum",
+    "b2sum",
+    "cksum",
+    "sum",
+    "shasum",
+    "base64",
+    "od",
+    "xxd",
+    "hexdump",
+    "file",
+    "restic",
+    "borg",
+    "duplicity",
+    "unison",
+];
+
+/// Is the process `pid` one of [`COPIERS`] (by `/proc/<pid>/comm`)?
+fn is_copier(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| COPIERS.contains(&c.trim()))
+        .unwrap_or(false)
 }
 
 /// Who makes a node (stored as its owner).
@@ -827,12 +884,12 @@ impl Core {
             // The reference's contract: the agent sees urgent messages at its next read of a
             // file — kept only where it changes nothing a program relies on (see
             // [`urgent_fits`]; never for a copying or checksumming reader).
-            let urgent =
-                if memory && self.limits.inject_urgent && !mode.copier && urgent_fits(&path) {
-                    self.urgent()
-                } else {
-                    None
-                };
+            let urgent = if memory && self.limits.inject_urgent && urgent_fits(&path) {
+                self.urgent()
+                    .filter(|_| !mode.reader.is_some_and(is_copier))
+            } else {
+                None
+            };
             if !memory || urgent.is_some() {
                 let content = self.load(&path)?;
                 let mut data = Vec::new();

@@ -132,64 +132,8 @@ fn mode(flags: i32) -> OpenMode {
         truncate: flags & O_TRUNC != 0,
         append: flags & O_APPEND != 0,
         exclusive: flags & O_EXCL != 0,
-        copier: false,
+        reader: None,
     }
-}
-
-/// Programs that copy, archive, compare or checksum files: what they read must be the file's
-/// bytes exactly, so they never get urgent messages in front.
-const COPIERS: &[&str] = &[
-    "cp",
-    "mv",
-    "install",
-    "rsync",
-    "scp",
-    "sftp-server",
-    "rclone",
-    "tar",
-    "bsdtar",
-    "cpio",
-    "pax",
-    "zip",
-    "7z",
-    "7za",
-    "gzip",
-    "bzip2",
-    "xz",
-    "zstd",
-    "dd",
-    "git",
-    "hg",
-    "svn",
-    "sqlite3",
-    "diff",
-    "cmp",
-    "md5sum",
-    "sha1sum",
-    "sha224sum",
-    "sha256sum",
-    "sha384sum",
-    "sha512sum",
-    "b2sum",
-    "cksum",
-    "sum",
-    "shasum",
-    "base64",
-    "od",
-    "xxd",
-    "hexdump",
-    "file",
-    "restic",
-    "borg",
-    "duplicity",
-    "unison",
-];
-
-/// Is the process `pid` one of [`COPIERS`] (by `/proc/<pid>/comm`)?
-fn copier(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| COPIERS.contains(&c.trim()))
-        .unwrap_or(false)
 }
 
 const O_ACCMODE: i32 = 0o3;
@@ -423,7 +367,7 @@ impl Filesystem for AvmFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mode = OpenMode {
-            copier: copier(req.pid()),
+            reader: Some(req.pid()),
             ..mode(flags.0)
         };
         match self.core.open(ino.0, mode) {
