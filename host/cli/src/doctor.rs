@@ -69,11 +69,11 @@ fn problem(
     }
 }
 
-/// Where `avm` is found on PATH, if it is.
-fn on_path() -> Option<PathBuf> {
+/// Where the program `name` is found on PATH, if it is.
+fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|d| d.join("avm"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
@@ -89,7 +89,7 @@ pub fn run(g: &Global) -> Result<ExitCode> {
     let mut checks = Vec::new();
 
     // The binary on PATH (MCP clients start `avm` by name or by absolute path).
-    checks.push(match (on_path(), &exe) {
+    checks.push(match (on_path("avm"), &exe) {
         (Some(p), Some(e)) if std::fs::canonicalize(&p).ok() == std::fs::canonicalize(e).ok() => {
             ok("path", format!("avm on PATH is this one ({})", p.display()))
         }
@@ -233,10 +233,9 @@ pub fn run(g: &Global) -> Result<ExitCode> {
         .read(true)
         .write(true)
         .open("/dev/fuse");
-    let fusermount = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p)
-            .any(|d| d.join("fusermount3").is_file() || d.join("fusermount").is_file())
-    });
+    let fusermount = on_path("fusermount3")
+        .or_else(|| on_path("fusermount"))
+        .is_some();
     checks.push(match (fuse, fusermount) {
         (Ok(_), true) => ok("fuse", "/dev/fuse opens and fusermount3 is installed"),
         (Ok(_), false) => problem(

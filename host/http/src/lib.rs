@@ -249,16 +249,19 @@ fn query(raw: Option<String>) -> std::result::Result<Query, ApiError> {
     Ok(Query::parse(raw.as_deref().unwrap_or(""))?)
 }
 
+/// A request body over `state.max_body` (413).
+fn too_large(state: &HttpState) -> ApiError {
+    ApiError::Avm(Error::new(
+        ErrorKind::TooLarge,
+        format!("request body is over {} bytes", state.max_body),
+    ))
+}
+
 async fn body_bytes(state: &HttpState, body: Body) -> std::result::Result<Vec<u8>, ApiError> {
     axum::body::to_bytes(body, state.max_body)
         .await
         .map(|b| b.to_vec())
-        .map_err(|_| {
-            ApiError::Avm(Error::new(
-                ErrorKind::TooLarge,
-                format!("request body is over {} bytes", state.max_body),
-            ))
-        })
+        .map_err(|_| too_large(state))
 }
 
 async fn health() -> Response {
@@ -679,19 +682,13 @@ async fn admit(
             ));
         }
     }
-    let too_large = || {
-        ApiError::Avm(Error::new(
-            ErrorKind::TooLarge,
-            format!("request body is over {} bytes", state.max_body),
-        ))
-    };
     let announced = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|n| n > state.max_body as u64) {
-        return Err(too_large());
+        return Err(too_large(state));
     }
     let bytes = tokio::time::timeout(
         state.body_timeout,
@@ -707,7 +704,7 @@ async fn admit(
             ),
         )
     })?
-    .map_err(|_| too_large())?;
+    .map_err(|_| too_large(state))?;
     Ok(axum::extract::Request::from_parts(parts, Body::from(bytes)))
 }
 

@@ -710,8 +710,9 @@ impl ServerHandler for AvmMcp {
     ) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
         let me = self.for_request(&context)?;
         let mut request = request;
-        let known = me.tool_router.get(&request.name).is_some();
-        if let Some(tool) = me.tool_router.get(&request.name) {
+        let tool = me.tool_router.get(&request.name);
+        let known = tool.is_some();
+        if let Some(tool) = tool {
             let args = request.arguments.get_or_insert_with(Default::default);
             schema::coerce(&tool.input_schema, args);
             if let Err(why) = schema::check(&tool.input_schema, args) {
