@@ -20,7 +20,7 @@ fn scene() -> Scene {
         "--json",
         "remember",
         &format!("The {SECRET_WORD} launch code is ZQX7731. #{SECRET_WORD}"),
-        "-t",
+        "-T",
         &format!("{SECRET_WORD} plan"),
         "--tags",
         SECRET_WORD,
@@ -33,9 +33,9 @@ fn scene() -> Scene {
         "--json",
         "remember",
         &format!("Shared {SECRET_WORD} schedule: the rehearsal is on Friday"),
-        "-n",
+        "-N",
         "team",
-        "-t",
+        "-T",
         "rehearsal",
     ]);
     let alice_shared = r.json()["path"].as_str().unwrap().to_string();
@@ -45,7 +45,7 @@ fn scene() -> Scene {
         "link",
         &secret,
         &alice_shared,
-        "-t",
+        "--type",
         "related",
     ])
     .ok();
@@ -230,7 +230,7 @@ quota = { max_nodes = 2 }
     let c = s(&cfg);
     // Shared namespaces are writable by default.
     env.run(&[
-        "--config", c, "-a", "dave", "remember", "hello", "-n", "market",
+        "--config", c, "-a", "dave", "remember", "hello", "-N", "market",
     ])
     .ok();
     let r = env.run(&[
@@ -240,7 +240,7 @@ quota = { max_nodes = 2 }
         "dave",
         "remember",
         "x",
-        "-n",
+        "-N",
         "announcements",
     ]);
     assert!(r.fails(1).contains("permissions[0]"), "{r:#?}");
@@ -249,10 +249,10 @@ quota = { max_nodes = 2 }
     env.run(&["--config", c, "-a", "intern", "recall", "hello"])
         .ok();
     let r = env.run(&[
-        "--config", c, "-a", "carol", "remember", "x", "-n", "market",
+        "--config", c, "-a", "carol", "remember", "x", "-N", "market",
     ]);
     assert!(r.fails(1).contains("agents.carol.write"), "{r:#?}");
-    env.run(&["--config", c, "-a", "carol", "remember", "y", "-n", "team"])
+    env.run(&["--config", c, "-a", "carol", "remember", "y", "-N", "team"])
         .ok();
     env.run(&["--config", c, "-a", "carol", "remember", "one"])
         .ok();
@@ -299,7 +299,7 @@ fn remember_recall_browse_fetch_and_batch_work_end_to_end() {
     let r = a(&[
         "remember",
         "NVDA RSI at 72 overbought",
-        "-t",
+        "-T",
         "NVDA note",
         "-i",
         "0.9",
@@ -310,7 +310,7 @@ fn remember_recall_browse_fetch_and_batch_work_end_to_end() {
         r.ok().starts_with("Remembered: /memory/private/alice/"),
         "{r:#?}"
     );
-    let again = a(&["remember", "NVDA RSI at 72 overbought", "-t", "NVDA note"]);
+    let again = a(&["remember", "NVDA RSI at 72 overbought", "-T", "NVDA note"]);
     assert!(again.ok().starts_with("Already remembered:"), "{again:#?}");
     let out = a(&["recall", "NVDA overbought", "-t", "500"]);
     let text = out.ok();
@@ -424,9 +424,9 @@ fn semantic_and_hybrid_search_through_the_cli_find_meaning_and_keep_isolation() 
         "alice",
         "remember",
         "Fed hiked rates by 25bp",
-        "-t",
+        "-T",
         "fed",
-        "-n",
+        "-N",
         "market",
     ])
     .ok();
@@ -435,7 +435,7 @@ fn semantic_and_hybrid_search_through_the_cli_find_meaning_and_keep_isolation() 
         "alice",
         "remember",
         "Lunch at the noodle bar was great",
-        "-t",
+        "-T",
         "lunch",
     ])
     .ok();
@@ -444,7 +444,7 @@ fn semantic_and_hybrid_search_through_the_cli_find_meaning_and_keep_isolation() 
         "bob",
         "remember",
         "The central bank raised borrowing costs",
-        "-t",
+        "-T",
         "secret",
     ])
     .ok();
@@ -474,6 +474,44 @@ fn semantic_and_hybrid_search_through_the_cli_find_meaning_and_keep_isolation() 
     let hyb = run(&["-a", "alice", "search", "monetary tightening", "--hybrid"]);
     assert!(hyb.ok().contains("_fed.md"), "{hyb:#?}");
     assert!(!hyb.ok().contains("/bob/"));
+    // One score scale, 0..1, in every mode; full text scores its best hit 1.
+    for mode in ["fts", "semantic", "hybrid"] {
+        let hits = run(&[
+            "-a",
+            "alice",
+            "--json",
+            "search",
+            "rates tightening",
+            "--mode",
+            mode,
+        ])
+        .json();
+        let scores: Vec<f64> = hits
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["score"].as_f64().unwrap())
+            .collect();
+        assert!(!scores.is_empty(), "{mode}");
+        assert!(
+            scores.iter().all(|s| (0.0..=1.0).contains(s)),
+            "{mode}: {scores:?}"
+        );
+        if mode == "fts" {
+            assert_eq!(scores[0], 1.0, "{scores:?}");
+        }
+        // The mount's and the CLI's :search show the same numbers as the CLI's search.
+        let via_suffix = run(&[
+            "-a",
+            "alice",
+            "read",
+            &format!("/memory/:search?q=rates%20tightening&mode={mode}"),
+        ]);
+        assert!(
+            via_suffix.ok().starts_with(&format!("[{:.2}]", scores[0])),
+            "{mode}: {via_suffix:#?} vs {scores:?}"
+        );
+    }
     let r = run(&["reindex"]);
     assert!(r.ok().contains("none waiting"), "{r:#?}");
     // Without the model: a clear error, not a crash.

@@ -14,7 +14,7 @@ fn a_scripted_session_prints_the_reference_formats() {
     let line = ls.ok().trim_end();
     assert!(line.starts_with("/memory/a.md\tv1\t17B\t20"), "{line:?}");
     assert_eq!(
-        e.run(&["link", "/memory/a.md", "/memory/b.md", "-t", "peer"])
+        e.run(&["link", "/memory/a.md", "/memory/b.md", "--type", "peer"])
             .ok(),
         "Added: Edge(/memory/a.md --[peer]--> /memory/b.md)\n"
     );
@@ -140,7 +140,7 @@ fn writes_keep_metadata_and_history_travels_in_time() {
     assert!(hist.stdout.contains("+third"));
     let diff = e.run(&["diff", "/h.md", "1", "2"]);
     assert!(diff.ok().contains("-first") && diff.stdout.contains("+second"));
-    let header = e.run(&["read", "-m", "/h.md"]);
+    let header = e.run(&["read", "--meta", "/h.md"]);
     assert!(
         header
             .ok()
@@ -220,7 +220,8 @@ fn export_and_import_round_trip_losslessly() {
         .ok();
     e.run(&["write", "/x/a.md", "-c", "two"]).ok();
     e.run(&["write", "/x/b.md", "-c", "中东局势紧张"]).ok();
-    e.run(&["link", "/x/a.md", "/x/b.md", "-t", "derived"]).ok();
+    e.run(&["link", "/x/a.md", "/x/b.md", "--type", "derived"])
+        .ok();
     let file = e.path("dump.jsonl");
     assert_eq!(
         e.run(&["export", "-o", s(&file)]).ok(),
@@ -234,7 +235,7 @@ fn export_and_import_round_trip_losslessly() {
     let again = e.run(&["--db", s(&other), "export", "-o", "-"]);
     assert_eq!(again.ok(), std::fs::read_to_string(&file).unwrap());
     assert_eq!(
-        e.run(&["--db", s(&other), "read", "/x/a.md", "-v", "1"])
+        e.run(&["--db", s(&other), "read", "/x/a.md", "--version", "1"])
             .ok(),
         "one"
     );

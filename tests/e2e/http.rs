@@ -601,7 +601,7 @@ fn the_cli_reads_through_a_running_server_and_falls_back_when_there_is_none() {
         "alice",
         "remember",
         "The staging cluster runs on the blue network",
-        "-t",
+        "-T",
         "staging",
     ])
     .ok();

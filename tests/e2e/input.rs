@@ -20,7 +20,7 @@ fn binary_content_is_stored_byte_for_byte_and_text_commands_refuse_it() {
     // Memories and messages are text: refused with the offset named, and nothing changes.
     let before = snapshot(&e);
     let r = e.run_in(
-        &["-a", "alice", "remember", "-t", "bin"],
+        &["-a", "alice", "remember", "-T", "bin"],
         b"ok then \xff\xfe bad",
     );
     assert!(r.fails(2).contains("not valid UTF-8"), "{}", r.stderr);

@@ -78,7 +78,7 @@ fn cold_memories_archive_and_come_back_without_leaking_to_other_agents() {
     assert_eq!(after_read["memories"], json!([]));
 
     let out = env
-        .run(&["-a", "alice", "archive", "-t", "0.9"])
+        .run(&["-a", "alice", "archive", "--threshold", "0.9"])
         .ok()
         .to_string();
     assert!(
@@ -182,7 +182,7 @@ fn consolidate_merges_duplicates_summarises_topics_and_digest_reports_them() {
     .iter()
     .enumerate()
     {
-        env.run(&["-a", "alice", "remember", t, "-t", &format!("pg {i}")])
+        env.run(&["-a", "alice", "remember", t, "-T", &format!("pg {i}")])
             .ok();
     }
     let out = env.run(&["-a", "alice", "--json", "consolidate"]).json();

@@ -371,7 +371,7 @@ fn through_the_cli_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
         &["rm", "-r", "--hard", "/archive"],
         &["rm", "-r", "/memory"],
         &["trash", "--purge", "--older-than", "0s"],
-        &["archive", "/memory", "-t", "1"],
+        &["archive", "/memory", "--threshold", "1"],
         &["consolidate", "/memory/shared"],
     ] {
         bob(args, false);

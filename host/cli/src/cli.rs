@@ -93,7 +93,7 @@ pub enum Command {
         #[command(flatten)]
         input: ContentArgs,
         /// Title (becomes the heading and the file name's slug)
-        #[arg(long, short = 't')]
+        #[arg(long, short = 'T')]
         title: Option<String>,
         /// Importance 0..1
         #[arg(long, short = 'i', default_value_t = 0.5)]
@@ -102,7 +102,7 @@ pub enum Command {
         #[arg(long, value_name = "A,B")]
         tags: Option<String>,
         /// Shared namespace to remember into (/memory/shared/NS) instead of the private one
-        #[arg(long, short = 'n', value_name = "NS")]
+        #[arg(long, short = 'N', value_name = "NS")]
         namespace: Option<String>,
         /// Where the memory comes from (stored in meta.source)
         #[arg(long, default_value = "cli")]
@@ -135,13 +135,13 @@ pub enum Command {
         #[arg(long, short = 's')]
         strategy: Option<String>,
         /// Drop memories less relevant than this (0..1) [default: recall.min_relevance]
-        #[arg(long, short = 'r', value_name = "X")]
+        #[arg(long, value_name = "X")]
         min_relevance: Option<f64>,
         /// Only the agent's private memories
         #[arg(long)]
         private_only: bool,
         /// Only these shared namespaces (repeatable)
-        #[arg(long = "namespace", short = 'n', value_name = "NS")]
+        #[arg(long = "namespace", short = 'N', value_name = "NS")]
         namespaces: Vec<String>,
         /// Only below this path
         #[arg(long, default_value = "/")]
@@ -214,7 +214,7 @@ pub enum Command {
         #[arg(long, short = 'n', default_value_t = 10)]
         limit: usize,
         /// Reveal less than configured: owner, existence or none
-        #[arg(long, short = 'p')]
+        #[arg(long)]
         privacy: Option<String>,
     },
     /// Which agents know about a topic
@@ -255,7 +255,7 @@ pub enum Command {
         /// The message (or stdin)
         message: Option<String>,
         /// urgent, normal or low
-        #[arg(long, short = 'p', default_value = "normal")]
+        #[arg(long, default_value = "normal")]
         priority: String,
         /// Hide it after this long (2h, 7d) or at this time
         #[arg(long)]
@@ -309,13 +309,13 @@ pub enum Command {
         /// Path or address
         path: String,
         /// Print a header with path, version, update time and metadata first
-        #[arg(long, short = 'm')]
+        #[arg(long)]
         meta: bool,
         /// Content as it was at this time (RFC 3339, 'YYYY-MM-DD HH:MM', or @UNIX)
         #[arg(long, value_name = "TIME", conflicts_with = "version")]
         as_of: Option<String>,
         /// Content at this version
-        #[arg(long, short = 'v', value_name = "N")]
+        #[arg(long, value_name = "N")]
         version: Option<i64>,
     },
     /// Create or replace a node (content from -c, -f or stdin); metadata not given is kept
@@ -360,7 +360,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         offset: usize,
         /// Only the immediate children (directories end in /)
-        #[arg(long, short = 'd')]
+        #[arg(long)]
         shallow: bool,
     },
     /// Delete nodes (to /trash; from /trash or with --hard, for good)
@@ -405,7 +405,7 @@ pub enum Command {
         /// Scope [default: your private namespace, or /memory for the operator]
         path: Option<String>,
         /// Decayed importance below which a memory is cold (0..1)
-        #[arg(long, short = 't')]
+        #[arg(long)]
         threshold: Option<f64>,
         /// At most this many
         #[arg(long, short = 'n', default_value_t = 100)]
@@ -419,7 +419,7 @@ pub enum Command {
         /// Scope [default: your private namespace, or /memory for the operator]
         path: Option<String>,
         /// Decayed importance below which a memory is cold (0..1)
-        #[arg(long, short = 't')]
+        #[arg(long)]
         threshold: Option<f64>,
         /// At most this many
         #[arg(long, short = 'n', default_value_t = 1000)]
@@ -452,10 +452,15 @@ pub enum Command {
         /// Scope [default: your private namespace, or /memory for the operator]
         path: Option<String>,
         /// How many days back
-        #[arg(long, short = 'd', default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0)]
         days: f64,
         /// Memories listed per topic
-        #[arg(long, short = 'n', default_value_t = 10)]
+        #[arg(
+            long = "limit",
+            short = 'n',
+            visible_alias = "max",
+            default_value_t = 10
+        )]
         max: usize,
     },
     /// Keep only the newest versions in the history of a node (or of every node below a directory)
@@ -512,7 +517,7 @@ pub enum Command {
         /// To
         target: String,
         /// Link type: related, derived, supersedes, contradicts, peer, parent, citation, …
-        #[arg(long = "type", short = 't', default_value = "related")]
+        #[arg(long = "type", default_value = "related")]
         kind: String,
         /// Weight
         #[arg(long, short = 'w', default_value_t = 1.0)]
@@ -523,7 +528,7 @@ pub enum Command {
         /// Path
         path: String,
         /// in, out or both
-        #[arg(long, short = 'd', default_value = "both")]
+        #[arg(long, default_value = "both")]
         direction: Direction,
     },
     /// Remove links between two nodes (all types unless --type)
@@ -533,7 +538,7 @@ pub enum Command {
         /// To
         target: String,
         /// Only this type
-        #[arg(long = "type", short = 't')]
+        #[arg(long = "type")]
         kind: Option<String>,
     },
     /// Show or set a node's tags; on a directory, tag counts
@@ -765,7 +770,12 @@ pub enum BenchWhat {
     /// Writes, concurrent writers, cold and hot reads and FTS search on a scratch database
     Store {
         /// Nodes in the corpus
-        #[arg(long, short = 'n', default_value_t = 100_000)]
+        #[arg(
+            long = "count",
+            short = 'n',
+            visible_alias = "n",
+            default_value_t = 100_000
+        )]
         n: usize,
         /// Concurrent writer threads for the contention run
         #[arg(long, default_value_t = 16)]
@@ -784,7 +794,12 @@ pub enum BenchWhat {
     /// new memory through a real mount (needs /dev/fuse)
     Fuse {
         /// Iterations of the per-file measurements
-        #[arg(long, short = 'n', default_value_t = 2000)]
+        #[arg(
+            long = "count",
+            short = 'n',
+            visible_alias = "n",
+            default_value_t = 2000
+        )]
         n: usize,
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
@@ -806,7 +821,12 @@ pub enum BenchWhat {
     /// processes of this one
     Api {
         /// Memories in the corpus
-        #[arg(long, short = 'n', default_value_t = 10_000)]
+        #[arg(
+            long = "count",
+            short = 'n',
+            visible_alias = "n",
+            default_value_t = 10_000
+        )]
         n: usize,
         /// Requests per front end
         #[arg(long, default_value_t = 300)]
@@ -819,7 +839,12 @@ pub enum BenchWhat {
     /// answers are known; hit rate at each budget, p50/p99 latency
     Recall {
         /// Memories in the corpus
-        #[arg(long, short = 'n', default_value_t = 10_000)]
+        #[arg(
+            long = "count",
+            short = 'n',
+            visible_alias = "n",
+            default_value_t = 10_000
+        )]
         n: usize,
         /// Questions asked
         #[arg(long, default_value_t = 200)]
@@ -937,5 +962,52 @@ mod tests {
                 "{name} is in no group of HELP_TEMPLATE"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod short_flags {
+    use super::*;
+    use clap::CommandFactory;
+    use std::collections::BTreeMap;
+
+    fn walk(cmd: &clap::Command, path: &str, seen: &mut BTreeMap<char, Vec<(String, String)>>) {
+        for arg in cmd.get_arguments() {
+            if let (Some(short), Some(long)) = (arg.get_short(), arg.get_long()) {
+                seen.entry(short)
+                    .or_default()
+                    .push((long.to_string(), path.to_string()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), seen);
+        }
+    }
+
+    /// `-n` is a count everywhere: `--limit` in listings, `--count` (memories) in benchmarks.
+    const SAME_MEANING: &[&[&str]] = &[&["limit", "count"]];
+
+    #[test]
+    fn a_short_flag_means_the_same_long_flag_in_every_command() {
+        let mut seen = BTreeMap::new();
+        walk(&Cli::command(), "avm", &mut seen);
+        let mut clashes = Vec::new();
+        for (short, uses) in &seen {
+            let mut longs: Vec<&str> = uses
+                .iter()
+                .map(|(l, _)| {
+                    SAME_MEANING
+                        .iter()
+                        .find(|g| g.contains(&l.as_str()))
+                        .map_or(l.as_str(), |g| g[0])
+                })
+                .collect();
+            longs.sort_unstable();
+            longs.dedup();
+            if longs.len() > 1 {
+                clashes.push(format!("-{short}: {uses:?}"));
+            }
+        }
+        assert!(clashes.is_empty(), "{}", clashes.join("\n"));
     }
 }

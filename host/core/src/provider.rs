@@ -558,7 +558,9 @@ pub struct SearchOptions {
 pub struct SearchHit {
     /// The node.
     pub path: String,
-    /// Higher is better; comparable only within one search.
+    /// 0..1, higher is better, the same scale on every front end: full text relative to the
+    /// best hit (1.0), semantic the cosine similarity, hybrid the fused rank (1.0 = first in
+    /// both lists). Hits from several mounts are each scaled to their own best.
     pub score: f64,
     /// A short excerpt around the match.
     pub snippet: String,

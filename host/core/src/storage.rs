@@ -199,13 +199,22 @@ pub trait VectorSearch: Send + Sync {
     ) -> Result<Vec<(String, f64)>>;
 }
 
+/// The rank constant of reciprocal-rank fusion.
+const RRF_K: f64 = 60.0;
+
+/// The fused score of a path ranked first in each of `lists` lists: the top of [`rrf`]'s
+/// scale, by which callers divide to show fused scores as 0..1.
+pub fn rrf_best(lists: usize) -> f64 {
+    lists as f64 / (RRF_K + 1.0)
+}
+
 /// Reciprocal-rank fusion: each list ranks paths best first; a path scores
 /// Σ 1 / (60 + rank) over the lists it appears in (rank from 1). Best first; ties by path.
 pub fn rrf(lists: &[Vec<String>]) -> Vec<(String, f64)> {
     let mut score: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
     for list in lists {
         for (i, p) in list.iter().enumerate() {
-            *score.entry(p.as_str()).or_insert(0.0) += 1.0 / (60.0 + (i + 1) as f64);
+            *score.entry(p.as_str()).or_insert(0.0) += 1.0 / (RRF_K + (i + 1) as f64);
         }
     }
     let mut out: Vec<(String, f64)> = score.into_iter().map(|(p, s)| (p.to_string(), s)).collect();

@@ -662,30 +662,33 @@ impl MemoryProvider {
                                 .map(|(path, score)| SearchHit {
                                     snippet: String::new(),
                                     path,
-                                    score,
+                                    score: score.clamp(0.0, 1.0),
                                 })
                                 .collect()
                         } else {
                             // Vectors rank everything; only real semantic matches join the
                             // fusion (cosine >= 0.2 for all-MiniLM-L6-v2).
-                            let fused = avm_core::storage::rrf(&[
+                            let lists = [
                                 fts.iter().map(|h| h.path.clone()).collect(),
                                 sem.iter()
                                     .filter(|h| h.1 >= 0.2)
                                     .map(|h| h.0.clone())
                                     .collect(),
-                            ]);
+                            ];
+                            // 1.0 = first in both lists.
+                            let top = avm_core::storage::rrf_best(lists.len());
+                            let fused = avm_core::storage::rrf(&lists);
                             fused
                                 .into_iter()
                                 .take(limit)
                                 .map(|(path, score)| SearchHit {
+                                    score: score / top,
                                     snippet: fts
                                         .iter()
                                         .find(|h| h.path == path)
                                         .map(|h| h.snippet.clone())
                                         .unwrap_or_default(),
                                     path,
-                                    score,
                                 })
                                 .collect()
                         }
@@ -1561,9 +1564,11 @@ impl Provider for MemoryProvider {
         Ok(Some(avm_core::provider::Usage { nodes, bytes }))
     }
 
+    /// Full-text hits scored 0..1: bm25 relative to the best hit (which scores 1), so that
+    /// every mode and front end shows one scale (semantic: cosine; hybrid: fused rank).
     fn search(&self, req: &Request, opts: &SearchOptions) -> Result<Vec<SearchHit>> {
         let keep = |p: &str| req.policy.may_read(&req.caller, p);
-        Ok(self
+        let mut hits: Vec<SearchHit> = self
             .store
             .search_within(
                 std::slice::from_ref(&req.path),
@@ -1579,7 +1584,12 @@ impl Provider for MemoryProvider {
                 score: h.score,
                 snippet: h.snippet,
             })
-            .collect())
+            .collect();
+        let best = hits.iter().map(|h| h.score).fold(0.0_f64, f64::max);
+        for h in &mut hits {
+            h.score = if best > 0.0 { h.score / best } else { 0.0 };
+        }
+        Ok(hits)
     }
 }
 

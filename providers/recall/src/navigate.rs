@@ -256,7 +256,9 @@ pub fn explore(
         frontier = next;
     }
     if edges.is_empty() {
-        text.push_str("\nNo linked memories found. Link memories with: avm link SRC DST -t TYPE\n");
+        text.push_str(
+            "\nNo linked memories found. Link memories with: avm link SRC DST --type TYPE\n",
+        );
     }
     Ok(Output::new(
         text,
