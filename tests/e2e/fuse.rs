@@ -778,6 +778,37 @@ fn a_mounts_file_written_after_serve_started_is_picked_up() {
     }
     // And `reload` reaches the server.
     env.run(&["--db", s(&db), "daemon", "reload"]).ok();
+    // A config.toml written now restarts the server in place; its mounts come back with it.
+    std::fs::write(dir.join("before.md"), "written before the restart").unwrap();
+    let mount_pid = |env: &Env| {
+        env.run(&["--db", s(&db), "--json", "daemon", "status"])
+            .json()["mounts"][0]["pid"]
+            .as_i64()
+    };
+    let first = mount_pid(&env);
+    assert!(first.is_some());
+    env.write_file(
+        "config/avm/config.toml",
+        "[fuse]\nurgent = \"inbox-only\"\n",
+    );
+    let t = Instant::now();
+    loop {
+        assert!(srv.try_wait().unwrap().is_none(), "serve exited");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the mount did not come back after the restart"
+        );
+        let st = env
+            .run(&["--db", s(&db), "--json", "daemon", "status"])
+            .json();
+        let restarted = st["pid"].as_i64() == Some(i64::from(srv.id()))
+            && std::fs::read_to_string(dir.join("before.md")).is_ok_and(|c| c.contains("before"));
+        let now = mount_pid(&env);
+        if restarted && mounted(&dir) && now.is_some() && now != first {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     nix_kill(srv.id()).unwrap();
     assert!(srv.wait().unwrap().success());
     assert!(!mounted(&dir), "still mounted after serve stopped");

@@ -814,3 +814,57 @@ fn require_key_makes_a_loopback_server_demand_keys_too() {
     let (st, _, body) = srv.req("GET", "/v1/stats", &[("X-Avm-Agent", "alice")], b"");
     assert_eq!(st, 401, "{body}");
 }
+
+/// The status line's code of `GET target` at `addr`, or `None` while nothing answers there.
+fn status_of(addr: &str, target: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn serve_applies_a_config_file_written_after_it_started_and_keeps_serving_through_a_broken_one() {
+    let env = Env::new();
+    let mut srv = Server::start(&env, &["127.0.0.1:0"]);
+    assert_eq!(status_of(&srv.addr, "/v1/stats"), Some(200));
+    let pid = srv.child.id();
+    // A user config created later: the server restarts in place (same pid, same port) with it.
+    env.write_file("config/avm/config.toml", "[serve]\nrequire_key = true\n");
+    let t = std::time::Instant::now();
+    while status_of(&srv.addr, "/v1/stats") != Some(401) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "the new config.toml was not applied"
+        );
+        assert!(srv.child.try_wait().unwrap().is_none(), "the server exited");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(srv.child.id(), pid);
+    // A broken edit changes nothing: the server keeps the configuration it runs with.
+    env.write_file(
+        "config/avm/config.toml",
+        "[serve]\nrequire_key = \"maybe\"\n",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(srv.child.try_wait().unwrap().is_none(), "the server exited");
+    assert_eq!(status_of(&srv.addr, "/v1/stats"), Some(401));
+    // Fixing it back to no key is applied again.
+    env.write_file("config/avm/config.toml", "[serve]\nrequire_key = false\n");
+    let t = std::time::Instant::now();
+    while status_of(&srv.addr, "/v1/stats") != Some(200) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "the fixed config.toml was not applied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = srv.child.kill();
+}

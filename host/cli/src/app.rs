@@ -46,6 +46,38 @@ pub fn sources(g: &Global) -> Sources {
     }
 }
 
+/// What the configuration files look like now (path, modification time and size of each file
+/// that could be read): a long-running process compares two of these to notice a change.
+pub fn config_stamp(g: &Global) -> Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)> {
+    config::watched_files(&sources(g))
+        .into_iter()
+        .map(|f| {
+            let m = std::fs::metadata(&f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (f, m)
+        })
+        .collect()
+}
+
+/// The files that differ between two [`config_stamp`]s, for the log line.
+pub fn changed_files(
+    a: &[(PathBuf, Option<(std::time::SystemTime, u64)>)],
+    b: &[(PathBuf, Option<(std::time::SystemTime, u64)>)],
+) -> String {
+    b.iter()
+        .filter(|x| !a.contains(x))
+        .map(|(f, m)| {
+            format!(
+                "{}{}",
+                f.display(),
+                if m.is_none() { " (removed)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Everything a command needs.
 pub struct App {
     /// The effective configuration.

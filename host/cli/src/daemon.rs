@@ -5,7 +5,8 @@
 //! crash in one mount never takes the others down), reaps and restarts children that die,
 //! probes each mount point (`/proc/self/mounts`), writes what it sees to
 //! `$XDG_STATE_HOME/avm/daemon.json`, logs to `$XDG_STATE_HOME/avm/daemon.log`, reloads the
-//! mounts file on SIGHUP and unmounts everything on SIGTERM or SIGINT.
+//! mounts file on SIGHUP or when it changes, restarts the mounts when the configuration files
+//! change (so they run with the new configuration) and unmounts everything on SIGTERM or SIGINT.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -316,7 +317,7 @@ fn run_foreground(g: &Global) -> Result<ExitCode> {
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot handle signals: {e}")))?;
     }
     log(&format!("daemon started (pid {})", std::process::id()));
-    supervise(g, &stop, &hup);
+    supervise(g, &stop, &hup, true);
     let _ = std::fs::remove_file(pid_file()?);
     log("daemon stopped");
     Ok(ExitCode::SUCCESS)
@@ -325,9 +326,15 @@ fn run_foreground(g: &Global) -> Result<ExitCode> {
 /// Keeps the mounts of the mounts file alive until `stop` is set: starts them, restarts the
 /// ones that die or stop answering, re-reads the file when `hup` is set, and stops and
 /// unmounts them all at the end. `avm daemon` and `avm serve` both run it.
-pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool) {
+///
+/// With `follow_config`, a change to the configuration files (one created after the start
+/// included) restarts every mount so that it runs with the new configuration, once the new
+/// configuration opens (`avm config check` would pass); a broken one is logged and the mounts
+/// keep running as they are.
+pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool, follow_config: bool) {
     let mut ms: BTreeMap<PathBuf, Managed> = BTreeMap::new();
     reconcile(g, &mut ms);
+    let mut config_seen = crate::app::config_stamp(g);
     let mut last_status = Instant::now() - Duration::from_secs(10);
     // The mounts file as last read (path and mtime): a new, changed or removed file is read
     // again without waiting for a reload.
@@ -356,6 +363,31 @@ pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool) {
                 ));
                 seen = now;
                 reconcile(g, &mut ms);
+            }
+            let config_now = crate::app::config_stamp(g);
+            if follow_config && config_now != config_seen {
+                let which = crate::app::changed_files(&config_seen, &config_now);
+                config_seen = config_now;
+                match crate::app::App::open(g) {
+                    Ok(_) => {
+                        log(&format!(
+                            "the configuration changed ({which}); restarting {} mount(s) to apply it",
+                            ms.len()
+                        ));
+                        for m in ms.values_mut() {
+                            stop_child(m);
+                            m.started = Instant::now();
+                            match spawn(g, m) {
+                                Ok(c) => m.child = Some(c),
+                                Err(e) => m.last_error = Some(e.message().to_string()),
+                            }
+                        }
+                    }
+                    Err(e) => log(&format!(
+                        "the configuration changed ({which}) but does not load: {}; the mounts keep the configuration they started with",
+                        e.message()
+                    )),
+                }
             }
         }
         for m in ms.values_mut() {

@@ -266,7 +266,7 @@ fn own_mounts(g: &Global) -> Result<Option<OwnedMounts>> {
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
         .name("avm-serve-mounts".into())
-        .spawn(move || crate::daemon::supervise(&g, &flag, &hup))
+        .spawn(move || crate::daemon::supervise(&g, &flag, &hup, false))
         .map_err(|e| {
             remove_own_pid_file();
             Error::internal(format!("cannot start the mounts thread: {e}"))
@@ -334,6 +334,48 @@ fn bind_socket(path: &std::path::Path) -> Result<Option<std::os::unix::net::Unix
     Ok(Some(l))
 }
 
+/// Set by `avm serve` for its own restart: the address it listened on (so that a server started
+/// on port 0 keeps its port).
+const RESTART_BIND: &str = "AVM_RESTART_BIND";
+
+/// Watches the configuration files; when they change and the new configuration opens, cancels
+/// `stopping` and sets `restart`, so that the server stops and starts again with it. A
+/// configuration that does not open is logged and changes nothing.
+async fn follow_config(
+    g: Global,
+    stopping: tokio_util::sync::CancellationToken,
+    restart: Arc<AtomicBool>,
+) {
+    let mut seen = crate::app::config_stamp(&g);
+    loop {
+        tokio::select! {
+            _ = stopping.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = crate::app::config_stamp(&g);
+        if now == seen {
+            continue;
+        }
+        let which = crate::app::changed_files(&seen, &now);
+        seen = now;
+        let g2 = g.clone();
+        let opened = tokio::task::spawn_blocking(move || App::open(&g2).map(|_| ())).await;
+        match opened {
+            Ok(Ok(())) => {
+                eprintln!("avm serve: the configuration changed ({which}); restarting to apply it");
+                restart.store(true, Ordering::Relaxed);
+                stopping.cancel();
+                return;
+            }
+            Ok(Err(e)) => eprintln!(
+                "avm serve: the configuration changed ({which}) but does not load: {}; still serving with the configuration it started with",
+                e.message()
+            ),
+            Err(e) => eprintln!("avm serve: cannot check the new configuration: {e}"),
+        }
+    }
+}
+
 /// Runs `avm serve`.
 pub fn serve(
     g: &Global,
@@ -342,6 +384,9 @@ pub fn serve(
     every: u64,
     mounts: bool,
 ) -> Result<ExitCode> {
+    // A restart to apply a changed configuration listens where this server listened before.
+    let rebind = std::env::var(RESTART_BIND).ok();
+    let bind = rebind.as_deref().unwrap_or(bind);
     let addr: SocketAddr = bind.parse().map_err(|_| {
         Error::invalid(format!(
             "--bind {bind:?} is not an address; use e.g. 127.0.0.1:7420 or 0.0.0.0:7420"
@@ -429,7 +474,13 @@ pub fn serve(
         .build()
         .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
     // The first line on stdout says where to connect (scripts and tests read it).
-    println!("Listening on http://{local}");
+    // Written, not printed: after a restart nobody may be reading any more, and a closed pipe
+    // must not stop the server.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "Listening on http://{local}").and_then(|()| out.flush());
+    }
     eprintln!(
         "avm serve: http://{local}{} (pid {}); GET /openapi.json describes the API, MCP (streamable HTTP) at /mcp",
         if require_key {
@@ -486,9 +537,13 @@ pub fn serve(
     } else {
         None
     };
+    let restart = Arc::new(AtomicBool::new(false));
+    let watch_g = g.clone();
+    let restart_flag = restart.clone();
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let socket = socket.map(tokio::net::UnixListener::from_std).transpose()?;
+        tokio::spawn(follow_config(watch_g, stopping.clone(), restart.clone()));
         let signalled = stopping.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -539,7 +594,19 @@ pub fn serve(
     let _ = worker.join();
     // Writes were committed as each request finished; flush access times and the like.
     let _ = memory.store().sync();
-    eprintln!("avm serve: stopped");
     served.map_err(|e| Error::new(ErrorKind::Unavailable, format!("server: {e}")))?;
+    if restart_flag.load(Ordering::Relaxed) {
+        // Everything is stopped and flushed: start again as the same process (same pid, same
+        // arguments, same address) with the new configuration.
+        use std::os::unix::process::CommandExt;
+        let exe =
+            std::env::current_exe().map_err(|e| Error::internal(format!("cannot restart: {e}")))?;
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(RESTART_BIND, local.to_string())
+            .exec();
+        return Err(Error::internal(format!("cannot restart: {err}")));
+    }
+    eprintln!("avm serve: stopped");
     Ok(ExitCode::SUCCESS)
 }

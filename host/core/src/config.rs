@@ -412,6 +412,26 @@ pub fn files(sources: &Sources) -> Vec<PathBuf> {
     out
 }
 
+/// Every file that would be read if it existed, in order: what a long-running process watches
+/// so that a configuration created or changed after it started is picked up.
+pub fn watched_files(sources: &Sources) -> Vec<PathBuf> {
+    let mut out = vec![
+        sources
+            .system_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG)),
+    ];
+    if let Some(dir) = sources.user_dir.clone().or_else(config_dir) {
+        for name in ["config.toml", "config.yaml", "config.yml"] {
+            out.push(dir.join(name));
+        }
+    }
+    if let Some(f) = &sources.file {
+        out.push(f.clone());
+    }
+    out
+}
+
 /// The merged figment for `sources`.
 pub fn figment(sources: &Sources) -> Result<Figment> {
     let mut fig = Figment::from(Serialized::defaults(Config::default()));
