@@ -10,6 +10,7 @@ mod http;
 mod input;
 mod lifecycle;
 mod mcp;
+mod mcp_sdk;
 mod newcomer;
 mod plugins;
 mod posix;

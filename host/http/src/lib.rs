@@ -620,7 +620,16 @@ async fn check_key(
     next: axum::middleware::Next,
 ) -> Response {
     match caller(&state, req.headers()) {
-        Ok(_) => next.run(req).await,
+        Ok(_) => {
+            let delete = req.method() == axum::http::Method::DELETE;
+            let mut res = next.run(req).await;
+            // A session ended by DELETE answers 204 No Content, which clients expect (the
+            // official Python SDK warns on anything but 200/204); rmcp says 202 Accepted.
+            if delete && res.status() == axum::http::StatusCode::ACCEPTED {
+                *res.status_mut() = axum::http::StatusCode::NO_CONTENT;
+            }
+            res
+        }
         Err(e) => e.into_response(),
     }
 }
