@@ -5,8 +5,13 @@
 //! namespace, shared namespaces written by several agents, and other agents' private
 //! namespaces. Each question names a fact whose answer memory is known by construction; near
 //! misses (same system, other setting; same setting, other system; same fact in another
-//! agent's private namespace) compete with it. A question is a hit when the answer's path is in
-//! the recall output; a leak is any other agent's private path in it (must stay 0).
+//! agent's private namespace) compete with it. A question is a hit when the answer's memory is
+//! among the recall's entries; its evidence is *delivered* when the answer's fact sentence is in
+//! the text recall returns (not cut from its summary). Beside it, the same ranking (recall at an
+//! unlimited budget) packed greedily as plain text — whole memories, in rank order, skipping
+//! those that do not fit — gives the plain-text figure at each budget: what an answer made of
+//! raw memories would deliver. A leak is any other agent's private memory among the entries
+//! (must stay 0).
 
 use std::time::Instant;
 
@@ -77,19 +82,22 @@ fn filler(rng: &mut Rng, words: usize) -> String {
     s
 }
 
-fn text(f: &Fact, rng: &mut Rng) -> String {
-    let (a, b) = (25 + rng.below(30), 10 + rng.below(10));
-    let (one, two) = (filler(rng, a), filler(rng, b));
+/// The sentence of a memory that states its fact.
+fn fact_sentence(f: &Fact) -> String {
     format!(
-        "{} {} after the {}: set to {} by {}.\n{}.\nFollow-up: {}.",
+        "{} {} after the {}: set to {} by {}.",
         cap(&f.system),
         f.attr,
         f.event,
         f.value,
         cap(&f.person),
-        one,
-        two,
     )
+}
+
+fn text(f: &Fact, rng: &mut Rng) -> String {
+    let (a, b) = (25 + rng.below(30), 10 + rng.below(10));
+    let (one, two) = (filler(rng, a), filler(rng, b));
+    format!("{}\n{}.\nFollow-up: {}.", fact_sentence(f), one, two)
 }
 
 /// Options of the run.
@@ -129,8 +137,12 @@ pub struct RecallBenchResult {
 pub struct BudgetResult {
     /// Token budget.
     pub max_tokens: usize,
-    /// Share of questions whose answer is in the output.
+    /// Share of questions whose answer is among the entries.
     pub hit_rate: f64,
+    /// Share of questions whose answer's fact sentence is in the text returned.
+    pub delivered_rate: f64,
+    /// Share of questions whose answer is in the same ranking packed as plain text.
+    pub plain_rate: f64,
     /// Share of questions whose answer is the first entry.
     pub first_rate: f64,
     /// Other agents' private paths seen in outputs (must be 0).
@@ -147,6 +159,8 @@ pub struct Corpus {
     pub db: std::path::PathBuf,
     /// `(question, path of the memory that answers it)`, asked as `asker`.
     pub questions: Vec<(String, String)>,
+    /// The fact sentence of each question's answer, in the order of `questions`.
+    pub evidence: Vec<String>,
     /// The agent the questions are asked as.
     pub asker: Caller,
     /// Seconds spent writing the corpus.
@@ -285,6 +299,7 @@ pub fn corpus(
             .push((i, m, f));
     }
     let mut questions: Vec<(String, String)> = Vec::new();
+    let mut evidence: Vec<String> = Vec::new();
     for (agent, items) in by_agent {
         let who = Caller::Agent(agent);
         for chunk in items.chunks(500) {
@@ -312,6 +327,7 @@ pub fn corpus(
                 ),
                 p.clone(),
             ));
+            evidence.push(fact_sentence(f));
         }
     }
     let t = Instant::now();
@@ -320,6 +336,7 @@ pub fn corpus(
     Ok(Corpus {
         db: dir.join("recall.db"),
         questions,
+        evidence,
         asker,
         load_secs,
         topic_sync_secs,
@@ -336,6 +353,8 @@ pub fn corpus(
 pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<RecallBenchResult> {
     let Corpus {
         questions,
+        evidence,
+        store,
         asker,
         load_secs,
         topic_sync_secs,
@@ -353,41 +372,83 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         }
         None => None,
     };
+    let recall_of = |q: &str, max: usize| {
+        let addr = format!(
+            "/:recall?q={}&max_tokens={max}",
+            q.replace(' ', "%20").replace('?', "%3F")
+        );
+        host.read(&asker, &addr)
+    };
+    let paths_of = |out: &avm_core::Output| -> Vec<String> {
+        out.data()["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["path"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The full ranking of each question and the cl100k size of each memory in it, for the
+    // plain-text packing.
+    let mut rankings: Vec<Vec<(String, usize)>> = Vec::with_capacity(questions.len());
+    for (q, _) in &questions {
+        let out = recall_of(q, 1_000_000)?;
+        let mut ranked = Vec::new();
+        for p in paths_of(&out) {
+            let content = store.node(&p)?.map(|n| n.content).unwrap_or_default();
+            ranked.push((p, avm_provider_recall::tokens::count(&content)? + 1));
+        }
+        rankings.push(ranked);
+    }
     let mut budgets = Vec::new();
     for &max in &o.budgets {
         let mut hits = 0;
+        let mut delivered = 0;
+        let mut plain = 0;
         let mut firsts = 0;
         let mut leaks = 0;
         let mut items = 0;
         let mut lat = Vec::with_capacity(questions.len());
         let wall = Instant::now();
-        for (q, answer) in &questions {
-            let addr = format!(
-                "/:recall?q={}&max_tokens={max}",
-                q.replace(' ', "%20").replace('?', "%3F")
-            );
+        for (((q, answer), fact), ranking) in questions.iter().zip(&evidence).zip(&rankings) {
             let t = Instant::now();
-            let out = host.read(&asker, &addr)?;
+            let out = recall_of(q, max)?;
             lat.push(t.elapsed());
-            let entries: Vec<&str> = out.text.lines().filter(|l| l.starts_with('[')).collect();
+            let entries = paths_of(&out);
             items += entries.len();
-            if entries.iter().any(|l| l.contains(answer.as_str())) {
+            if entries.contains(answer) {
                 hits += 1;
             }
-            if entries.first().is_some_and(|l| l.contains(answer.as_str())) {
+            if out.text.contains(fact.as_str()) {
+                delivered += 1;
+            }
+            if entries.first() == Some(answer) {
                 firsts += 1;
             }
             leaks += entries
                 .iter()
-                .filter(|l| {
-                    l.contains("/memory/private/") && !l.contains("/memory/private/agent0/")
+                .filter(|p| {
+                    p.starts_with("/memory/private/") && !p.starts_with("/memory/private/agent0/")
                 })
                 .count();
+            let mut room = max;
+            for (p, cost) in ranking {
+                if *cost <= room {
+                    room -= cost;
+                    if p == answer {
+                        plain += 1;
+                        break;
+                    }
+                }
+            }
         }
         let n = questions.len().max(1) as f64;
         budgets.push(BudgetResult {
             max_tokens: max,
             hit_rate: hits as f64 / n,
+            delivered_rate: delivered as f64 / n,
+            plain_rate: plain as f64 / n,
             first_rate: firsts as f64 / n,
             leaks,
             mean_items: items as f64 / n,

@@ -148,7 +148,7 @@ fn no_route_into_another_agents_private_memory_reveals_anything() {
         clean(out, &format!("{args:?}"));
     }
     // The shared memory is there for Bob where it should be.
-    let out = bob(&["recall", &format!("{SECRET_WORD} rehearsal")]);
+    let out = bob(&["recall", &format!("{SECRET_WORD} rehearsal"), "--paths"]);
     assert!(out.ok().contains(&sc.alice_shared), "{out:#?}");
     let out = bob(&["search", "rehearsal"]);
     assert!(out.ok().contains(&sc.alice_shared));
@@ -158,9 +158,9 @@ fn no_route_into_another_agents_private_memory_reveals_anything() {
     let who = bob(&["who-knows", SECRET_WORD]);
     assert!(who.ok().contains("alice"), "{who:#?}");
     // The owner and operators see it.
-    let own = env.run(&["-a", "alice", "recall", "launch code"]);
+    let own = env.run(&["-a", "alice", "recall", "launch code", "--paths"]);
     assert!(own.ok().contains(&sc.secret), "{own:#?}");
-    let op = env.run(&["recall", "launch code"]);
+    let op = env.run(&["recall", "launch code", "--paths"]);
     assert!(op.ok().contains(&sc.secret), "{op:#?}");
 }
 
@@ -314,10 +314,13 @@ fn remember_recall_browse_fetch_and_batch_work_end_to_end() {
     assert!(again.ok().starts_with("Already remembered:"), "{again:#?}");
     let out = a(&["recall", "NVDA overbought", "-t", "500"]);
     let text = out.ok();
-    assert!(text.starts_with("## Relevant Memory (1 items, ~"), "{text}");
-    assert!(text.contains("NVDA RSI at 72 overbought"), "{text}");
-    assert!(text.contains("*Tokens: ~"), "{text}");
-    assert!(text.contains("Query: \"NVDA overbought\""), "{text}");
+    assert!(text.starts_with("## Memory (1 of 1, ~"), "{text}");
+    assert!(text.contains("\n@"), "entries are @id handles: {text}");
+    assert!(
+        text.contains("NVDA note: NVDA RSI at 72 overbought"),
+        "{text}"
+    );
+    assert!(text.ends_with("*fetch @id: the whole memory*\n"), "{text}");
     let j = a(&["--json", "recall", "NVDA overbought"]).json();
     assert_eq!(j["items"].as_array().unwrap().len(), 1);
     let path = j["items"][0]["path"].as_str().unwrap().to_string();
@@ -469,7 +472,13 @@ fn semantic_and_hybrid_search_through_the_cli_find_meaning_and_keep_isolation() 
         paths.iter().all(|p| !p.contains("/bob/")),
         "isolation: {paths:?}"
     );
-    let rec = run(&["-a", "alice", "recall", "central bank monetary tightening"]);
+    let rec = run(&[
+        "-a",
+        "alice",
+        "recall",
+        "central bank monetary tightening",
+        "--paths",
+    ]);
     assert!(rec.ok().contains("_fed.md"), "{rec:#?}");
     let hyb = run(&["-a", "alice", "search", "monetary tightening", "--hybrid"]);
     assert!(hyb.ok().contains("_fed.md"), "{hyb:#?}");

@@ -353,7 +353,7 @@ fn every_virtual_node_reads_and_the_writable_ones_write() {
             .contains("/memory/shared/team/other.md")
     );
     let r = m.ok("cat ':recall?q=quokka&max_tokens=300'");
-    assert!(r.starts_with("## Relevant Memory"), "{r}");
+    assert!(r.starts_with("## Memory ("), "{r}");
     assert!(m.ok("cat ':inbox'").contains("Inbox"));
     // Nothing virtual is listed, so find and grep -r never run queries.
     let found = m.ok("find . -name '*:*'");
@@ -670,7 +670,7 @@ fn a_fresh_mount_has_the_namespaces_and_takes_writes_at_once() {
     assert_eq!(m.ok("ls memory/private"), "alice\n");
     m.ok("echo 'first thought' > memory/private/alice/idea.md");
     assert_eq!(m.ok("cat memory/private/alice/idea.md"), "first thought\n");
-    let r = env.run(&["-a", "alice", "recall", "first thought"]);
+    let r = env.run(&["-a", "alice", "recall", "first thought", "--paths"]);
     assert!(r.ok().contains("/memory/private/alice/idea.md"), "{r:#?}");
 }
 

@@ -88,7 +88,7 @@ async fn an_mcp_client_uses_every_tool_and_sessions_are_isolated() {
     let r = alice
         .call_tool(call(
             "avm_recall",
-            serde_json::json!({"query": "zebra migrations", "max_tokens": 300}),
+            serde_json::json!({"query": "zebra migrations", "max_tokens": 300, "paths": true}),
         ))
         .await
         .unwrap();

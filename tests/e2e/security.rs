@@ -318,7 +318,7 @@ fn through_the_cli_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
         bob(&["history", &p.path], false);
         bob(&["search", &p.query], true);
         bob(&["--json", "search", &p.query], true);
-        bob(&["recall", &p.query], true);
+        bob(&["recall", &p.query, "--paths"], true);
         bob(&["browse", &p.query], true);
         bob(&["ask", &p.query], true);
         bob(&["ls", &parent(&p.path)], true);
@@ -357,7 +357,13 @@ fn through_the_cli_a_hostile_agent_neither_sees_nor_changes_protected_nodes() {
         &["digest"],
         &["recent"],
         &["search", "vault"],
-        &["recall", "vault code team", "--max-tokens", "4000"],
+        &[
+            "recall",
+            "vault code team",
+            "--max-tokens",
+            "4000",
+            "--paths",
+        ],
         &["read", "/:tags"],
         &["read", "/:export"],
         &["read", "/memory/shared:stats"],
@@ -423,7 +429,7 @@ fn through_the_mount_a_hostile_agent_neither_sees_nor_changes_protected_nodes() 
         );
         sh(format!("cat 'memory/:search?q={}'", p.query), true);
         sh(format!("cat ':search?q={}'", p.query), true);
-        sh(format!("cat 'memory/:recall?q={}'", p.query), true);
+        sh(format!("cat 'memory/:recall?q={}&paths=1'", p.query), true);
         sh(format!("cat 'memory/:browse?q={}'", p.query), true);
         // Changes.
         sh(format!("echo bob > {}", rel(&p.path)), false);
@@ -452,7 +458,7 @@ fn through_the_mount_a_hostile_agent_neither_sees_nor_changes_protected_nodes() 
         "cat 'archive/:export'",
         "cat ':tags'",
         "cat 'memory/:stats'",
-        "cat 'memory/:recall?q=vault%20code%20team&max_tokens=4000'",
+        "cat 'memory/:recall?q=vault%20code%20team&max_tokens=4000&paths=1'",
         "cat 'memory/:search?q=vault'",
         "cat 'memory/:timeline'",
         "cat 'memory/:topics'",
@@ -494,7 +500,11 @@ async fn mcp_attack(
         ));
         calls.push(("avm_fetch".into(), json!({"paths": [p.path]}), false));
         calls.push(("avm_search".into(), json!({"query": p.query}), true));
-        calls.push(("avm_recall".into(), json!({"query": p.query}), true));
+        calls.push((
+            "avm_recall".into(),
+            json!({"query": p.query, "paths": true}),
+            true,
+        ));
         calls.push(("avm_browse".into(), json!({"query": p.query}), true));
         calls.push(("avm_list".into(), json!({"prefix": parent(&p.path)}), true));
         calls.push(("avm_tags".into(), json!({"path": parent(&p.path)}), true));
@@ -528,7 +538,7 @@ async fn mcp_attack(
         ("avm_search", json!({"query": "vault"})),
         (
             "avm_recall",
-            json!({"query": "vault code team", "max_tokens": 4000}),
+            json!({"query": "vault code team", "max_tokens": 4000, "paths": true}),
         ),
         ("avm_read", json!({"path": "/:export"})),
         ("avm_read", json!({"path": "/:tags"})),
@@ -649,7 +659,13 @@ fn through_the_http_api_a_hostile_agent_neither_sees_nor_changes_protected_nodes
             true,
         );
         req("GET", format!("/v1/search?q={}", p.query), false, "", true);
-        req("GET", format!("/v1/recall?q={}", p.query), false, "", true);
+        req(
+            "GET",
+            format!("/v1/recall?q={}&paths=true", p.query),
+            false,
+            "",
+            true,
+        );
         req(
             "PUT",
             format!("/v1/nodes{}", p.path),
@@ -689,7 +705,10 @@ fn through_the_http_api_a_hostile_agent_neither_sees_nor_changes_protected_nodes
     }
     req(
         "GET",
-        format!("/v1/recall?q={}&max_tokens=4000", enc("vault code team")),
+        format!(
+            "/v1/recall?q={}&max_tokens=4000&paths=true",
+            enc("vault code team")
+        ),
         false,
         "",
         true,

@@ -302,8 +302,12 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             private_only,
             namespaces,
             scope,
+            paths,
         } => {
             let mut pairs = vec![("q", query)];
+            if paths {
+                pairs.push(("paths", "true".into()));
+            }
             if let Some(t) = max_tokens {
                 pairs.push(("max_tokens", t.to_string()));
             }
@@ -343,7 +347,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             }
             show(j, &app.read_warm(c, &addr(&path, "browse", &pairs)?)?);
         }
-        Command::Fetch { paths } => show(j, &navigate::fetch(h, c, &paths)?),
+        Command::Fetch { paths } => show(j, &navigate::fetch(h, app.store.as_ref(), c, &paths)?),
         Command::Topics { path, limit } => {
             show(
                 j,

@@ -145,7 +145,7 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
                 println!(
-                    "corpus: {} memories written in {:.1}s, topic index built in {:.1}s{}; {} questions; recall: {}",
+                    "corpus: {} memories written in {:.1}s, topic index built in {:.1}s{}; {} questions; recall: {}\n(hit: the answer among the entries; delivered: its fact sentence in the text; plain: the same ranking packed as whole memories)",
                     r.memories,
                     r.load_secs,
                     r.topic_sync_secs,
@@ -160,14 +160,24 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                     }
                 );
                 println!(
-                    "{:<10} {:>9} {:>10} {:>7} {:>8} {:>10} {:>10}",
-                    "budget", "hit rate", "first hit", "leaks", "items", "p50 µs", "p99 µs"
+                    "{:<10} {:>9} {:>10} {:>10} {:>10} {:>7} {:>8} {:>10} {:>10}",
+                    "budget",
+                    "hit rate",
+                    "delivered",
+                    "plain",
+                    "first hit",
+                    "leaks",
+                    "items",
+                    "p50 µs",
+                    "p99 µs"
                 );
                 for b in &r.budgets {
                     println!(
-                        "{:<10} {:>9.3} {:>10.3} {:>7} {:>8.1} {:>10.0} {:>10.0}",
+                        "{:<10} {:>9.3} {:>10.3} {:>10.3} {:>10.3} {:>7} {:>8.1} {:>10.0} {:>10.0}",
                         b.max_tokens,
                         b.hit_rate,
+                        b.delivered_rate,
+                        b.plain_rate,
                         b.first_rate,
                         b.leaks,
                         b.mean_items,

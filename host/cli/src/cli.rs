@@ -146,6 +146,9 @@ pub enum Command {
         /// Only below this path
         #[arg(long, default_value = "/")]
         scope: String,
+        /// Name entries by full path instead of their @id handle
+        #[arg(long)]
+        paths: bool,
     },
     /// Browse: the tree below PATH, or with --query the paths and one-line summaries to fetch
     Browse {
@@ -167,7 +170,7 @@ pub enum Command {
     },
     /// Full content of chosen paths (phase two after browse)
     Fetch {
-        /// Paths
+        /// Paths, or the @id handles recall shows (e.g. @3k)
         #[arg(required = true)]
         paths: Vec<String>,
     },
@@ -850,7 +853,7 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 200)]
         questions: usize,
         /// Token budgets to measure
-        #[arg(long, value_delimiter = ',', default_value = "500,2000")]
+        #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000")]
         budgets: Vec<usize>,
         /// Also use vectors (hybrid recall; embeds the whole corpus first, ~6 ms a memory)
         #[arg(long)]

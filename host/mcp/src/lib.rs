@@ -110,6 +110,8 @@ pub struct RecallArgs {
     pub strategy: Option<String>,
     /// Only these shared namespaces (besides your private memories).
     pub namespaces: Option<Vec<String>>,
+    /// Name each memory by its full path instead of its short @id handle (default false).
+    pub paths: Option<bool>,
 }
 
 /// `avm_browse` arguments.
@@ -124,7 +126,7 @@ pub struct BrowseArgs {
 /// `avm_fetch` arguments.
 #[derive(Deserialize, JsonSchema)]
 pub struct FetchArgs {
-    /// Paths returned by avm_browse or avm_recall.
+    /// Paths, or the @id handles avm_recall shows (e.g. "@3k").
     pub paths: Vec<String>,
 }
 
@@ -306,7 +308,7 @@ impl AvmMcp {
     }
 
     #[tool(
-        description = "Recall what you (and your team, through shared namespaces) remember about a query, summarised to fit a token budget. Returns Markdown: one entry per memory with its path, score and the most relevant lines. Use this first; then avm_fetch for full text."
+        description = "Recall what you (and your team, through shared namespaces) remember about a query, summarised to fit a token budget. Returns Markdown: one entry per memory, named by its short @id handle (paths=true for full paths; paths and scores are always in the structured result), with its title and its text or most relevant lines. Use this first; then avm_fetch with the @id for the full text."
     )]
     async fn avm_recall(&self, Parameters(a): Parameters<RecallArgs>) -> ToolResult {
         let mut pairs = vec![("q", a.query)];
@@ -319,6 +321,9 @@ impl AvmMcp {
         if let Some(ns) = a.namespaces.filter(|n| !n.is_empty()) {
             pairs.push(("ns", ns.join(",")));
         }
+        if a.paths == Some(true) {
+            pairs.push(("paths", "true".into()));
+        }
         result(self.read(address("/", "recall", &pairs)))
     }
 
@@ -330,10 +335,13 @@ impl AvmMcp {
         result(self.read(address("/memory", "browse", &pairs)))
     }
 
-    #[tool(description = "Phase two: the full content of the given memory paths.")]
+    #[tool(
+        description = "Phase two: the full content of the given memories, by path or by the @id handle that avm_recall shows."
+    )]
     async fn avm_fetch(&self, Parameters(a): Parameters<FetchArgs>) -> ToolResult {
         result(avm_provider_recall::navigate::fetch(
             &self.ctx.host,
+            self.ctx.store.as_ref(),
             &self.ctx.caller,
             &a.paths,
         ))

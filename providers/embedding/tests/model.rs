@@ -210,6 +210,7 @@ fn recall_with_vectors_finds_a_memory_that_shares_no_words_with_the_query() {
         strategy: avm_provider_recall::Strategy::Balanced,
         min_relevance: 0.05,
         scopes: avm_provider_recall::engine::scopes(&alice, true, &[]),
+        paths: false,
     };
     let all = |_: &str| true;
     let without = fts_only.recall(&alice, &all, &req).unwrap();

@@ -11,7 +11,10 @@
 //! - `topic` = Σ topic weight × specificity, / the best such sum (see avm-provider-topics);
 //! - `vector` = (cosine − floor) / 0.3, clamped to [0, 1], where floor is the median cosine of
 //!   the nearest vector candidates (at least 0.2): how much closer than its neighbours a
-//!   memory is, so look-alike memories that all sit at one high cosine get no lift;
+//!   memory is, so look-alike memories that all sit at one high cosine get no lift. A store
+//!   smaller than the vector window (every memory in scope is a candidate) has no
+//!   distribution to judge by: there `vector` = (cosine − 0.12) / 0.2, the model's calibrated
+//!   thresholds (below 0.12 its cosines say nothing; see `SMALL_FLOOR`);
 //! - `link` = weight (≤ 1) × 0.5 × relevance of the memory linking to it.
 //!
 //! `lexical = 0.40·fts + 0.30·cover + 0.20·topic + 0.10·link`; `relevance = lexical` without
@@ -40,6 +43,15 @@ use avm_core::{Caller, Error, Result};
 use avm_provider_topics::TopicIndex;
 
 use crate::summary;
+
+/// Small stores: the cosine below which all-MiniLM-L6-v2 (int8) says nothing about meaning.
+/// Measured on three unrelated memories: unrelated queries reach at most 0.02–0.15 (`git rebase
+/// conflict resolution` 0.02, `the capital of Australia` 0.04, `quantum chromodynamics on a
+/// lattice` 0.15), paraphrases 0.18–0.40 (`central bank interest rate decision` → `The Fed
+/// hiked by 25 basis points` 0.18, `feline pets` → a kitten 0.40).
+const SMALL_FLOOR: f64 = 0.12;
+/// Small stores: the cosine span above [`SMALL_FLOOR`] that maps to full vector evidence.
+const SMALL_SPAN: f64 = 0.2;
 
 /// How candidates are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -241,6 +253,8 @@ impl Engine {
             return Ok(Vec::new());
         }
         let terms = summary::terms(query);
+        // Full text and vectors each propose their best `window`; topics, a weaker signal
+        // that mostly confirms them, half as many.
         let window = limit.clamp(20, 200);
         let per_source = (window / 2).max(20);
         let mut sig: BTreeMap<String, Signals> = BTreeMap::new();
@@ -274,22 +288,24 @@ impl Engine {
             s.sources.push("topic");
         }
         if let Some(v) = &self.vectors {
-            let hits = v.similar(query, scopes, caller, keep, per_source)?;
+            let hits = v.similar(query, scopes, caller, keep, window)?;
             // How much closer than its neighbours a memory is: cosines are measured from the
             // median of the nearest candidates (at least 0.2, below which all-MiniLM-L6-v2
             // text is unrelated), so a corpus of look-alike memories, all at the same high
             // cosine, gives no memory a lift, while a true match still stands out.
             let mut cos: Vec<f64> = hits.iter().map(|h| h.1).collect();
             cos.sort_by(|a, b| a.total_cmp(b));
-            let median = if cos.len() >= 5 {
-                cos[cos.len() / 2]
+            // Fewer hits than asked for means they are every memory in scope: a store too
+            // small for its own distribution to say what is close. Then the calibrated
+            // thresholds of this model judge: below SMALL_FLOOR its cosines carry no meaning.
+            let (floor, span) = if cos.len() < window {
+                (SMALL_FLOOR, SMALL_SPAN)
             } else {
-                0.0
+                (cos[cos.len() / 2].max(0.2), 0.3)
             };
-            let floor = median.max(0.2);
             for (path, c) in hits {
                 let s = sig.entry(path).or_default();
-                s.vector = ((c - floor) / 0.3).clamp(0.0, 1.0);
+                s.vector = ((c - floor) / span).clamp(0.0, 1.0);
                 if s.vector > 0.0 {
                     s.sources.push("vector");
                 }

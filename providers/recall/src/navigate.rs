@@ -63,7 +63,16 @@ pub fn browse_query(
 
 /// Phase two: the full content of chosen paths, each read through the host (so every path is
 /// checked against the caller's rights); missing or refused paths are listed, not fatal.
-pub fn fetch(host: &Host, caller: &Caller, paths: &[String]) -> Result<Output> {
+///
+/// A path may be an `@id` handle (as recall shows them): it stands for the node with that id,
+/// read through the host like any path, so a handle to a memory the caller may not read is
+/// as missing as a wrong path.
+pub fn fetch(
+    host: &Host,
+    store: &dyn MemoryStore,
+    caller: &Caller,
+    paths: &[String],
+) -> Result<Output> {
     if paths.is_empty() {
         return Err(Error::invalid("fetch needs at least one path"));
     }
@@ -71,10 +80,21 @@ pub fn fetch(host: &Host, caller: &Caller, paths: &[String]) -> Result<Output> {
     let mut items = Vec::new();
     let mut missing = Vec::new();
     for p in paths {
-        match host.read(caller, p) {
+        let resolved = match p.strip_prefix('@').and_then(avm_core::storage::shortcut_id) {
+            Some(id) => match store.path_of_id(id)? {
+                Some(path) => path,
+                None => {
+                    missing.push(p.clone());
+                    items.push(json!({"path": p, "error": {"kind": "not-found", "message": format!("no memory has the handle {p}")}}));
+                    continue;
+                }
+            },
+            None => p.clone(),
+        };
+        match host.read(caller, &resolved) {
             Ok(out) => {
-                blocks.push(format!("## {p}\n\n{}", out.text.trim_end()));
-                items.push(json!({"path": p, "content": out.text}));
+                blocks.push(format!("## {resolved}\n\n{}", out.text.trim_end()));
+                items.push(json!({"path": resolved, "content": out.text}));
             }
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
                 missing.push(p.clone());

@@ -70,8 +70,9 @@ impl Provider for RecallProvider {
                         "min_relevance",
                         "shared",
                         "ns",
+                        "paths",
                     ],
-                    "memories relevant to q, summarised within max_tokens (cl100k tokens)",
+                    "memories relevant to q, summarised within max_tokens (cl100k tokens); entries named @id, or by path with paths=true",
                 ),
                 SuffixSpec::new(
                     "browse",
@@ -130,6 +131,7 @@ impl Provider for RecallProvider {
                         .parsed("min_relevance")?
                         .unwrap_or(e.tuning.min_relevance),
                     scopes: request_scopes(req)?,
+                    paths: req.query.flag("paths")?,
                 };
                 let out = e.recall(&req.caller, &keep, &r)?;
                 Ok(Output::new(out.text.clone(), out.to_json()))

@@ -4,15 +4,22 @@
 //! never exceeds `max_tokens`):
 //!
 //! ```text
-//! ## Relevant Memory (2 items, ~61 tokens)
+//! ## Memory (2 of 14, ~41/500 tokens)
 //!
-//! [/memory/private/alice/…_nvda_note.md] (0.97) NVDA RSI at 72 overbought
+//! @3k NVDA note: NVDA RSI at 72 overbought
 //!
-//! [/memory/shared/market/fed.md] (0.55) Fed hiked rates by 25bp …
+//! @1f Fed hiked rates by 25bp …
 //!
 //! ---
-//! *Tokens: ~61/500 | Strategy: balanced | Query: "NVDA overbought"*
+//! *fetch @id: the whole memory*
 //! ```
+//!
+//! Each entry is a short handle (`@id`, the node's shortcut, which `avm fetch`, MCP
+//! `avm_fetch` and `cat MNT/@id` resolve) or, with `paths`, the full path in brackets; then the
+//! memory's title when it has one, and its text: whole when short, else the lines that match
+//! the query best. Scores and paths are always in the JSON form. The ranking does not depend
+//! on the budget: a larger budget only shows more of the same list, and entries that do not
+//! fit are skipped for the next ones that do.
 
 use std::time::Instant;
 
@@ -42,13 +49,22 @@ pub struct RecallRequest {
     pub min_relevance: f64,
     /// Where to look.
     pub scopes: Vec<String>,
+    /// Entries named by full path instead of their `@id` handle.
+    pub paths: bool,
 }
+
+/// Candidates ranked for every recall, whatever its budget (full text and vectors each propose
+/// their best this many, topics half as many): the budget only cuts this list,
+/// so a query orders its memories the same way at every budget.
+pub const CANDIDATES: usize = 100;
 
 /// One recalled memory.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecallItem {
     /// Path.
     pub path: String,
+    /// The short handle shown instead of the path (`@` and the node's shortcut).
+    pub shortcut: String,
     /// Final score.
     pub score: f64,
     /// Fused relevance.
@@ -98,37 +114,55 @@ impl Recall {
     }
 }
 
-fn entry(s: &Scored, summary: &str) -> String {
-    if summary.is_empty() {
-        format!("[{}] ({:.2})", s.path, s.score)
+/// How an entry names its memory: `@id`, or `[path]` when full paths are asked for.
+fn handle(s: &Scored, paths: bool) -> String {
+    if paths {
+        format!("[{}]", s.path)
     } else {
-        format!("[{}] ({:.2}) {summary}", s.path, s.score)
+        format!("@{}", avm_core::storage::shortcut(s.node.id))
+    }
+}
+
+/// The title a memory was given (`meta.title`), unless its text already starts with it.
+fn title_of(s: &Scored, text: &str) -> Option<String> {
+    let t = s
+        .node
+        .meta
+        .get("title")
+        .and_then(serde_json::Value::as_str)?;
+    let t = t.trim();
+    (!t.is_empty() && !text.to_lowercase().starts_with(&t.to_lowercase())).then(|| t.to_string())
+}
+
+fn entry(handle: &str, title: Option<&str>, text: &str) -> String {
+    match (title, text.is_empty()) {
+        (Some(t), true) => format!("{handle} {t}"),
+        (Some(t), false) => format!("{handle} {t}: {text}"),
+        (None, true) => handle.to_string(),
+        (None, false) => format!("{handle} {text}"),
     }
 }
 
 /// Footer forms from the most to the least informative; tiny budgets get the shorter ones.
-fn footers(tokens: usize, max: usize, strategy: Strategy, query: &str) -> [String; 3] {
+fn footers(paths: bool) -> [String; 3] {
     [
-        format!(
-            "*Tokens: ~{tokens}/{max} | Strategy: {} | Query: \"{}\"*",
-            strategy.as_str(),
-            query.replace(['\n', '\r'], " ")
-        ),
-        format!(
-            "*Tokens: ~{tokens}/{max} | Strategy: {}*",
-            strategy.as_str()
-        ),
-        format!("*Tokens: ~{tokens}/{max}*"),
+        if paths {
+            "*fetch PATH: the whole memory*".to_string()
+        } else {
+            "*fetch @id: the whole memory*".to_string()
+        },
+        "*fetch for more*".to_string(),
+        String::new(),
     ]
 }
 
 /// The answer's first line and the blank line after it.
-fn header(items: usize, tokens: usize) -> String {
-    format!("## Relevant Memory ({items} items, ~{tokens} tokens)\n\n")
+fn header(items: usize, of: usize, tokens: usize, max: usize) -> String {
+    format!("## Memory ({items} of {of}, ~{tokens}/{max} tokens)\n\n")
 }
 
-fn render(entries: &[String], tokens: usize, footer: &str) -> String {
-    let mut out = header(entries.len(), tokens);
+fn render(entries: &[String], of: usize, tokens: usize, max: usize, footer: &str) -> String {
+    let mut out = header(entries.len(), of, tokens, max);
     for e in entries {
         out.push_str(e);
         out.push_str("\n\n");
@@ -153,18 +187,20 @@ fn chunk_tokens(line: &str) -> Result<usize> {
     tokens::count(&format!("{line}\n\n"))
 }
 
-/// The exact token count of [`render`]`(entries, estimate, footer)` from the entries' chunk
+/// The exact token count of [`render`]`(entries, of, estimate, max, footer)` from the entries' chunk
 /// counts (see [`chunk_tokens`]).
 fn rendered_tokens(
     entries: &[String],
+    of: usize,
     estimate: usize,
+    max: usize,
     footer: &str,
     costs: impl Iterator<Item = usize>,
 ) -> Result<usize> {
     if entries.is_empty() {
-        return tokens::count(&render(entries, estimate, footer));
+        return tokens::count(&render(entries, of, estimate, max, footer));
     }
-    Ok(tokens::count(&header(entries.len(), estimate))?
+    Ok(tokens::count(&header(entries.len(), of, estimate, max))?
         + costs.sum::<usize>()
         + tokens::count(&format!("---\n{footer}"))?)
 }
@@ -185,8 +221,6 @@ impl Engine {
                 req.min_relevance
             )));
         }
-        // Enough candidates to fill the budget with short entries, and a few to spare.
-        let want = (req.max_tokens / 25).clamp(30, 200);
         let ranked = self.rank(
             &req.query,
             &req.scopes,
@@ -194,18 +228,19 @@ impl Engine {
             keep,
             req.strategy,
             req.min_relevance,
-            want,
+            CANDIDATES,
         )?;
+        let of = ranked.len();
         let terms = summary::terms(&req.query);
         let max = req.max_tokens;
-        let max_digits = max.to_string().len();
-        let placeholder = "9".repeat(max_digits);
+        let placeholder: usize = "9".repeat(max.to_string().len()).parse().unwrap_or(max);
+        let count_digits: usize = "9".repeat(of.to_string().len()).parse().unwrap_or(of);
         // Reserve room for the header and the richest footer that leaves space for entries.
         let frame = |footer: &str| -> Result<usize> {
-            tokens::count(&render(&[], placeholder.parse().unwrap_or(max), footer))
+            tokens::count(&render(&[], count_digits, placeholder, max, footer))
         };
-        let all_footers = footers(max, max, req.strategy, &req.query);
-        let mut footer_level = 2;
+        let all_footers = footers(req.paths);
+        let mut footer_level = all_footers.len() - 1;
         for (i, f) in all_footers.iter().enumerate() {
             // The empty-result line is not printed when entries exist; counting it keeps a
             // little slack for the token boundaries between entries.
@@ -216,17 +251,25 @@ impl Engine {
         }
         let reserved = frame(&all_footers[footer_level])?;
         let mut avail = max.saturating_sub(reserved);
-        let mut chosen: Vec<(usize, String, usize)> = Vec::new();
+        // (rank, entry, tokens, handle)
+        let mut chosen: Vec<(usize, String, usize, String)> = Vec::new();
         let mut misses = 0;
         for (i, s) in ranked.iter().enumerate() {
-            // No entry is shorter than its path and score; stop when none can fit, or after
-            // many misses in a row (the rest are less relevant and no shorter).
-            if avail < 16 || misses > 40 {
+            // No entry is shorter than its handle; stop when none can fit, or after many
+            // misses in a row (the rest are less relevant and no shorter).
+            if avail < 4 || misses > 40 {
                 break;
             }
-            let title = s.node.title();
-            let sum = summary::summarize(&s.node.content, &title, &terms, self.tuning.max_chars);
-            let mut line = entry(s, &sum);
+            let given = s
+                .node
+                .meta
+                .get("title")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let sum = summary::summarize(&s.node.content, given, &terms, self.tuning.max_chars);
+            let title = title_of(s, &sum);
+            let h = handle(s, req.paths);
+            let mut line = entry(&h, title.as_deref(), &sum);
             // Every whitespace-separated word starts at least one token: a line with more
             // words than the room left cannot fit, and needs no exact count.
             if !chosen.is_empty() && line.split_whitespace().count() >= avail {
@@ -239,14 +282,14 @@ impl Engine {
                     misses += 1;
                     continue;
                 }
-                // The best memory always gets in, its summary cut to what is left.
-                let head = entry(s, "");
-                let head_cost = tokens::count(&head)? + 2;
+                // The best memory always gets in, its text cut to what is left.
+                let head = entry(&h, title.as_deref(), "");
+                let head_cost = tokens::count(&head)? + 3;
                 if head_cost >= avail {
                     continue;
                 }
                 let cut = tokens::truncate(&sum, avail - head_cost)?;
-                line = entry(s, &format!("{}…", cut.trim_end()));
+                line = entry(&h, title.as_deref(), &format!("{}…", cut.trim_end()));
                 cost = chunk_tokens(&line)?;
                 if cost > avail {
                     continue;
@@ -254,7 +297,7 @@ impl Engine {
             }
             avail -= cost;
             misses = 0;
-            chosen.push((i, line, cost));
+            chosen.push((i, line, cost, h));
         }
         // Render, then check the real count of the whole text; token boundaries between
         // pieces can differ from the sum of the pieces, so drop from the end until it fits.
@@ -263,9 +306,16 @@ impl Engine {
             // The header's figure is the sum of the parts (one count of the whole text below
             // checks the budget); it may differ from the exact count by a token or two.
             let estimate = reserved + chosen.iter().map(|c| c.2).sum::<usize>();
-            let footer = footers(estimate, max, req.strategy, &req.query)[footer_level].clone();
-            let text = render(&entries, estimate, &footer);
-            let real = rendered_tokens(&entries, estimate, &footer, chosen.iter().map(|c| c.2))?;
+            let footer = &all_footers[footer_level];
+            let text = render(&entries, of, estimate, max, footer);
+            let real = rendered_tokens(
+                &entries,
+                of,
+                estimate,
+                max,
+                footer,
+                chosen.iter().map(|c| c.2),
+            )?;
             debug_assert_eq!(real, tokens::count(&text)?, "{text}");
             if real <= max || chosen.is_empty() {
                 if real > max {
@@ -275,14 +325,18 @@ impl Engine {
                 }
                 let items: Vec<RecallItem> = chosen
                     .iter()
-                    .map(|(i, line, cost)| {
+                    .map(|(i, line, cost, h)| {
                         let s = &ranked[*i];
-                        let prefix = format!("[{}] ({:.2}) ", s.path, s.score);
                         RecallItem {
                             path: s.path.clone(),
+                            shortcut: format!("@{}", avm_core::storage::shortcut(s.node.id)),
                             score: s.score,
                             relevance: s.relevance,
-                            summary: line.strip_prefix(&prefix).unwrap_or("").to_string(),
+                            summary: line
+                                .strip_prefix(h.as_str())
+                                .unwrap_or("")
+                                .trim_start()
+                                .to_string(),
                             tokens: *cost,
                             sources: s.sources.clone(),
                         }
@@ -360,7 +414,11 @@ mod tests {
             let n = 1 + next(5);
             let entries: Vec<String> = (0..n)
                 .map(|_| {
-                    let mut e = format!("[/memory/private/a/{case}.md] (0.{:02})", next(100));
+                    let mut e = if next(2) == 0 {
+                        format!("[/memory/private/a/{case}.md]")
+                    } else {
+                        format!("@{}", next(5000))
+                    };
                     for _ in 0..next(12) {
                         e.push_str(pieces[next(pieces.len())]);
                     }
@@ -368,10 +426,10 @@ mod tests {
                 })
                 .collect();
             let costs: Vec<usize> = entries.iter().map(|e| chunk_tokens(e).unwrap()).collect();
-            let footer = format!("*Tokens: ~{}/2000 | Strategy: balanced*", next(2000));
-            let text = render(&entries, 1234, &footer);
+            let footer = footers(next(2) == 0)[next(3)].clone();
+            let text = render(&entries, 17, 1234, 2000, &footer);
             assert_eq!(
-                rendered_tokens(&entries, 1234, &footer, costs.into_iter()).unwrap(),
+                rendered_tokens(&entries, 17, 1234, 2000, &footer, costs.into_iter()).unwrap(),
                 tokens::count(&text).unwrap(),
                 "{text:?}"
             );

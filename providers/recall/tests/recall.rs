@@ -59,7 +59,7 @@ fn remember_as(
 fn recall(w: &World, who: &Caller, q: &str, max: usize) -> String {
     let q = q.replace(' ', "%20");
     w.host
-        .read(who, &format!("/:recall?q={q}&max_tokens={max}"))
+        .read(who, &format!("/:recall?q={q}&max_tokens={max}&paths=true"))
         .unwrap()
         .text
 }
@@ -92,7 +92,7 @@ fn recall_finds_the_right_memory_in_a_three_memory_corpus() {
     let out = recall(&w, &a, "what did the Fed do with rates", 500);
     let first = out.lines().find(|l| l.starts_with('[')).unwrap();
     assert!(first.contains(&fed), "{out}");
-    assert!(out.starts_with("## Relevant Memory (1 items"), "{out}");
+    assert!(out.starts_with("## Memory (1 of 1, "), "{out}");
     assert!(
         !out.contains("*Created:"),
         "no boilerplate in summaries: {out}"
@@ -140,7 +140,7 @@ fn recall_never_exceeds_its_budget_measured_with_the_same_tokenizer() {
             let out = recall(&w, &a, q, max);
             let n = tokens::count(&out).unwrap();
             assert!(n <= max, "budget {max} for {q:?} used {n}:\n{out}");
-            assert!(out.contains("## Relevant Memory"), "{out}");
+            assert!(out.starts_with("## Memory ("), "{out}");
         }
     }
     // Large budgets actually get used when there is enough to say.
@@ -237,4 +237,115 @@ fn two_memories_with_the_same_title_never_overwrite_each_other() {
             .collect();
     let unique: std::collections::BTreeSet<_> = paths.iter().collect();
     assert_eq!(unique.len(), 5, "{paths:?}");
+}
+
+/// The ranked paths of a recall at `max` tokens, from its structured form (handles in the text).
+fn ranked(w: &World, who: &Caller, q: &str, max: usize) -> (String, Vec<String>, Vec<String>) {
+    let q = q.replace(' ', "%20");
+    let out = w
+        .host
+        .read(who, &format!("/:recall?q={q}&max_tokens={max}"))
+        .unwrap();
+    let items = out.data()["items"].as_array().unwrap().clone();
+    let paths = items
+        .iter()
+        .map(|i| i["path"].as_str().unwrap().to_string())
+        .collect();
+    let handles = items
+        .iter()
+        .map(|i| i["shortcut"].as_str().unwrap().to_string())
+        .collect();
+    (out.text, paths, handles)
+}
+
+#[test]
+fn every_budget_shows_the_same_ranking_cut_shorter() {
+    let w = world();
+    let a = agent("alice");
+    corpus(&w, &a, 400);
+    for q in [
+        "NVDA rose",
+        "bitcoin fell after the Fed report",
+        "watch level 150",
+        "oil",
+    ] {
+        let (_, full, _) = ranked(&w, &a, q, 100_000);
+        assert!(full.len() > 20, "{q}: {full:?}");
+        let mut held = 0;
+        for max in [60, 90, 130, 200, 300, 500, 800, 1300, 2000, 4000, 8000] {
+            let (text, got, _) = ranked(&w, &a, q, max);
+            // What a budget shows is the full ranking with entries left out (those that did
+            // not fit), never reordered and never something the full ranking lacks.
+            let mut rest = full.iter();
+            for p in &got {
+                assert!(
+                    rest.any(|f| f == p),
+                    "{q} at {max}: {p} out of order or not in the full ranking\n{text}"
+                );
+            }
+            // A budget that holds the first k entries holds them in the same order.
+            let k = got.iter().zip(&full).take_while(|(a, b)| a == b).count();
+            assert!(
+                k >= held.min(got.len()),
+                "{q} at {max}: first {k} agree, a smaller budget held {held}"
+            );
+            held = held.max(k);
+            assert!(
+                got.first() == full.first(),
+                "{q} at {max}: the best memory always comes first"
+            );
+        }
+    }
+}
+
+#[test]
+fn entries_are_short_handles_that_fetch_resolves_and_paths_on_request() {
+    let w = world();
+    let a = agent("alice");
+    let fed = remember_as(
+        &w,
+        &a,
+        "Fed hiked rates by 25bp at the December meeting",
+        Some("Fed decision"),
+        None,
+    );
+    let (text, paths, handles) = ranked(&w, &a, "Fed rates", 500);
+    assert_eq!(paths, vec![fed.clone()]);
+    assert!(handles[0].starts_with('@'));
+    let entry = text.lines().find(|l| l.starts_with('@')).unwrap();
+    assert_eq!(
+        entry,
+        format!(
+            "{} Fed decision: Fed hiked rates by 25bp at the December meeting",
+            handles[0]
+        )
+    );
+    assert!(!text.contains("/memory/"), "no paths unless asked: {text}");
+    let got = avm_provider_recall::navigate::fetch(
+        &w.host,
+        w.store.as_ref(),
+        &a,
+        &[handles[0].clone(), "@zzzzzz".into()],
+    )
+    .unwrap();
+    assert!(
+        got.text.contains("25bp at the December meeting"),
+        "{}",
+        got.text
+    );
+    assert!(got.text.contains("Not found: @zzzzzz"), "{}", got.text);
+    // Another agent's handle is as missing as a wrong one.
+    let err = avm_provider_recall::navigate::fetch(
+        &w.host,
+        w.store.as_ref(),
+        &agent("bob"),
+        &[handles[0].clone()],
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), avm_core::ErrorKind::NotFound);
+    let with_paths = recall(&w, &a, "Fed rates", 500);
+    assert!(
+        with_paths.contains(&format!("[{fed}] Fed decision: ")),
+        "{with_paths}"
+    );
 }
