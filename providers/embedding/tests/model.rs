@@ -223,3 +223,73 @@ fn recall_with_vectors_finds_a_memory_that_shares_no_words_with_the_query() {
     assert!(with.items[0].path.ends_with("_fed.md"), "{}", with.text);
     assert!(with.items[0].sources.contains(&"vector"));
 }
+
+#[test]
+fn a_three_memory_store_recalls_the_paraphrase_and_nothing_for_an_unrelated_query() {
+    let Some(f) = files() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mem =
+        avm_provider_memory::MemoryProvider::open(&dir.path().join("a.db"), Default::default())
+            .unwrap();
+    let store = avm_provider_memory::services::as_memory_store(mem.store());
+    let sem = Arc::new(Semantic::new(store.clone(), f, false));
+    let engine =
+        avm_provider_recall::Engine::new(store.clone(), avm_provider_recall::Tuning::default())
+            .with_vectors(sem);
+    let host = avm_core::Host::new(vec![avm_core::Mount::new("/**", Arc::new(mem))]).unwrap();
+    let alice = Caller::Agent("alice".into());
+    let mut fed = String::new();
+    for c in [
+        "The Fed hiked by 25 basis points on Wednesday.",
+        "Our kitten learned to open the fridge door.",
+        "The office pizza party is on Friday at noon.",
+    ] {
+        let r = avm_provider_recall::remember(
+            &host,
+            store.as_ref(),
+            &alice,
+            &avm_provider_recall::Memory {
+                content: c.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        if c.contains("Fed") {
+            fed = r.path;
+        }
+    }
+    let all = |_: &str| true;
+    let ask = |q: &str| {
+        engine
+            .recall(
+                &alice,
+                &all,
+                &avm_provider_recall::RecallRequest {
+                    query: q.into(),
+                    max_tokens: 500,
+                    strategy: avm_provider_recall::Strategy::Balanced,
+                    min_relevance: avm_provider_recall::Tuning::default().min_relevance,
+                    scopes: avm_provider_recall::engine::scopes(&alice, true, &[]),
+                    paths: false,
+                },
+            )
+            .unwrap()
+    };
+    // No word in common with the Fed memory: meaning alone, at the default relevance floor.
+    let r = ask("central bank interest rate decision");
+    assert_eq!(r.items.len(), 1, "{}", r.text);
+    assert_eq!(r.items[0].path, fed, "{}", r.text);
+    for unrelated in [
+        "git rebase conflict resolution",
+        "the capital of Australia",
+        "install ubuntu graphics drivers",
+    ] {
+        let r = ask(unrelated);
+        assert!(r.items.is_empty(), "{unrelated}: {}", r.text);
+        assert!(
+            r.text.contains("No memory matches this query."),
+            "{}",
+            r.text
+        );
+    }
+}
