@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use avm_core::{Error, ErrorKind, Result};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS nodes(
@@ -185,6 +185,34 @@ const NODE_COLUMNS_5: &[(&str, &str)] = &[
     ("ctime_ns", "INTEGER"),
     ("atime_ns", "INTEGER"),
 ];
+
+/// Schema 6: the full-text indexes hold [`crate::fts::indexed_text`] (no time-stamp lines),
+/// so a database indexed by an older avm has them rebuilt from its nodes, once.
+fn migrate_6(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    if from == 0 {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "INSERT INTO nodes_fts(nodes_fts) VALUES('delete-all'); DELETE FROM nodes_cjk;",
+    )?;
+    let mut rows = conn.prepare(
+        "SELECT id, CASE WHEN coalesce(ftype, '') <> 'symlink' AND typeof(content) = 'text' \
+         THEN content ELSE '' END FROM nodes",
+    )?;
+    let mut add = conn.prepare("INSERT INTO nodes_fts(rowid, content) VALUES (?1, ?2)")?;
+    let mut cjk = conn.prepare("INSERT INTO nodes_cjk(rowid, uni, bi) VALUES (?1, ?2, ?3)")?;
+    let mut it = rows.query([])?;
+    while let Some(r) = it.next()? {
+        let id: i64 = r.get(0)?;
+        let content: String = r.get(1)?;
+        let text = crate::fts::indexed_text(&content);
+        add.execute(rusqlite::params![id, text.as_ref()])?;
+        if let Some((uni, bi)) = crate::fts::cjk_document(&text) {
+            cjk.execute(rusqlite::params![id, uni, bi])?;
+        }
+    }
+    Ok(())
+}
 
 /// Adds the schema-5 columns that `nodes` lacks and fills the times of existing nodes.
 fn migrate_5(conn: &Connection) -> rusqlite::Result<()> {
@@ -421,6 +449,7 @@ pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()>
         let r = conn
             .execute_batch(SCHEMA)
             .and_then(|_| migrate_5(conn))
+            .and_then(|_| migrate_6(conn, now))
             .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")));
         match r {
             Ok(()) => conn.execute_batch("COMMIT"),

@@ -21,6 +21,30 @@ fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+/// Is `line` one of the time stamps `remember` writes into a memory (`*Created: … UTC*`,
+/// `*Updated: …*`)? They say nothing a query looks for, and words such as `created` or
+/// `12` would otherwise match every memory.
+fn is_stamp_line(line: &str) -> bool {
+    let t = line.trim();
+    t.ends_with('*') && (t.starts_with("*Created: ") || t.starts_with("*Updated: "))
+}
+
+/// The text of a memory that the full-text indexes hold: its content without the time-stamp
+/// lines `remember` writes (every index write and delete goes through this one function, so
+/// what is deleted is exactly what was indexed).
+pub fn indexed_text(content: &str) -> std::borrow::Cow<'_, str> {
+    if !content.lines().any(is_stamp_line) {
+        return std::borrow::Cow::Borrowed(content);
+    }
+    std::borrow::Cow::Owned(
+        content
+            .lines()
+            .filter(|l| !is_stamp_line(l))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
 /// The text indexed for one document in the CJK index: `(unigrams, bigrams)`, or `None`
 /// when the content has no CJK characters.
 pub fn cjk_document(content: &str) -> Option<(String, String)> {

@@ -1451,3 +1451,66 @@ fn subtree_operations_obey_the_rules_on_every_node_they_touch() {
     );
     assert!(seen.contains("announcement"), "ro is readable: {seen}");
 }
+
+#[test]
+fn remember_time_stamps_are_not_indexed_and_an_old_index_is_rebuilt_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    let memory = "# Kestrel\n\n*Created: 2026-12-03 12:00 UTC*\n\nkestrel quorum timeout\n";
+    let vocab = |term: &str| -> i64 {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row(
+            "SELECT coalesce(sum(doc), 0) FROM nodes_fts_vocab WHERE term = ?1",
+            [term],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    {
+        let e = MemoryProvider::open(&db, StoreOptions::default()).unwrap();
+        let h = Host::new(vec![Mount::new("/**", Arc::new(e.clone()))]).unwrap();
+        h.write(&OP, "/memory/k.md", put(memory)).unwrap();
+        e.store().sync().unwrap();
+    }
+    assert_eq!(vocab("created"), 0, "the stamp is not indexed");
+    assert_eq!(vocab("kestrel"), 1);
+    // What an older avm left: the raw content indexed, stamps included, at schema 5.
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "INSERT INTO nodes_fts(nodes_fts) VALUES('rebuild'); PRAGMA user_version = 5;",
+        )
+        .unwrap();
+    }
+    assert_eq!(vocab("created"), 1);
+    let e = MemoryProvider::open(&db, StoreOptions::default()).unwrap();
+    let h = Host::new(vec![Mount::new("/**", Arc::new(e.clone()))]).unwrap();
+    assert_eq!(vocab("created"), 0, "rebuilt without the stamp");
+    let found = |q: &str| {
+        h.search(
+            &OP,
+            "/",
+            &avm_core::provider::SearchOptions {
+                query: q.into(),
+                limit: 10,
+            },
+        )
+        .unwrap()
+        .len()
+    };
+    assert_eq!(found("created"), 0);
+    assert_eq!(found("kestrel quorum"), 1);
+    // Deleting removes exactly what was indexed: nothing of it is left in the index.
+    h.remove(
+        &OP,
+        "/memory/k.md",
+        RemoveOptions {
+            recursive: false,
+            hard: true,
+        },
+    )
+    .unwrap();
+    e.store().sync().unwrap();
+    assert_eq!(vocab("kestrel"), 0);
+    assert_eq!(vocab("quorum"), 0);
+}

@@ -495,6 +495,8 @@ pub(crate) fn event(
 }
 
 pub(crate) fn fts_add(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<()> {
+    let content = fts::indexed_text(content);
+    let content = content.as_ref();
     let r = conn
         .prepare_cached("INSERT INTO nodes_fts(rowid, content) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![id, content]));
@@ -508,6 +510,8 @@ pub(crate) fn fts_add(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) 
 }
 
 pub(crate) fn fts_remove(conn: &Connection, ctx: &Ctx<'_>, id: i64, content: &str) -> Result<()> {
+    let content = fts::indexed_text(content);
+    let content = content.as_ref();
     conn.prepare_cached(
         "INSERT INTO nodes_fts(nodes_fts, rowid, content) VALUES ('delete', ?1, ?2)",
     )
