@@ -130,6 +130,9 @@ pub struct RecallBenchResult {
     pub embed_secs: Option<f64>,
     /// Whether recall used vectors.
     pub hybrid: bool,
+    /// The questions asked, as the asker (`agent0`), for runs in other processes.
+    #[serde(skip)]
+    pub asked: Vec<String>,
 }
 
 /// Results at one budget.
@@ -464,5 +467,6 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         topic_sync_secs,
         embed_secs,
         hybrid: semantic.is_some(),
+        asked: questions.into_iter().map(|(q, _)| q).collect(),
     })
 }

@@ -102,6 +102,7 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             questions,
             budgets,
             hybrid,
+            cold,
             dir,
         } => {
             if *n < 100 || *questions == 0 || budgets.is_empty() {
@@ -141,8 +142,11 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                     },
                 },
             )?;
+            let cold_run = cold_recalls(&dir.join("recall.db"), &r.asked, *cold, *hybrid)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                let mut v = serde_json::to_value(&r).unwrap_or_default();
+                v["cold_process"] = serde_json::to_value(&cold_run).unwrap_or_default();
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 println!(
                     "corpus: {} memories written in {:.1}s, topic index built in {:.1}s{}; {} questions; recall: {}\n(hit: the answer among the entries; delivered: its fact sentence in the text; plain: the same ranking packed as whole memories)",
@@ -185,10 +189,61 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                         b.latency.p99_us
                     );
                 }
+                if let Some(c) = &cold_run {
+                    println!(
+                        "cold `avm recall` process (no server, {}, budget 2000): {} runs, p50 {:.1} ms, p99 {:.1} ms",
+                        if *hybrid {
+                            "with the model"
+                        } else {
+                            "embeddings off"
+                        },
+                        c.ops,
+                        c.p50_us / 1000.0,
+                        c.p99_us / 1000.0
+                    );
+                }
             }
             Ok(())
         }
     }
+}
+
+/// Times `runs` new `avm recall` processes (this binary, no server) on the corpus `db`, one
+/// question each, as the questions' agent: what an agent's shell tool pays per call.
+fn cold_recalls(
+    db: &std::path::Path,
+    questions: &[String],
+    runs: usize,
+    hybrid: bool,
+) -> Result<Option<Row>> {
+    if runs == 0 || questions.is_empty() {
+        return Ok(None);
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::internal(format!("cannot find this program: {e}")))?;
+    let mut lat = Vec::with_capacity(runs);
+    for q in questions.iter().cycle().take(runs) {
+        let t = std::time::Instant::now();
+        let out = std::process::Command::new(&exe)
+            .args(["--db"])
+            .arg(db)
+            .args(["-a", "agent0", "recall", q, "-t", "2000"])
+            .env(
+                "AVM_EMBEDDING__ENABLED",
+                if hybrid { "true" } else { "false" },
+            )
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| Error::internal(format!("cannot run avm recall: {e}")))?;
+        lat.push(t.elapsed());
+        if !out.status.success() {
+            return Err(Error::internal(format!(
+                "avm recall failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+    }
+    Ok(Some(row("cold avm recall process", lat)))
 }
 
 /// One FUSE measurement.

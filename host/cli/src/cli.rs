@@ -858,6 +858,9 @@ pub enum BenchWhat {
         /// Also use vectors (hybrid recall; embeds the whole corpus first, ~6 ms a memory)
         #[arg(long)]
         hybrid: bool,
+        /// Cold `avm recall` processes to time (a new process per question, no server)
+        #[arg(long, default_value_t = 30)]
+        cold: usize,
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,
