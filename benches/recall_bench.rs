@@ -295,6 +295,7 @@ pub fn corpus(
             namespace: ns,
             path: None,
             ttl: None,
+            at: None,
         };
         by_agent
             .entry(who.agent().unwrap_or("").to_string())

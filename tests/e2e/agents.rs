@@ -610,3 +610,46 @@ fn gossip_digests_say_who_knows_a_topic_and_cannot_be_forged() {
     assert_eq!(stats["own_version"], 2);
     assert_eq!(stats["agents"][0]["memories"], 2);
 }
+
+#[test]
+fn remember_at_records_when_it_happened_and_bad_times_are_refused() {
+    let env = Env::new();
+    let r = env
+        .run(&[
+            "-a",
+            "alice",
+            "--json",
+            "remember",
+            "The offsite budget is 40k",
+            "--at",
+            "2023-05-08",
+        ])
+        .json();
+    let path = r["path"].as_str().unwrap().to_string();
+    let node = env.run(&["--json", "read", &path]).json();
+    assert_eq!(
+        node["meta"]["at"], "2023-05-08T00:00:00.000000+00:00",
+        "{node}"
+    );
+    let out = env.run(&["-a", "alice", "recall", "offsite budget"]);
+    assert!(
+        out.ok().contains(" (2023-05-08) The offsite budget is 40k"),
+        "{out:#?}"
+    );
+    let bad = env.run(&["-a", "alice", "remember", "x", "--at", "last tuesdayish"]);
+    bad.fails(2);
+    assert!(bad.stderr.contains("last tuesdayish"), "{}", bad.stderr);
+    // Batch input takes `at` or `created_at`.
+    let out = env.run_in(
+        &["-a", "alice", "batch-remember", "-"],
+        b"{\"content\": \"turn one\", \"created_at\": \"2023-05-09T10:00:00Z\"}\n",
+    );
+    let line: serde_json::Value = serde_json::from_str(out.ok().lines().next().unwrap()).unwrap();
+    let node = env
+        .run(&["--json", "read", line["path"].as_str().unwrap()])
+        .json();
+    assert_eq!(
+        node["meta"]["at"], "2023-05-09T10:00:00.000000+00:00",
+        "{node}"
+    );
+}

@@ -37,6 +37,8 @@ fn memory_from_json(v: &Value, line: usize) -> Result<Memory> {
         "namespace",
         "source",
         "ttl",
+        "at",
+        "created_at",
     ];
     if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(bad(&format!(
@@ -77,6 +79,11 @@ fn memory_from_json(v: &Value, line: usize) -> Result<Memory> {
         source: s("source")?.or(Some("batch".into())),
         ttl: s("ttl")?.map(|t| parse_duration(&t)).transpose()?,
         path: None,
+        at: s("at")?
+            .or(s("created_at")?)
+            .map(|t| avm_core::time::parse_time(&t))
+            .transpose()
+            .map_err(|e| bad(e.message()))?,
     })
 }
 
@@ -214,6 +221,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             namespace,
             source,
             ttl,
+            at,
         } => {
             let body = match text {
                 Some(t) if input.content.is_none() && input.file.is_none() => t,
@@ -241,6 +249,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
                 namespace,
                 ttl: ttl.as_deref().map(parse_duration).transpose()?,
                 path: None,
+                at: at.as_deref().map(avm_core::time::parse_time).transpose()?,
             };
             let r = remember(h, store, c, &m)?;
             if j {

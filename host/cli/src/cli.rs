@@ -110,11 +110,14 @@ pub enum Command {
         /// Forget it after this long (90s, 15m, 2h, 7d)
         #[arg(long, value_name = "DURATION")]
         ttl: Option<String>,
+        /// When it happened, if not now (2023-05-08, 2023-05-08T14:30:00Z, @UNIX_SECONDS)
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
     /// Remember many memories from JSON lines, in one transaction
     #[command(
         name = "batch-remember",
-        after_help = "Each line: {\"content\": \"…\", \"title\": \"…\", \"importance\": 0.7, \"tags\": [\"a\"], \"namespace\": \"market\", \"source\": \"…\", \"ttl\": \"7d\"}. Prints one JSON result per line."
+        after_help = "Each line: {\"content\": \"…\", \"title\": \"…\", \"importance\": 0.7, \"tags\": [\"a\"], \"namespace\": \"market\", \"source\": \"…\", \"ttl\": \"7d\", \"at\": \"2023-05-08\"} (at, or created_at: when it happened). Prints one JSON result per line."
     )]
     BatchRemember {
         /// JSONL file, or - for stdin

@@ -484,6 +484,8 @@ struct RememberBody {
     #[serde(default)]
     tags: Vec<String>,
     importance: Option<f64>,
+    /// When it happened, if not now.
+    at: Option<String>,
 }
 
 async fn remember(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
@@ -498,6 +500,11 @@ async fn remember(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult
         namespace: b.namespace,
         path: None,
         ttl: None,
+        at: b
+            .at
+            .as_deref()
+            .map(avm_core::time::parse_time)
+            .transpose()?,
     };
     let (h, st) = (s.host.clone(), s.store.clone());
     let r = blocking(move || avm_provider_recall::remember(&h, st.as_ref(), &c, &m)).await?;

@@ -143,6 +143,8 @@ pub struct RememberArgs {
     pub tags: Option<Vec<String>>,
     /// Shared namespace to write into (else your private memory).
     pub namespace: Option<String>,
+    /// When it happened, if not now: a date or time such as 2023-05-08 or 2023-05-08T14:30:00Z.
+    pub at: Option<String>,
 }
 
 /// `avm_search` / `avm_semantic` arguments.
@@ -351,6 +353,10 @@ impl AvmMcp {
         description = "Store a memory: private to you by default, or in a shared namespace your team can read. Returns its path. Remembering the same content twice returns the first memory."
     )]
     async fn avm_remember(&self, Parameters(a): Parameters<RememberArgs>) -> ToolResult {
+        let at = match a.at.as_deref().map(avm_core::time::parse_time).transpose() {
+            Ok(at) => at,
+            Err(e) => return result(Err(e)),
+        };
         let m = avm_provider_recall::Memory {
             content: a.content,
             title: a.title,
@@ -360,6 +366,7 @@ impl AvmMcp {
             namespace: a.namespace,
             path: None,
             ttl: None,
+            at,
         };
         let r = avm_provider_recall::remember(
             &self.ctx.host,

@@ -22,7 +22,9 @@
 //! memory that shares no word with the query, but barely moves one that matches the words).
 //!
 //! `importance` is the memory's importance (0..1); `recency = 0.5^(age / half-life)` with the
-//! age in whole minutes since the last change (half-life 168 h unless configured).
+//! age in whole minutes since the last change, or since `meta.at` for a memory about another
+//! time (`remember --at`; half-life 168 h unless configured). A query naming a day or a month
+//! (`2023-05-08`, `2023-05`) adds 0.2 to the relevance of memories whose `meta.at` falls in it.
 //!
 //! The final score depends on the strategy: `relevance`, `importance` and `recency` use that
 //! signal alone; `balanced` = `relevance × (0.5 + 0.3·importance + 0.2·recency)`: importance
@@ -362,6 +364,7 @@ impl Engine {
             }
         }
         let half_life_min = self.tuning.half_life_hours.max(0.01) * 60.0;
+        let periods = periods(query);
         let mut out: Vec<Scored> = Vec::new();
         let mut seen_hashes = HashSet::new();
         for (path, node) in nodes {
@@ -370,7 +373,16 @@ impl Engine {
                 continue;
             }
             let importance = node.importance.clamp(0.0, 1.0);
-            let recency = recency(node.updated_at, now, half_life_min);
+            // A memory about another time (`remember --at`) is as recent as that time.
+            let recency = recency(at(&node).unwrap_or(node.updated_at), now, half_life_min);
+            // A question naming a day or month favours memories of that period.
+            let relevance = if !periods.is_empty()
+                && at(&node).is_some_and(|t| periods.iter().any(|(a, b)| (*a..*b).contains(&t)))
+            {
+                (relevance + 0.2).min(1.0)
+            } else {
+                relevance
+            };
             let score = match strategy {
                 Strategy::Balanced => relevance * (0.5 + 0.3 * importance + 0.2 * recency),
                 Strategy::Relevance => relevance,
@@ -402,6 +414,51 @@ impl Engine {
         out.truncate(limit);
         Ok(out)
     }
+}
+
+/// When what a memory tells happened (`meta.at`, set by `remember --at`), if recorded.
+pub fn at(node: &MemoryNode) -> Option<Micros> {
+    node.meta
+        .get("at")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| avm_core::time::parse_time(s).ok())
+}
+
+/// The days and months a query names as `YYYY-MM-DD` or `YYYY-MM`, as `[start, end)` in UTC
+/// microseconds.
+fn periods(query: &str) -> Vec<(Micros, Micros)> {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    let micros = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .map(|t| Utc.from_utc_datetime(&t).timestamp_micros())
+    };
+    let mut out = Vec::new();
+    for word in query.split(|c: char| !(c.is_ascii_digit() || c == '-')) {
+        let parts: Vec<&str> = word.split('-').collect();
+        let num = |s: &str, len: usize| (s.len() == len).then(|| s.parse::<u32>().ok()).flatten();
+        let (Some(y), Some(m)) = (
+            parts.first().and_then(|p| num(p, 4)),
+            parts.get(1).and_then(|p| num(p, 2)),
+        ) else {
+            continue;
+        };
+        let range = match parts.get(2).and_then(|p| num(p, 2)) {
+            Some(d) => NaiveDate::from_ymd_opt(y as i32, m, d)
+                .and_then(|a| Some((micros(a)?, micros(a.succ_opt()?)?))),
+            None => NaiveDate::from_ymd_opt(y as i32, m, 1).and_then(|a| {
+                let next = if m == 12 {
+                    NaiveDate::from_ymd_opt(y as i32 + 1, 1, 1)?
+                } else {
+                    NaiveDate::from_ymd_opt(y as i32, m + 1, 1)?
+                };
+                Some((micros(a)?, micros(next)?))
+            }),
+        };
+        if let Some(r) = range {
+            out.push(r);
+        }
+    }
+    out
 }
 
 /// `0.5^(age / half-life)`, age in whole minutes (so a score does not drift between two calls

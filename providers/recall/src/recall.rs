@@ -268,7 +268,15 @@ impl Engine {
                 .unwrap_or("");
             let sum = summary::summarize(&s.node.content, given, &terms, self.tuning.max_chars);
             let title = title_of(s, &sum);
-            let h = handle(s, req.paths);
+            // A memory about another time shows its date: questions about when need it.
+            let h = match crate::engine::at(&s.node) {
+                Some(t) => format!(
+                    "{} ({})",
+                    handle(s, req.paths),
+                    avm_core::time::to_iso(t).get(..10).unwrap_or_default()
+                ),
+                None => handle(s, req.paths),
+            };
             let mut line = entry(&h, title.as_deref(), &sum);
             // Every whitespace-separated word starts at least one token: a line with more
             // words than the room left cannot fit, and needs no exact count.

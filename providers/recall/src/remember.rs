@@ -49,6 +49,11 @@ pub struct Memory {
     pub path: Option<String>,
     /// Time to live.
     pub ttl: Option<Duration>,
+    /// When what the memory tells happened (microseconds since the epoch), when that is not
+    /// the moment it is remembered: a conversation turn of last May, a meeting's notes written
+    /// the day after. Stored as `meta.at`; recall's recency counts from it, and questions that
+    /// name a date favour memories of that day or month.
+    pub at: Option<avm_core::time::Micros>,
 }
 
 /// What `remember` did.
@@ -184,6 +189,9 @@ fn prepare(
         meta.insert("title".into(), Value::String(t.trim().to_string()));
     }
     meta.insert("remember_hash".into(), Value::String(hash.clone()));
+    if let Some(at) = m.at {
+        meta.insert("at".into(), Value::String(avm_core::time::to_iso(at)));
+    }
     let expires_at = m.ttl.map(|d| Some(now_micros() + d.as_micros() as i64));
     let put = Put {
         content: Some(format_content(m, now).into()),

@@ -349,3 +349,51 @@ fn entries_are_short_handles_that_fetch_resolves_and_paths_on_request() {
         "{with_paths}"
     );
 }
+
+#[test]
+fn memories_about_another_time_show_their_date_and_a_question_naming_it_finds_them() {
+    let w = world();
+    let a = agent("alice");
+    let at = |s: &str| Some(avm_core::time::parse_time(s).unwrap());
+    let mut paths = Vec::new();
+    for (text, when) in [
+        (
+            "We decided the budget for the offsite: 40k",
+            "2023-05-08T15:00:00Z",
+        ),
+        (
+            "We decided the budget for the hackathon: 12k",
+            "2023-06-10T09:30:00Z",
+        ),
+    ] {
+        let r = avm_provider_recall::remember(
+            &w.host,
+            w.store.as_ref(),
+            &a,
+            &Memory {
+                content: text.into(),
+                at: at(when),
+                ..Memory::default()
+            },
+        )
+        .unwrap();
+        paths.push(r.path);
+    }
+    for (q, want) in [
+        ("what budget did we decide on 2023-05-08", &paths[0]),
+        ("what budget did we decide in 2023-06", &paths[1]),
+    ] {
+        let (text, got, _) = ranked(&w, &a, q, 500);
+        assert_eq!(&got[0], want, "{q}: {text}");
+    }
+    let (text, _, handles) = ranked(&w, &a, "budget offsite", 500);
+    assert!(
+        text.contains(&format!(
+            "{} (2023-05-08) We decided the budget for the offsite",
+            handles[0]
+        )),
+        "{text}"
+    );
+    let node = w.store.node(&paths[0]).unwrap().unwrap();
+    assert_eq!(node.meta["at"], "2023-05-08T15:00:00.000000+00:00");
+}
