@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod quality_bench;
 pub mod recall_bench;
 
 use avm_core::{Caller, Host, Mount, Put, Result, SearchOptions, WriteInput};

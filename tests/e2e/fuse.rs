@@ -353,7 +353,10 @@ fn every_virtual_node_reads_and_the_writable_ones_write() {
             .contains("/memory/shared/team/other.md")
     );
     let r = m.ok("cat ':recall?q=quokka&max_tokens=300'");
-    assert!(r.starts_with("## Memory ("), "{r}");
+    assert!(
+        r.starts_with("@") || r.starts_with("No memory matches"),
+        "no header under 500 tokens: {r}"
+    );
     assert!(m.ok("cat ':inbox'").contains("Inbox"));
     // Nothing virtual is listed, so find and grep -r never run queries.
     let found = m.ok("find . -name '*:*'");

@@ -625,8 +625,8 @@ fn the_cli_reads_through_a_running_server_and_falls_back_when_there_is_none() {
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
         0o600
     );
-    let served = env.run(&["-a", "alice", "recall", "staging network"]);
-    assert!(served.ok().contains("/300"), "{}", served.stdout);
+    let served = env.run(&["-a", "alice", "--json", "recall", "staging network"]);
+    assert_eq!(served.json()["max_tokens"], 300, "{}", served.stdout);
     assert!(served.stdout.contains("blue network"), "{}", served.stdout);
     // Isolation holds through the socket: bob sees nothing of alice's.
     let bob = env.run(&["-a", "bob", "recall", "staging network"]);
@@ -636,12 +636,12 @@ fn the_cli_reads_through_a_running_server_and_falls_back_when_there_is_none() {
         .fails(1);
     // Opting out, or a second server on the same database, are refused or bypassed.
     let direct = env
-        .cmd(&["-a", "alice", "recall", "staging network"])
+        .cmd(&["-a", "alice", "--json", "recall", "staging network"])
         .env("AVM_NO_SERVER", "1")
         .output()
         .unwrap();
     let direct = String::from_utf8_lossy(&direct.stdout).to_string();
-    assert!(direct.contains("/4000"), "{direct}");
+    assert!(direct.contains("\"max_tokens\": 4000"), "{direct}");
     let second = env.run(&["--db", s(&db), "serve", "--bind", "127.0.0.1:0"]);
     assert!(second.fails(1).contains("another avm serve"), "{second:?}");
     // Stopped: the socket is gone and the CLI opens the database itself.
@@ -651,8 +651,8 @@ fn the_cli_reads_through_a_running_server_and_falls_back_when_there_is_none() {
     );
     child.wait().unwrap();
     assert!(!std::path::Path::new(&sock).exists());
-    let after = env.run(&["-a", "alice", "recall", "staging network"]);
-    assert!(after.ok().contains("/4000"), "{}", after.stdout);
+    let after = env.run(&["-a", "alice", "--json", "recall", "staging network"]);
+    assert_eq!(after.json()["max_tokens"], 4000, "{}", after.stdout);
 }
 
 /// Sends `bytes` as they are on a fresh connection and reads until the server answers or closes

@@ -97,6 +97,68 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             print_rows(&format!("avm bench api: {} memories", n), &rows, json);
             Ok(())
         }
+        BenchWhat::Quality {
+            conversations,
+            budgets,
+            hybrid,
+            dir,
+        } => {
+            if *conversations == 0 || budgets.is_empty() {
+                return Err(Error::invalid(
+                    "--conversations must be at least 1 and give at least one budget",
+                ));
+            }
+            let (dir, _tmp) = scratch(dir)?;
+            let vectors = if *hybrid {
+                Some(model_for_bench()?)
+            } else {
+                None
+            };
+            let r = avm_benches::quality_bench::quality_bench(
+                &dir,
+                &avm_benches::quality_bench::QualityOptions {
+                    conversations: *conversations,
+                    budgets: budgets.clone(),
+                    vectors,
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                return Ok(());
+            }
+            println!(
+                "avm bench quality: {} conversations, {} turns, recall: {} ({} build)",
+                conversations,
+                r.turns,
+                if r.hybrid { "hybrid" } else { "FTS + topics" },
+                build_label()
+            );
+            println!(
+                "evidence delivered in recall's answer / in the same ranking packed as plain text:"
+            );
+            let mut head = format!("{:<11} {:>5} {:>6} {:>6}", "questions", "n", "R@5", "R@10");
+            for b in budgets {
+                head.push_str(&format!(" {:>13}", format!("@{b}")));
+            }
+            println!("{head}");
+            for k in &r.kinds {
+                let mut line = format!(
+                    "{:<11} {:>5} {:>6.3} {:>6.3}",
+                    k.kind, k.questions, k.recall_at_5, k.recall_at_10
+                );
+                for (_, d, p) in &k.delivered {
+                    line.push_str(&format!(" {:>13}", format!("{d:.3}/{p:.3}")));
+                }
+                println!("{line}");
+            }
+            for l in &r.latency {
+                println!(
+                    "{:<24} p50 {:>8.0} µs  p99 {:>8.0} µs",
+                    l.name, l.p50_us, l.p99_us
+                );
+            }
+            Ok(())
+        }
         BenchWhat::Recall {
             n,
             questions,
@@ -125,18 +187,7 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                     questions: *questions,
                     budgets: budgets.clone(),
                     vectors: if *hybrid {
-                        let config = avm_core::config::load(&avm_core::config::Sources {
-                            env: true,
-                            ..Default::default()
-                        })?;
-                        let f = crate::app::model_files(&config)?;
-                        if !f.missing().is_empty() {
-                            return Err(Error::new(
-                                ErrorKind::Unavailable,
-                                "--hybrid needs the embedding model: run `avm model install`",
-                            ));
-                        }
-                        Some(f)
+                        Some(model_for_bench()?)
                     } else {
                         None
                     },
@@ -421,6 +472,22 @@ impl Drop for TempDir {
 }
 
 /// `release`, or a warning that a debug build's numbers mean little.
+/// The embedding model's files for a `--hybrid` bench, or why there are none.
+fn model_for_bench() -> Result<avm_provider_embedding::model::ModelFiles> {
+    let config = avm_core::config::load(&avm_core::config::Sources {
+        env: true,
+        ..Default::default()
+    })?;
+    let f = crate::app::model_files(&config)?;
+    if !f.missing().is_empty() {
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            "--hybrid needs the embedding model: run `avm model install`",
+        ));
+    }
+    Ok(f)
+}
+
 pub fn build_label() -> &'static str {
     if cfg!(debug_assertions) {
         "DEBUG — numbers are not representative"

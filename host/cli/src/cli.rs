@@ -868,6 +868,24 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Conversational recall quality: multi-session dialogues (every turn a memory, dated),
+    /// questions whose evidence is one turn, a date, a paraphrase or two turns; evidence recall
+    /// at 5/10 and the evidence delivered in recall's answer at each budget next to the same
+    /// ranking packed as plain text
+    Quality {
+        /// Conversations (each 4 sessions of 8-13 turns)
+        #[arg(long, default_value_t = 100)]
+        conversations: usize,
+        /// Token budgets to measure
+        #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000")]
+        budgets: Vec<usize>,
+        /// Also use vectors (hybrid recall; embeds every turn first)
+        #[arg(long)]
+        hybrid: bool,
+        /// Scratch directory (default: a temporary one, removed afterwards)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `avm plugin …`.

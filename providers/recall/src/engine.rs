@@ -424,6 +424,64 @@ pub fn at(node: &MemoryNode) -> Option<Micros> {
         .and_then(|s| avm_core::time::parse_time(s).ok())
 }
 
+/// Does `query` ask about time: when something happened, a date, a period? Then recall shows
+/// the dates of memories about another time.
+pub fn about_time(query: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "when",
+        "date",
+        "day",
+        "days",
+        "week",
+        "weeks",
+        "month",
+        "months",
+        "year",
+        "years",
+        "ago",
+        "before",
+        "after",
+        "since",
+        "until",
+        "yesterday",
+        "today",
+        "tomorrow",
+        "last",
+        "first",
+        "recently",
+        "earlier",
+        "later",
+        "time",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    !periods(query).is_empty()
+        || query
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| {
+                WORDS.contains(&w)
+                    || (w.len() == 4 && w.starts_with("20") && w.parse::<u32>().is_ok())
+            })
+}
+
 /// The days and months a query names as `YYYY-MM-DD` or `YYYY-MM`, as `[start, end)` in UTC
 /// microseconds.
 fn periods(query: &str) -> Vec<(Micros, Micros)> {

@@ -1,10 +1,10 @@
 //! Token-budgeted recall: the ranked memories, summarised, inside a budget of real tokens.
 //!
 //! Output (every token counted with cl100k_base; the whole text, header and footer included,
-//! never exceeds `max_tokens`):
+//! never exceeds `max_tokens`; the header appears from 500 tokens, the footer from 1,000):
 //!
 //! ```text
-//! ## Memory (2 of 14, ~41/500 tokens)
+//! ## Memory (2 of 14)
 //!
 //! @3k NVDA note: NVDA RSI at 72 overbought
 //!
@@ -144,25 +144,27 @@ fn entry(handle: &str, title: Option<&str>, text: &str) -> String {
 }
 
 /// Footer forms from the most to the least informative; tiny budgets get the shorter ones.
-fn footers(paths: bool) -> [String; 3] {
-    [
-        if paths {
-            "*fetch PATH: the whole memory*".to_string()
-        } else {
-            "*fetch @id: the whole memory*".to_string()
-        },
-        "*fetch for more*".to_string(),
-        String::new(),
-    ]
+/// The footer: how to get a whole memory. Budgets under 1,000 tokens go without it (every
+/// token there is better spent on one more memory).
+fn footer(paths: bool, max: usize) -> &'static str {
+    match (max >= 1000, paths) {
+        (false, _) => "",
+        (true, false) => "*fetch @id: the whole memory*",
+        (true, true) => "*fetch PATH: the whole memory*",
+    }
 }
 
 /// The answer's first line and the blank line after it.
-fn header(items: usize, of: usize, tokens: usize, max: usize) -> String {
-    format!("## Memory ({items} of {of}, ~{tokens}/{max} tokens)\n\n")
+/// Under 500 tokens there is none: every token there is better spent on one more memory.
+fn header(items: usize, of: usize, max: usize) -> String {
+    if max < 500 {
+        return String::new();
+    }
+    format!("## Memory ({items} of {of})\n\n")
 }
 
-fn render(entries: &[String], of: usize, tokens: usize, max: usize, footer: &str) -> String {
-    let mut out = header(entries.len(), of, tokens, max);
+fn render(entries: &[String], of: usize, max: usize, footer: &str) -> String {
+    let mut out = header(entries.len(), of, max);
     for e in entries {
         out.push_str(e);
         out.push_str("\n\n");
@@ -170,8 +172,10 @@ fn render(entries: &[String], of: usize, tokens: usize, max: usize, footer: &str
     if entries.is_empty() {
         out.push_str("No memory matches this query.\n\n");
     }
-    out.push_str("---\n");
-    out.push_str(footer);
+    if !footer.is_empty() {
+        out.push_str("---\n");
+        out.push_str(footer);
+    }
     out
 }
 
@@ -187,22 +191,25 @@ fn chunk_tokens(line: &str) -> Result<usize> {
     tokens::count(&format!("{line}\n\n"))
 }
 
-/// The exact token count of [`render`]`(entries, of, estimate, max, footer)` from the entries' chunk
+/// The exact token count of [`render`]`(entries, of, max, footer)` from the entries' chunk
 /// counts (see [`chunk_tokens`]).
 fn rendered_tokens(
     entries: &[String],
     of: usize,
-    estimate: usize,
     max: usize,
     footer: &str,
     costs: impl Iterator<Item = usize>,
 ) -> Result<usize> {
     if entries.is_empty() {
-        return tokens::count(&render(entries, of, estimate, max, footer));
+        return tokens::count(&render(entries, of, max, footer));
     }
-    Ok(tokens::count(&header(entries.len(), of, estimate, max))?
+    Ok(tokens::count(&header(entries.len(), of, max))?
         + costs.sum::<usize>()
-        + tokens::count(&format!("---\n{footer}"))?)
+        + if footer.is_empty() {
+            0
+        } else {
+            tokens::count(&format!("---\n{footer}"))?
+        })
 }
 
 impl Engine {
@@ -233,23 +240,17 @@ impl Engine {
         let of = ranked.len();
         let terms = summary::terms(&req.query);
         let max = req.max_tokens;
-        let placeholder: usize = "9".repeat(max.to_string().len()).parse().unwrap_or(max);
         let count_digits: usize = "9".repeat(of.to_string().len()).parse().unwrap_or(of);
         // Reserve room for the header and the richest footer that leaves space for entries.
-        let frame = |footer: &str| -> Result<usize> {
-            tokens::count(&render(&[], count_digits, placeholder, max, footer))
-        };
-        let all_footers = footers(req.paths);
-        let mut footer_level = all_footers.len() - 1;
-        for (i, f) in all_footers.iter().enumerate() {
-            // The empty-result line is not printed when entries exist; counting it keeps a
-            // little slack for the token boundaries between entries.
-            if frame(f)? + 12 <= max {
-                footer_level = i;
-                break;
-            }
-        }
-        let reserved = frame(&all_footers[footer_level])?;
+        let footer = footer(req.paths, max);
+        let about_time = crate::engine::about_time(&req.query);
+        // The header (its counts at their widest) and the footer; entries get the rest.
+        let reserved = tokens::count(&header(count_digits, count_digits, max))?
+            + if footer.is_empty() {
+                0
+            } else {
+                tokens::count(&format!("---\n{footer}"))?
+            };
         let mut avail = max.saturating_sub(reserved);
         // (rank, entry, tokens, handle)
         let mut chosen: Vec<(usize, String, usize, String)> = Vec::new();
@@ -268,8 +269,9 @@ impl Engine {
                 .unwrap_or("");
             let sum = summary::summarize(&s.node.content, given, &terms, self.tuning.max_chars);
             let title = title_of(s, &sum);
-            // A memory about another time shows its date: questions about when need it.
-            let h = match crate::engine::at(&s.node) {
+            // A memory about another time shows its date when the question is about time
+            // (elsewhere the date would cost every entry tokens that answer nothing).
+            let h = match crate::engine::at(&s.node).filter(|_| about_time) {
                 Some(t) => format!(
                     "{} ({})",
                     handle(s, req.paths),
@@ -311,19 +313,8 @@ impl Engine {
         // pieces can differ from the sum of the pieces, so drop from the end until it fits.
         loop {
             let entries: Vec<String> = chosen.iter().map(|c| c.1.clone()).collect();
-            // The header's figure is the sum of the parts (one count of the whole text below
-            // checks the budget); it may differ from the exact count by a token or two.
-            let estimate = reserved + chosen.iter().map(|c| c.2).sum::<usize>();
-            let footer = &all_footers[footer_level];
-            let text = render(&entries, of, estimate, max, footer);
-            let real = rendered_tokens(
-                &entries,
-                of,
-                estimate,
-                max,
-                footer,
-                chosen.iter().map(|c| c.2),
-            )?;
+            let text = render(&entries, of, max, footer);
+            let real = rendered_tokens(&entries, of, max, footer, chosen.iter().map(|c| c.2))?;
             debug_assert_eq!(real, tokens::count(&text)?, "{text}");
             if real <= max || chosen.is_empty() {
                 if real > max {
@@ -434,10 +425,11 @@ mod tests {
                 })
                 .collect();
             let costs: Vec<usize> = entries.iter().map(|e| chunk_tokens(e).unwrap()).collect();
-            let footer = footers(next(2) == 0)[next(3)].clone();
-            let text = render(&entries, 17, 1234, 2000, &footer);
+            let max = [250, 500, 2000][next(3)];
+            let footer = footer(next(2) == 0, max);
+            let text = render(&entries, 17, max, footer);
             assert_eq!(
-                rendered_tokens(&entries, 17, 1234, 2000, &footer, costs.into_iter()).unwrap(),
+                rendered_tokens(&entries, 17, max, footer, costs.into_iter()).unwrap(),
                 tokens::count(&text).unwrap(),
                 "{text:?}"
             );
