@@ -174,6 +174,15 @@ const SURNAMES: [&str; 12] = [
     "Brennan",
 ];
 
+/// The street person `i` moves to: unique to them.
+fn street(i: usize) -> String {
+    const TREES: [&str; 12] = [
+        "Linden", "Alder", "Rowan", "Juniper", "Hazel", "Cedar", "Willow", "Aspen", "Larch",
+        "Hawthorn", "Elm", "Sycamore",
+    ];
+    format!("{} Street {}", TREES[i % TREES.len()], 10 + i / TREES.len())
+}
+
 /// The corpus: turns (`(speaker line, at)`) and questions about them.
 fn generate(conversations: usize) -> (Vec<(String, i64)>, Vec<Question>) {
     let mut rng = Rng::new(7);
@@ -224,8 +233,10 @@ fn generate(conversations: usize) -> (Vec<(String, i64)>, Vec<Question>) {
                             p.name, p.pet.0, p.pet_name
                         ),
                         1 => format!(
-                            "{}: Big news, I moved to {} for good, the flat has a balcony.",
-                            p.name, p.city
+                            "{}: Big news, I moved to {} for good, we live on {} now.",
+                            p.name,
+                            p.city,
+                            street(a)
                         ),
                         2 => format!("{}: I started a new job at {} on Monday.", p.name, p.job),
                         _ => format!(
@@ -280,18 +291,14 @@ fn generate(conversations: usize) -> (Vec<(String, i64)>, Vec<Question>) {
             }
         }
     }
-    // Two hops: the pet of whoever moved to a city only one person moved to.
-    let mut movers: HashMap<&str, usize> = HashMap::new();
-    for p in told.keys() {
-        *movers.entry(people[*p].city).or_default() += 1;
-    }
+    // Two hops: the pet of whoever moved to a street (each street has one newcomer).
     for (&p, &(pet, moved)) in &told {
-        if pet != usize::MAX && moved != usize::MAX && movers.get(people[p].city) == Some(&1) {
+        if pet != usize::MAX && moved != usize::MAX {
             questions.push(Question {
                 kind: "two-hop",
                 text: format!(
                     "What is the name of the pet of the person who moved to {}?",
-                    people[p].city
+                    street(p)
                 ),
                 evidence: vec![moved, pet],
             });
