@@ -21,10 +21,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use avm_core::storage::MemoryStore;
-use avm_core::{Caller, Host, Mount, Result};
-use avm_provider_memory::{MemoryProvider, StoreOptions};
-use avm_provider_recall::{Engine, Memory, RecallProvider, Tuning, remember_many};
+use avm_core::{Caller, Result};
+use avm_provider_recall::{Memory, remember_many};
 
 use crate::{Rng, Summary};
 
@@ -311,27 +309,13 @@ fn generate(conversations: usize) -> (Vec<(String, i64)>, Vec<Question>) {
 
 /// Builds the corpus in a fresh database under `dir` and measures recall on it.
 pub fn quality_bench(dir: &std::path::Path, o: &QualityOptions) -> Result<QualityResult> {
-    let mem = MemoryProvider::open(&dir.join("quality.db"), StoreOptions::default())?;
-    let store: std::sync::Arc<dyn MemoryStore> =
-        avm_provider_memory::services::as_memory_store(mem.store());
-    let semantic = o.vectors.as_ref().map(|f| {
-        std::sync::Arc::new(avm_provider_embedding::Semantic::new(
-            store.clone(),
-            f.clone(),
-            false,
-        ))
-    });
-    let mut engine = Engine::new(store.clone(), Tuning::default());
-    if let Some(s) = &semantic {
-        engine = engine.with_vectors(s.clone());
-    }
-    let host = Host::new(vec![Mount::new("/**", std::sync::Arc::new(mem.clone()))])
-        .map_err(|e| {
-            e.into_iter()
-                .next()
-                .unwrap_or_else(|| avm_core::Error::internal("mount"))
-        })?
-        .with_service(std::sync::Arc::new(RecallProvider::new(engine.clone())));
+    let crate::recall_bench::RecallWorld {
+        mem,
+        store,
+        semantic,
+        engine,
+        host,
+    } = crate::recall_bench::recall_world(&dir.join("quality.db"), o.vectors.as_ref())?;
     let (turns, questions) = generate(o.conversations.max(1));
     let who = Caller::Agent("bench".into());
     let mut paths: Vec<String> = Vec::with_capacity(turns.len());

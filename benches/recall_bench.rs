@@ -184,15 +184,26 @@ pub struct Corpus {
     pub memories: usize,
 }
 
-/// Writes the corpus of `n` memories into a fresh database under `dir`, brings the topic
-/// index up to date, and picks `questions` questions; with `vectors`, recall is hybrid.
-pub fn corpus(
-    dir: &std::path::Path,
-    n: usize,
-    n_questions: usize,
+/// A fresh database with recall mounted over it, for the recall benchmarks.
+pub struct RecallWorld {
+    /// The memory provider.
+    pub mem: MemoryProvider,
+    /// Its store.
+    pub store: std::sync::Arc<dyn MemoryStore>,
+    /// Semantic search backing recall, when model files were given.
+    pub semantic: Option<std::sync::Arc<avm_provider_embedding::Semantic>>,
+    /// The recall engine.
+    pub engine: Engine,
+    /// The host: the store at `/**`, recall as a service.
+    pub host: Host,
+}
+
+/// Opens (creating) `db` with recall over it; with `vectors`, recall is hybrid.
+pub fn recall_world(
+    db: &std::path::Path,
     vectors: Option<&avm_provider_embedding::model::ModelFiles>,
-) -> Result<Corpus> {
-    let mem = MemoryProvider::open(&dir.join("recall.db"), StoreOptions::default())?;
+) -> Result<RecallWorld> {
+    let mem = MemoryProvider::open(db, StoreOptions::default())?;
     let store: std::sync::Arc<dyn MemoryStore> =
         avm_provider_memory::services::as_memory_store(mem.store());
     let semantic = vectors.map(|f| {
@@ -213,6 +224,30 @@ pub fn corpus(
                 .unwrap_or_else(|| avm_core::Error::internal("mount"))
         })?
         .with_service(std::sync::Arc::new(RecallProvider::new(engine.clone())));
+    Ok(RecallWorld {
+        mem,
+        store,
+        semantic,
+        engine,
+        host,
+    })
+}
+
+/// Writes the corpus of `n` memories into a fresh database under `dir`, brings the topic
+/// index up to date, and picks `questions` questions; with `vectors`, recall is hybrid.
+pub fn corpus(
+    dir: &std::path::Path,
+    n: usize,
+    n_questions: usize,
+    vectors: Option<&avm_provider_embedding::model::ModelFiles>,
+) -> Result<Corpus> {
+    let RecallWorld {
+        mem,
+        store,
+        semantic,
+        engine,
+        host,
+    } = recall_world(&dir.join("recall.db"), vectors)?;
     let mut rng = Rng::new(42);
     let systems: Vec<String> = (0..(n / 25).max(8)).map(|i| word(i * 7 + 11)).collect();
     let people: Vec<String> = (0..60).map(|i| word(i * 13 + 3001)).collect();

@@ -3,9 +3,6 @@
 //! (`.ci/run` makes one); without it the test says why it skips, and with `REQUIRE_MCP_SDK` set
 //! it fails instead.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use crate::{Env, s};
 
 /// The Python interpreter with the MCP SDK, if one is configured.
@@ -29,29 +26,9 @@ fn python() -> Option<String> {
 fn the_official_python_sdk_drives_avm_over_stdio_and_http() {
     let Some(py) = python() else { return };
     let env = Env::new();
-    let served = env.path("served.db");
-    let mut srv = env
-        .cmd(&[
-            "--db",
-            s(&served),
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--no-mounts",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(srv.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("Listening on ")
-        .unwrap()
-        .to_string();
+    // The server has a database of its own (env's, while stdio uses another).
+    let srv = crate::http::Server::start(&env, &["127.0.0.1:0", "--no-mounts"]);
+    let base = format!("http://{}", srv.addr);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/mcp_sdk/check.py");
     let run = std::process::Command::new(&py)
         .args([
@@ -59,7 +36,7 @@ fn the_official_python_sdk_drives_avm_over_stdio_and_http() {
             "--avm",
             env!("CARGO_BIN_EXE_avm"),
             "--db",
-            s(&env.db()),
+            s(&env.path("stdio.db")),
             "--url",
             &format!("{base}/mcp"),
         ])
@@ -68,8 +45,7 @@ fn the_official_python_sdk_drives_avm_over_stdio_and_http() {
         .env("XDG_CONFIG_HOME", env.path("config"))
         .output()
         .unwrap();
-    let _ = srv.kill();
-    let _ = srv.wait();
+    drop(srv);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(

@@ -380,35 +380,8 @@ mod tests {
     /// in letters, digits, punctuation, spaces, ellipses, CJK and emoji.
     #[test]
     fn rendered_token_count_is_the_sum_of_its_chunks() {
-        let pieces = [
-            "word",
-            " ",
-            ".",
-            "…",
-            ")",
-            "  ",
-            "1234",
-            "中文记忆",
-            "🙂",
-            "'s",
-            "--",
-            "é",
-            "\t",
-            "?!",
-            "https://x.io/a_b",
-            "#tag",
-            "\"q\"",
-            ":",
-            "ＡＢ",
-            "\u{a0}",
-        ];
-        let mut seed: u64 = 7;
-        let mut next = move |n: usize| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize % n
-        };
+        let pieces = crate::tokens::testgen::PIECES;
+        let mut next = crate::tokens::testgen::rng(7);
         for case in 0..1500 {
             let n = 1 + next(5);
             let entries: Vec<String> = (0..n)

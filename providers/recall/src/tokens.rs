@@ -33,9 +33,49 @@ pub fn truncate(text: &str, max: usize) -> Result<String> {
     Ok(text)
 }
 
+/// Pieces of text of every kind recall meets, and a seeded generator, for tests that compare
+/// token counts on random text.
+#[cfg(test)]
+pub(crate) mod testgen {
+    /// Letters, digits, punctuation, spaces, ellipses, CJK, emoji, URLs, tags, quotes.
+    pub const PIECES: &[&str] = &[
+        "word",
+        " ",
+        ".",
+        "…",
+        ")",
+        "  ",
+        "1234",
+        "中文记忆",
+        "🙂",
+        "'s",
+        "--",
+        "é",
+        "\t",
+        "?!",
+        "https://x.io/a_b",
+        "#tag",
+        "\"q\"",
+        ":",
+        "ＡＢ",
+        "\u{a0}",
+    ];
+
+    /// `next(n)`: a number below `n`, the same sequence for the same seed.
+    pub fn rng(mut seed: u64) -> impl FnMut(usize) -> usize {
+        move |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::testgen::{PIECES, rng};
     use super::*;
 
     #[test]
@@ -55,46 +95,14 @@ mod tests {
     #[test]
     fn counts_equal_tiktoken_on_varied_text() {
         let reference = tiktoken_rs::cl100k_base().unwrap();
+        let mut next = rng(11);
         let pieces = [
-            "word",
-            " ",
-            ".",
-            "…",
-            ")",
-            "  ",
-            "1234",
-            "中文记忆",
-            "🙂",
-            "'s",
-            "--",
-            "é",
-            "\t",
-            "?!",
-            "https://x.io/a_b",
-            "#tag",
-            "\"q\"",
-            ":",
-            "ＡＢ",
-            "\u{a0}",
-            "\n",
-            "\n\n",
-            "  \n",
-            "@3k",
-            "[/memory/private/a/x.md]",
-            "Don't",
-            "I'LL",
-            "12345678",
-            "\r\n",
-            "ﬁ",
-            "e\u{301}",
-        ];
-        let mut seed: u64 = 11;
-        let mut next = move |n: usize| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize % n
-        };
+            PIECES,
+            &[
+                "\n", "\n\n", "  \n", "@3k", "Don't", "I'LL", "\r\n", "ﬁ", "e\u{301}",
+            ],
+        ]
+        .concat();
         for _ in 0..3000 {
             let mut t = String::new();
             for _ in 0..next(40) {
