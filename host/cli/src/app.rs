@@ -46,36 +46,60 @@ pub fn sources(g: &Global) -> Sources {
     }
 }
 
-/// What the configuration files look like now (path, modification time and size of each file
-/// that could be read): a long-running process compares two of these to notice a change.
-pub fn config_stamp(g: &Global) -> Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)> {
-    config::watched_files(&sources(g))
-        .into_iter()
-        .map(|f| {
-            let m = std::fs::metadata(&f)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())));
-            (f, m)
-        })
-        .collect()
+/// Each configuration file that could be read, with its modification time and size if it exists.
+type ConfigStamp = Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>;
+
+/// Notices changes to the configuration files of a long-running process (`avm serve`, the
+/// daemon), files created after it started included, and checks whether the new
+/// configuration opens before anyone acts on it.
+pub struct ConfigWatch {
+    g: Global,
+    seen: ConfigStamp,
 }
 
-/// The files that differ between two [`config_stamp`]s, for the log line.
-pub fn changed_files(
-    a: &[(PathBuf, Option<(std::time::SystemTime, u64)>)],
-    b: &[(PathBuf, Option<(std::time::SystemTime, u64)>)],
-) -> String {
-    b.iter()
-        .filter(|x| !a.contains(x))
-        .map(|(f, m)| {
-            format!(
-                "{}{}",
-                f.display(),
-                if m.is_none() { " (removed)" } else { "" }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+impl ConfigWatch {
+    /// Watches the configuration files `g` reads, as they are now.
+    pub fn new(g: &Global) -> Self {
+        ConfigWatch {
+            g: g.clone(),
+            seen: Self::stamp(g),
+        }
+    }
+
+    fn stamp(g: &Global) -> ConfigStamp {
+        config::watched_files(&sources(g))
+            .into_iter()
+            .map(|f| {
+                let m = std::fs::metadata(&f)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())));
+                (f, m)
+            })
+            .collect()
+    }
+
+    /// `None` while nothing changed since the last call; else the files that changed (for the
+    /// log line) and whether the configuration they make now opens (as `avm config check`).
+    pub fn poll(&mut self) -> Option<(String, Result<()>)> {
+        let now = Self::stamp(&self.g);
+        if now == self.seen {
+            return None;
+        }
+        let which = now
+            .iter()
+            .filter(|x| !self.seen.contains(x))
+            .map(|(f, m)| {
+                format!(
+                    "{}{}",
+                    f.display(),
+                    if m.is_none() { " (removed)" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.seen = now;
+        Some((which, App::open(&self.g).map(drop)))
+    }
 }
 
 /// Everything a command needs.

@@ -334,7 +334,7 @@ fn run_foreground(g: &Global) -> Result<ExitCode> {
 pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool, follow_config: bool) {
     let mut ms: BTreeMap<PathBuf, Managed> = BTreeMap::new();
     reconcile(g, &mut ms);
-    let mut config_seen = crate::app::config_stamp(g);
+    let mut config = crate::app::ConfigWatch::new(g);
     let mut last_status = Instant::now() - Duration::from_secs(10);
     // The mounts file as last read (path and mtime): a new, changed or removed file is read
     // again without waiting for a reload.
@@ -364,12 +364,9 @@ pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool, follow_config:
                 seen = now;
                 reconcile(g, &mut ms);
             }
-            let config_now = crate::app::config_stamp(g);
-            if follow_config && config_now != config_seen {
-                let which = crate::app::changed_files(&config_seen, &config_now);
-                config_seen = config_now;
-                match crate::app::App::open(g) {
-                    Ok(_) => {
+            if let Some((which, opened)) = config.poll().filter(|_| follow_config) {
+                match opened {
+                    Ok(()) => {
                         log(&format!(
                             "the configuration changed ({which}); restarting {} mount(s) to apply it",
                             ms.len()

@@ -338,40 +338,29 @@ fn bind_socket(path: &std::path::Path) -> Result<Option<std::os::unix::net::Unix
 /// on port 0 keeps its port).
 const RESTART_BIND: &str = "AVM_RESTART_BIND";
 
-/// Watches the configuration files; when they change and the new configuration opens, cancels
-/// `stopping` and sets `restart`, so that the server stops and starts again with it. A
-/// configuration that does not open is logged and changes nothing.
-async fn follow_config(
-    g: Global,
+/// Watches the configuration files once a second (on a thread of its own: checking a new
+/// configuration opens it); when they change and the new configuration opens, sets `restart`
+/// and cancels `stopping`, so that the server stops and starts again with it. A configuration
+/// that does not open is logged and changes nothing.
+fn follow_config(
+    mut watch: crate::app::ConfigWatch,
     stopping: tokio_util::sync::CancellationToken,
     restart: Arc<AtomicBool>,
 ) {
-    let mut seen = crate::app::config_stamp(&g);
-    loop {
-        tokio::select! {
-            _ = stopping.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        let now = crate::app::config_stamp(&g);
-        if now == seen {
-            continue;
-        }
-        let which = crate::app::changed_files(&seen, &now);
-        seen = now;
-        let g2 = g.clone();
-        let opened = tokio::task::spawn_blocking(move || App::open(&g2).map(|_| ())).await;
-        match opened {
-            Ok(Ok(())) => {
+    while !stopping.is_cancelled() {
+        std::thread::sleep(Duration::from_secs(1));
+        match watch.poll() {
+            None => {}
+            Some((which, Ok(()))) => {
                 eprintln!("avm serve: the configuration changed ({which}); restarting to apply it");
                 restart.store(true, Ordering::Relaxed);
                 stopping.cancel();
                 return;
             }
-            Ok(Err(e)) => eprintln!(
+            Some((which, Err(e))) => eprintln!(
                 "avm serve: the configuration changed ({which}) but does not load: {}; still serving with the configuration it started with",
                 e.message()
             ),
-            Err(e) => eprintln!("avm serve: cannot check the new configuration: {e}"),
         }
     }
 }
@@ -528,6 +517,18 @@ pub fn serve(
         header_timeout: state.header_timeout,
     });
     let local_app = avm_http::router(local_state.clone());
+    let restart = Arc::new(AtomicBool::new(false));
+    {
+        let (watch, stopping, restart) = (
+            crate::app::ConfigWatch::new(g),
+            stopping.clone(),
+            restart.clone(),
+        );
+        std::thread::Builder::new()
+            .name("avm-serve-config".into())
+            .spawn(move || follow_config(watch, stopping, restart))
+            .map_err(|e| Error::internal(format!("cannot start the config watch: {e}")))?;
+    }
     // Last of the set-up, so nothing after it can fail and leave mounts behind.
     let owned_mounts = if mounts {
         own_mounts(g).unwrap_or_else(|e| {
@@ -537,13 +538,9 @@ pub fn serve(
     } else {
         None
     };
-    let restart = Arc::new(AtomicBool::new(false));
-    let watch_g = g.clone();
-    let restart_flag = restart.clone();
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let socket = socket.map(tokio::net::UnixListener::from_std).transpose()?;
-        tokio::spawn(follow_config(watch_g, stopping.clone(), restart.clone()));
         let signalled = stopping.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -595,7 +592,7 @@ pub fn serve(
     // Writes were committed as each request finished; flush access times and the like.
     let _ = memory.store().sync();
     served.map_err(|e| Error::new(ErrorKind::Unavailable, format!("server: {e}")))?;
-    if restart_flag.load(Ordering::Relaxed) {
+    if restart.load(Ordering::Relaxed) {
         // Everything is stopped and flushed: start again as the same process (same pid, same
         // arguments, same address) with the new configuration.
         use std::os::unix::process::CommandExt;
