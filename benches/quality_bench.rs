@@ -346,22 +346,12 @@ pub fn quality_bench(dir: &std::path::Path, o: &QualityOptions) -> Result<Qualit
         .iter()
         .map(|(t, _)| avm_provider_recall::tokens::count(t).map(|n| n + 1))
         .collect::<Result<_>>()?;
-    let ask = |q: &str, max: usize| {
-        let addr = format!(
-            "/:recall?q={}&max_tokens={max}",
-            q.replace(' ', "%20").replace('?', "%3F")
-        );
-        host.read(&who, &addr)
-    };
+    let ask = |q: &str, max: usize| crate::recall_bench::ask(&host, &who, q, max);
     let ranked = |out: &avm_core::Output| -> Vec<usize> {
-        out.data()["items"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|i| i["path"].as_str().and_then(|p| by_path.get(p).copied()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::recall_bench::item_paths(out)
+            .iter()
+            .filter_map(|p| by_path.get(p.as_str()).copied())
+            .collect()
     };
     // Per question: its kind, evidence turns, found in the top 5 and 10, and per budget the
     // evidence delivered by recall's answer and by plain packing.
@@ -389,16 +379,14 @@ pub fn quality_bench(dir: &std::path::Path, o: &QualityOptions) -> Result<Qualit
                     out.text.contains(said)
                 })
                 .count();
-            let mut room = max;
-            let mut plain = 0;
-            for r in &full {
-                if cost[*r] <= room {
-                    room -= cost[*r];
-                    if q.evidence.contains(r) {
-                        plain += 1;
-                    }
-                }
-            }
+            let plain = full
+                .iter()
+                .zip(crate::recall_bench::plain_packed(
+                    full.iter().map(|r| cost[*r]),
+                    max,
+                ))
+                .filter(|(r, fits)| *fits && q.evidence.contains(r))
+                .count();
             per_budget.push((delivered, plain));
         }
         rows.push((q.kind, q.evidence.len(), at(5), at(10), per_budget));

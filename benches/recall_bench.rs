@@ -198,6 +198,43 @@ pub struct RecallWorld {
     pub host: Host,
 }
 
+/// Asks `host` for `who`'s recall of `q` within `max` tokens.
+pub fn ask(host: &Host, who: &Caller, q: &str, max: usize) -> Result<avm_core::Output> {
+    let addr = format!(
+        "/:recall?q={}&max_tokens={max}",
+        q.replace(' ', "%20").replace('?', "%3F")
+    );
+    host.read(who, &addr)
+}
+
+/// The paths of a recall's entries, best first (from its structured form).
+pub fn item_paths(out: &avm_core::Output) -> Vec<String> {
+    out.data()["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["path"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A ranking packed greedily as plain text into `max` tokens: given each entry's cost in rank
+/// order, whether it is in (entries that do not fit are skipped for the next ones that do).
+pub fn plain_packed(costs: impl IntoIterator<Item = usize>, max: usize) -> Vec<bool> {
+    let mut room = max;
+    costs
+        .into_iter()
+        .map(|c| {
+            let fits = c <= room;
+            if fits {
+                room -= c;
+            }
+            fits
+        })
+        .collect()
+}
+
 /// Opens (creating) `db` with recall over it; with `vectors`, recall is hybrid.
 pub fn recall_world(
     db: &std::path::Path,
@@ -411,30 +448,13 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         }
         None => None,
     };
-    let recall_of = |q: &str, max: usize| {
-        let addr = format!(
-            "/:recall?q={}&max_tokens={max}",
-            q.replace(' ', "%20").replace('?', "%3F")
-        );
-        host.read(&asker, &addr)
-    };
-    let paths_of = |out: &avm_core::Output| -> Vec<String> {
-        out.data()["items"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|i| i["path"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     // The full ranking of each question and the cl100k size of each memory in it, for the
     // plain-text packing.
     let mut rankings: Vec<Vec<(String, usize)>> = Vec::with_capacity(questions.len());
     for (q, _) in &questions {
-        let out = recall_of(q, 1_000_000)?;
+        let out = ask(&host, &asker, q, 1_000_000)?;
         let mut ranked = Vec::new();
-        for p in paths_of(&out) {
+        for p in item_paths(&out) {
             let content = store.node(&p)?.map(|n| n.content).unwrap_or_default();
             ranked.push((p, avm_provider_recall::tokens::count(&content)? + 1));
         }
@@ -452,9 +472,9 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         let wall = Instant::now();
         for (((q, answer), fact), ranking) in questions.iter().zip(&evidence).zip(&rankings) {
             let t = Instant::now();
-            let out = recall_of(q, max)?;
+            let out = ask(&host, &asker, q, max)?;
             lat.push(t.elapsed());
-            let entries = paths_of(&out);
+            let entries = item_paths(&out);
             items += entries.len();
             if entries.contains(answer) {
                 hits += 1;
@@ -471,15 +491,12 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
                     p.starts_with("/memory/private/") && !p.starts_with("/memory/private/agent0/")
                 })
                 .count();
-            let mut room = max;
-            for (p, cost) in ranking {
-                if *cost <= room {
-                    room -= cost;
-                    if p == answer {
-                        plain += 1;
-                        break;
-                    }
-                }
+            if ranking
+                .iter()
+                .zip(plain_packed(ranking.iter().map(|r| r.1), max))
+                .any(|((p, _), fits)| fits && p == answer)
+            {
+                plain += 1;
             }
         }
         let n = questions.len().max(1) as f64;

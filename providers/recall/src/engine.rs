@@ -373,16 +373,16 @@ impl Engine {
                 continue;
             }
             let importance = node.importance.clamp(0.0, 1.0);
+            let at = at(&node);
             // A memory about another time (`remember --at`) is as recent as that time.
-            let recency = recency(at(&node).unwrap_or(node.updated_at), now, half_life_min);
+            let recency = recency(at.unwrap_or(node.updated_at), now, half_life_min);
             // A question naming a day or month favours memories of that period.
-            let relevance = if !periods.is_empty()
-                && at(&node).is_some_and(|t| periods.iter().any(|(a, b)| (*a..*b).contains(&t)))
-            {
-                (relevance + 0.2).min(1.0)
-            } else {
-                relevance
-            };
+            let relevance =
+                if at.is_some_and(|t| periods.iter().any(|(a, b)| (*a..*b).contains(&t))) {
+                    (relevance + 0.2).min(1.0)
+                } else {
+                    relevance
+                };
             let score = match strategy {
                 Strategy::Balanced => relevance * (0.5 + 0.3 * importance + 0.2 * recency),
                 Strategy::Relevance => relevance,

@@ -123,15 +123,19 @@ fn handle(s: &Scored, paths: bool) -> String {
     }
 }
 
-/// The title a memory was given (`meta.title`), unless its text already starts with it.
-fn title_of(s: &Scored, text: &str) -> Option<String> {
-    let t = s
-        .node
+/// The title a memory was given (`meta.title`, or "").
+fn given_title(s: &Scored) -> &str {
+    s.node
         .meta
         .get("title")
-        .and_then(serde_json::Value::as_str)?;
-    let t = t.trim();
-    (!t.is_empty() && !text.to_lowercase().starts_with(&t.to_lowercase())).then(|| t.to_string())
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .trim()
+}
+
+/// The title to show before `text`: the given one, unless `text` already starts with it.
+fn title_before<'a>(given: &'a str, text: &str) -> Option<&'a str> {
+    (!given.is_empty() && !text.to_lowercase().starts_with(&given.to_lowercase())).then_some(given)
 }
 
 fn entry(handle: &str, title: Option<&str>, text: &str) -> String {
@@ -143,7 +147,6 @@ fn entry(handle: &str, title: Option<&str>, text: &str) -> String {
     }
 }
 
-/// Footer forms from the most to the least informative; tiny budgets get the shorter ones.
 /// The footer: how to get a whole memory. Budgets under 1,000 tokens go without it (every
 /// token there is better spent on one more memory).
 fn footer(paths: bool, max: usize) -> &'static str {
@@ -203,8 +206,13 @@ fn rendered_tokens(
     if entries.is_empty() {
         return tokens::count(&render(entries, of, max, footer));
     }
-    Ok(tokens::count(&header(entries.len(), of, max))?
-        + costs.sum::<usize>()
+    Ok(frame_tokens(entries.len(), of, max, footer)? + costs.sum::<usize>())
+}
+
+/// Tokens of the header for `items` of `of` entries and of the footer block: the rendered text
+/// less its entries.
+fn frame_tokens(items: usize, of: usize, max: usize, footer: &str) -> Result<usize> {
+    Ok(tokens::count(&header(items, of, max))?
         + if footer.is_empty() {
             0
         } else {
@@ -241,16 +249,10 @@ impl Engine {
         let terms = summary::terms(&req.query);
         let max = req.max_tokens;
         let count_digits: usize = "9".repeat(of.to_string().len()).parse().unwrap_or(of);
-        // Reserve room for the header and the richest footer that leaves space for entries.
         let footer = footer(req.paths, max);
         let about_time = crate::engine::about_time(&req.query);
         // The header (its counts at their widest) and the footer; entries get the rest.
-        let reserved = tokens::count(&header(count_digits, count_digits, max))?
-            + if footer.is_empty() {
-                0
-            } else {
-                tokens::count(&format!("---\n{footer}"))?
-            };
+        let reserved = frame_tokens(count_digits, count_digits, max, footer)?;
         let mut avail = max.saturating_sub(reserved);
         // (rank, entry, tokens, handle)
         let mut chosen: Vec<(usize, String, usize, String)> = Vec::new();
@@ -261,14 +263,9 @@ impl Engine {
             if avail < 4 || misses > 40 {
                 break;
             }
-            let given = s
-                .node
-                .meta
-                .get("title")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("");
+            let given = given_title(s);
             let sum = summary::summarize(&s.node.content, given, &terms, self.tuning.max_chars);
-            let title = title_of(s, &sum);
+            let title = title_before(given, &sum);
             // A memory about another time shows its date when the question is about time
             // (elsewhere the date would cost every entry tokens that answer nothing).
             let h = match crate::engine::at(&s.node).filter(|_| about_time) {
@@ -279,7 +276,7 @@ impl Engine {
                 ),
                 None => handle(s, req.paths),
             };
-            let mut line = entry(&h, title.as_deref(), &sum);
+            let mut line = entry(&h, title, &sum);
             // Every whitespace-separated word starts at least one token: a line with more
             // words than the room left cannot fit, and needs no exact count.
             if !chosen.is_empty() && line.split_whitespace().count() >= avail {
@@ -293,13 +290,13 @@ impl Engine {
                     continue;
                 }
                 // The best memory always gets in, its text cut to what is left.
-                let head = entry(&h, title.as_deref(), "");
+                let head = entry(&h, title, "");
                 let head_cost = tokens::count(&head)? + 3;
                 if head_cost >= avail {
                     continue;
                 }
                 let cut = tokens::truncate(&sum, avail - head_cost)?;
-                line = entry(&h, title.as_deref(), &format!("{}…", cut.trim_end()));
+                line = entry(&h, title, &format!("{}…", cut.trim_end()));
                 cost = chunk_tokens(&line)?;
                 if cost > avail {
                     continue;
