@@ -181,6 +181,10 @@ fn split_tags(s: &str) -> Vec<String> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = cli.global.clone();
     let j = g.json;
+    // A recall counts tokens: its tables load while the configuration and the store open.
+    if matches!(cli.command, Command::Recall { .. }) {
+        avm_provider_recall::tokens::prewarm();
+    }
     // Commands that must work without opening a database.
     match &cli.command {
         Command::Completions { shell } => {

@@ -352,6 +352,12 @@ fn register_visibility(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// The WAL file size a write that restarts the WAL truncates it to, and past which a closing
+/// store checkpoints. Equal, so the file's size tracks the frames not yet checkpointed: with a
+/// larger limit a WAL once grown past the threshold stayed that size, and every short-lived
+/// process paid a checkpoint (with fsyncs) on exit.
+pub(crate) const WAL_LIMIT: u64 = 4 << 20;
+
 /// Opens a connection with avm's pragmas.
 pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> Result<Connection> {
     let err = |e| map_err(path, e);
@@ -371,6 +377,14 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
     // read pay a full parse.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(err)?;
+    // The last connection to close would checkpoint the whole WAL (with fsyncs) however small
+    // it is: a one-shot CLI command paid for it on every exit. The writer checkpoints instead,
+    // between commits and when it closes with a large WAL ([`WAL_LIMIT`]).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
         true,
     )
     .map_err(err)?;
@@ -397,7 +411,7 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
     };
     // Checkpoints run between group commits (see the writer), never inside one.
     conn.execute_batch(&format!(
-        "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=16777216; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;"
+        "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={WAL_LIMIT}; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;"
     ))
     .map_err(err)?;
     Ok(conn)

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -96,8 +95,8 @@ pub(crate) enum Job {
 pub(crate) struct Shared {
     pub(crate) path: PathBuf,
     pub(crate) opts: StoreOptions,
-    readers: Vec<Mutex<Reader>>,
-    next_reader: AtomicUsize,
+    /// Read connections, opened on first need (a one-shot CLI command opens one, not the pool).
+    readers: Vec<Mutex<Option<Reader>>>,
     cache: Mutex<Cache>,
     /// Nodes read since the last flush: id -> (path, time). accessed_at is written lazily.
     touches: Mutex<HashMap<i64, (String, Micros)>>,
@@ -270,14 +269,7 @@ impl Store {
         avm_core::files::prepare_db(path)?;
         let wconn = db::open(path, opts.busy_timeout, &opts.synchronous, false)?;
         db::init_schema(&wconn, path, opts.busy_timeout)?;
-        let mut readers = Vec::new();
-        for _ in 0..opts.readers.max(1) {
-            let conn = db::open(path, opts.busy_timeout, &opts.synchronous, true)?;
-            readers.push(Mutex::new(Reader {
-                conn,
-                data_version: -1,
-            }));
-        }
+        let readers = (0..opts.readers.max(1)).map(|_| Mutex::new(None)).collect();
         let last_seq: i64 = wconn
             .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))
             .map_err(|e| db::map_err(path, e))?;
@@ -291,7 +283,6 @@ impl Store {
             }),
             opts,
             readers,
-            next_reader: AtomicUsize::new(0),
             touches: Mutex::new(HashMap::new()),
             deferred: Mutex::new(Vec::new()),
         });
@@ -410,18 +401,38 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        let n = self.shared.readers.len();
-        let start = self.shared.next_reader.fetch_add(1, Ordering::Relaxed);
-        let mut guard: Option<MutexGuard<'_, Reader>> = None;
-        for i in 0..n {
-            if let Ok(g) = self.shared.readers[(start + i) % n].try_lock() {
-                guard = Some(g);
-                break;
+        // The first idle connection already open; else the first idle slot (opened now);
+        // else wait for the first one.
+        let slots = &self.shared.readers;
+        let mut idle: Vec<MutexGuard<'_, Option<Reader>>> = Vec::new();
+        let mut guard = None;
+        for slot in slots {
+            if let Ok(g) = slot.try_lock() {
+                if g.is_some() {
+                    guard = Some(g);
+                    break;
+                }
+                if idle.is_empty() {
+                    idle.push(g);
+                }
             }
         }
-        let mut reader = match guard {
-            Some(g) => g,
-            None => lock(&self.shared.readers[start % n])?,
+        let mut reader = match (guard, idle.pop()) {
+            (Some(g), _) | (None, Some(g)) => g,
+            (None, None) => match slots.first() {
+                Some(slot) => lock(slot)?,
+                None => return Err(Error::internal("the store has no read connections")),
+            },
+        };
+        if reader.is_none() {
+            let o = &self.shared.opts;
+            *reader = Some(Reader {
+                conn: db::open(&self.shared.path, o.busy_timeout, &o.synchronous, true)?,
+                data_version: -1,
+            });
+        }
+        let Some(reader) = reader.as_mut() else {
+            return Err(Error::internal("a read connection did not open"));
         };
         // One read transaction covers the change check and the work, so SQLite takes its
         // locks once per call (each lock is a syscall) and both see the same snapshot.
@@ -1297,10 +1308,6 @@ const IDLE_TICK: Duration = Duration::from_millis(500);
 /// How long the writer waits for more writers to join a group when writes are concurrent.
 const GROUP_WINDOW: Duration = Duration::from_micros(200);
 
-/// WAL size past which a closing store checkpoints (short-lived processes never run the
-/// background checkpointer long enough).
-const WAL_CHECKPOINT_ON_CLOSE: u64 = 4 << 20;
-
 fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
     let mut last_purge = Instant::now() - Duration::from_secs(3600);
     let mut last_checkpoint = Instant::now();
@@ -1321,7 +1328,8 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>, shared: Arc<Shared>) {
                 let wal = std::fs::metadata(format!("{}-wal", shared.path.display()))
                     .map(|m| m.len())
                     .unwrap_or(0);
-                if wal > WAL_CHECKPOINT_ON_CLOSE {
+                // Short-lived processes never run the background checkpointer long enough.
+                if wal > db::WAL_LIMIT {
                     checkpoint(&conn);
                 }
                 return;

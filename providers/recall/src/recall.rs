@@ -236,6 +236,7 @@ impl Engine {
                 req.min_relevance
             )));
         }
+        tokens::prewarm();
         let ranked = self.rank(
             &req.query,
             &req.scopes,

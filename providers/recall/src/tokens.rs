@@ -9,6 +9,20 @@ fn bpe() -> &'static bpe_openai::Tokenizer {
     bpe_openai::cl100k_base()
 }
 
+/// Starts loading the tables on a thread of their own, once per process: a new process that
+/// recalls then loads them while it ranks, not after (they cost about as much as the ranking).
+pub fn prewarm() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        // Without a thread the first count loads them instead.
+        let _ = std::thread::Builder::new()
+            .name("avm-tokenizer".into())
+            .spawn(|| {
+                bpe();
+            });
+    });
+}
+
 /// Tokens of `text` in cl100k_base.
 pub fn count(text: &str) -> Result<usize> {
     Ok(bpe().count(text))
