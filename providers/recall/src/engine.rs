@@ -23,8 +23,10 @@
 //!
 //! `importance` is the memory's importance (0..1); `recency = 0.5^(age / half-life)` with the
 //! age in whole minutes since the last change, or since `meta.at` for a memory about another
-//! time (`remember --at`; half-life 168 h unless configured). A query naming a day or a month
-//! (`2023-05-08`, `2023-05`) adds 0.2 to the relevance of memories whose `meta.at` falls in it.
+//! time (`remember --at`; half-life 168 h unless configured). A query naming a period (a date,
+//! a month, a year, `yesterday`, `last week`, `three months ago`: see [`periods`]) adds 0.2 to
+//! the relevance of memories whose time (`meta.at`, else the last change) falls in it, and
+//! gives them recency 1: the question is about their time.
 //!
 //! The final score depends on the strategy: `relevance`, `importance` and `recency` use that
 //! signal alone; `balanced` = `relevance × (0.5 + 0.3·importance + 0.2·recency)`: importance
@@ -364,7 +366,7 @@ impl Engine {
             }
         }
         let half_life_min = self.tuning.half_life_hours.max(0.01) * 60.0;
-        let periods = periods(query);
+        let periods = periods(query, now);
         let mut out: Vec<Scored> = Vec::new();
         let mut seen_hashes = HashSet::new();
         for (path, node) in nodes {
@@ -373,16 +375,15 @@ impl Engine {
                 continue;
             }
             let importance = node.importance.clamp(0.0, 1.0);
-            let at = at(&node);
-            // A memory about another time (`remember --at`) is as recent as that time.
-            let recency = recency(at.unwrap_or(node.updated_at), now, half_life_min);
-            // A question naming a day or month favours memories of that period.
-            let relevance =
-                if at.is_some_and(|t| periods.iter().any(|(a, b)| (*a..*b).contains(&t))) {
-                    (relevance + 0.2).min(1.0)
-                } else {
-                    relevance
-                };
+            // When what a memory tells happened (`remember --at`), or else when it was written.
+            let when = at(&node).unwrap_or(node.updated_at);
+            // A question naming a period favours memories of that period, and judges their
+            // recency from that period, not from now.
+            let (relevance, recency) = if periods.iter().any(|(a, b)| (*a..*b).contains(&when)) {
+                ((relevance + 0.2).min(1.0), 1.0)
+            } else {
+                (relevance, recency(when, now, half_life_min))
+            };
             let score = match strategy {
                 Strategy::Balanced => relevance * (0.5 + 0.3 * importance + 0.2 * recency),
                 Strategy::Relevance => relevance,
@@ -472,7 +473,7 @@ pub fn about_time(query: &str) -> bool {
         "saturday",
         "sunday",
     ];
-    !periods(query).is_empty()
+    !periods(query, now_micros()).is_empty()
         || query
             .to_lowercase()
             .split(|c: char| !c.is_alphanumeric())
@@ -482,15 +483,47 @@ pub fn about_time(query: &str) -> bool {
             })
 }
 
-/// The days and months a query names as `YYYY-MM-DD` or `YYYY-MM`, as `[start, end)` in UTC
-/// microseconds.
-fn periods(query: &str) -> Vec<(Micros, Micros)> {
-    use chrono::{NaiveDate, TimeZone, Utc};
+/// The periods a query names, as `[start, end)` in UTC microseconds, relative ones counted
+/// from `now`:
+///
+/// - dates: `2023-05-08` (that day), `2023-05` (that month), `8 May 2023`, `May 8, 2023`,
+///   `May 8th` (the last May 8), `May 2023`, `in May` (the last May), `in 2023` (that year);
+/// - `today`, `yesterday`; `this`/`last` `week` (Monday to Sunday), `month`, `year`;
+///   `past week` (the seven days before now);
+/// - `N days|weeks|months|years ago` (N a number, a word up to twelve, `a`/`an`, `a few` = 3):
+///   that day (±1 day), that week (±3.5 days), that month, that year.
+///
+/// A bare `may` is a month only beside a day or a year, or after `in`/`during`/`last`/`since`.
+pub fn periods(query: &str, now: Micros) -> Vec<(Micros, Micros)> {
+    use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
+    const DAY: Micros = 86_400_000_000;
     let micros = |d: NaiveDate| {
         d.and_hms_opt(0, 0, 0)
             .map(|t| Utc.from_utc_datetime(&t).timestamp_micros())
     };
-    let mut out = Vec::new();
+    let day = |d: NaiveDate| Some((micros(d)?, micros(d.succ_opt()?)?));
+    let month = |y: i32, m: u32| {
+        let a = NaiveDate::from_ymd_opt(y, m, 1)?;
+        let b = if m == 12 {
+            NaiveDate::from_ymd_opt(y + 1, 1, 1)?
+        } else {
+            NaiveDate::from_ymd_opt(y, m + 1, 1)?
+        };
+        Some((micros(a)?, micros(b)?))
+    };
+    let year = |y: i32| {
+        Some((
+            micros(NaiveDate::from_ymd_opt(y, 1, 1)?)?,
+            micros(NaiveDate::from_ymd_opt(y + 1, 1, 1)?)?,
+        ))
+    };
+    let today = Utc
+        .timestamp_micros(now)
+        .single()
+        .unwrap_or_default()
+        .date_naive();
+    let mut out: Vec<(Micros, Micros)> = Vec::new();
+    // ISO dates and months.
     for word in query.split(|c: char| !(c.is_ascii_digit() || c == '-')) {
         let parts: Vec<&str> = word.split('-').collect();
         let num = |s: &str, len: usize| (s.len() == len).then(|| s.parse::<u32>().ok()).flatten();
@@ -501,28 +534,144 @@ fn periods(query: &str) -> Vec<(Micros, Micros)> {
             continue;
         };
         let range = match parts.get(2).and_then(|p| num(p, 2)) {
-            Some(d) => NaiveDate::from_ymd_opt(y as i32, m, d)
-                .and_then(|a| Some((micros(a)?, micros(a.succ_opt()?)?))),
-            None => NaiveDate::from_ymd_opt(y as i32, m, 1).and_then(|a| {
-                let next = if m == 12 {
-                    NaiveDate::from_ymd_opt(y as i32 + 1, 1, 1)?
-                } else {
-                    NaiveDate::from_ymd_opt(y as i32, m + 1, 1)?
-                };
-                Some((micros(a)?, micros(next)?))
-            }),
+            Some(d) => NaiveDate::from_ymd_opt(y as i32, m, d).and_then(day),
+            None => month(y as i32, m),
         };
-        if let Some(r) = range {
-            out.push(r);
+        out.extend(range);
+    }
+    // Words (ISO dates done: `in 2023-06` is June, not the year).
+    let lower = query
+        .to_lowercase()
+        .split_whitespace()
+        .filter(|w| !(w.contains('-') && w.chars().any(|c| c.is_ascii_digit())))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let at = |i: usize| words.get(i).copied().unwrap_or("");
+    let day_number = |w: &str| {
+        let digits = w.trim_end_matches(['s', 't', 'n', 'd', 'r', 'h']);
+        (!digits.is_empty() && digits.len() <= 2)
+            .then(|| digits.parse::<u32>().ok())
+            .flatten()
+            .filter(|d| (1..=31).contains(d))
+    };
+    let year_number = |w: &str| {
+        (w.len() == 4)
+            .then(|| w.parse::<i32>().ok())
+            .flatten()
+            .filter(|y| (1900..=2199).contains(y))
+    };
+    let count = |i: usize| -> Option<i64> {
+        const WORDS: &[&str] = &[
+            "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+            "eleven", "twelve",
+        ];
+        match at(i) {
+            "a" | "an" => Some(1),
+            "few" if at(i.wrapping_sub(1)) == "a" => Some(3),
+            w => w
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .or_else(|| WORDS.iter().position(|x| *x == w).map(|p| p as i64 + 1)),
         }
+    };
+    let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let week = |start: NaiveDate| Some((micros(start)?, micros(start + Duration::days(7))?));
+    let months_back = |n: i64| {
+        let total = i64::from(today.year()) * 12 + i64::from(today.month0()) - n;
+        month(total.div_euclid(12) as i32, total.rem_euclid(12) as u32 + 1)
+    };
+    for i in 0..words.len() {
+        let w = at(i);
+        let range = match w {
+            "today" => day(today),
+            "yesterday" => today.pred_opt().and_then(day),
+            "week" | "month" | "year" => match (at(i.wrapping_sub(1)), w) {
+                ("this", "week") => week(monday),
+                ("last", "week") => week(monday - Duration::days(7)),
+                ("past", "week") => Some((now - 7 * DAY, now)),
+                ("this", "month") => months_back(0),
+                ("last", "month") => months_back(1),
+                ("this", "year") => year(today.year()),
+                ("last", "year") => year(today.year() - 1),
+                _ => None,
+            },
+            "ago" => {
+                let unit = at(i.wrapping_sub(1));
+                match count(i.wrapping_sub(2)) {
+                    Some(n) => match unit.trim_end_matches('s') {
+                        "day" => today.checked_sub_signed(Duration::days(n)).and_then(|d| {
+                            Some((micros(d.pred_opt()?)?, micros(d.succ_opt()?.succ_opt()?)?))
+                        }),
+                        "week" => {
+                            let mid = now - n * 7 * DAY;
+                            Some((mid - 7 * DAY / 2, mid + 7 * DAY / 2))
+                        }
+                        "month" => months_back(n),
+                        "year" => year(today.year() - n as i32),
+                        _ => None,
+                    },
+                    None => None,
+                }
+            }
+            "in" | "during" => year_number(at(i + 1)).and_then(year),
+            _ => match MONTHS.iter().position(|m| *m == w || m.get(..3) == Some(w)) {
+                Some(m0) => {
+                    let m = m0 as u32 + 1;
+                    let (prev, next, after) = (at(i.wrapping_sub(1)), at(i + 1), at(i + 2));
+                    let explicit_year = year_number(next)
+                        .or_else(|| year_number(after).filter(|_| day_number(next).is_some()));
+                    let d = day_number(next).or_else(|| day_number(prev));
+                    // The last such month (or day) when no year is named.
+                    let y = explicit_year.unwrap_or(if m <= today.month() {
+                        today.year()
+                    } else {
+                        today.year() - 1
+                    });
+                    let named = explicit_year.is_some() || d.is_some();
+                    let loose_ok = (w != "may" && w.len() > 3)
+                        || matches!(prev, "in" | "during" | "last" | "since");
+                    match d {
+                        Some(d) => NaiveDate::from_ymd_opt(y, m, d).and_then(day),
+                        None if named || loose_ok => month(y, m),
+                        None => None,
+                    }
+                }
+                None => None,
+            },
+        };
+        out.extend(range);
     }
     out
 }
 
-/// `0.5^(age / half-life)`, age in whole minutes (so a score does not drift between two calls
-/// a few milliseconds apart).
+/// Month names, January first.
+const MONTHS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+
+/// `0.5^(age / half-life)`, age in whole minutes between the minutes `updated_at` and `now`
+/// fall in: a score does not drift between two calls a few milliseconds apart, and two
+/// memories keep their order as time passes (ages counted from `now` would cross a minute
+/// boundary at different calls, and reorder near-ties from one run to the next).
 fn recency(updated_at: Micros, now: Micros, half_life_min: f64) -> f64 {
-    let age_min = ((now - updated_at).max(0) / 60_000_000) as f64;
+    let minute = |t: Micros| t.div_euclid(60_000_000);
+    let age_min = (minute(now) - minute(updated_at)).max(0) as f64;
     0.5f64.powf(age_min / half_life_min)
 }
 
@@ -541,4 +690,98 @@ fn relevance(s: &Signals, n: &MemoryNode, terms: &[String], vectors: bool) -> f6
         lexical
     };
     r.clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Micros {
+        avm_core::time::parse_time(s).unwrap()
+    }
+
+    /// Friday 2026-12-04, noon UTC.
+    fn now() -> Micros {
+        t("2026-12-04T12:00:00Z")
+    }
+
+    fn day(d: &str) -> (Micros, Micros) {
+        (
+            t(&format!("{d}T00:00:00Z")),
+            t(&format!("{d}T00:00:00Z")) + 86_400_000_000,
+        )
+    }
+
+    fn span(a: &str, b: &str) -> (Micros, Micros) {
+        (t(&format!("{a}T00:00:00Z")), t(&format!("{b}T00:00:00Z")))
+    }
+
+    #[test]
+    fn queries_name_days_months_years_and_relative_periods() {
+        let week = 7 * 86_400_000_000;
+        let cases: Vec<(&str, Vec<(Micros, Micros)>)> = vec![
+            ("what happened on 2023-05-08", vec![day("2023-05-08")]),
+            ("budget in 2023-06", vec![span("2023-06-01", "2023-07-01")]),
+            ("what did we ship yesterday", vec![day("2026-12-03")]),
+            ("notes from today", vec![day("2026-12-04")]),
+            (
+                "decisions last week",
+                vec![span("2026-11-23", "2026-11-30")],
+            ),
+            (
+                "decisions this week",
+                vec![span("2026-11-30", "2026-12-07")],
+            ),
+            ("plans for the past week", vec![(now() - week, now())]),
+            (
+                "what changed last month",
+                vec![span("2026-11-01", "2026-12-01")],
+            ),
+            (
+                "the offsite last year",
+                vec![span("2025-01-01", "2026-01-01")],
+            ),
+            (
+                "the move three months ago",
+                vec![span("2026-09-01", "2026-10-01")],
+            ),
+            ("a call 2 days ago", vec![span("2026-12-01", "2026-12-04")]),
+            (
+                "a talk two weeks ago",
+                vec![(now() - 2 * week - week / 2, now() - 2 * week + week / 2)],
+            ),
+            (
+                "the launch a year ago",
+                vec![span("2025-01-01", "2026-01-01")],
+            ),
+            ("the trip in May", vec![span("2026-05-01", "2026-06-01")]),
+            (
+                "the party in December",
+                vec![span("2026-12-01", "2027-01-01")],
+            ),
+            ("what did Mel do on 8 May 2023", vec![day("2023-05-08")]),
+            ("what did Mel do on May 8th, 2023", vec![day("2023-05-08")]),
+            (
+                "Mel in January 2024",
+                vec![span("2024-01-01", "2024-02-01")],
+            ),
+            ("the fair in 2022", vec![span("2022-01-01", "2023-01-01")]),
+            ("may I ask about the budget", vec![]),
+            ("the first time we met", vec![]),
+        ];
+        for (q, want) in cases {
+            assert_eq!(periods(q, now()), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn recency_keeps_two_memories_in_order_as_time_passes() {
+        let a = t("2026-12-04T12:00:30Z");
+        let b = t("2026-12-04T12:00:50Z");
+        for s in 0..120 {
+            let now = t("2026-12-04T12:05:00Z") + s * 1_000_000;
+            assert_eq!(recency(a, now, 60.0), recency(b, now, 60.0));
+        }
+    }
 }

@@ -7,8 +7,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use avm_core::address::basename;
-use avm_core::storage::{Keep, MemoryStore};
-use avm_core::time::now_micros;
+use avm_core::storage::{Keep, MemoryNode, MemoryStore};
+use avm_core::time::{Micros, now_micros};
 use avm_core::{Caller, Error, ErrorKind, Host, Output, Result};
 
 use crate::engine::{Engine, Strategy};
@@ -174,7 +174,9 @@ fn walk(
     Ok(())
 }
 
-/// Memories changed in the last `days` days, newest first, grouped by day.
+/// Memories of the last `days` days, newest first, grouped by day. A memory's time is when
+/// what it tells happened (`meta.at`, `remember --at`) or else its last change: a memory
+/// written today about last year is not in this week's timeline, and sits at its own date.
 pub fn timeline(
     store: &dyn MemoryStore,
     caller: &Caller,
@@ -187,7 +189,22 @@ pub fn timeline(
         return Err(Error::invalid("days must be at least 1"));
     }
     let since = now_micros() - i64::from(days) * 86_400_000_000;
-    let nodes = store.recent(scopes, caller, keep, Some(since), limit)?;
+    // Changed in the period (a memory's `at` is never later than its writing, in practice);
+    // some of them are about earlier times, so look at more than `limit`.
+    let mut nodes: Vec<(Micros, MemoryNode)> = store
+        .recent(
+            scopes,
+            caller,
+            keep,
+            Some(since),
+            limit.saturating_mul(4).max(limit),
+        )?
+        .into_iter()
+        .map(|n| (crate::engine::at(&n).unwrap_or(n.updated_at), n))
+        .filter(|(when, _)| *when >= since)
+        .collect();
+    nodes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.path.cmp(&b.1.path)));
+    nodes.truncate(limit);
     if nodes.is_empty() {
         return Ok(Output::new(
             format!("No memories in the last {days} days.\n"),
@@ -197,11 +214,8 @@ pub fn timeline(
     let mut text = format!("## Timeline (last {days} days)\n");
     let mut day = String::new();
     let mut items = Vec::new();
-    for n in &nodes {
-        let t = Utc
-            .timestamp_micros(n.updated_at)
-            .single()
-            .unwrap_or_default();
+    for (when, n) in &nodes {
+        let t = Utc.timestamp_micros(*when).single().unwrap_or_default();
         let d = t.format("%Y-%m-%d").to_string();
         if d != day {
             text.push_str(&format!("\n### {d}\n"));
@@ -209,12 +223,16 @@ pub fn timeline(
         }
         let line = summary::one_line(&n.content, &n.title(), &[], 60);
         text.push_str(&format!("  [{}] {}: {line}\n", t.format("%H:%M"), n.path));
-        items.push(json!({
+        let mut item = json!({
             "path": n.path,
             "updated_at": avm_core::time::to_iso(n.updated_at),
             "title": n.title(),
             "summary": line,
-        }));
+        });
+        if crate::engine::at(n).is_some() {
+            item["at"] = json!(avm_core::time::to_iso(*when));
+        }
+        items.push(item);
     }
     Ok(Output::new(text, json!({"days": days, "items": items})))
 }

@@ -88,7 +88,7 @@ impl Provider for RecallProvider {
                     true,
                     false,
                     &["days", "limit", "shared", "ns"],
-                    "memories changed in the last days, newest first",
+                    "memories of the last days (when they are about, else when they changed), newest first",
                 ),
                 SuffixSpec::new(
                     "explore",

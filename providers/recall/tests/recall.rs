@@ -407,3 +407,74 @@ fn memories_about_another_time_show_their_date_and_a_question_naming_it_finds_th
     let node = w.store.node(&paths[0]).unwrap().unwrap();
     assert_eq!(node.meta["at"], "2023-05-08T15:00:00.000000+00:00");
 }
+
+/// "Yesterday", "last month", "three weeks ago": relative times favour memories of that
+/// period, and the timeline places memories at the time they are about.
+#[test]
+fn relative_times_favour_their_period_and_the_timeline_uses_when_a_memory_is_about() {
+    let w = world();
+    let a = agent("alice");
+    let day: i64 = 86_400_000_000;
+    let now = avm_core::time::now_micros();
+    let mut paths = Vec::new();
+    for (text, ago) in [
+        ("We decided the budget for the offsite: 40k", 1),
+        ("We decided the budget for the hackathon: 12k", 21),
+        ("We decided the budget for the conference: 90k", 400),
+    ] {
+        let r = avm_provider_recall::remember(
+            &w.host,
+            w.store.as_ref(),
+            &a,
+            &Memory {
+                content: text.into(),
+                at: Some(now - ago * day),
+                ..Memory::default()
+            },
+        )
+        .unwrap();
+        paths.push(r.path);
+    }
+    for (q, want) in [
+        ("what budget did we decide yesterday", &paths[0]),
+        ("what budget did we decide three weeks ago", &paths[1]),
+        ("what budget did we decide last year", &paths[2]),
+    ] {
+        let (text, got, _) = ranked(&w, &a, q, 500);
+        assert_eq!(&got[0], want, "{q}: {text}");
+    }
+    // The timeline of the last week holds only the memory about yesterday, at its date.
+    let out = w
+        .host
+        .read(&a, "/memory/private/alice:timeline?days=7")
+        .unwrap();
+    let data = out.data();
+    let items = data["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", out.text);
+    assert_eq!(items[0]["path"], paths[0].as_str());
+    let yesterday = avm_core::time::to_iso(now - day);
+    assert!(
+        out.text.contains(&format!("### {}", &yesterday[..10])),
+        "{}",
+        out.text
+    );
+    assert_eq!(items[0]["at"].as_str().unwrap()[..10], yesterday[..10]);
+    // Thirty days: two of them, newest first.
+    let out = w
+        .host
+        .read(&a, "/memory/private/alice:timeline?days=30")
+        .unwrap();
+    let data = out.data();
+    let got: Vec<&str> = data["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        vec![paths[0].as_str(), paths[1].as_str()],
+        "{}",
+        out.text
+    );
+}
