@@ -15,9 +15,15 @@
 //!   smaller than the vector window (every memory in scope is a candidate) has no
 //!   distribution to judge by: there `vector` = (cosine − 0.12) / 0.2, the model's calibrated
 //!   thresholds (below 0.12 its cosines say nothing; see `SMALL_FLOOR`);
-//! - `link` = weight (≤ 1) × 0.5 × relevance of the memory linking to it.
+//! - `link` = weight (≤ 1) × 0.5 × relevance of the memory linking to it;
+//! - `hop` (a second hop for questions that reach their answer through another memory: "the
+//!   pet of the person who moved to Linden Street"): when the most relevant memory (relevance
+//!   ≥ 0.45) lacks some of the query's terms, memories that hold one of its names (capitalised
+//!   words not in the query) and one of the missing terms get `hop` = its relevance × (0.6 +
+//!   0.4 × share of the missing terms they hold). They rank after the best 30 direct matches.
 //!
-//! `lexical = 0.40·fts + 0.30·cover + 0.20·topic + 0.10·link`; `relevance = lexical` without
+//! `lexical = 0.40·fts + 0.30·cover + 0.20·topic + 0.10·link`, then `+ (1 − lexical)·0.8·hop`;
+//! `relevance = lexical` without
 //! vectors, and `relevance = lexical + (1 − lexical)²·0.8·vector` with them (meaning carries a
 //! memory that shares no word with the query, but barely moves one that matches the words).
 //!
@@ -149,6 +155,7 @@ struct Signals {
     topic: f64,
     vector: f64,
     link: f64,
+    hop: f64,
     sources: Vec<&'static str>,
 }
 
@@ -326,6 +333,33 @@ impl Engine {
                 nodes.insert(path.clone(), n);
             }
         }
+        // A second hop through the names in the best matches: "the pet of the person who
+        // moved to Linden Street" finds the move, whose teller's name then finds the pet.
+        let hops = self.second_hop(&rel, &nodes, &terms, scopes, caller, keep)?;
+        // Memories whose relevance the second hop raised: they rank after the best direct
+        // matches (below), as a name shared with a strong match is weaker evidence than the
+        // question's own words.
+        let mut hopped: HashSet<String> = HashSet::new();
+        for (path, hop) in hops {
+            let s = sig.entry(path.clone()).or_default();
+            s.hop = hop;
+            if !s.sources.contains(&"hop") {
+                s.sources.push("hop");
+            }
+            if !nodes.contains_key(&path)
+                && let Some(n) = self.store.node(&path)?
+            {
+                nodes.insert(path.clone(), n);
+            }
+            if let Some(n) = nodes.get(&path) {
+                let lifted = relevance(s, n, &terms, vectors);
+                let direct = rel.get(&path).copied().unwrap_or(0.0);
+                if lifted > direct {
+                    rel.insert(path.clone(), lifted);
+                    hopped.insert(path.clone());
+                }
+            }
+        }
         // One hop along links from the five most relevant memories.
         let mut seeds: Vec<(&String, &f64)> = rel.iter().collect();
         seeds.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
@@ -404,17 +438,144 @@ impl Engine {
                 node,
             });
         }
-        out.sort_by(|a, b| {
+        let order = |a: &Scored, b: &Scored| {
             b.score
                 .total_cmp(&a.score)
                 .then_with(|| b.relevance.total_cmp(&a.relevance))
                 .then_with(|| a.path.cmp(&b.path))
-        });
+        };
+        out.sort_by(order);
+        if !hopped.is_empty() {
+            // The best HOP_AFTER direct matches first, then everything else by score.
+            let (mut head, mut tail): (Vec<Scored>, Vec<Scored>) =
+                out.into_iter().partition(|s| !hopped.contains(&s.path));
+            let rest = head.split_off(HOP_AFTER.min(head.len()));
+            tail.extend(rest);
+            tail.sort_by(order);
+            head.extend(tail);
+            out = head;
+        }
         // The same content twice (a memory copied to a shared namespace) is shown once.
         out.retain(|s| seen_hashes.insert(s.node.hash.clone()));
         out.truncate(limit);
         Ok(out)
     }
+}
+
+impl Engine {
+    /// Memories reached through the names in the most relevant memory: when it leaves some
+    /// of the query's terms unmatched, the memories holding one of its names (capitalised
+    /// words the query does not hold) and one of those missing terms, each scored `hop` =
+    /// its relevance × (0.6 + 0.4 × the share of missing terms the memory holds).
+    fn second_hop(
+        &self,
+        rel: &BTreeMap<String, f64>,
+        nodes: &BTreeMap<String, MemoryNode>,
+        terms: &[String],
+        scopes: &[String],
+        caller: &Caller,
+        keep: Keep<'_>,
+    ) -> Result<Vec<(String, f64)>> {
+        let mut seeds: Vec<(&String, f64)> = rel
+            .iter()
+            .filter(|(_, r)| **r >= HOP_SEED)
+            .map(|(p, r)| (p, *r))
+            .collect();
+        seeds.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let lower = |n: &MemoryNode| format!("{}\n{}", n.title(), n.content).to_lowercase();
+        let mut out: BTreeMap<String, f64> = BTreeMap::new();
+        for (seed, seed_rel) in seeds.into_iter().take(1) {
+            let Some(node) = nodes.get(seed) else {
+                continue;
+            };
+            let seed_text = lower(node);
+            let missing: Vec<String> = terms
+                .iter()
+                .filter(|t| !seed_text.contains(t.as_str()))
+                .cloned()
+                .collect();
+            let names = names(&node.content, terms);
+            if missing.is_empty() || names.is_empty() {
+                continue;
+            }
+            let q = names.iter().chain(&missing).cloned().collect::<Vec<_>>();
+            let hits = match self
+                .store
+                .text_search(scopes, caller, keep, &q.join(" "), HOP_WINDOW)
+            {
+                Ok(h) => h,
+                Err(e) if e.kind() == avm_core::ErrorKind::InvalidInput => continue,
+                Err(e) => return Err(e),
+            };
+            for h in hits {
+                if &h.path == seed {
+                    continue;
+                }
+                let text = match nodes.get(&h.path) {
+                    Some(n) => lower(n),
+                    None => match self.store.node(&h.path)? {
+                        Some(n) => lower(&n),
+                        None => continue,
+                    },
+                };
+                let cover = summary::coverage(&missing, &text);
+                if cover == 0.0 || !mentions(&text, &names) {
+                    continue;
+                }
+                let hop = seed_rel * (0.6 + 0.4 * cover);
+                let e = out.entry(h.path).or_insert(0.0);
+                if hop > *e {
+                    *e = hop;
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+/// How much of the seed's relevance a second-hop memory inherits (see `relevance`).
+const HOP: f64 = 0.8;
+/// Direct matches that a second-hop memory never outranks.
+const HOP_AFTER: usize = 30;
+/// The least relevance a memory needs to seed a second hop.
+const HOP_SEED: f64 = 0.45;
+/// Memories the second hop's search proposes per seed.
+const HOP_WINDOW: usize = 30;
+
+/// Names in `text`: capitalised words of three or more letters that are not stop words and
+/// not among the query's `terms`, lower-cased, first four, in order.
+fn names(text: &str, terms: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in text
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|w| w.trim_matches('\''))
+    {
+        if out.len() == 4 {
+            break;
+        }
+        let mut chars = w.chars();
+        let capital = chars.next().is_some_and(char::is_uppercase);
+        if !capital || w.chars().count() < 3 || w.chars().all(char::is_uppercase) {
+            continue;
+        }
+        let lower = w.to_lowercase();
+        if summary::terms(&lower).is_empty()
+            || terms
+                .iter()
+                .any(|t| lower.starts_with(t.as_str()) || t.starts_with(&lower))
+            || out.contains(&lower)
+        {
+            continue;
+        }
+        out.push(lower);
+    }
+    out
+}
+
+/// Does the lower-cased `text` hold one of `names` as a word?
+fn mentions(text: &str, names: &[String]) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .any(|w| names.iter().any(|n| w == n))
 }
 
 /// When what a memory tells happened (`meta.at`, set by `remember --at`), if recorded.
@@ -681,6 +842,9 @@ fn relevance(s: &Signals, n: &MemoryNode, terms: &[String], vectors: bool) -> f6
     text.push_str(&n.content.to_lowercase());
     let cover = summary::coverage(terms, &text);
     let lexical = 0.40 * s.fts + 0.30 * cover + 0.20 * s.topic + 0.10 * s.link;
+    // A memory reached through a name in a strong match is nearly as good as one that
+    // matches the words.
+    let lexical = lexical + (1.0 - lexical) * HOP * s.hop;
     let r = if vectors {
         // Meaning fills in where words are missing: it can carry a memory that shares no
         // word with the query, but barely moves one that matches the words well (so vector
