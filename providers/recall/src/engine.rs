@@ -614,18 +614,6 @@ pub fn about_time(query: &str) -> bool {
         "earlier",
         "later",
         "time",
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
         "monday",
         "tuesday",
         "wednesday",
@@ -640,6 +628,7 @@ pub fn about_time(query: &str) -> bool {
             .split(|c: char| !c.is_alphanumeric())
             .any(|w| {
                 WORDS.contains(&w)
+                    || MONTHS.contains(&w)
                     || (w.len() == 4 && w.starts_with("20") && w.parse::<u32>().is_ok())
             })
 }

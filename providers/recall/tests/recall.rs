@@ -41,19 +41,33 @@ fn remember_as(
     title: Option<&str>,
     ns: Option<&str>,
 ) -> String {
-    remember(
-        &w.host,
-        w.store.as_ref(),
+    remember_memory(
+        w,
         who,
-        &Memory {
-            content: content.into(),
+        Memory {
             title: title.map(str::to_string),
             namespace: ns.map(str::to_string),
             ..Memory::default()
         },
+        content,
     )
-    .unwrap()
-    .path
+}
+
+/// Remembers `content` as being about the time `at`; its path.
+fn remember_at(w: &World, who: &Caller, content: &str, at: avm_core::time::Micros) -> String {
+    let m = Memory {
+        at: Some(at),
+        ..Memory::default()
+    };
+    remember_memory(w, who, m, content)
+}
+
+fn remember_memory(w: &World, who: &Caller, m: Memory, content: &str) -> String {
+    let m = Memory {
+        content: content.into(),
+        ..m
+    };
+    remember(&w.host, w.store.as_ref(), who, &m).unwrap().path
 }
 
 fn recall(w: &World, who: &Caller, q: &str, max: usize) -> String {
@@ -355,31 +369,21 @@ fn entries_are_short_handles_that_fetch_resolves_and_paths_on_request() {
 fn memories_about_another_time_show_their_date_and_a_question_naming_it_finds_them() {
     let w = world();
     let a = agent("alice");
-    let at = |s: &str| Some(avm_core::time::parse_time(s).unwrap());
-    let mut paths = Vec::new();
-    for (text, when) in [
-        (
-            "We decided the budget for the offsite: 40k",
-            "2023-05-08T15:00:00Z",
-        ),
-        (
-            "We decided the budget for the hackathon: 12k",
-            "2023-06-10T09:30:00Z",
-        ),
-    ] {
-        let r = avm_provider_recall::remember(
-            &w.host,
-            w.store.as_ref(),
+    let at = |s: &str| avm_core::time::parse_time(s).unwrap();
+    let paths = [
+        remember_at(
+            &w,
             &a,
-            &Memory {
-                content: text.into(),
-                at: at(when),
-                ..Memory::default()
-            },
-        )
-        .unwrap();
-        paths.push(r.path);
-    }
+            "We decided the budget for the offsite: 40k",
+            at("2023-05-08T15:00:00Z"),
+        ),
+        remember_at(
+            &w,
+            &a,
+            "We decided the budget for the hackathon: 12k",
+            at("2023-06-10T09:30:00Z"),
+        ),
+    ];
     for (q, want) in [
         ("what budget did we decide on 2023-05-08", &paths[0]),
         ("what budget did we decide in 2023-06", &paths[1]),
@@ -416,25 +420,14 @@ fn relative_times_favour_their_period_and_the_timeline_uses_when_a_memory_is_abo
     let a = agent("alice");
     let day: i64 = 86_400_000_000;
     let now = avm_core::time::now_micros();
-    let mut paths = Vec::new();
-    for (text, ago) in [
+    let paths: Vec<String> = [
         ("We decided the budget for the offsite: 40k", 1),
         ("We decided the budget for the hackathon: 12k", 21),
         ("We decided the budget for the conference: 90k", 400),
-    ] {
-        let r = avm_provider_recall::remember(
-            &w.host,
-            w.store.as_ref(),
-            &a,
-            &Memory {
-                content: text.into(),
-                at: Some(now - ago * day),
-                ..Memory::default()
-            },
-        )
-        .unwrap();
-        paths.push(r.path);
-    }
+    ]
+    .into_iter()
+    .map(|(text, ago)| remember_at(&w, &a, text, now - ago * day))
+    .collect();
     for (q, want) in [
         ("what budget did we decide yesterday", &paths[0]),
         ("what budget did we decide three weeks ago", &paths[1]),
