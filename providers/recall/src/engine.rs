@@ -340,24 +340,30 @@ impl Engine {
         // matches (below), as a name shared with a strong match is weaker evidence than the
         // question's own words.
         let mut hopped: HashSet<String> = HashSet::new();
+        // A direct match already among the best HOP_AFTER keeps its place as it is.
+        let mut direct: Vec<f64> = rel.values().copied().collect();
+        direct.sort_by(|a, b| b.total_cmp(a));
+        let head_floor = direct.get(HOP_AFTER - 1).copied();
         for (path, hop) in hops {
-            let s = sig.entry(path.clone()).or_default();
-            s.hop = hop;
-            if !s.sources.contains(&"hop") {
-                s.sources.push("hop");
+            let direct = rel.get(&path).copied();
+            if direct.is_some_and(|d| head_floor.is_none_or(|f| d >= f)) {
+                continue;
             }
             if !nodes.contains_key(&path)
                 && let Some(n) = self.store.node(&path)?
             {
                 nodes.insert(path.clone(), n);
             }
-            if let Some(n) = nodes.get(&path) {
-                let lifted = relevance(s, n, &terms, vectors);
-                let direct = rel.get(&path).copied().unwrap_or(0.0);
-                if lifted > direct {
-                    rel.insert(path.clone(), lifted);
-                    hopped.insert(path.clone());
-                }
+            let Some(n) = nodes.get(&path) else {
+                continue;
+            };
+            let s = sig.entry(path.clone()).or_default();
+            s.hop = hop;
+            s.sources.push("hop");
+            let lifted = relevance(s, n, &terms, vectors);
+            if lifted > direct.unwrap_or(0.0) {
+                rel.insert(path.clone(), lifted);
+                hopped.insert(path.clone());
             }
         }
         // One hop along links from the five most relevant memories.
@@ -546,10 +552,8 @@ const HOP_WINDOW: usize = 30;
 /// not among the query's `terms`, lower-cased, first four, in order.
 fn names(text: &str, terms: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for w in text
-        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .map(|w| w.trim_matches('\''))
-    {
+    // Split as `mentions` does: "Bob's" is the name "bob".
+    for w in text.split(|c: char| !c.is_alphanumeric()) {
         if out.len() == 4 {
             break;
         }
@@ -643,7 +647,8 @@ pub fn about_time(query: &str) -> bool {
 /// - `N days|weeks|months|years ago` (N a number, a word up to twelve, `a`/`an`, `a few` = 3):
 ///   that day (±1 day), that week (±3.5 days), that month, that year.
 ///
-/// A bare `may` is a month only beside a day or a year, or after `in`/`during`/`last`/`since`.
+/// May, June, April, August and March (names and verbs too) and three-letter abbreviations
+/// are months only beside a day or a year, or after `in`/`during`/`last`/`since`.
 pub fn periods(query: &str, now: Micros) -> Vec<(Micros, Micros)> {
     use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
     const DAY: Micros = 86_400_000_000;
@@ -777,13 +782,17 @@ pub fn periods(query: &str, now: Micros) -> Vec<(Micros, Micros)> {
                         .or_else(|| year_number(after).filter(|_| day_number(next).is_some()));
                     let d = day_number(next).or_else(|| day_number(prev));
                     // The last such month (or day) when no year is named.
-                    let y = explicit_year.unwrap_or(if m <= today.month() {
-                        today.year()
-                    } else {
-                        today.year() - 1
-                    });
+                    let past = match d {
+                        Some(d) => (m, d) <= (today.month(), today.day()),
+                        None => m <= today.month(),
+                    };
+                    let y =
+                        explicit_year.unwrap_or(if past { today.year() } else { today.year() - 1 });
                     let named = explicit_year.is_some() || d.is_some();
-                    let loose_ok = (w != "may" && w.len() > 3)
+                    // Alone, a month that is also a name or a verb (May, June, April,
+                    // August, march) is one only after `in`, `during`, `last` or `since`.
+                    let loose_ok = (w.len() > 3
+                        && !matches!(w, "march" | "april" | "june" | "august"))
                         || matches!(prev, "in" | "during" | "last" | "since");
                     match d {
                         Some(d) => NaiveDate::from_ymd_opt(y, m, d).and_then(day),
@@ -909,6 +918,12 @@ mod tests {
                 vec![span("2025-01-01", "2026-01-01")],
             ),
             ("the trip in May", vec![span("2026-05-01", "2026-06-01")]),
+            ("what does June like", vec![]),
+            ("the fair on December 25th", vec![day("2025-12-25")]),
+            (
+                "what happened on Bob's birthday in November",
+                vec![span("2026-11-01", "2026-12-01")],
+            ),
             (
                 "the party in December",
                 vec![span("2026-12-01", "2027-01-01")],
@@ -926,6 +941,19 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(periods(q, now()), want, "{q}");
         }
+    }
+
+    #[test]
+    fn names_are_capitalised_words_outside_the_query_possessives_included() {
+        let terms = vec!["linden".to_string(), "street".to_string()];
+        assert_eq!(
+            names(
+                "Bob's family moved to Linden Street with Ana and The Dog.",
+                &terms
+            ),
+            vec!["bob", "ana", "dog"]
+        );
+        assert!(mentions("bob's cat is called tom", &["bob".to_string()]));
     }
 
     #[test]

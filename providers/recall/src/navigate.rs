@@ -188,23 +188,35 @@ pub fn timeline(
     if days == 0 {
         return Err(Error::invalid("days must be at least 1"));
     }
-    let since = now_micros() - i64::from(days) * 86_400_000_000;
-    // Changed in the period (a memory's `at` is never later than its writing, in practice);
-    // some of them are about earlier times, so look at more than `limit`.
-    let mut nodes: Vec<(Micros, MemoryNode)> = store
-        .recent(
-            scopes,
-            caller,
-            keep,
-            Some(since),
-            limit.saturating_mul(4).max(limit),
-        )?
-        .into_iter()
-        .map(|n| (crate::engine::at(&n).unwrap_or(n.updated_at), n))
-        .filter(|(when, _)| *when >= since)
-        .collect();
-    nodes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.path.cmp(&b.1.path)));
-    nodes.truncate(limit);
+    let now = now_micros();
+    let since = now - i64::from(days) * 86_400_000_000;
+    // Changed in the period, newest change first (a memory's `at` is no later than its
+    // writing, in practice); some are about earlier times, so fetch more than `limit` until
+    // what was not fetched (changed before the oldest fetched) cannot be newer than the last
+    // kept.
+    let mut fetch = limit.saturating_mul(4).max(1);
+    let nodes = loop {
+        let got = store.recent(scopes, caller, keep, Some(since), fetch)?;
+        let full = got.len() >= fetch;
+        let oldest_change = got.last().map(|n| n.updated_at);
+        let mut kept: Vec<(Micros, MemoryNode)> = got
+            .into_iter()
+            .map(|n| (crate::engine::at(&n).unwrap_or(n.updated_at), n))
+            .filter(|(when, _)| (since..=now).contains(when))
+            .collect();
+        kept.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.path.cmp(&b.1.path)));
+        let complete = limit == 0
+            || !full
+            || (kept.len() >= limit
+                && oldest_change
+                    .zip(limit.checked_sub(1).and_then(|i| kept.get(i)))
+                    .is_some_and(|(u, k)| k.0 >= u));
+        if complete || fetch >= 100_000 {
+            kept.truncate(limit);
+            break kept;
+        }
+        fetch = fetch.saturating_mul(4);
+    };
     if nodes.is_empty() {
         return Ok(Output::new(
             format!("No memories in the last {days} days.\n"),

@@ -424,6 +424,8 @@ fn relative_times_favour_their_period_and_the_timeline_uses_when_a_memory_is_abo
         ("We decided the budget for the offsite: 40k", 1),
         ("We decided the budget for the hackathon: 12k", 21),
         ("We decided the budget for the conference: 90k", 400),
+        // About tomorrow: in no timeline of the past.
+        ("We will decide the budget for the party: 5k", -1),
     ]
     .into_iter()
     .map(|(text, ago)| remember_at(&w, &a, text, now - ago * day))
