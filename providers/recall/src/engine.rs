@@ -335,24 +335,23 @@ impl Engine {
         }
         // A second hop through the names in the best matches: "the pet of the person who
         // moved to Linden Street" finds the move, whose teller's name then finds the pet.
-        let hops = self.second_hop(&rel, &nodes, &terms, scopes, caller, keep)?;
+        let best = best_first(&rel);
+        let hops = match best.first().filter(|(_, r)| *r >= HOP_SEED) {
+            Some((seed, r)) => {
+                self.second_hop(seed, *r, &mut nodes, &terms, scopes, caller, keep)?
+            }
+            None => Vec::new(),
+        };
         // Memories whose relevance the second hop raised: they rank after the best direct
         // matches (below), as a name shared with a strong match is weaker evidence than the
-        // question's own words.
+        // question's own words. A direct match already among the best HOP_AFTER keeps its
+        // place as it is.
         let mut hopped: HashSet<String> = HashSet::new();
-        // A direct match already among the best HOP_AFTER keeps its place as it is.
-        let mut direct: Vec<f64> = rel.values().copied().collect();
-        direct.sort_by(|a, b| b.total_cmp(a));
-        let head_floor = direct.get(HOP_AFTER - 1).copied();
+        let head_floor = best.get(HOP_AFTER - 1).map(|b| b.1);
         for (path, hop) in hops {
             let direct = rel.get(&path).copied();
             if direct.is_some_and(|d| head_floor.is_none_or(|f| d >= f)) {
                 continue;
-            }
-            if !nodes.contains_key(&path)
-                && let Some(n) = self.store.node(&path)?
-            {
-                nodes.insert(path.clone(), n);
             }
             let Some(n) = nodes.get(&path) else {
                 continue;
@@ -363,17 +362,11 @@ impl Engine {
             let lifted = relevance(s, n, &terms, vectors);
             if lifted > direct.unwrap_or(0.0) {
                 rel.insert(path.clone(), lifted);
-                hopped.insert(path.clone());
+                hopped.insert(path);
             }
         }
         // One hop along links from the five most relevant memories.
-        let mut seeds: Vec<(&String, &f64)> = rel.iter().collect();
-        seeds.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
-        let seeds: Vec<(String, f64)> = seeds
-            .into_iter()
-            .take(5)
-            .map(|(p, r)| (p.clone(), *r))
-            .collect();
+        let seeds: Vec<(String, f64)> = best_first(&rel).into_iter().take(5).collect();
         let in_scope = |p: &str| {
             scopes.iter().any(|s| avm_core::address::is_within(p, s))
                 && !avm_core::address::is_within(p, "/trash")
@@ -473,70 +466,71 @@ impl Engine {
     /// of the query's terms unmatched, the memories holding one of its names (capitalised
     /// words the query does not hold) and one of those missing terms, each scored `hop` =
     /// its relevance × (0.6 + 0.4 × the share of missing terms the memory holds).
+    #[allow(clippy::too_many_arguments)]
     fn second_hop(
         &self,
-        rel: &BTreeMap<String, f64>,
-        nodes: &BTreeMap<String, MemoryNode>,
+        seed: &str,
+        seed_rel: f64,
+        nodes: &mut BTreeMap<String, MemoryNode>,
         terms: &[String],
         scopes: &[String],
         caller: &Caller,
         keep: Keep<'_>,
     ) -> Result<Vec<(String, f64)>> {
-        let mut seeds: Vec<(&String, f64)> = rel
-            .iter()
-            .filter(|(_, r)| **r >= HOP_SEED)
-            .map(|(p, r)| (p, *r))
-            .collect();
-        seeds.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         let lower = |n: &MemoryNode| format!("{}\n{}", n.title(), n.content).to_lowercase();
-        let mut out: BTreeMap<String, f64> = BTreeMap::new();
-        for (seed, seed_rel) in seeds.into_iter().take(1) {
-            let Some(node) = nodes.get(seed) else {
-                continue;
-            };
-            let seed_text = lower(node);
-            let missing: Vec<String> = terms
-                .iter()
-                .filter(|t| !seed_text.contains(t.as_str()))
-                .cloned()
-                .collect();
-            let names = names(&node.content, terms);
-            if missing.is_empty() || names.is_empty() {
-                continue;
-            }
-            let q = names.iter().chain(&missing).cloned().collect::<Vec<_>>();
-            let hits = match self
-                .store
-                .text_search(scopes, caller, keep, &q.join(" "), HOP_WINDOW)
-            {
-                Ok(h) => h,
-                Err(e) if e.kind() == avm_core::ErrorKind::InvalidInput => continue,
-                Err(e) => return Err(e),
-            };
-            for h in hits {
-                if &h.path == seed {
-                    continue;
-                }
-                let text = match nodes.get(&h.path) {
-                    Some(n) => lower(n),
-                    None => match self.store.node(&h.path)? {
-                        Some(n) => lower(&n),
-                        None => continue,
-                    },
-                };
-                let cover = summary::coverage(&missing, &text);
-                if cover == 0.0 || !mentions(&text, &names) {
-                    continue;
-                }
-                let hop = seed_rel * (0.6 + 0.4 * cover);
-                let e = out.entry(h.path).or_insert(0.0);
-                if hop > *e {
-                    *e = hop;
-                }
-            }
+        let Some(node) = nodes.get(seed) else {
+            return Ok(Vec::new());
+        };
+        let seed_text = lower(node);
+        let missing: Vec<String> = terms
+            .iter()
+            .filter(|t| !seed_text.contains(t.as_str()))
+            .cloned()
+            .collect();
+        let names = names(&node.content, terms);
+        if missing.is_empty() || names.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out.into_iter().collect())
+        let q = names.iter().chain(&missing).cloned().collect::<Vec<_>>();
+        let hits = match self
+            .store
+            .text_search(scopes, caller, keep, &q.join(" "), HOP_WINDOW)
+        {
+            Ok(h) => h,
+            Err(e) if e.kind() == avm_core::ErrorKind::InvalidInput => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for h in hits {
+            if h.path == seed {
+                continue;
+            }
+            // Loaded here once; kept in `nodes` only for the memories the hop reaches.
+            let (text, loaded) = match nodes.get(&h.path) {
+                Some(n) => (lower(n), None),
+                None => match self.store.node(&h.path)? {
+                    Some(n) => (lower(&n), Some(n)),
+                    None => continue,
+                },
+            };
+            let cover = summary::coverage(&missing, &text);
+            if cover == 0.0 || !mentions(&text, &names) {
+                continue;
+            }
+            if let Some(n) = loaded {
+                nodes.insert(h.path.clone(), n);
+            }
+            out.push((h.path, seed_rel * (0.6 + 0.4 * cover)));
+        }
+        Ok(out)
     }
+}
+
+/// `rel`'s memories, most relevant first (ties: smaller path first).
+fn best_first(rel: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = rel.iter().map(|(p, r)| (p.clone(), *r)).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
 }
 
 /// How much of the seed's relevance a second-hop memory inherits (see `relevance`).
