@@ -186,7 +186,7 @@ pub enum Command {
         #[arg(long, short = 'n', default_value_t = 30)]
         limit: usize,
     },
-    /// Memories changed recently, newest first
+    /// Memories of recent days (by when they are about, else their last change), newest first
     Timeline {
         /// Only below this path
         #[arg(default_value = "/")]

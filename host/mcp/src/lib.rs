@@ -495,7 +495,9 @@ impl AvmMcp {
         result(self.read(address(&p, "tags", &[])))
     }
 
-    #[tool(description = "Memories changed recently that you may read, newest first.")]
+    #[tool(
+        description = "Memories of recent days that you may read (by when they are about, else their last change), newest first."
+    )]
     async fn avm_recent(&self, Parameters(a): Parameters<RecentArgs>) -> ToolResult {
         let pairs = vec![
             ("days", a.days.unwrap_or(1).to_string()),
