@@ -916,13 +916,19 @@ impl Core {
         }
         // A file open elsewhere with changes (or one being created) is shared as it stands.
         if let Some(f) = &open {
+            // Under the map's lock, as a release decides whether this was the last handle
+            // (the kernel sends a close's release without waiting for it): a file it has
+            // let go of is not joined, but opened afresh below.
+            let files = lock(&self.files);
+            let held = files.get(&ino).is_some_and(|g| Arc::ptr_eq(g, f));
             let mut d = lock(&f.data);
-            if d.new || d.dirty || d.unlinked {
+            if held && (d.new || d.dirty || d.unlinked) {
                 if mode.truncate {
                     Self::truncate_at_open(&mut d);
                 }
                 d.handles += 1;
                 drop(d);
+                drop(files);
                 lock(&self.handles).insert(
                     fh,
                     HandleKind::File {
@@ -934,31 +940,12 @@ impl Core {
                 return Ok((fh, mode.append || !memory));
             }
         }
-        // A reader needs only the content; a writer also the attributes a changed file shows
-        // (mode, owner) until it is stored. Both are read before any lock is taken and
-        // installed only if nothing was written to the file since (its change counter is
-        // where it was seen).
-        let stat = if mode.write {
-            let st = self.host.stat(&self.caller, &self.address(&path)?)?;
-            if st.kind == NodeKind::Dir {
-                return Err(Error::new(
-                    ErrorKind::IsADirectory,
-                    format!("{path} is a directory"),
-                ));
-            }
-            Some(self.attr_of(ino, &st))
-        } else {
-            None
-        };
-        let seen = open.as_ref().map_or(0, |f| lock(&f.data).seq);
-        let fresh = if mode.truncate {
-            None
-        } else {
-            Some(self.load(&path)?)
-        };
+        // The open file, with this handle counted in while the map is locked: a release
+        // running at the same time (the kernel does not wait for a close's release) cannot
+        // drop it from the map, which would take this handle's writes with it.
         let file = {
             let mut files = lock(&self.files);
-            files
+            let f = files
                 .entry(ino)
                 .or_insert_with(|| {
                     Arc::new(FileState {
@@ -971,14 +958,32 @@ impl Core {
                             new: false,
                             unlinked: false,
                             handles: 0,
-                            mtime: stat.map_or_else(SystemTime::now, |a| a.mtime),
-                            mode: stat.map_or(0o644, |a| u32::from(a.perm)),
+                            mtime: SystemTime::now(),
+                            mode: 0o644,
                             owner: None,
                             stat: None,
                         }),
                     })
                 })
-                .clone()
+                .clone();
+            lock(&f.data).handles += 1;
+            f
+        };
+        // A reader needs only the content; a writer also the attributes a changed file shows
+        // (mode, owner) until it is stored. Both are read while no store of this file is in
+        // flight, and installed only if nothing was written to it since (its change counter
+        // is where it was seen).
+        let (stat, fresh, seen) = {
+            let _g = lock(&file.store);
+            let seen = lock(&file.data).seq;
+            match self.open_state(ino, &path, mode) {
+                Ok((stat, fresh)) => (stat, fresh, seen),
+                Err(e) => {
+                    drop(_g);
+                    self.let_go(ino);
+                    return Err(e);
+                }
+            }
         };
         {
             let mut d = lock(&file.data);
@@ -995,7 +1000,6 @@ impl Core {
             if mode.truncate {
                 Self::truncate_at_open(&mut d);
             }
-            d.handles += 1;
         }
         lock(&self.handles).insert(
             fh,
@@ -1006,6 +1010,48 @@ impl Core {
             },
         );
         Ok((fh, mode.append || !memory))
+    }
+
+    /// What an open reads from the host: the stored attributes (for a writer) and the
+    /// content (unless the open truncates).
+    fn open_state(
+        &self,
+        ino: u64,
+        path: &str,
+        mode: OpenMode,
+    ) -> Result<(Option<Attr>, Option<Vec<u8>>)> {
+        let stat = if mode.write {
+            let st = self.host.stat(&self.caller, &self.address(path)?)?;
+            if st.kind == NodeKind::Dir {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!("{path} is a directory"),
+                ));
+            }
+            Some(self.attr_of(ino, &st))
+        } else {
+            None
+        };
+        let fresh = if mode.truncate {
+            None
+        } else {
+            Some(self.load(path)?)
+        };
+        Ok((stat, fresh))
+    }
+
+    /// Gives back a handle counted in by an open that then failed: the open file goes when
+    /// no handle holds it and it has nothing left to store.
+    fn let_go(&self, ino: u64) {
+        let mut files = lock(&self.files);
+        let gone = files.get(&ino).is_some_and(|f| {
+            let mut d = lock(&f.data);
+            d.handles = d.handles.saturating_sub(1);
+            d.handles == 0 && !d.dirty
+        });
+        if gone {
+            files.remove(&ino);
+        }
     }
 
     /// `O_TRUNC`: empty, and modified now (even when it was empty already, as on Linux).
@@ -1878,6 +1924,50 @@ mod tests {
             .unwrap();
         assert_eq!(h.text.lines().count(), 1, "{}", h.text);
         assert_eq!(c.getattr(a.ino).unwrap().size, 5);
+    }
+
+    /// The kernel sends a close's release without waiting for it, so an open of the same
+    /// file can run while the release decides that its handle was the last one. The open
+    /// must join the file or start a new one, never hold one the release dropped (its
+    /// writes and its size would be lost to every other descriptor and to stat).
+    #[test]
+    fn an_open_racing_a_release_keeps_its_file() {
+        let (_d, c, _h) = core("alice");
+        let c = Arc::new(c);
+        let dir = dir_ino(&c, ALICE);
+        let (a, fh) = c
+            .create(dir, "r.md", 0o644, rw(), Owner::default())
+            .unwrap();
+        c.write(fh, 0, b"zzzzzz").unwrap();
+        c.release(fh).unwrap();
+        let ino = a.ino;
+        let spawn = |bytes: &'static [u8], truncate: bool| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for i in 0..400 {
+                    let mode = OpenMode { truncate, ..rw() };
+                    let (fh, _) = c.open(ino, mode).unwrap();
+                    c.write(fh, 0, bytes)
+                        .unwrap_or_else(|e| panic!("write {i}: {e}"));
+                    let size = c.getattr(ino).unwrap().size;
+                    assert_eq!(size, 6, "round {i}: stat of a file open with 6 bytes");
+                    let back = c.read(fh, 0, 10).unwrap();
+                    assert!(
+                        back == b"abcdef" || back == b"yyyyyy",
+                        "round {i}: read {back:?}"
+                    );
+                    c.release(fh).unwrap();
+                }
+            })
+        };
+        let t1 = spawn(b"abcdef", true);
+        let t2 = spawn(b"yyyyyy", false);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        assert!(
+            lock(&c.files).is_empty(),
+            "an open file outlived its handles"
+        );
     }
 
     #[test]
