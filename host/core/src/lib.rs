@@ -17,6 +17,7 @@ pub mod policy;
 pub mod provider;
 pub mod router;
 pub mod storage;
+pub mod text;
 pub mod time;
 
 pub use address::{Address, Query};

@@ -98,8 +98,22 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// Compiles `query`; `None` when it holds no searchable word.
+/// Compiles `query`; `None` when it holds no searchable word. Function words outside quotes
+/// (`the`, `of`, `what`: [`avm_core::text::FUNCTION_WORDS`]) are left out when the query
+/// holds anything else: they rank nothing, and each would score most of the store.
 pub fn compile(query: &str) -> Option<Compiled> {
+    compile_with(query, true)
+}
+
+/// [`compile`], keeping function words when `drop_function_words` is false (how queries were
+/// compiled before they were left out: the reference ranking benches compare with).
+pub fn compile_with(query: &str, drop_function_words: bool) -> Option<Compiled> {
+    let function = |w: &str| avm_core::text::is_function_word(&w.to_lowercase());
+    let skip_function_words = drop_function_words
+        && query
+            .split('"')
+            .enumerate()
+            .any(|(i, part)| split_words(part).iter().any(|w| i % 2 == 1 || !function(w)));
     let mut main: Vec<String> = Vec::new();
     let mut cjk: Vec<String> = Vec::new();
     let mut terms: Vec<String> = Vec::new();
@@ -141,6 +155,9 @@ pub fn compile(query: &str) -> Option<Compiled> {
             }
         } else {
             for w in words {
+                if skip_function_words && function(w) {
+                    continue;
+                }
                 for (is_cjk_run, seg) in cjk_segments(w) {
                     if is_cjk_run {
                         add_cjk_run(seg, &mut cjk);
@@ -207,16 +224,14 @@ pub fn snippet(content: &str, terms: &[String]) -> String {
     const WIDTH: usize = 160;
     /// How far into a long line the match position is looked for.
     const SCAN: usize = 20_000;
-    let matches_at = |chars: &[char], i: usize| {
-        let rest: String = chars[i..]
-            .iter()
-            .take(64)
-            .collect::<String>()
-            .to_lowercase();
-        terms
-            .iter()
-            .any(|t| !t.is_empty() && rest.starts_with(t.as_str()))
-    };
+    // Each character lower-cased to one character, so positions in `lower` are positions in
+    // the line (a character whose lower case is longer keeps its first character).
+    let one = |c: char| c.to_lowercase().next().unwrap_or(c);
+    let wanted: Vec<Vec<char>> = terms
+        .iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| t.chars().map(one).collect())
+        .collect();
     for line in content.lines() {
         let lower = line.to_lowercase();
         if !terms
@@ -229,8 +244,9 @@ pub fn snippet(content: &str, terms: &[String]) -> String {
         if chars.len() <= WIDTH {
             return line.trim().to_string();
         }
+        let folded: Vec<char> = chars.iter().take(SCAN + 64).map(|c| one(*c)).collect();
         let pos = (0..chars.len().min(SCAN))
-            .find(|&i| matches_at(&chars, i))
+            .find(|&i| wanted.iter().any(|w| folded[i..].starts_with(w)))
             .unwrap_or(0);
         let skip = pos.saturating_sub(WIDTH / 4);
         let s: String = chars[skip..].iter().take(WIDTH).collect();
@@ -256,12 +272,28 @@ mod tests {
 
     #[test]
     fn user_syntax_is_escaped_into_prefix_or_terms() {
-        let c = compile("hello-world AND \"x").unwrap();
+        let c = compile("hello-world NEAR \"x").unwrap();
         assert_eq!(
             c.main.as_deref(),
-            Some("\"hello\"* OR \"world\"* OR \"AND\"* OR \"x\"")
+            Some("\"hello\"* OR \"world\"* OR \"NEAR\"* OR \"x\"")
         );
         assert!(compile("  -- !! ").is_none());
+    }
+
+    #[test]
+    fn function_words_are_searched_only_when_nothing_else_is() {
+        let c = compile("What was decided on the risk limits for Tamarind?").unwrap();
+        assert_eq!(
+            c.main.as_deref(),
+            Some("\"decided\"* OR \"risk\"* OR \"limits\"* OR \"Tamarind\"*")
+        );
+        assert_eq!(c.terms, ["decided", "risk", "limits", "tamarind"]);
+        assert_eq!(compile("the AND of").unwrap().parts.len(), 3);
+        // Inside quotes every word counts.
+        assert_eq!(
+            compile("\"the who\" of").unwrap().main.as_deref(),
+            Some("\"the who\"")
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod provider;
 pub mod record;
 pub mod services;
 pub mod store;
+pub(crate) mod topk;
 pub mod write;
 
 pub use node::Node;

@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     /// Writes nobody waits for (telemetry), committed with the next group or idle tick: a
     /// commit per recall would make every reader connection drop its page cache.
     deferred: Mutex<Vec<WriteOp>>,
+    /// Document frequencies of common words, for search ([`crate::topk`]).
+    df: Mutex<crate::topk::DfCache>,
 }
 
 /// The store. Cheap to share behind an `Arc`; dropping the last handle flushes and stops the
@@ -285,6 +287,7 @@ impl Store {
             readers,
             touches: Mutex::new(HashMap::new()),
             deferred: Mutex::new(Vec::new()),
+            df: Mutex::new(crate::topk::DfCache::default()),
         });
         let (tx, rx) = mpsc::sync_channel::<Job>(4096);
         let w_shared = shared.clone();
@@ -782,7 +785,76 @@ impl Store {
                 "search query {query:?} has no words to look for"
             )));
         };
+        if let Some(words) = crate::topk::words(&q) {
+            return self.search_topk(scopes, caller, extra, &q, &words, limit, snippets);
+        }
         self.search_compiled(scopes, caller, extra, &q, limit, snippets)
+    }
+
+    /// FTS5's own ranking of every row holding any word of `query`, function words included:
+    /// how search ranked before [`crate::topk`] (and what it costs), for benches to compare
+    /// with. Not for serving: its cost grows with the store.
+    pub fn search_reference(
+        &self,
+        scope: &str,
+        caller: &Caller,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Hit>> {
+        let Some(q) = fts::compile_with(query, false) else {
+            return Err(Error::invalid(format!(
+                "search query {query:?} has no words to look for"
+            )));
+        };
+        self.search_compiled(&[scope.to_string()], caller, &|_| true, &q, limit, false)
+    }
+
+    /// [`Store::search_within`] for queries of two or more plain words: the exact BM25 top
+    /// `limit`, scoring only the rows that can reach it ([`crate::topk`]).
+    #[allow(clippy::too_many_arguments)]
+    fn search_topk(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        extra: avm_core::storage::Keep<'_>,
+        q: &fts::Compiled,
+        words: &[String],
+        limit: usize,
+        snippets: bool,
+    ) -> Result<Vec<Hit>> {
+        let in_trash = scopes.iter().any(|s| is_within(s, "/trash"));
+        let keep = |path: &str| {
+            scopes.iter().any(|s| is_within(path, s))
+                && (in_trash || !is_within(path, "/trash"))
+                && extra(path)
+        };
+        let search = crate::topk::TopK {
+            keep: &keep,
+            viewer: viewer(caller),
+            now: now_micros(),
+            snippets,
+            df: &self.shared.df,
+        };
+        let limit = limit.min(100_000);
+        let Some(mut found) = self.read_conn(|c| search.run(c, words, limit))? else {
+            return Ok(Vec::new());
+        };
+        found.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        found.truncate(limit);
+        Ok(found
+            .into_iter()
+            .map(|s| Hit {
+                snippet: s
+                    .content
+                    .map_or_else(String::new, |c| fts::snippet(&c, &q.terms)),
+                path: s.path,
+                score: s.score,
+            })
+            .collect())
     }
 
     /// Candidates for ranking elsewhere (recall): memories holding every query word first,

@@ -381,8 +381,8 @@ fn ttl_hides_expired_nodes_everywhere_and_purges_them() {
 #[test]
 fn search_escapes_user_syntax_and_supports_prefix_phrase_and_cjk() {
     let e = env();
-    e.write("/a.md", "NVDA RSI at 72, overbought AND rising");
-    e.write("/b.md", "cats and dogs spiking");
+    e.write("/a.md", "NVDA RSI at 72, overbought AND NOT rising");
+    e.write("/b.md", "cats and dogs spiking near");
     e.write("/c.md", "伊朗军事冲突 中东局势紧张");
     assert_eq!(e.search(&OP, "spik"), vec!["/b.md"]);
     assert_eq!(e.search(&OP, "\"rsi at\""), vec!["/a.md"]);
@@ -392,7 +392,7 @@ fn search_escapes_user_syntax_and_supports_prefix_phrase_and_cjk() {
     assert_eq!(
         hits,
         vec!["/a.md", "/b.md"],
-        "FTS operators in user text are plain words"
+        "FTS operators in user text are plain words (AND and OR, function words, are left out)"
     );
     for q in ["局势", "中东", "冲突", "中东局势紧张", "伊", "势紧"] {
         assert_eq!(e.search(&OP, q), vec!["/c.md"], "query {q}");
@@ -1513,4 +1513,96 @@ fn remember_time_stamps_are_not_indexed_and_an_old_index_is_rebuilt_without_them
     e.store().sync().unwrap();
     assert_eq!(vocab("kestrel"), 0);
     assert_eq!(vocab("quorum"), 0);
+}
+
+/// A query of plain words returns exactly the best ten memories by BM25 over every memory the
+/// caller may see (computed here by brute force), whatever its mix of rare and common words,
+/// prefixes that match several words included; other agents' private memories never count.
+#[test]
+fn search_of_plain_words_is_the_exact_bm25_top_ten() {
+    let e = env();
+    // A tiny deterministic generator (xorshift), so a failure names its query.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    // Words drawn Zipf-like, so some are in most memories and some in a few; `lim`, `limit`
+    // and `limits` share a prefix.
+    let mut vocab: Vec<String> = (0..80)
+        .map(|i| format!("{}{}", ["ka", "ro", "ve", "su"][i % 4], i))
+        .collect();
+    vocab.extend(["lim", "limit", "limits", "risk", "risky"].map(String::from));
+    let pick = |r: usize| vocab[(r * r / vocab.len()).min(vocab.len() - 1)].clone();
+    let mut docs: Vec<(String, Vec<String>)> = Vec::new();
+    let mut batch = Vec::new();
+    // More memories than search looks at unranked, so common words are walked in rank order.
+    for i in 0..1500 {
+        let len = 3 + next(60);
+        let words: Vec<String> = (0..len).map(|_| pick(next(vocab.len()))).collect();
+        let path = match i % 3 {
+            0 => format!("/memory/private/alice/n{i}.md"),
+            1 => format!("/memory/private/bob/n{i}.md"),
+            _ => format!("/memory/shared/team/n{i}.md"),
+        };
+        batch.push((path.clone(), put(&words.join(" "))));
+        docs.push((path, words));
+    }
+    for r in e.host.write_many(&OP, batch) {
+        r.unwrap();
+    }
+    let n = docs.len() as f64;
+    let avgdl = docs.iter().map(|(_, w)| w.len()).sum::<usize>() as f64 / n;
+    let alice = Caller::Agent("alice".into());
+    for round in 0..40 {
+        let k = 2 + next(4);
+        let mut query: Vec<String> = (0..k).map(|_| pick(next(vocab.len()))).collect();
+        if round % 5 == 0 {
+            query.push("lim".into());
+        }
+        query.sort();
+        query.dedup();
+        if query.len() < 2 {
+            continue;
+        }
+        // Document frequency as the vocabulary counts it: per word a prefix matches.
+        let mut df: Vec<(f64, String)> = query
+            .iter()
+            .map(|q| {
+                let per_word: usize = vocab
+                    .iter()
+                    .filter(|v| v.starts_with(q.as_str()))
+                    .map(|v| docs.iter().filter(|(_, w)| w.contains(v)).count())
+                    .sum();
+                ((per_word as f64).min(n), q.clone())
+            })
+            .collect();
+        df.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let mut want: Vec<(f64, String)> = docs
+            .iter()
+            .filter(|(p, _)| !p.starts_with("/memory/private/bob/"))
+            .filter_map(|(p, words)| {
+                let norm = 1.2 * (0.25 + 0.75 * words.len() as f64 / avgdl);
+                let mut score = 0.0;
+                let mut any = false;
+                for (d, q) in &df {
+                    let tf = words.iter().filter(|w| w.starts_with(q.as_str())).count() as f64;
+                    if tf > 0.0 {
+                        any = true;
+                        let idf = ((n - d + 0.5) / (d + 0.5)).ln();
+                        let idf = if idf <= 0.0 { 1e-6 } else { idf };
+                        score += idf * tf * 2.2 / (tf + norm);
+                    }
+                }
+                any.then(|| (score, p.clone()))
+            })
+            .collect();
+        want.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        want.truncate(10);
+        let want: Vec<String> = want.into_iter().map(|(_, p)| p).collect();
+        let q = query.join(" ");
+        assert_eq!(e.search(&alice, &q), want, "query {q:?}");
+    }
 }

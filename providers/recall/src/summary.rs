@@ -13,7 +13,7 @@ pub fn terms(query: &str) -> Vec<String> {
     let mut word = String::new();
     let flush = |word: &mut String, push: &mut dyn FnMut(String)| {
         if word.chars().count() >= 2
-            && !STOP.contains(&word.as_str())
+            && !avm_core::text::is_function_word(word)
             && !avm_provider_topics::extract::is_stop_word(word)
         {
             push(std::mem::take(word));
@@ -31,13 +31,6 @@ pub fn terms(query: &str) -> Vec<String> {
     flush(&mut word, &mut push);
     out
 }
-
-/// Words too common to say anything about relevance.
-const STOP: &[&str] = &[
-    "a", "about", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from",
-    "has", "have", "how", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to",
-    "was", "we", "were", "what", "when", "where", "which", "who", "why", "with",
-];
 
 /// Is this a line `remember` adds around the content (`*Created: …*`, `*Tags: …*`, `---`)?
 pub fn is_boilerplate(line: &str) -> bool {

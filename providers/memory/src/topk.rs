@@ -1,0 +1,546 @@
+//! Top-k full-text search whose cost follows the query's rarest words, not the store's size.
+//!
+//! FTS5 ranks `a OR b OR c` by scoring every row that holds any of the words: a question with
+//! a word that one memory in ten contains scores a tenth of the store. Here the score is the
+//! same BM25 (FTS5's formula and constants, its document lengths and average), computed by
+//! avm for the few rows that can reach the top k (MaxScore):
+//!
+//! 1. Words are ordered rarest first; the rarest are *essential*. FTS5 ranks only the rows
+//!    holding an essential word, and they are scored in that order. A row further down scores
+//!    at most its essential share plus every other word's upper bound (`idf × (k1 + 1)`), so
+//!    the walk stops once the k-th best score found beats that.
+//! 2. A row holding no essential word scores at most the sum of the upper bounds of the words
+//!    it holds. For every smallest set of the other words whose bounds reach the k-th best
+//!    score, FTS5 ranks the rows holding all of them (`a AND b`) and they are walked the same
+//!    way; when one word alone could reach it, that word becomes essential and the search
+//!    starts again.
+//!
+//! The result is the exact top k under this score. A word's document frequency comes from the
+//! FTS5 vocabulary (summed over the words a prefix matches, so for a prefix that matches
+//! several words in one memory it counts that memory more than once, where FTS5's own rank
+//! counts it once: idf is then slightly lower than FTS5's).
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::fts;
+
+/// BM25's term-frequency saturation (FTS5's value).
+const K1: f64 = 1.2;
+/// BM25's length normalisation (FTS5's value).
+const B: f64 = 0.75;
+/// Most rows of an expression looked at all, unranked.
+const LOOK_ALL: usize = 600;
+/// Rows FTS5 ranks at first for the essential words (more only when the walk needs them).
+const WINDOW: usize = 256;
+/// Most memories a combination of non-essential words may be looked for in (FTS5 ranks every
+/// memory holding all of them, some microseconds each).
+const SET_ROWS: f64 = 1_000.0;
+/// Most non-essential words whose combinations are enumerated.
+const MAX_OTHER: usize = 12;
+
+/// The words of a compiled query this search handles: two or more bare ASCII words (prefix
+/// terms); `None` for anything else (phrases, CJK, a single word), which FTS5 ranks itself.
+pub(crate) fn words(q: &fts::Compiled) -> Option<Vec<String>> {
+    if q.cjk.is_some() || q.parts.len() < 2 {
+        return None;
+    }
+    q.parts
+        .iter()
+        .map(|p| {
+            let w = p.strip_prefix('"')?.strip_suffix("\"*")?;
+            (!w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .then(|| w.to_ascii_lowercase())
+        })
+        .collect()
+}
+
+/// A SQLite varint (FTS5's record format): the value and the bytes it took.
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    for i in 0..9 {
+        let byte = *b.get(i)?;
+        if i == 8 {
+            return Some(((v << 8) | u64::from(byte), 9));
+        }
+        v = (v << 7) | u64::from(byte & 0x7f);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// Rows in the index and tokens in all of them (FTS5's averages record).
+fn corpus(c: &Connection) -> rusqlite::Result<Option<(f64, f64)>> {
+    let block: Option<Vec<u8>> = c
+        .prepare_cached("SELECT block FROM nodes_fts_data WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let Some(block) = block else { return Ok(None) };
+    let Some((rows, n)) = varint(&block) else {
+        return Ok(None);
+    };
+    let Some((tokens, _)) = varint(&block[n..]) else {
+        return Ok(None);
+    };
+    if rows == 0 {
+        return Ok(None);
+    }
+    Ok(Some((rows as f64, tokens as f64)))
+}
+
+/// Document frequencies of common words, remembered between searches: the vocabulary counts
+/// a word's documents by reading all of them (milliseconds for a word in most memories).
+#[derive(Debug, Default)]
+pub(crate) struct DfCache {
+    /// word -> (document frequency, rows and tokens of the index when it was counted).
+    words: HashMap<String, (f64, f64, f64)>,
+}
+
+/// Words in fewer documents than this are counted at every search (it costs little).
+const CACHE_FROM: f64 = 1_000.0;
+/// Most words remembered.
+const CACHE_WORDS: usize = 4_096;
+
+impl DfCache {
+    /// A remembered count still within 2% of the true one: the index changed by fewer
+    /// memories (added, removed, or rewritten, counted in average lengths) than 2% of it.
+    fn get(&self, word: &str, rows: f64, tokens: f64) -> Option<f64> {
+        let (df, r, t) = self.words.get(word)?;
+        let avg = (tokens / rows).max(1.0);
+        let changed = (rows - r).abs() + (tokens - t).abs() / avg;
+        (changed <= df / 50.0).then_some(*df)
+    }
+
+    fn put(&mut self, word: &str, df: f64, rows: f64, tokens: f64) {
+        if df < CACHE_FROM {
+            return;
+        }
+        if self.words.len() >= CACHE_WORDS {
+            self.words.clear();
+        }
+        self.words.insert(word.to_string(), (df, rows, tokens));
+    }
+}
+
+/// FTS5's idf: `ln((N - n + 0.5) / (n + 0.5))`, at least 1e-6.
+fn idf(rows: f64, df: f64) -> f64 {
+    let v = ((rows - df + 0.5) / (df + 0.5)).ln();
+    if v <= 0.0 { 1e-6 } else { v }
+}
+
+/// Calls `f` with each token of `text` as FTS5's `unicode61 remove_diacritics 2` makes it:
+/// runs of letters and digits, lower-cased, combining marks dropped.
+fn tokens(text: &str, mut f: impl FnMut(&str)) {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+    let mut buf = String::new();
+    let mut plain = true;
+    let mut emit = |buf: &mut String, plain: &mut bool| {
+        if buf.is_empty() {
+            return;
+        }
+        if *plain {
+            f(buf);
+        } else {
+            let folded: String = buf.nfd().filter(|c| !is_combining_mark(*c)).collect();
+            f(&folded);
+        }
+        buf.clear();
+        *plain = true;
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            buf.push(c.to_ascii_lowercase());
+        } else if c.is_ascii() {
+            emit(&mut buf, &mut plain);
+        } else if c.is_alphanumeric() {
+            buf.extend(c.to_lowercase());
+            plain = false;
+        } else if is_combining_mark(c) && !buf.is_empty() {
+            plain = false;
+            buf.push(c);
+        } else {
+            emit(&mut buf, &mut plain);
+        }
+    }
+    emit(&mut buf, &mut plain);
+}
+
+/// How many tokens of `text` each (lower-case ASCII) word is a prefix of, and how many
+/// tokens it has.
+fn frequencies(text: &str, words: &[String]) -> (Vec<u32>, u32) {
+    let mut tf = vec![0u32; words.len()];
+    let mut len = 0u32;
+    let mut count = |t: &[u8]| {
+        len += 1;
+        let first = t[0].to_ascii_lowercase();
+        for (i, w) in words.iter().enumerate() {
+            let w = w.as_bytes();
+            if w[0] == first && t.len() >= w.len() && t[..w.len()].eq_ignore_ascii_case(w) {
+                tf[i] += 1;
+            }
+        }
+    };
+    if text.is_ascii() {
+        // Most memories: tokens are runs of ASCII letters and digits, counted where one
+        // starts; each word's matches found by substring search, kept where a token starts.
+        let lower = text.to_ascii_lowercase();
+        let b = lower.as_bytes();
+        let mut prev = false;
+        for &c in b {
+            let a = c.is_ascii_alphanumeric();
+            len += u32::from(a & !prev);
+            prev = a;
+        }
+        let starts = |i: usize| i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        for (i, w) in words.iter().enumerate() {
+            tf[i] = memchr::memmem::find_iter(b, w.as_bytes())
+                .filter(|&at| starts(at))
+                .count() as u32;
+        }
+    } else {
+        tokens(text, |t| count(t.as_bytes()));
+    }
+    (tf, len)
+}
+
+/// What the search needs to know of the query's words.
+struct Terms {
+    /// The words, rarest first.
+    words: Vec<String>,
+    /// Their prefix terms (`"word"*`), in the same order.
+    parts: Vec<String>,
+    /// Their idf.
+    idf: Vec<f64>,
+    /// Their document frequencies.
+    df: Vec<f64>,
+    avgdl: f64,
+}
+
+impl Terms {
+    /// Upper bound of word `i`'s share of any row's score.
+    fn bound(&self, i: usize) -> f64 {
+        self.idf[i] * (K1 + 1.0)
+    }
+
+    fn score(&self, tf: &[u32], dl: f64) -> f64 {
+        let norm = K1 * (1.0 - B + B * dl / self.avgdl);
+        tf.iter()
+            .zip(&self.idf)
+            .filter(|(t, _)| **t > 0)
+            .map(|(t, idf)| {
+                let t = f64::from(*t);
+                idf * t * (K1 + 1.0) / (t + norm)
+            })
+            .sum()
+    }
+}
+
+/// A row the caller may see, scored.
+pub(crate) struct Seen {
+    /// Its path.
+    pub(crate) path: String,
+    /// Its BM25 score.
+    pub(crate) score: f64,
+    /// Its content, when snippets are wanted.
+    pub(crate) content: Option<String>,
+}
+
+/// The search over one read snapshot.
+pub(crate) struct TopK<'a> {
+    /// Whether a visible, in-scope, unexpired row may be returned (its path).
+    pub keep: &'a dyn Fn(&str) -> bool,
+    /// `avm_visible`'s viewer argument.
+    pub viewer: Option<String>,
+    /// Now, for expiry.
+    pub now: i64,
+    /// Keep content for snippets.
+    pub snippets: bool,
+    /// Remembered document frequencies.
+    pub df: &'a std::sync::Mutex<DfCache>,
+}
+
+impl TopK<'_> {
+    /// The rows scored for `words`, among them the best `limit` (any order; the caller sorts
+    /// and cuts), or `None` when the index is empty.
+    pub(crate) fn run(
+        &self,
+        c: &Connection,
+        words: &[String],
+        limit: usize,
+    ) -> rusqlite::Result<Option<Vec<Seen>>> {
+        let Some((rows, tokens)) = corpus(c)? else {
+            return Ok(None);
+        };
+        let avgdl = (tokens / rows).max(1.0);
+        if limit == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let mut df: Vec<(f64, String)> = Vec::with_capacity(words.len());
+        {
+            let mut stmt = c.prepare_cached(
+                "SELECT coalesce(sum(doc), 0) FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2",
+            )?;
+            for w in words {
+                let known = self.df.lock().ok().and_then(|d| d.get(w, rows, tokens));
+                let n = match known {
+                    Some(n) => n,
+                    None => {
+                        let hi = format!("{w}\u{10FFFF}");
+                        let n: i64 = stmt.query_row(params![w, hi], |r| r.get(0))?;
+                        let n = (n as f64).min(rows);
+                        if let Ok(mut d) = self.df.lock() {
+                            d.put(w, n, rows, tokens);
+                        }
+                        n
+                    }
+                };
+                df.push((n, w.clone()));
+            }
+        }
+        df.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let terms = Terms {
+            parts: df.iter().map(|(_, w)| format!("\"{w}\"*")).collect(),
+            idf: df.iter().map(|(n, _)| idf(rows, *n)).collect(),
+            df: df.iter().map(|(n, _)| *n).collect(),
+            words: df.into_iter().map(|(_, w)| w).collect(),
+            avgdl,
+        };
+        let mut found = Found::new(limit);
+        let mut essential = 1;
+        'again: loop {
+            let others: f64 = (essential..terms.words.len()).map(|i| terms.bound(i)).sum();
+            // 1. Rows holding an essential word, best essential share first.
+            let ranked = terms.parts[..essential].join(" OR ");
+            self.walk(c, &terms, &ranked, others, &mut found)?;
+            if essential == terms.words.len() {
+                break;
+            }
+            // 2. Rows holding no essential word: each smallest set of the other words whose
+            // bounds reach the k-th best score.
+            let th = found.theta();
+            let rest: Vec<usize> = (essential..terms.words.len()).collect();
+            if th == f64::NEG_INFINITY || rest.len() > MAX_OTHER {
+                // Fewer than k rows found (any row holding any word is in the result), or
+                // too many words to combine.
+                essential += 1;
+                continue 'again;
+            }
+            let mut sets: Vec<Vec<usize>> = Vec::new();
+            for mask in 1u32..(1 << rest.len()) {
+                let set: Vec<usize> = (0..rest.len())
+                    .filter(|b| mask & (1 << b) != 0)
+                    .map(|b| rest[b])
+                    .collect();
+                let sum: f64 = set.iter().map(|&i| terms.bound(i)).sum();
+                let smallest = set.iter().all(|&i| sum - terms.bound(i) < th);
+                if sum >= th && smallest {
+                    if set.len() == 1 {
+                        // One word alone could reach the top k: rank its rows instead.
+                        essential = set[0] + 1;
+                        continue 'again;
+                    }
+                    sets.push(set);
+                }
+            }
+            // Rows holding every word of a set, best share of the set first; a row also
+            // holds at most the words outside it.
+            for set in sets {
+                let fewest = set
+                    .iter()
+                    .map(|&i| terms.df[i])
+                    .fold(f64::INFINITY, f64::min);
+                if fewest > SET_ROWS {
+                    // Ranking every memory holding all of these common words would cost more
+                    // than the search may: memories holding a rarer word keep their place.
+                    continue;
+                }
+                let all = set
+                    .iter()
+                    .map(|&i| terms.parts[i].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let outside: f64 = rest
+                    .iter()
+                    .filter(|i| !set.contains(i))
+                    .map(|&i| terms.bound(i))
+                    .sum();
+                self.walk(c, &terms, &all, outside, &mut found)?;
+            }
+            break;
+        }
+        Ok(Some(found.seen.into_values().flatten().collect()))
+    }
+
+    /// Scores the rows matching `expr`: all of them when they are few, else in FTS5's order
+    /// of their share of the score (the words in `expr`), until a row's share plus `others` (the most the words outside
+    /// `expr` add to any row) cannot reach the k-th best score found. FTS5's idf of a
+    /// word is at least the one used here (its document count at most the vocabulary's), so
+    /// its share is an upper bound of the same words' share in [`Terms::score`].
+    fn walk(
+        &self,
+        c: &Connection,
+        terms: &Terms,
+        expr: &str,
+        others: f64,
+        found: &mut Found,
+    ) -> rusqlite::Result<()> {
+        // A few rows are looked at without FTS5's ranking: ranking a row (its length read for
+        // bm25) costs about what scoring it here does.
+        let ids: Vec<i64> = c
+            .prepare_cached("SELECT rowid FROM nodes_fts WHERE nodes_fts MATCH ?1 LIMIT ?2")?
+            .query_map(params![expr, (LOOK_ALL + 1) as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if ids.len() <= LOOK_ALL {
+            for id in ids {
+                self.look(c, terms, id, found)?;
+            }
+            return Ok(());
+        }
+        let mut window = WINDOW;
+        let mut walked = 0;
+        loop {
+            let list: Vec<(i64, f64)> = c
+                .prepare_cached(
+                    "SELECT rowid, -rank FROM nodes_fts WHERE nodes_fts MATCH ?1 ORDER BY rank LIMIT ?2",
+                )?
+                .query_map(params![expr, window as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, share) in list.iter().skip(walked) {
+                if found.theta() > share + others {
+                    return Ok(());
+                }
+                self.look(c, terms, *id, found)?;
+                walked += 1;
+            }
+            if list.len() < window {
+                return Ok(());
+            }
+            window = window.saturating_mul(8);
+        }
+    }
+
+    /// Scores row `id` (once) if the caller may see it.
+    fn look(
+        &self,
+        c: &Connection,
+        terms: &Terms,
+        id: i64,
+        found: &mut Found,
+    ) -> rusqlite::Result<()> {
+        if found.seen.contains_key(&id) {
+            return Ok(());
+        }
+        let row: Option<(String, String, Option<i64>)> = c
+            .prepare_cached(&format!(
+                "SELECT path, content, expires_at FROM nodes WHERE id = ?1 AND {}",
+                crate::store::visible_sql("", 2)
+            ))?
+            .query_row(params![id, self.viewer], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let entry = match row {
+            Some((path, content, expires))
+                if expires.is_none_or(|t| t > self.now) && (self.keep)(&path) =>
+            {
+                let text = fts::indexed_text(&content);
+                let (tf, len) = frequencies(&text, &terms.words);
+                // FTS5's length of an ASCII text is its token count here; of another text,
+                // what FTS5 stored.
+                let dl = if text.is_ascii() {
+                    f64::from(len)
+                } else {
+                    let size: Option<Vec<u8>> = c
+                        .prepare_cached("SELECT sz FROM nodes_fts_docsize WHERE id = ?1")?
+                        .query_row([id], |r| r.get(0))
+                        .optional()?;
+                    size.as_deref()
+                        .and_then(varint)
+                        .map_or(f64::from(len), |(v, _)| v as f64)
+                };
+                Some(Seen {
+                    path,
+                    score: terms.score(&tf, dl),
+                    content: self.snippets.then_some(content),
+                })
+            }
+            _ => None,
+        };
+        found.add(id, entry);
+        Ok(())
+    }
+}
+
+/// The rows scored so far, and the best k scores among those the caller may see.
+struct Found {
+    seen: HashMap<i64, Option<Seen>>,
+    /// The best scores, best first, at most `k`.
+    top: Vec<f64>,
+    k: usize,
+}
+
+impl Found {
+    fn new(k: usize) -> Found {
+        Found {
+            seen: HashMap::new(),
+            top: Vec::with_capacity(k.min(1024) + 1),
+            k,
+        }
+    }
+
+    fn add(&mut self, id: i64, row: Option<Seen>) {
+        if let Some(s) = &row
+            && self.k > 0
+        {
+            let at = self.top.partition_point(|t| *t >= s.score);
+            if at < self.k {
+                self.top.insert(at, s.score);
+                self.top.truncate(self.k);
+            }
+        }
+        self.seen.insert(id, row);
+    }
+
+    /// The k-th best score (minus infinity while fewer than k rows are found).
+    fn theta(&self) -> f64 {
+        if self.k == 0 || self.top.len() < self.k {
+            f64::NEG_INFINITY
+        } else {
+            self.top[self.k - 1]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_read_as_sqlite_writes_them() {
+        assert_eq!(varint(&[0x05]), Some((5, 1)));
+        assert_eq!(varint(&[0x81, 0x00]), Some((128, 2)));
+        assert_eq!(varint(&[0x82, 0x80, 0x01]), Some((32769, 3)));
+        assert_eq!(varint(&[0x81]), None);
+    }
+
+    #[test]
+    fn tokens_are_folded_as_unicode61_folds_them() {
+        let mut out = Vec::new();
+        tokens("Café-au_lait ÉCOLE x2 naïve", |t| {
+            out.push(t.to_string())
+        });
+        assert_eq!(out, ["cafe", "au", "lait", "ecole", "x2", "naive"]);
+        let (tf, len) = frequencies("risk risky Risks limit", &["risk".into(), "lim".into()]);
+        assert_eq!((tf, len), (vec![3, 1], 4));
+    }
+
+    #[test]
+    fn idf_is_floored_as_fts5_floors_it() {
+        assert_eq!(idf(100.0, 80.0), 1e-6);
+        assert!((idf(100.0, 1.0) - (99.5f64 / 1.5).ln()).abs() < 1e-12);
+    }
+}
