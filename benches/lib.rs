@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod prose;
 pub mod quality_bench;
 pub mod recall_bench;
 
@@ -112,6 +113,29 @@ pub fn fill(host: &Host, n: usize, seed: u64) -> Result<()> {
     while i < n {
         let end = (i + 1000).min(n);
         for r in host.write_many(&Caller::Operator, writes(&mut rng, i..end)) {
+            r?;
+        }
+        i = end;
+    }
+    Ok(())
+}
+
+/// Fills the store with `n` memories of [`prose`], 1000 per transaction.
+pub fn fill_prose(host: &Host, n: usize, seed: u64) -> Result<()> {
+    let mut rng = Rng::new(seed);
+    let mut i = 0;
+    while i < n {
+        let end = (i + 1000).min(n);
+        let batch: Vec<(String, WriteInput)> = (i..end)
+            .map(|k| {
+                let put = Put {
+                    content: Some(prose::memory(&mut rng).into()),
+                    ..Put::default()
+                };
+                (path(k), WriteInput::Put(put))
+            })
+            .collect();
+        for r in host.write_many(&Caller::Operator, batch) {
             r?;
         }
         i = end;
@@ -405,6 +429,86 @@ pub fn store_bench(
                 &mut out,
             );
         }
+        drop(host);
+        // Questions in prose over memories in prose ([`prose`]): function words and common
+        // words in every question, the answer in a few memories.
+        let db4 = dir.join("prose.db");
+        let (host, _m) = open(&db4, StoreOptions::default())?;
+        fill_prose(&host, o.n, 11)?;
+        let mut rng = Rng::new(13);
+        let queries: Vec<prose::Question> = (0..2000).map(|_| prose::question(&mut rng)).collect();
+        let mut lat = Vec::with_capacity(queries.len());
+        let mut found = Vec::with_capacity(queries.len());
+        let start = Instant::now();
+        for q in &queries {
+            let t = Instant::now();
+            let hits = host.search(
+                &op,
+                "/",
+                &SearchOptions {
+                    query: q.text.clone(),
+                    limit: 10,
+                },
+            )?;
+            lat.push(t.elapsed());
+            found.push(hits.into_iter().map(|h| h.path).collect::<Vec<_>>());
+        }
+        push(
+            summarize(
+                &format!("search top 10, questions ({} nodes)", o.n),
+                lat,
+                start.elapsed(),
+            ),
+            &mut out,
+        );
+        // The ranking search had before (FTS5 over every row holding any word), on fewer
+        // questions (its cost grows with the store): its speed, how much of its top 10 the
+        // new one shares, and how many of each top 10 could answer (name the question's
+        // project and topic).
+        let store = _m.store().clone();
+        let few = (2_000_000 / o.n.max(1)).clamp(20, queries.len());
+        let mut lat = Vec::with_capacity(few);
+        let (mut shared, mut answer_new, mut answer_ref) = (0usize, 0usize, 0usize);
+        let answers = |paths: &[String], q: &prose::Question| -> Result<usize> {
+            let mut n = 0;
+            for p in paths {
+                if q.answered_by(&host.read(&op, p)?.text) {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        };
+        let start = Instant::now();
+        for (q, new) in queries.iter().zip(&found).take(few) {
+            let t = Instant::now();
+            let old: Vec<String> = store
+                .search_reference("/", &op, &q.text, 10)?
+                .into_iter()
+                .map(|h| h.path)
+                .collect();
+            lat.push(t.elapsed());
+            shared += new.iter().filter(|p| old.contains(p)).count();
+            answer_new += answers(new, q)?;
+            answer_ref += answers(&old, q)?;
+        }
+        push(
+            summarize(
+                &format!(
+                    "search top 10, questions, FTS5 rank of every row ({} nodes)",
+                    o.n
+                ),
+                lat,
+                start.elapsed(),
+            ),
+            &mut out,
+        );
+        let pct = |n: usize| n as f64 * 10.0 / few as f64;
+        eprintln!(
+            "  questions: top 10 shared with the FTS5 ranking {:.1}%; memories that could answer: {:.1}% of the top 10 (FTS5 ranking: {:.1}%), over {few} questions",
+            pct(shared),
+            pct(answer_new),
+            pct(answer_ref)
+        );
     }
     Ok(out)
 }
