@@ -428,6 +428,23 @@ pub fn store_bench(
                 ),
                 &mut out,
             );
+            // The same queries ranked as before (FTS5 over every row holding a word).
+            let store = _m.store().clone();
+            let mut lat = Vec::with_capacity(queries.len());
+            let start = Instant::now();
+            for q in &queries {
+                let t = Instant::now();
+                store.search_reference("/", &op, q, 10)?;
+                lat.push(t.elapsed());
+            }
+            push(
+                summarize(
+                    &format!("  the same, FTS5 rank of every row ({} nodes)", o.n),
+                    lat,
+                    start.elapsed(),
+                ),
+                &mut out,
+            );
         }
         drop(host);
         // Questions in prose over memories in prose ([`prose`]): function words and common

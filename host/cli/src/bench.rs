@@ -91,6 +91,12 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             Ok(())
         }
         BenchWhat::Semantic { sizes, queries } => crate::bench_semantic::run(sizes, *queries, json),
+        BenchWhat::Search {
+            sizes,
+            questions,
+            processes,
+            dir,
+        } => crate::bench_search::run(sizes, *questions, *processes, dir, json),
         BenchWhat::Api { n, queries, dir } => {
             let (dir, _tmp) = scratch(dir)?;
             let rows = api_bench(&dir, (*n).max(10), (*queries).max(10))?;
@@ -297,16 +303,16 @@ fn cold_recalls(
     Ok(Some(row("cold avm recall process", lat)))
 }
 
-/// One FUSE measurement.
+/// One latency measurement.
 #[derive(serde::Serialize)]
-struct Row {
-    name: String,
-    ops: usize,
-    p50_us: f64,
-    p99_us: f64,
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) ops: usize,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
 }
 
-fn row(name: &str, mut lat: Vec<std::time::Duration>) -> Row {
+pub(crate) fn row(name: &str, mut lat: Vec<std::time::Duration>) -> Row {
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize)
@@ -321,7 +327,7 @@ fn row(name: &str, mut lat: Vec<std::time::Duration>) -> Row {
     }
 }
 
-fn timed(
+pub(crate) fn timed(
     n: usize,
     mut f: impl FnMut(usize) -> std::io::Result<()>,
 ) -> Result<Vec<std::time::Duration>> {
@@ -463,7 +469,7 @@ fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
 }
 
 /// A scratch directory removed on drop.
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(std::path::PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -498,7 +504,9 @@ pub fn build_label() -> &'static str {
 
 /// The bench's scratch directory: `dir` (created if needed), or a temporary one that is
 /// removed when the returned guard drops.
-fn scratch(dir: &Option<std::path::PathBuf>) -> Result<(std::path::PathBuf, Option<TempDir>)> {
+pub(crate) fn scratch(
+    dir: &Option<std::path::PathBuf>,
+) -> Result<(std::path::PathBuf, Option<TempDir>)> {
     match dir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| {
@@ -527,7 +535,7 @@ fn tempdir() -> Result<TempDir> {
     Ok(TempDir(base))
 }
 
-fn print_rows(title: &str, rows: &[Row], json: bool) {
+pub(crate) fn print_rows(title: &str, rows: &[Row], json: bool) {
     if json {
         println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
         return;

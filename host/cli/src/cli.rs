@@ -796,6 +796,23 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Search and recall as the store grows: questions in prose (function words and common
+    /// words in each, a project name) over memories in prose, at each size: search in-process,
+    /// `:search` through a real mount, `avm search` as a new process, and recall; p50/p99
+    Search {
+        /// Memory counts
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        sizes: Vec<usize>,
+        /// Questions per in-process measurement
+        #[arg(long, default_value_t = 500)]
+        questions: usize,
+        /// `avm search` processes to time at each size
+        #[arg(long, default_value_t = 30)]
+        processes: usize,
+        /// Scratch directory (default: a temporary one, removed afterwards)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// FUSE latency: cat, :meta, ls of 1,000 entries, :search, :recall and write+close of a
     /// new memory through a real mount (needs /dev/fuse)
     Fuse {

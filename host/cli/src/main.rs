@@ -3,6 +3,7 @@
 mod agent_cmds;
 mod app;
 mod bench;
+mod bench_search;
 mod bench_semantic;
 mod cli;
 mod commands;

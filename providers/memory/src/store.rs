@@ -123,6 +123,23 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Whether a path is below one of `scopes`, outside the trash unless a scope is in it, and
+/// kept by `extra`.
+fn in_scope<'a>(
+    scopes: &'a [String],
+    extra: avm_core::storage::Keep<'a>,
+) -> impl Fn(&str) -> bool + 'a {
+    let in_trash = scopes.iter().any(|s| is_within(s, "/trash"));
+    move |path: &str| {
+        scopes.iter().any(|s| is_within(path, s))
+            && (in_trash || !is_within(path, "/trash"))
+            && extra(path)
+    }
+}
+
+/// Most memories holding every word of a recall query that are scored without FTS5's ranking.
+const ALL_WORDS_SCORED: usize = 2_000;
+
 pub(crate) const NODE_COLS: &str = "id, path, content, meta, tags, importance, author, created_at, updated_at, (SELECT at FROM access WHERE node_id = nodes.id), version, hash, expires_at, ftype, mode, uid, gid, mtime_ns, ctime_ns, atime_ns";
 
 /// The hot query, spelled out so no string is built per read.
@@ -822,12 +839,7 @@ impl Store {
         limit: usize,
         snippets: bool,
     ) -> Result<Vec<Hit>> {
-        let in_trash = scopes.iter().any(|s| is_within(s, "/trash"));
-        let keep = |path: &str| {
-            scopes.iter().any(|s| is_within(path, s))
-                && (in_trash || !is_within(path, "/trash"))
-                && extra(path)
-        };
+        let keep = in_scope(scopes, extra);
         let search = crate::topk::TopK {
             keep: &keep,
             viewer: viewer(caller),
@@ -878,27 +890,33 @@ impl Store {
         if q.parts.len() < 2 || q.cjk.is_some() {
             return self.search_compiled(scopes, caller, extra, &q, limit, false);
         }
+        // Document counts of the words (a quoted phrase counts as 0: always kept), common
+        // words' counts remembered between searches ([`crate::topk::DfCache`]).
         let dfs: Vec<i64> = self.read_conn(|c| {
-            let mut out = Vec::new();
-            let mut stmt = c.prepare_cached(
-                "SELECT coalesce(sum(doc), 0) FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2",
-            )?;
-            for p in &q.parts {
-                // Only prefix words are pruned; a quoted phrase is always kept.
-                match p
-                    .strip_suffix('*')
-                    .and_then(|w| w.strip_prefix('"'))
-                    .and_then(|w| w.strip_suffix('"'))
-                {
-                    Some(w) if !w.contains(' ') => {
-                        let lo = w.to_lowercase();
-                        let hi = format!("{lo}\u{10FFFF}");
-                        out.push(stmt.query_row(params![lo, hi], |r| r.get(0))?);
-                    }
-                    _ => out.push(0),
-                }
-            }
-            Ok(out)
+            let Some((rows, tokens)) = crate::topk::index_size(c)? else {
+                return Ok(vec![0; q.parts.len()]);
+            };
+            let words: Vec<Option<String>> = q
+                .parts
+                .iter()
+                .map(|p| {
+                    p.strip_suffix('*')
+                        .and_then(|w| w.strip_prefix('"'))
+                        .and_then(|w| w.strip_suffix('"'))
+                        .filter(|w| !w.contains(' '))
+                        .map(str::to_lowercase)
+                })
+                .collect();
+            let plain: Vec<String> = words.iter().flatten().cloned().collect();
+            let mut counts =
+                crate::topk::doc_freqs(c, &plain, &self.shared.df, rows, tokens)?.into_iter();
+            Ok(words
+                .iter()
+                .map(|w| match w {
+                    Some(_) => counts.next().map_or(0, |f| f.df as i64),
+                    None => 0,
+                })
+                .collect())
         })?;
         let rarest = dfs.iter().copied().min().unwrap_or(0).max(1);
         let kept: Vec<String> = q
@@ -912,7 +930,42 @@ impl Store {
             main: Some(q.parts.join(" AND ")),
             ..q.clone()
         };
-        let mut hits = self.search_compiled(scopes, caller, extra, &all, limit, false)?;
+        // Memories holding every word: scored here when they are few (FTS5's bm25 would
+        // first count every memory holding each common word), else ranked by FTS5.
+        let scored = match crate::topk::words(&q) {
+            Some(words) => {
+                let now = now_micros();
+                let keep = in_scope(scopes, extra);
+                let search = crate::topk::TopK {
+                    keep: &keep,
+                    viewer: viewer(caller),
+                    now,
+                    snippets: false,
+                    df: &self.shared.df,
+                };
+                self.read_conn(|c| search.all_words(c, &words, ALL_WORDS_SCORED))?
+            }
+            None => None,
+        };
+        let mut hits = match scored {
+            Some(mut found) => {
+                found.sort_by(|a, b| {
+                    b.score
+                        .total_cmp(&a.score)
+                        .then_with(|| a.path.cmp(&b.path))
+                });
+                found.truncate(limit);
+                found
+                    .into_iter()
+                    .map(|s| Hit {
+                        path: s.path,
+                        score: s.score,
+                        snippet: String::new(),
+                    })
+                    .collect()
+            }
+            None => self.search_compiled(scopes, caller, extra, &all, limit, false)?,
+        };
         if hits.len() < limit && kept.len() < q.parts.len() && !kept.is_empty() {
             let rare = fts::Compiled {
                 main: Some(kept.join(" OR ")),
@@ -942,12 +995,7 @@ impl Store {
         snippets: bool,
     ) -> Result<Vec<Hit>> {
         let now = now_micros();
-        let in_trash = scopes.iter().any(|s| is_within(s, "/trash"));
-        let keep = |path: &str| {
-            scopes.iter().any(|s| is_within(path, s))
-                && (in_trash || !is_within(path, "/trash"))
-                && extra(path)
-        };
+        let keep = in_scope(scopes, extra);
         let vis = viewer(caller);
         let limit = limit.min(100_000);
         let mut window = (limit * 4).max(32);

@@ -1606,3 +1606,31 @@ fn search_of_plain_words_is_the_exact_bm25_top_ten() {
         assert_eq!(e.search(&alice, &q), want, "query {q:?}");
     }
 }
+
+/// A common word's count is remembered between searches, and so is that it is a whole word
+/// (looked up as a term, not a prefix), until a longer word starting with it is written.
+#[test]
+fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
+    let e = env();
+    let batch: Vec<_> = (0..1200)
+        .map(|i| (format!("/n/{i}.md"), put(&format!("alpha note {i}"))))
+        .collect();
+    for r in e.host.write_many(&OP, batch) {
+        r.unwrap();
+    }
+    let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
+    let conn = rusqlite::Connection::open(&e.db).unwrap();
+    let freq = |conn: &rusqlite::Connection| {
+        let (rows, tokens) = crate::topk::index_size(conn).unwrap().unwrap();
+        crate::topk::doc_freqs(conn, &["alpha".to_string()], &cache, rows, tokens).unwrap()[0]
+    };
+    let f = freq(&conn);
+    assert!(f.whole && f.df == 1200.0, "{f:?}");
+    e.write("/n/new.md", "alphabet soup");
+    let f = freq(&conn);
+    assert!(!f.whole, "{f:?}");
+    assert_eq!(
+        e.search(&OP, "alpha soup").first().map(String::as_str),
+        Some("/n/new.md")
+    );
+}

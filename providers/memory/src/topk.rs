@@ -95,8 +95,8 @@ fn corpus(c: &Connection) -> rusqlite::Result<Option<(f64, f64)>> {
 /// a word's documents by reading all of them (milliseconds for a word in most memories).
 #[derive(Debug, Default)]
 pub(crate) struct DfCache {
-    /// word -> (document frequency, rows and tokens of the index when it was counted).
-    words: HashMap<String, (f64, f64, f64)>,
+    /// word -> (what the vocabulary said, rows and tokens of the index when it was counted).
+    words: HashMap<String, (Freq, f64, f64)>,
 }
 
 /// Words in fewer documents than this are counted at every search (it costs little).
@@ -107,21 +107,21 @@ const CACHE_WORDS: usize = 4_096;
 impl DfCache {
     /// A remembered count still within 2% of the true one: the index changed by fewer
     /// memories (added, removed, or rewritten, counted in average lengths) than 2% of it.
-    fn get(&self, word: &str, rows: f64, tokens: f64) -> Option<f64> {
-        let (df, r, t) = self.words.get(word)?;
+    fn get(&self, word: &str, rows: f64, tokens: f64) -> Option<Freq> {
+        let (f, r, t) = self.words.get(word)?;
         let avg = (tokens / rows).max(1.0);
         let changed = (rows - r).abs() + (tokens - t).abs() / avg;
-        (changed <= df / 50.0).then_some(*df)
+        (changed <= f.df / 50.0).then_some(*f)
     }
 
-    fn put(&mut self, word: &str, df: f64, rows: f64, tokens: f64) {
-        if df < CACHE_FROM {
+    fn put(&mut self, word: &str, f: Freq, rows: f64, tokens: f64) {
+        if f.df < CACHE_FROM {
             return;
         }
         if self.words.len() >= CACHE_WORDS {
             self.words.clear();
         }
-        self.words.insert(word.to_string(), (df, rows, tokens));
+        self.words.insert(word.to_string(), (f, rows, tokens));
     }
 }
 
@@ -207,6 +207,69 @@ fn frequencies(text: &str, words: &[String]) -> (Vec<u32>, u32) {
     (tf, len)
 }
 
+/// What the vocabulary says of a word as a prefix.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Freq {
+    /// Documents holding a word it is a prefix of (summed over those words, at most the
+    /// index's rows).
+    pub(crate) df: f64,
+    /// The only such word is the word itself, so FTS5 can look it up as a term: a prefix
+    /// query first merges the lists of every word it matches, reading all of them.
+    pub(crate) whole: bool,
+}
+
+/// [`Freq`] of each lower-case word, remembered in `cache` for common words (a remembered
+/// whole word is checked to be one still).
+pub(crate) fn doc_freqs(
+    c: &Connection,
+    words: &[String],
+    cache: &std::sync::Mutex<DfCache>,
+    rows: f64,
+    tokens: f64,
+) -> rusqlite::Result<Vec<Freq>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT coalesce(sum(doc), 0), count(*), min(term) FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2",
+    )?;
+    // Whether a longer word starting with this one is in the vocabulary now (the scan stops
+    // at the first, a rare word as a rule).
+    // (`term > w` would be read as `term >= w`, counting the word itself first.)
+    let mut longer =
+        c.prepare_cached("SELECT 1 FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2 LIMIT 1")?;
+    let mut out = Vec::with_capacity(words.len());
+    for w in words {
+        let mut known = cache.lock().ok().and_then(|d| d.get(w, rows, tokens));
+        if known.is_some_and(|f| f.whole) {
+            let (lo, hi) = (format!("{w}\u{1}"), format!("{w}\u{10FFFF}"));
+            if longer.exists(params![lo, hi])? {
+                known = None;
+            }
+        }
+        let f = match known {
+            Some(f) => f,
+            None => {
+                let hi = format!("{w}\u{10FFFF}");
+                let (n, terms, first): (i64, i64, Option<String>) =
+                    stmt.query_row(params![w, hi], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let f = Freq {
+                    df: (n as f64).min(rows),
+                    whole: terms == 1 && first.as_deref() == Some(w.as_str()),
+                };
+                if let Ok(mut d) = cache.lock() {
+                    d.put(w, f, rows, tokens);
+                }
+                f
+            }
+        };
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// Rows in the index and tokens in all of them; `None` when it is empty.
+pub(crate) fn index_size(c: &Connection) -> rusqlite::Result<Option<(f64, f64)>> {
+    corpus(c)
+}
+
 /// What the search needs to know of the query's words.
 struct Terms {
     /// The words, rarest first.
@@ -272,43 +335,12 @@ impl TopK<'_> {
         words: &[String],
         limit: usize,
     ) -> rusqlite::Result<Option<Vec<Seen>>> {
-        let Some((rows, tokens)) = corpus(c)? else {
+        let Some(terms) = self.terms(c, words)? else {
             return Ok(None);
         };
-        let avgdl = (tokens / rows).max(1.0);
         if limit == 0 {
             return Ok(Some(Vec::new()));
         }
-        let mut df: Vec<(f64, String)> = Vec::with_capacity(words.len());
-        {
-            let mut stmt = c.prepare_cached(
-                "SELECT coalesce(sum(doc), 0) FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2",
-            )?;
-            for w in words {
-                let known = self.df.lock().ok().and_then(|d| d.get(w, rows, tokens));
-                let n = match known {
-                    Some(n) => n,
-                    None => {
-                        let hi = format!("{w}\u{10FFFF}");
-                        let n: i64 = stmt.query_row(params![w, hi], |r| r.get(0))?;
-                        let n = (n as f64).min(rows);
-                        if let Ok(mut d) = self.df.lock() {
-                            d.put(w, n, rows, tokens);
-                        }
-                        n
-                    }
-                };
-                df.push((n, w.clone()));
-            }
-        }
-        df.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        let terms = Terms {
-            parts: df.iter().map(|(_, w)| format!("\"{w}\"*")).collect(),
-            idf: df.iter().map(|(n, _)| idf(rows, *n)).collect(),
-            df: df.iter().map(|(n, _)| *n).collect(),
-            words: df.into_iter().map(|(_, w)| w).collect(),
-            avgdl,
-        };
         let mut found = Found::new(limit);
         let mut essential = 1;
         'again: loop {
@@ -421,6 +453,62 @@ impl TopK<'_> {
             }
             window = window.saturating_mul(8);
         }
+    }
+
+    /// The query's words with their statistics, rarest first; `None` when the index is empty.
+    fn terms(&self, c: &Connection, words: &[String]) -> rusqlite::Result<Option<Terms>> {
+        let Some((rows, tokens)) = corpus(c)? else {
+            return Ok(None);
+        };
+        let mut df: Vec<(Freq, String)> = doc_freqs(c, words, self.df, rows, tokens)?
+            .into_iter()
+            .zip(words.iter().cloned())
+            .collect();
+        df.sort_by(|a, b| a.0.df.total_cmp(&b.0.df).then_with(|| a.1.cmp(&b.1)));
+        Ok(Some(Terms {
+            parts: df
+                .iter()
+                .map(|(f, w)| {
+                    if f.whole {
+                        format!("\"{w}\"")
+                    } else {
+                        format!("\"{w}\"*")
+                    }
+                })
+                .collect(),
+            idf: df.iter().map(|(f, _)| idf(rows, f.df)).collect(),
+            df: df.iter().map(|(f, _)| f.df).collect(),
+            words: df.into_iter().map(|(_, w)| w).collect(),
+            avgdl: (tokens / rows).max(1.0),
+        }))
+    }
+
+    /// The rows holding every one of `words`, scored as [`TopK::run`] scores them, when they
+    /// are at most `cap` (`None` when more, or the index is empty). FTS5 finds them without
+    /// ranking: its bm25 would first count every memory holding each word.
+    pub(crate) fn all_words(
+        &self,
+        c: &Connection,
+        words: &[String],
+        cap: usize,
+    ) -> rusqlite::Result<Option<Vec<Seen>>> {
+        let Some(terms) = self.terms(c, words)? else {
+            return Ok(None);
+        };
+        let ids: Vec<i64> = c
+            .prepare_cached("SELECT rowid FROM nodes_fts WHERE nodes_fts MATCH ?1 LIMIT ?2")?
+            .query_map(params![terms.parts.join(" AND "), (cap + 1) as i64], |r| {
+                r.get(0)
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        if ids.len() > cap {
+            return Ok(None);
+        }
+        let mut found = Found::new(0);
+        for id in ids {
+            self.look(c, &terms, id, &mut found)?;
+        }
+        Ok(Some(found.seen.into_values().flatten().collect()))
     }
 
     /// Scores row `id` (once) if the caller may see it.
