@@ -826,8 +826,9 @@ impl Store {
         self.search_compiled(&[scope.to_string()], caller, &|_| true, &q, limit, false)
     }
 
-    /// [`Store::search_within`] for queries of two or more plain words: the exact BM25 top
-    /// `limit`, scoring only the rows that can reach it ([`crate::topk`]).
+    /// [`Store::search_within`] for queries of two or more plain words: the BM25 top `limit`,
+    /// scoring only the rows that can reach it ([`crate::topk`]), or FTS5's own ranking
+    /// when the words are in few memories.
     #[allow(clippy::too_many_arguments)]
     fn search_topk(
         &self,
@@ -849,7 +850,7 @@ impl Store {
         };
         let limit = limit.min(100_000);
         let Some(mut found) = self.read_conn(|c| search.run(c, words, limit))? else {
-            return Ok(Vec::new());
+            return self.search_compiled(scopes, caller, extra, q, limit, snippets);
         };
         found.sort_by(|a, b| {
             b.score
