@@ -276,31 +276,46 @@ fn cold_recalls(
     if runs == 0 || questions.is_empty() {
         return Ok(None);
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::internal(format!("cannot find this program: {e}")))?;
-    let mut lat = Vec::with_capacity(runs);
-    for q in questions.iter().cycle().take(runs) {
-        let t = std::time::Instant::now();
-        let out = std::process::Command::new(&exe)
-            .args(["--db"])
+    let lat = time_processes("avm recall", questions, runs, |cmd, q| {
+        cmd.args(["--db"])
             .arg(db)
             .args(["-a", "agent0", "recall", q, "-t", "2000"])
             .env(
                 "AVM_EMBEDDING__ENABLED",
                 if hybrid { "true" } else { "false" },
-            )
+            );
+    })?;
+    Ok(Some(row("cold avm recall process", lat)))
+}
+
+/// Times `runs` new processes of this program, one per question (cycling through them),
+/// each given its arguments by `args`; `what` names the command in errors.
+pub(crate) fn time_processes(
+    what: &str,
+    questions: &[String],
+    runs: usize,
+    mut args: impl FnMut(&mut std::process::Command, &str),
+) -> Result<Vec<std::time::Duration>> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::internal(format!("cannot find this program: {e}")))?;
+    let mut lat = Vec::with_capacity(runs);
+    for q in questions.iter().cycle().take(runs) {
+        let mut cmd = std::process::Command::new(&exe);
+        args(&mut cmd, q);
+        let t = std::time::Instant::now();
+        let out = cmd
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| Error::internal(format!("cannot run avm recall: {e}")))?;
+            .map_err(|e| Error::internal(format!("cannot run {what}: {e}")))?;
         lat.push(t.elapsed());
         if !out.status.success() {
             return Err(Error::internal(format!(
-                "avm recall failed: {}",
+                "{what} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
     }
-    Ok(Some(row("cold avm recall process", lat)))
+    Ok(lat)
 }
 
 /// One latency measurement.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use avm_benches::{Rng, fill_prose, prose};
 use avm_core::{Error, ErrorKind, Result, SearchOptions};
 
-use crate::bench::{Row, print_rows, row, scratch};
+use crate::bench::{Row, print_rows, row, scratch, time_processes};
 
 /// A question as a query string of a path (`a+b+c`).
 fn plus(q: &str) -> String {
@@ -88,6 +88,10 @@ fn one_size(
         }
         Ok(lat)
     };
+    // Warm up once: recall's tokenizer tables load on first use.
+    app.host
+        .read(&caller, "/:recall?q=warm+up&max_tokens=500")
+        .map(drop)?;
     // In-process, as a library or `avm serve` runs it.
     rows.push(row(
         "search top 10 (in-process)",
@@ -114,28 +118,13 @@ fn one_size(
     ));
     // A new `avm search` process per question: what an agent's shell tool pays.
     if processes > 0 {
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::internal(format!("cannot find this program: {e}")))?;
-        let mut lat = Vec::with_capacity(processes);
-        for q in qs.iter().cycle().take(processes) {
-            let t = Instant::now();
-            let out = std::process::Command::new(&exe)
-                .arg("--db")
+        let lat = time_processes("avm search", &qs, processes, |cmd, q| {
+            cmd.arg("--db")
                 .arg(&db)
                 .arg("--config")
                 .arg(&config)
-                .args(["search", q, "--limit", "10"])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .map_err(|e| Error::internal(format!("cannot run avm search: {e}")))?;
-            lat.push(t.elapsed());
-            if !out.status.success() {
-                return Err(Error::internal(format!(
-                    "avm search failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )));
-            }
-        }
+                .args(["search", q, "--limit", "10"]);
+        })?;
         rows.push(row("avm search process (top 10)", lat));
     }
     // Through a real mount, when this machine has FUSE.

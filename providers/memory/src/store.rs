@@ -123,6 +123,12 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// `query` compiled for FTS5 ([`fts::compile_with`]), or why it cannot be searched.
+fn compiled(query: &str, drop_function_words: bool) -> Result<fts::Compiled> {
+    fts::compile_with(query, drop_function_words)
+        .ok_or_else(|| Error::invalid(format!("search query {query:?} has no words to look for")))
+}
+
 /// Whether a path is below one of `scopes`, outside the trash unless a scope is in it, and
 /// kept by `extra`.
 fn in_scope<'a>(
@@ -797,11 +803,7 @@ impl Store {
         limit: usize,
         snippets: bool,
     ) -> Result<Vec<Hit>> {
-        let Some(q) = fts::compile(query) else {
-            return Err(Error::invalid(format!(
-                "search query {query:?} has no words to look for"
-            )));
-        };
+        let q = compiled(query, true)?;
         if let Some(words) = crate::topk::words(&q) {
             return self.search_topk(scopes, caller, extra, &q, &words, limit, snippets);
         }
@@ -818,11 +820,7 @@ impl Store {
         query: &str,
         limit: usize,
     ) -> Result<Vec<Hit>> {
-        let Some(q) = fts::compile_with(query, false) else {
-            return Err(Error::invalid(format!(
-                "search query {query:?} has no words to look for"
-            )));
-        };
+        let q = compiled(query, false)?;
         self.search_compiled(&[scope.to_string()], caller, &|_| true, &q, limit, false)
     }
 
@@ -883,11 +881,7 @@ impl Store {
         query: &str,
         limit: usize,
     ) -> Result<Vec<Hit>> {
-        let Some(q) = fts::compile(query) else {
-            return Err(Error::invalid(format!(
-                "search query {query:?} has no words to look for"
-            )));
-        };
+        let q = compiled(query, true)?;
         if q.parts.len() < 2 || q.cjk.is_some() {
             return self.search_compiled(scopes, caller, extra, &q, limit, false);
         }
