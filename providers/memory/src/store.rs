@@ -143,6 +143,27 @@ fn in_scope<'a>(
     }
 }
 
+/// The best `limit` of the rows [`crate::topk`] scored, best first (ties in path order), with
+/// a snippet for `terms` where their content was kept.
+fn best_hits(mut found: Vec<crate::topk::Seen>, limit: usize, terms: &[String]) -> Vec<Hit> {
+    found.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.path.cmp(&b.path))
+    });
+    found.truncate(limit);
+    found
+        .into_iter()
+        .map(|s| Hit {
+            snippet: s
+                .content
+                .map_or_else(String::new, |c| fts::snippet(&c, terms)),
+            path: s.path,
+            score: s.score,
+        })
+        .collect()
+}
+
 /// Most memories holding every word of a recall query that are scored without FTS5's ranking.
 const ALL_WORDS_SCORED: usize = 2_000;
 
@@ -847,25 +868,10 @@ impl Store {
             df: &self.shared.df,
         };
         let limit = limit.min(100_000);
-        let Some(mut found) = self.read_conn(|c| search.run(c, words, limit))? else {
+        let Some(found) = self.read_conn(|c| search.run(c, words, limit))? else {
             return self.search_compiled(scopes, caller, extra, q, limit, snippets);
         };
-        found.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.path.cmp(&b.path))
-        });
-        found.truncate(limit);
-        Ok(found
-            .into_iter()
-            .map(|s| Hit {
-                snippet: s
-                    .content
-                    .map_or_else(String::new, |c| fts::snippet(&c, &q.terms)),
-                path: s.path,
-                score: s.score,
-            })
-            .collect())
+        Ok(best_hits(found, limit, &q.terms))
     }
 
     /// Candidates for ranking elsewhere (recall): memories holding every query word first,
@@ -943,22 +949,7 @@ impl Store {
             None => None,
         };
         let mut hits = match scored {
-            Some(mut found) => {
-                found.sort_by(|a, b| {
-                    b.score
-                        .total_cmp(&a.score)
-                        .then_with(|| a.path.cmp(&b.path))
-                });
-                found.truncate(limit);
-                found
-                    .into_iter()
-                    .map(|s| Hit {
-                        path: s.path,
-                        score: s.score,
-                        snippet: String::new(),
-                    })
-                    .collect()
-            }
+            Some(found) => best_hits(found, limit, &q.terms),
             None => self.search_compiled(scopes, caller, extra, &all, limit, false)?,
         };
         if hits.len() < limit && kept.len() < q.parts.len() && !kept.is_empty() {

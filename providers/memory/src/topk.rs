@@ -77,7 +77,7 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// Rows in the index and tokens in all of them (FTS5's averages record).
-fn corpus(c: &Connection) -> rusqlite::Result<Option<(f64, f64)>> {
+pub(crate) fn index_size(c: &Connection) -> rusqlite::Result<Option<(f64, f64)>> {
     let block: Option<Vec<u8>> = c
         .prepare_cached("SELECT block FROM nodes_fts_data WHERE id = 1")?
         .query_row([], |r| r.get(0))
@@ -267,11 +267,6 @@ pub(crate) fn doc_freqs(
         out.push(f);
     }
     Ok(out)
-}
-
-/// Rows in the index and tokens in all of them; `None` when it is empty.
-pub(crate) fn index_size(c: &Connection) -> rusqlite::Result<Option<(f64, f64)>> {
-    corpus(c)
 }
 
 /// What the search needs to know of the query's words.
@@ -467,7 +462,7 @@ impl TopK<'_> {
 
     /// The query's words with their statistics, rarest first; `None` when the index is empty.
     fn terms(&self, c: &Connection, words: &[String]) -> rusqlite::Result<Option<Terms>> {
-        let Some((rows, tokens)) = corpus(c)? else {
+        let Some((rows, tokens)) = index_size(c)? else {
             return Ok(None);
         };
         let mut df: Vec<(Freq, String)> = doc_freqs(c, words, self.df, rows, tokens)?
