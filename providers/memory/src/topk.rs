@@ -273,7 +273,8 @@ pub(crate) fn doc_freqs(
 struct Terms {
     /// The words, rarest first.
     words: Vec<String>,
-    /// Their prefix terms (`"word"*`), in the same order.
+    /// Their FTS5 terms, in the same order: `"word"*`, or `"word"` for a word that is the
+    /// only vocabulary word it is a prefix of ([`Freq::whole`]).
     parts: Vec<String>,
     /// Their idf.
     idf: Vec<f64>,
@@ -413,8 +414,9 @@ impl TopK<'_> {
     }
 
     /// Scores the rows matching `expr`: all of them when they are few, else in FTS5's order
-    /// of their share of the score (the words in `expr`), until a row's share plus `others` (the most the words outside
-    /// `expr` add to any row) cannot reach the k-th best score found. FTS5's idf of a
+    /// of their share of the score (the words in `expr`), until a row's share plus `others`
+    /// (the most the words outside `expr` add to any row) cannot reach the k-th best score
+    /// found. FTS5's idf of a
     /// word is at least the one used here (its document count at most the vocabulary's), so
     /// its share is an upper bound of the same words' share in [`Terms::score`].
     fn walk(
