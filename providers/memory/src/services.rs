@@ -511,9 +511,8 @@ impl MemoryStore for Store {
 /// Changes whenever a vector of `model` is written or a node with a vector is deleted.
 fn stamp_of(c: &rusqlite::Connection, model: &str) -> rusqlite::Result<i64> {
     c.prepare_cached(
-        "SELECT coalesce((SELECT max(stamp) FROM vectors WHERE model = ?1), 0) * 1000003 \
-              + (SELECT count(*) FROM vectors WHERE model = ?1) \
-              + coalesce((SELECT seq FROM cursors WHERE name = 'vectors_deleted'), 0) * 7919",
+        "SELECT coalesce((SELECT max(stamp) FROM vectors WHERE model = ?1), 0) * 4294967296 \
+              + coalesce((SELECT seq FROM cursors WHERE name = 'vectors_deleted'), 0)",
     )?
     .query_row([model], |r| r.get(0))
 }

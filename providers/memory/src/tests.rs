@@ -1634,3 +1634,52 @@ fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
         Some("/n/new.md")
     );
 }
+
+#[test]
+fn the_vector_stamp_changes_with_every_change_to_a_models_vectors_and_only_then() {
+    use avm_core::storage::{MemoryNode, VectorDoc};
+    let e = env();
+    for i in 0..3 {
+        e.write(&format!("/memory/v{i}.md"), &format!("note {i}"));
+    }
+    let s = crate::services::as_memory_store(e.mem.store());
+    let doc = |n: &MemoryNode, x: f32| VectorDoc {
+        node_id: n.id,
+        hash: n.hash.clone(),
+        vector: vec![x, 0.0],
+    };
+    let nodes = s.vectors_stale("a", 10).unwrap();
+    assert_eq!(nodes.len(), 3);
+    let mut last = s.vectors_stamp("a").unwrap();
+    let mut changed = |what: &str| {
+        let now = s.vectors_stamp("a").unwrap();
+        assert_eq!(now, s.vectors_all("a").unwrap().1, "{what}: one stamp");
+        let moved = now != last;
+        last = now;
+        moved
+    };
+    s.vectors_put(0, "a", nodes.iter().map(|n| doc(n, 1.0)).collect())
+        .unwrap();
+    assert!(changed("first vectors"));
+    assert!(!changed("nothing written"));
+    s.vectors_put(0, "a", vec![doc(&nodes[0], 0.5)]).unwrap();
+    assert!(changed("one vector written again"));
+    // The vector of another node, not the newest, moves to model b: model a lost it.
+    s.vectors_put(0, "b", vec![doc(&nodes[1], 1.0)]).unwrap();
+    assert!(changed("a vector left for another model"));
+    assert_eq!(s.vectors_all("a").unwrap().0.len(), 2);
+    // A stale hash writes nothing.
+    let mut old = doc(&nodes[2], 0.25);
+    old.hash = "not its hash".into();
+    s.vectors_put(0, "b", vec![old]).unwrap();
+    assert!(!changed("a vector of a changed node is not written"));
+    // Removing a node for good takes its vector.
+    let gone = RemoveOptions {
+        recursive: true,
+        hard: false,
+    };
+    e.host.remove(&OP, "/memory/v2.md", gone).unwrap();
+    e.host.remove(&OP, "/trash", gone).unwrap();
+    assert!(changed("a node with a vector deleted"));
+    assert_eq!(s.vectors_all("a").unwrap().0.len(), 1);
+}

@@ -376,13 +376,25 @@ fn vectors(
         "INSERT OR REPLACE INTO vectors(node_id, model, hash, vec, stamp) \
          SELECT id, ?2, hash, ?3, ?4 FROM nodes WHERE id = ?1 AND hash = ?5",
     )?;
+    // A node's vector of another model leaves that model's set: counted like a deletion, so
+    // that the set's stamp (the newest stamp and the deletion count) changes.
+    let mut other = conn.prepare_cached(
+        "DELETE FROM vectors WHERE node_id = ?1 AND model <> ?2 \
+         AND EXISTS (SELECT 1 FROM nodes WHERE id = ?1 AND hash = ?3)",
+    )?;
     let mut count = 0;
+    let mut left = 0;
     for d in docs {
         let mut blob = Vec::with_capacity(d.vector.len() * 4);
         for x in &d.vector {
             blob.extend_from_slice(&x.to_le_bytes());
         }
+        left += other.execute(params![d.node_id, model, d.hash])?;
         count += put.execute(params![d.node_id, model, blob, stamp, d.hash])?;
+    }
+    if left > 0 {
+        conn.prepare_cached("UPDATE cursors SET seq = seq + 1 WHERE name = 'vectors_deleted'")?
+            .execute([])?;
     }
     conn.prepare_cached(
         "INSERT INTO cursors(name, seq) VALUES ('embed', ?1) \
