@@ -9,7 +9,7 @@ use similar::TextDiff;
 use avm_core::address::normalize_path;
 use avm_core::content::to_base64;
 use avm_core::provider::Entry;
-use avm_core::storage::Keep;
+use avm_core::storage::{Keep, VectorSearch};
 use avm_core::time::{
     Micros, now_micros, parse_duration, parse_time, to_iso, to_minute, to_second,
 };
@@ -636,27 +636,43 @@ impl MemoryProvider {
                     )
                 };
                 let keep = |p: &str| req.may_read(p);
-                let fts = if mode == "semantic" {
-                    Vec::new()
-                } else {
+                let wanted = if mode == "hybrid" { limit * 2 } else { limit };
+                let words = || {
                     self.search(
                         req,
                         &SearchOptions {
                             query: query.to_string(),
-                            limit: if mode == "hybrid" { limit * 2 } else { limit },
+                            limit: wanted,
                         },
-                    )?
+                    )
                 };
+                let meaning = |v: &Arc<dyn VectorSearch>| {
+                    v.similar(
+                        query,
+                        std::slice::from_ref(&req.path),
+                        &req.caller,
+                        &keep,
+                        wanted,
+                    )
+                };
+                // Hybrid asks both at once: the query's embedding and the full-text search
+                // take about as long as each other.
+                let (fts, sem) = match (&vectors, mode) {
+                    (Some(v), "hybrid") => std::thread::scope(|s| {
+                        let sem = s.spawn(|| meaning(v));
+                        let fts = words();
+                        let sem = sem
+                            .join()
+                            .unwrap_or_else(|_| Err(Error::internal("semantic search panicked")));
+                        (fts, sem)
+                    }),
+                    (Some(v), _) => (Ok(Vec::new()), meaning(v)),
+                    (None, _) => (words(), Ok(Vec::new())),
+                };
+                let (fts, sem) = (fts?, sem?);
                 let hits = match vectors {
                     None => fts,
-                    Some(v) => {
-                        let sem = v.similar(
-                            query,
-                            std::slice::from_ref(&req.path),
-                            &req.caller,
-                            &keep,
-                            if mode == "hybrid" { limit * 2 } else { limit },
-                        )?;
+                    Some(_) => {
                         if mode == "semantic" {
                             sem.into_iter()
                                 .map(|(path, score)| SearchHit {
