@@ -95,8 +95,9 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             sizes,
             questions,
             processes,
+            embedded,
             dir,
-        } => crate::bench_search::run(sizes, *questions, *processes, dir, json),
+        } => crate::bench_search::run(sizes, *questions, *processes, *embedded, dir, json),
         BenchWhat::Api { n, queries, dir } => {
             let (dir, _tmp) = scratch(dir)?;
             let rows = api_bench(&dir, (*n).max(10), (*queries).max(10))?;

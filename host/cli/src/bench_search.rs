@@ -1,10 +1,13 @@
 //! `avm bench search`: search and recall latency as the store grows, on every path that
-//! searches (in-process, the mount, a new CLI process).
+//! searches (in-process, the mount, a new CLI process), and with the model semantic and hybrid
+//! search and recall with vectors.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use avm_benches::{Rng, fill_prose, prose};
+use avm_core::storage::VectorDoc;
 use avm_core::{Error, ErrorKind, Result, SearchOptions};
 
 use crate::bench::{Row, print_rows, row, scratch, time_processes};
@@ -19,6 +22,7 @@ pub fn run(
     sizes: &[usize],
     questions: usize,
     processes: usize,
+    embedded: usize,
     dir: &Option<std::path::PathBuf>,
     json: bool,
 ) -> Result<()> {
@@ -36,7 +40,13 @@ pub fn run(
                 dir.display()
             );
         }
-        let rows = one_size(&dir.join(format!("search-{n}")), n, questions, processes)?;
+        let rows = one_size(
+            &dir.join(format!("search-{n}")),
+            n,
+            questions,
+            processes,
+            embedded,
+        )?;
         if !json {
             print_rows(&format!("avm bench search: {n} memories"), &rows, false);
         }
@@ -57,6 +67,7 @@ fn one_size(
     n: usize,
     questions: usize,
     processes: usize,
+    embedded: usize,
 ) -> Result<Vec<Row>> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", dir.display())))?;
@@ -156,5 +167,139 @@ fn one_size(
             .map_err(|e| Error::new(ErrorKind::Unavailable, format!("unmount: {e}")))?;
         rows.push(row(":search through the mount (top 10)", lat?));
     }
+    if embedded > 0 {
+        rows.extend(vector_rows(dir, &db, embedded, &qs)?);
+    }
     Ok(rows)
+}
+
+/// `n` questions that differ from each other and from `taken`, so that no query embedding
+/// comes from the embedder's cache (fewer when the question space runs out).
+fn fresh_questions(rng: &mut Rng, n: usize, taken: &mut HashSet<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n.saturating_mul(50) {
+        if out.len() == n {
+            break;
+        }
+        let q = prose::question(rng).text;
+        if taken.insert(q.clone()) {
+            out.push(q);
+        }
+    }
+    out
+}
+
+/// A copy of the unit vector `v`, nudged by noise (cosine about 0.94 to `v`) and normalised.
+fn nudged(v: &[f32], rng: &mut Rng) -> Vec<f32> {
+    let mut out: Vec<f32> = v
+        .iter()
+        .map(|x| x + ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.062)
+        .collect();
+    let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    out.iter_mut().for_each(|x| *x /= norm);
+    out
+}
+
+/// Semantic and hybrid search and recall with vectors over the store at `db`, in a process
+/// that has loaded the model and built its index (as `avm serve` or a mount has): the first
+/// `embedded` memories are embedded by the model, the rest get nudged copies of those vectors.
+fn vector_rows(
+    dir: &std::path::Path,
+    db: &std::path::Path,
+    embedded: usize,
+    asked: &[String],
+) -> Result<Vec<Row>> {
+    let config = dir.join("avm-vectors.toml");
+    std::fs::write(&config, "[embedding]\nenabled = true\n")
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", config.display())))?;
+    let app = crate::app::App::open(&crate::cli::Global {
+        db: Some(db.to_path_buf()),
+        config: Some(config),
+        agent: None,
+        json: false,
+    })?;
+    let Some(sem) = app.semantic.clone() else {
+        eprintln!(
+            "avm bench search: no semantic or hybrid rows: the embedding model is not \
+             installed (run `avm model install`)"
+        );
+        return Ok(Vec::new());
+    };
+    sem.use_graph(true);
+    let e = sem.embedder()?;
+    let cursor = app.store.last_event()?;
+    let mut real: Vec<Vec<f32>> = Vec::new();
+    let mut rng = Rng::new(17);
+    let t = Instant::now();
+    let mut done = 0;
+    loop {
+        let stale = app.store.vectors_stale(e.model_id(), 2000)?;
+        if stale.is_empty() {
+            break;
+        }
+        let k = embedded.saturating_sub(real.len()).min(stale.len());
+        let texts: Vec<String> = stale
+            .iter()
+            .take(k)
+            .map(avm_provider_embedding::document_text)
+            .collect();
+        for chunk in texts.chunks(32) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            real.extend(e.embed(&refs)?);
+        }
+        let mut vectors = real[real.len() - k..].to_vec();
+        while vectors.len() < stale.len() {
+            vectors.push(nudged(&real[rng.below(real.len())], &mut rng));
+        }
+        done += stale.len();
+        let docs = stale
+            .iter()
+            .zip(vectors)
+            .map(|(n, vector)| VectorDoc {
+                node_id: n.id,
+                hash: n.hash.clone(),
+                vector,
+            })
+            .collect();
+        app.store.vectors_put(cursor, e.model_id(), docs)?;
+    }
+    let t_index = Instant::now();
+    let index = sem.index()?;
+    eprintln!(
+        "avm bench search: {done} vectors ({} embedded by the model) in {:.1} s; index of {} \
+         ({}) in {:.1} s",
+        real.len(),
+        t_index.duration_since(t).as_secs_f64(),
+        index.len(),
+        if index.has_graph() {
+            "HNSW"
+        } else {
+            "exact scan"
+        },
+        t_index.elapsed().as_secs_f64(),
+    );
+    let mut taken: HashSet<String> = asked.iter().cloned().collect();
+    let mut qrng = Rng::new(29);
+    let caller = app.caller.clone();
+    let mut timed = |name: &str, path: &dyn Fn(&str) -> String| -> Result<Row> {
+        let qs = fresh_questions(&mut qrng, asked.len(), &mut taken);
+        let mut lat = Vec::with_capacity(qs.len());
+        for q in &qs {
+            let t = Instant::now();
+            app.host.read(&caller, &path(&plus(q)))?;
+            lat.push(t.elapsed());
+        }
+        Ok(row(name, lat))
+    };
+    Ok(vec![
+        timed("semantic top 10 (in-process, query embedded)", &|q| {
+            format!("/:search?q={q}&mode=semantic&limit=10")
+        })?,
+        timed("hybrid top 10 (in-process, query embedded)", &|q| {
+            format!("/:search?q={q}&mode=hybrid&limit=10")
+        })?,
+        timed("recall with vectors, 2000 tokens (in-process)", &|q| {
+            format!("/:recall?q={q}&max_tokens=2000")
+        })?,
+    ])
 }

@@ -798,7 +798,8 @@ pub enum BenchWhat {
     },
     /// Search and recall as the store grows: questions in prose (function words and common
     /// words in each, a project name) over memories in prose, at each size: search in-process,
-    /// `:search` through a real mount, `avm search` as a new process, and recall; p50/p99
+    /// `:search` through a real mount, `avm search` as a new process, and recall; then, with
+    /// the model, semantic and hybrid search and recall with vectors (query embedded); p50/p99
     Search {
         /// Memory counts
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
@@ -809,6 +810,12 @@ pub enum BenchWhat {
         /// `avm search` processes to time at each size
         #[arg(long, default_value_t = 30)]
         processes: usize,
+        /// Memories the model embeds at each size for the semantic, hybrid and
+        /// recall-with-vectors rows; the rest get copies of those vectors, each nudged by
+        /// noise (embedding 100,000 memories here takes over an hour). 0 leaves the vector
+        /// rows out, as does a missing model
+        #[arg(long, default_value_t = 1000)]
+        embedded: usize,
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,
