@@ -59,6 +59,18 @@ fn a_scaffolded_plugin_builds_mounts_and_answers_through_the_cli() {
     // Memories still live beside the plugin.
     env.run(&["write", "/memory/a.md", "-c", "kept"]).ok();
     assert_eq!(env.run(&["read", "/memory/a.md"]).ok(), "kept");
+    // A plugin that does not compile says why, also when the answer is JSON.
+    let lib = work.join("greet/src/lib.rs");
+    let mut src = std::fs::read_to_string(&lib).unwrap();
+    src.push_str("\nthis is not rust\n");
+    std::fs::write(&lib, src).unwrap();
+    let broken = with_toolchain(&env, &["--json", "plugin", "build", s(&work.join("greet"))]);
+    let msg = broken.fails(1);
+    assert!(
+        msg.contains("src/lib.rs") && msg.contains("this is not rust"),
+        "{msg}"
+    );
+    assert!(broken.stdout.is_empty(), "{broken:?}");
 }
 
 #[test]

@@ -313,26 +313,41 @@ pub fn plugin_cmd(action: &PluginAction, j: bool) -> Result<ExitCode> {
                     manifest.display()
                 )));
             }
-            let status = std::process::Command::new(cargo())
+            let mut build = std::process::Command::new(cargo());
+            build
                 .args(["build", "--release", "--target", TARGET, "--manifest-path"])
-                .arg(&manifest)
-                .stdout(std::process::Stdio::inherit())
-                .stderr(if j {
-                    std::process::Stdio::null()
-                } else {
-                    std::process::Stdio::inherit()
-                })
-                .status()
-                .map_err(|e| {
-                    Error::new(ErrorKind::Unavailable, format!("cannot run cargo: {e}"))
-                })?;
-            if !status.success() {
+                .arg(&manifest);
+            let run_error = |e: std::io::Error| {
+                Error::new(ErrorKind::Unavailable, format!("cannot run cargo: {e}"))
+            };
+            // With --json, stdout holds only the answer: cargo's output is kept, and its end
+            // goes into the error when the build fails.
+            let (ok, why) = if j {
+                let o = build.output().map_err(run_error)?;
+                let text = String::from_utf8_lossy(&o.stderr);
+                // Cargo's progress lines say nothing about why it failed.
+                let progress = [
+                    "Compiling ",
+                    "Downloaded ",
+                    "Downloading ",
+                    "Updating ",
+                    "Locking ",
+                    "Adding ",
+                ];
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !progress.iter().any(|p| l.trim_start().starts_with(p)))
+                    .collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                (o.status.success(), format!(":\n{tail}"))
+            } else {
+                let status = build.status().map_err(run_error)?;
+                (status.success(), " (see its output above)".to_string())
+            };
+            if !ok {
                 return Err(Error::new(
                     ErrorKind::Unavailable,
-                    format!(
-                        "cargo build for {TARGET} failed in {} (see its output above)",
-                        dir.display()
-                    ),
+                    format!("cargo build for {TARGET} failed in {}{why}", dir.display()),
                 ));
             }
             let out = target_dir.join(TARGET).join("release");
