@@ -319,6 +319,35 @@ pub(crate) fn time_processes(
     Ok(lat)
 }
 
+/// Mounts `app`'s host for `caller` at `dir/mnt` with `threads` workers; the mount point and
+/// the session (unmount with its `umount_and_join`).
+pub(crate) fn mount_app(
+    app: crate::app::App,
+    caller: avm_core::Caller,
+    dir: &std::path::Path,
+    threads: usize,
+    inject_urgent: bool,
+) -> Result<(std::path::PathBuf, fuser::BackgroundSession)> {
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt)
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", mnt.display())))?;
+    let store = app.store.clone();
+    let max_bytes = app.config.max_node_bytes;
+    let session = avm_fuse::mount(
+        std::sync::Arc::new(app.host),
+        caller,
+        Some(store),
+        &mnt,
+        avm_fuse::MountOptions {
+            threads,
+            allow_other: false,
+            max_bytes,
+            inject_urgent,
+        },
+    )?;
+    Ok((mnt, session))
+}
+
 /// One latency measurement.
 #[derive(serde::Serialize)]
 pub(crate) struct Row {
@@ -358,7 +387,6 @@ pub(crate) fn timed(
 
 /// Mounts a scratch store in this process and times operations through the kernel.
 fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
-    use std::sync::Arc;
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", dir.display())))?;
     let g = crate::cli::Global {
@@ -390,27 +418,11 @@ fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
     for r in app.host.write_many(&caller, items) {
         r?;
     }
-    let mnt = dir.join("mnt");
-    std::fs::create_dir_all(&mnt)
-        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", mnt.display())))?;
-    let store = app.store.clone();
     let threads: usize = std::env::var("BENCH_FUSE_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(avm_fuse::default_threads);
-    let max_bytes = app.config.max_node_bytes;
-    let session = avm_fuse::mount(
-        Arc::new(app.host),
-        caller,
-        Some(store),
-        &mnt,
-        avm_fuse::MountOptions {
-            threads,
-            allow_other: false,
-            max_bytes,
-            inject_urgent: true,
-        },
-    )?;
+    let (mnt, session) = mount_app(app, caller, dir, threads, true)?;
     let base = mnt.join("memory/private/bench/dir");
     let file = base.join("note0042.md");
     let mut rows = Vec::new();

@@ -3,7 +3,6 @@
 //! search and recall with vectors.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use avm_benches::{Rng, fill_prose, prose};
@@ -140,23 +139,8 @@ fn one_size(
     }
     // Through a real mount, when this machine has FUSE.
     if std::path::Path::new("/dev/fuse").exists() {
-        let mnt = dir.join("mnt");
-        std::fs::create_dir_all(&mnt)
-            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", mnt.display())))?;
-        let store = app.store.clone();
-        let max_bytes = app.config.max_node_bytes;
-        let session = avm_fuse::mount(
-            Arc::new(app.host),
-            caller,
-            Some(store),
-            &mnt,
-            avm_fuse::MountOptions {
-                threads: avm_fuse::default_threads(),
-                allow_other: false,
-                max_bytes,
-                inject_urgent: false,
-            },
-        )?;
+        let (mnt, session) =
+            crate::bench::mount_app(app, caller, dir, avm_fuse::default_threads(), false)?;
         let lat = timed(&mut |q| {
             std::fs::read(mnt.join(format!(":search?q={}&limit=10", plus(q))))
                 .map(drop)
