@@ -96,8 +96,11 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             questions,
             processes,
             embedded,
+            slowest,
             dir,
-        } => crate::bench_search::run(sizes, *questions, *processes, *embedded, dir, json),
+        } => crate::bench_search::run(
+            sizes, *questions, *processes, *embedded, *slowest, dir, json,
+        ),
         BenchWhat::Api { n, queries, dir } => {
             let (dir, _tmp) = scratch(dir)?;
             let rows = api_bench(&dir, (*n).max(10), (*queries).max(10))?;

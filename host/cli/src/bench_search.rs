@@ -11,6 +11,9 @@ use avm_core::{Error, ErrorKind, Result, SearchOptions};
 
 use crate::bench::{Row, print_rows, row, scratch, time_processes};
 
+/// Questions with their in-process search time, slowest first.
+type Slowest = Vec<(String, Duration)>;
+
 /// A question as a query string of a path (`a+b+c`).
 fn plus(q: &str) -> String {
     q.split_whitespace().collect::<Vec<_>>().join("+")
@@ -22,6 +25,7 @@ pub fn run(
     questions: usize,
     processes: usize,
     embedded: usize,
+    slowest: usize,
     dir: &Option<std::path::PathBuf>,
     json: bool,
 ) -> Result<()> {
@@ -31,7 +35,7 @@ pub fn run(
         ));
     }
     let (dir, _tmp) = scratch(dir)?;
-    let mut all: Vec<(usize, Vec<Row>)> = Vec::new();
+    let mut all: Vec<(usize, Vec<Row>, Slowest)> = Vec::new();
     for &n in sizes {
         if !json {
             eprintln!(
@@ -39,22 +43,32 @@ pub fn run(
                 dir.display()
             );
         }
-        let rows = one_size(
+        let (rows, slow) = one_size(
             &dir.join(format!("search-{n}")),
             n,
             questions,
             processes,
             embedded,
+            slowest,
         )?;
         if !json {
             print_rows(&format!("avm bench search: {n} memories"), &rows, false);
+            for (q, d) in &slow {
+                eprintln!("  slow: {:8.2} ms  {q}", d.as_secs_f64() * 1e3);
+            }
         }
-        all.push((n, rows));
+        all.push((n, rows, slow));
     }
     if json {
         let v: Vec<serde_json::Value> = all
             .iter()
-            .map(|(n, rows)| serde_json::json!({ "memories": n, "rows": rows }))
+            .map(|(n, rows, slow)| {
+                let slow: Vec<serde_json::Value> = slow
+                    .iter()
+                    .map(|(q, d)| serde_json::json!({ "question": q, "ms": d.as_secs_f64() * 1e3 }))
+                    .collect();
+                serde_json::json!({ "memories": n, "rows": rows, "slowest": slow })
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }
@@ -67,7 +81,8 @@ fn one_size(
     questions: usize,
     processes: usize,
     embedded: usize,
-) -> Result<Vec<Row>> {
+    slowest: usize,
+) -> Result<(Vec<Row>, Slowest)> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", dir.display())))?;
     let db = dir.join("avm.db");
@@ -103,21 +118,22 @@ fn one_size(
         .read(&caller, "/:recall?q=warm+up&max_tokens=500")
         .map(drop)?;
     // In-process, as a library or `avm serve` runs it.
-    rows.push(row(
-        "search top 10 (in-process)",
-        timed(&mut |q| {
-            app.host
-                .search(
-                    &caller,
-                    "/",
-                    &SearchOptions {
-                        query: q.to_string(),
-                        limit: 10,
-                    },
-                )
-                .map(drop)
-        })?,
-    ));
+    let lat = timed(&mut |q| {
+        app.host
+            .search(
+                &caller,
+                "/",
+                &SearchOptions {
+                    query: q.to_string(),
+                    limit: 10,
+                },
+            )
+            .map(drop)
+    })?;
+    let mut slow: Slowest = qs.iter().cloned().zip(lat.iter().copied()).collect();
+    slow.sort_by_key(|a| std::cmp::Reverse(a.1));
+    slow.truncate(slowest);
+    rows.push(row("search top 10 (in-process)", lat));
     rows.push(row(
         "recall, 2000 tokens (in-process)",
         timed(&mut |q| {
@@ -154,7 +170,7 @@ fn one_size(
     if embedded > 0 {
         rows.extend(vector_rows(dir, &db, embedded, &qs)?);
     }
-    Ok(rows)
+    Ok((rows, slow))
 }
 
 /// `n` questions that differ from each other and from `taken`, so that no query embedding

@@ -816,6 +816,10 @@ pub enum BenchWhat {
         /// rows out, as does a missing model
         #[arg(long, default_value_t = 1000)]
         embedded: usize,
+        /// Also print the N slowest questions of the in-process search with their times (to
+        /// stderr; in the JSON as `slowest`)
+        #[arg(long, default_value_t = 0)]
+        slowest: usize,
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,

@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use avm_core::{Error, ErrorKind, Result};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS nodes(
@@ -171,6 +171,16 @@ CREATE TABLE IF NOT EXISTS tell_reads(
   at      INTEGER NOT NULL,
   PRIMARY KEY(tell_id, agent)
 ) WITHOUT ROWID;
+-- Schema 7: document counts of common search words, with the index's size when counted, so
+-- that a new process does not read a common word's every posting to count them (a cache:
+-- any row may go; `crate::topk::DfCache` says when one is too old to use).
+CREATE TABLE IF NOT EXISTS term_df(
+  term   TEXT    PRIMARY KEY,
+  doc    INTEGER NOT NULL,
+  whole  INTEGER NOT NULL,
+  rows   INTEGER NOT NULL,
+  tokens INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 /// Columns schema 5 adds to `nodes`: the node type (`NULL` for a file, `symlink`), and the
@@ -189,7 +199,7 @@ const NODE_COLUMNS_5: &[(&str, &str)] = &[
 /// Schema 6: the full-text indexes hold [`crate::fts::indexed_text`] (no time-stamp lines),
 /// so a database indexed by an older avm has them rebuilt from its nodes, once.
 fn migrate_6(conn: &Connection, from: i64) -> rusqlite::Result<()> {
-    if from == 0 {
+    if from == 0 || from >= 6 {
         return Ok(());
     }
     conn.execute_batch(
@@ -411,7 +421,7 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
     };
     // Checkpoints run between group commits (see the writer), never inside one.
     conn.execute_batch(&format!(
-        "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={WAL_LIMIT}; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456;"
+        "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={WAL_LIMIT}; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=2147418112;"
     ))
     .map_err(err)?;
     Ok(conn)
@@ -438,7 +448,7 @@ pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()>
     let foreign: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type='table' \
-             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry','dirs','marks','tells','tell_reads','vectors','dir_attrs') \
+             AND name NOT IN ('nodes','access','node_tags','versions','links','events','topics','topic_docs','cursors','telemetry','dirs','marks','tells','tell_reads','vectors','dir_attrs','term_df') \
              AND name NOT LIKE 'nodes_fts%' AND name NOT LIKE 'nodes_cjk%' AND name NOT LIKE 'sqlite_%'",
             [],
             |r| r.get(0),

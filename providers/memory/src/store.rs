@@ -868,10 +868,24 @@ impl Store {
             df: &self.shared.df,
         };
         let limit = limit.min(100_000);
-        let Some(found) = self.read_conn(|c| search.run(c, words, limit))? else {
+        let found = self.read_conn(|c| search.run(c, words, limit))?;
+        self.save_counts();
+        let Some(found) = found else {
             return self.search_compiled(scopes, caller, extra, q, limit, snippets);
         };
         Ok(best_hits(found, limit, &q.terms))
+    }
+
+    /// Queues the common words' document counts this process made since the last call, to be
+    /// saved with the next group of writes (or at close) for the processes that come after.
+    fn save_counts(&self) {
+        let new = match self.shared.df.lock() {
+            Ok(mut d) => d.take_new(),
+            Err(_) => return,
+        };
+        if !new.is_empty() {
+            self.apply_nowait(WriteOp::TermDf(new));
+        }
     }
 
     /// Candidates for ranking elsewhere (recall): memories holding every query word first,
@@ -948,6 +962,7 @@ impl Store {
             }
             None => None,
         };
+        self.save_counts();
         let mut hits = match scored {
             Some(found) => best_hits(found, limit, &q.terms),
             None => self.search_compiled(scopes, caller, extra, &all, limit, false)?,

@@ -1635,6 +1635,50 @@ fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
     );
 }
 
+/// A common word's count made by one process is saved in the database, and a later process
+/// uses it instead of reading every posting of the word again, until the index has changed by
+/// more than 2% of the count.
+#[test]
+fn a_common_words_count_is_saved_for_the_next_process() {
+    let e = env();
+    let batch: Vec<_> = (0..1200)
+        .map(|i| (format!("/n/{i}.md"), put(&format!("alpha note {i}"))))
+        .collect();
+    for r in e.host.write_many(&OP, batch) {
+        r.unwrap();
+    }
+    assert_eq!(
+        e.search(&OP, "alpha note 7").first().map(String::as_str),
+        Some("/n/7.md")
+    );
+    e.mem.store().sync().unwrap();
+    let conn = rusqlite::Connection::open(&e.db).unwrap();
+    let saved = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT doc FROM term_df WHERE term = 'alpha'", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(saved(&conn), 1200);
+    // What a new process (an empty cache) finds: the saved count, not the vocabulary's.
+    conn.execute("UPDATE term_df SET doc = 1190 WHERE term = 'alpha'", [])
+        .unwrap();
+    let freq = |conn: &rusqlite::Connection| {
+        let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
+        let (rows, tokens) = crate::topk::index_size(conn).unwrap().unwrap();
+        crate::topk::doc_freqs(conn, &["alpha".to_string()], &cache, rows, tokens).unwrap()[0]
+    };
+    assert_eq!(freq(&conn).df, 1190.0);
+    // 30 more memories holding it (over 2% of 1,190): counted again.
+    let batch: Vec<_> = (0..30)
+        .map(|i| (format!("/m/{i}.md"), put(&format!("alpha more {i}"))))
+        .collect();
+    for r in e.host.write_many(&OP, batch) {
+        r.unwrap();
+    }
+    assert_eq!(freq(&conn).df, 1230.0);
+}
+
 #[test]
 fn the_vector_stamp_changes_with_every_change_to_a_models_vectors_and_only_then() {
     use avm_core::storage::{MemoryNode, VectorDoc};

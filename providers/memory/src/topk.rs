@@ -97,28 +97,49 @@ pub(crate) fn index_size(c: &Connection) -> rusqlite::Result<Option<(f64, f64)>>
 
 /// Document frequencies of common words, remembered between searches: the vocabulary counts
 /// a word's documents by reading all of them (milliseconds for a word in most memories).
+/// Counts made here are also saved in the database (`term_df`) for the next process.
 #[derive(Debug, Default)]
 pub(crate) struct DfCache {
     /// word -> (what the vocabulary said, rows and tokens of the index when it was counted).
     words: HashMap<String, (Freq, f64, f64)>,
+    /// Counts made since the last [`DfCache::take_new`], to save.
+    new: Vec<Counted>,
+}
+
+/// A word's count as the vocabulary gave it, with the index's size at the time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counted {
+    word: String,
+    freq: Freq,
+    rows: f64,
+    tokens: f64,
 }
 
 /// Words in fewer documents than this are counted at every search (it costs little).
 const CACHE_FROM: f64 = 1_000.0;
 /// Most words remembered.
 const CACHE_WORDS: usize = 4_096;
+/// Most new counts held for saving.
+const NEW_WORDS: usize = 256;
+
+/// Whether a count of `df` documents made when the index had `then_rows` rows and
+/// `then_tokens` tokens is still within 2% of the true one: the index changed by fewer
+/// memories (added, removed, or rewritten, counted in average lengths) than 2% of it.
+fn still_fresh(df: f64, then_rows: f64, then_tokens: f64, rows: f64, tokens: f64) -> bool {
+    let avg = (tokens / rows).max(1.0);
+    let changed = (rows - then_rows).abs() + (tokens - then_tokens).abs() / avg;
+    changed <= df / 50.0
+}
 
 impl DfCache {
-    /// A remembered count still within 2% of the true one: the index changed by fewer
-    /// memories (added, removed, or rewritten, counted in average lengths) than 2% of it.
+    /// A remembered count that is still fresh ([`still_fresh`]).
     fn get(&self, word: &str, rows: f64, tokens: f64) -> Option<Freq> {
         let (f, r, t) = self.words.get(word)?;
-        let avg = (tokens / rows).max(1.0);
-        let changed = (rows - r).abs() + (tokens - t).abs() / avg;
-        (changed <= f.df / 50.0).then_some(*f)
+        still_fresh(f.df, *r, *t, rows, tokens).then_some(*f)
     }
 
-    fn put(&mut self, word: &str, f: Freq, rows: f64, tokens: f64) {
+    /// Remembers a count; `made` when the vocabulary was read for it (so it is saved too).
+    fn put(&mut self, word: &str, f: Freq, rows: f64, tokens: f64, made: bool) {
         if f.df < CACHE_FROM {
             return;
         }
@@ -126,7 +147,37 @@ impl DfCache {
             self.words.clear();
         }
         self.words.insert(word.to_string(), (f, rows, tokens));
+        if made && self.new.len() < NEW_WORDS {
+            self.new.push(Counted {
+                word: word.to_string(),
+                freq: f,
+                rows,
+                tokens,
+            });
+        }
     }
+
+    /// The counts made since the last call, to save ([`save_counts`]).
+    pub(crate) fn take_new(&mut self) -> Vec<Counted> {
+        std::mem::take(&mut self.new)
+    }
+}
+
+/// Saves counts in `term_df` (inside the writer's transaction); the number saved.
+pub(crate) fn save_counts(c: &Connection, counted: &[Counted]) -> rusqlite::Result<usize> {
+    let mut st = c.prepare_cached(
+        "INSERT OR REPLACE INTO term_df(term, doc, whole, rows, tokens) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for k in counted {
+        st.execute(params![
+            k.word,
+            k.freq.df as i64,
+            k.freq.whole,
+            k.rows as i64,
+            k.tokens as i64
+        ])?;
+    }
+    Ok(counted.len())
 }
 
 /// FTS5's idf: `ln((N - n + 0.5) / (n + 0.5))`, at least 1e-6.
@@ -239,9 +290,27 @@ pub(crate) fn doc_freqs(
     // (`term > w` would be read as `term >= w`, counting the word itself first.)
     let mut longer =
         c.prepare_cached("SELECT 1 FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2 LIMIT 1")?;
+    // A count an earlier process saved.
+    let mut saved =
+        c.prepare_cached("SELECT doc, whole, rows, tokens FROM term_df WHERE term = ?1")?;
     let mut out = Vec::with_capacity(words.len());
     for w in words {
         let mut known = cache.lock().ok().and_then(|d| d.get(w, rows, tokens));
+        if known.is_none() {
+            let row: Option<(i64, bool, i64, i64)> = saved
+                .query_row([w], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?;
+            if let Some((df, whole, r, t)) = row {
+                let (df, r, t) = (df as f64, r as f64, t as f64);
+                if still_fresh(df, r, t, rows, tokens) {
+                    let f = Freq { df, whole };
+                    if let Ok(mut d) = cache.lock() {
+                        d.put(w, f, r, t, false);
+                    }
+                    known = Some(f);
+                }
+            }
+        }
         if known.is_some_and(|f| f.whole) {
             let (lo, hi) = (format!("{w}\u{1}"), format!("{w}\u{10FFFF}"));
             if longer.exists(params![lo, hi])? {
@@ -259,7 +328,7 @@ pub(crate) fn doc_freqs(
                     whole: terms == 1 && first.as_deref() == Some(w.as_str()),
                 };
                 if let Ok(mut d) = cache.lock() {
-                    d.put(w, f, rows, tokens);
+                    d.put(w, f, rows, tokens, true);
                 }
                 f
             }
@@ -529,11 +598,14 @@ impl TopK<'_> {
         if found.seen.contains_key(&id) {
             return Ok(());
         }
-        let row: Option<(String, String, Option<i64>)> = c
-            .prepare_cached(&format!(
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
                 "SELECT path, content, expires_at FROM nodes WHERE id = ?1 AND {}",
                 crate::store::visible_sql("", 2)
-            ))?
+            )
+        });
+        let row: Option<(String, String, Option<i64>)> = c
+            .prepare_cached(&SQL)?
             .query_row(params![id, self.viewer], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })

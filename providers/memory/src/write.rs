@@ -92,6 +92,8 @@ pub enum WriteOp {
     },
     /// Record a telemetry row (no event).
     Telemetry(avm_core::storage::Telemetry),
+    /// Remember common words' document counts for later processes (no event).
+    TermDf(Vec<crate::topk::Counted>),
     /// Make an (empty) directory that persists until removed.
     Mkdir {
         /// Path.
@@ -264,6 +266,12 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             removed,
         } => topics(conn, *cursor, docs, removed).map_err(|e| ctx.err(e)),
         WriteOp::Telemetry(t) => telemetry(conn, t).map_err(|e| ctx.err(e)),
+        WriteOp::TermDf(counted) => crate::topk::save_counts(conn, counted)
+            .map(|count| Outcome {
+                count,
+                ..Outcome::default()
+            })
+            .map_err(|e| ctx.err(e)),
         WriteOp::Mkdir { path } => mkdir(conn, ctx, path),
         WriteOp::Vectors {
             cursor,
