@@ -8,6 +8,7 @@ mod concurrency;
 mod fuse;
 mod http;
 mod input;
+mod layout;
 mod lifecycle;
 mod mcp;
 mod mcp_sdk;

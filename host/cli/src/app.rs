@@ -202,6 +202,11 @@ impl App {
             .with_service(Arc::new(TopicsProvider::new(engine.topics().clone())))
             .with_service(Arc::new(RecallProvider::new(engine.clone())))
             .with_service(Arc::new(LibrarianProvider::new(librarian)))
+            .with_service(Arc::new(avm_lifecycle::DigestProvider::new(
+                store.clone(),
+                config.lifecycle.clone(),
+                engine.topics().clone(),
+            )))
             .with_service(tell);
         Ok(App {
             config,

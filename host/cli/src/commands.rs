@@ -217,7 +217,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 semantic: app.semantic.is_some(),
                 store: app.store.clone(),
                 caller: app.caller.clone(),
-                lifecycle: app.config.lifecycle.clone(),
                 host: std::sync::Arc::new(app.host),
                 identify: None,
             })?;

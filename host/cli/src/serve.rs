@@ -416,7 +416,6 @@ pub fn serve(
     let host = Arc::new(host);
     let state = Arc::new(HttpState {
         host: host.clone(),
-        store: store.clone(),
         keys,
         require_key,
         max_body: max_body.unwrap_or(config.max_node_bytes as usize + (64 << 10)),
@@ -429,6 +428,7 @@ pub fn serve(
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let stop = stop.clone();
+        let store = store.clone();
         let lifecycle = config.lifecycle.clone();
         std::thread::Builder::new()
             .name("avm-serve-worker".into())
@@ -492,10 +492,9 @@ pub fn serve(
         let mcp = avm_mcp::http_service(
             avm_mcp::Ctx {
                 host: state.host.clone(),
-                store: state.store.clone(),
+                store: store.clone(),
                 caller: avm_core::Caller::Operator,
                 semantic: semantic_on,
-                lifecycle: config.lifecycle.clone(),
                 identify: Some(identify),
             },
             // The API's own guard checks Host and Origin for every route, /mcp included.
@@ -508,7 +507,6 @@ pub fn serve(
     // socket's permissions stand in for a key (as loopback does).
     let local_state = Arc::new(HttpState {
         host: state.host.clone(),
-        store: state.store.clone(),
         keys: state.keys.clone(),
         require_key: false,
         max_body: state.max_body,

@@ -105,6 +105,36 @@ impl std::fmt::Debug for Host {
     }
 }
 
+/// A shared namespace's name, checked: `market`, `team/research` (no empty, dot or hidden
+/// segment, and none of `:?#` that addresses give a meaning).
+pub fn check_namespace(ns: &str) -> Result<String> {
+    let ns = ns.trim().trim_matches('/');
+    if ns.is_empty()
+        || ns.contains([':', '?', '#'])
+        || ns
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == ".." || s.starts_with('.'))
+    {
+        return Err(Error::invalid(format!(
+            "namespace {ns:?} is not accepted; use a name such as market or team/research"
+        )));
+    }
+    Ok(ns.to_string())
+}
+
+/// The directory a new memory of `caller` goes to: the shared namespace `namespace`
+/// (`/memory/shared/NS`), else the caller's private namespace. Front ends address
+/// `:remember` at it.
+pub fn remember_dir(caller: &Caller, namespace: Option<&str>) -> Result<String> {
+    match (namespace, caller.private_root()) {
+        (Some(ns), _) => Ok(format!("/memory/shared/{}", check_namespace(ns)?)),
+        (None, Some(root)) => Ok(root),
+        (None, None) => Err(Error::invalid(
+            "remember needs an agent (--agent NAME) or a shared namespace (--namespace NS)",
+        )),
+    }
+}
+
 /// Expands the `/private` shorthand for agents; operators must name the agent.
 pub fn expand_private(caller: &Caller, path: &str) -> Result<String> {
     if !is_within(path, "/private") {
@@ -421,7 +451,7 @@ impl Host {
             return Ok(self.info_output(mount, &req));
         }
         if mount.ttl.is_zero() {
-            return mount.provider.read(&req);
+            return mount.provider.read_via(self, &req);
         }
         let key = (caller.clone(), req.path.clone(), raw_tail(&req));
         if let Ok(cache) = self.cache.lock()
@@ -430,7 +460,7 @@ impl Host {
         {
             return Ok(out.clone());
         }
-        let out = mount.provider.read(&req)?;
+        let out = mount.provider.read_via(self, &req)?;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() > 10_000 {
                 cache.clear();
@@ -517,7 +547,7 @@ impl Host {
         let (mount, req) = self.resolve(caller, raw, Op::Write)?;
         self.check_quota(caller, mount, &req, &input, &mut None)?;
         self.invalidate(&req.path);
-        mount.provider.write(&req, input)
+        mount.provider.write_via(self, &req, input)
     }
 
     /// Writes many nodes, grouped per provider so each group can commit together. Results come

@@ -659,6 +659,22 @@ pub trait Provider: Send + Sync {
         Err(Error::unsupported("read", &req.path))
     }
 
+    /// Reads a suffix through `host`: what the host calls, so that a service can read other
+    /// paths as the caller (rights checked again there), as `:fetch` does. Defaults to
+    /// [`Provider::read`].
+    fn read_via(&self, host: &crate::Host, req: &Request) -> Result<Output> {
+        let _ = host;
+        self.read(req)
+    }
+
+    /// Writes through `host`: what the host calls, so that a service can write other paths
+    /// as the caller (rights and quotas checked there), as `:remember` does. Defaults to
+    /// [`Provider::write`].
+    fn write_via(&self, host: &crate::Host, req: &Request, input: WriteInput) -> Result<Output> {
+        let _ = host;
+        self.write(req, input)
+    }
+
     /// Attributes of a path.
     fn stat(&self, req: &Request) -> Result<Stat> {
         Err(Error::unsupported("stat", &req.path))

@@ -414,3 +414,43 @@ pub trait MemoryStore: Send + Sync {
     fn telemetry(&self, agent: Option<&str>, since: Option<Micros>)
     -> Result<Vec<TelemetryTotals>>;
 }
+
+fn badge(priority: &str) -> &'static str {
+    match priority {
+        "urgent" => "🔴",
+        "normal" => "🟡",
+        _ => "⚪",
+    }
+}
+
+/// `## 🔴 From: alice @ 2026-11-21T08:00:00+00:00` and the content.
+pub fn tell_header(t: &Tell) -> String {
+    format!(
+        "## {} From: {} @ {}\n{}",
+        badge(&t.priority),
+        t.from,
+        crate::time::to_iso(t.created_at),
+        t.content
+    )
+}
+
+/// The block a file-serving front end puts on top of the next file an agent reads while
+/// urgent messages to it are unread, and their ids (to mark read once the read is done).
+pub fn urgent_block(store: &dyn MemoryStore, agent: &str) -> Result<Option<(String, Vec<i64>)>> {
+    let urgent: Vec<Tell> = store
+        .tell_inbox(agent, 50)?
+        .into_iter()
+        .filter(|(t, seen)| !seen && t.priority == "urgent")
+        .map(|(t, _)| t)
+        .collect();
+    if urgent.is_empty() {
+        return Ok(None);
+    }
+    let mut s = String::from("# ⚠️ UNREAD MESSAGES\n\n");
+    for t in &urgent {
+        s.push_str(&tell_header(t));
+        s.push_str("\n\n");
+    }
+    s.push_str("---\n");
+    Ok(Some((s, urgent.iter().map(|t| t.id).collect())))
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Error, ErrorKind, Host, Result};
 
-pub use avm_provider_tell::urgent_block;
+pub use avm_core::storage::urgent_block;
 
 /// Worker threads by default: one per CPU, at least two (so a slow `:recall` never holds up
 /// a `cat`); more threads than CPUs only add hand-offs between them.

@@ -23,7 +23,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use avm_core::address::Query;
-use avm_core::storage::MemoryStore;
 use avm_core::{
     Caller, Content, Error, ErrorKind, Host, ListOptions, Output, Put, RemoveOptions,
     SearchOptions, WriteInput,
@@ -35,8 +34,6 @@ pub use keys::KeyStore;
 pub struct HttpState {
     /// The host (rights are checked there).
     pub host: Arc<Host>,
-    /// The store behind remember and messages.
-    pub store: Arc<dyn MemoryStore>,
     /// API keys.
     pub keys: Arc<KeyStore>,
     /// Every request needs a key (the server listens beyond loopback).
@@ -491,29 +488,30 @@ struct RememberBody {
 async fn remember(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
     let c = caller(&s, &headers)?;
     let b: RememberBody = json_body(&s, &headers, body).await?;
-    let m = avm_provider_recall::Memory {
-        content: b.content,
-        title: b.title,
-        importance: b.importance,
-        tags: b.tags,
-        source: Some("http".into()),
-        namespace: b.namespace,
-        path: None,
-        ttl: None,
-        at: b
-            .at
-            .as_deref()
-            .map(avm_core::time::parse_time)
-            .transpose()?,
-    };
-    let (h, st) = (s.host.clone(), s.store.clone());
-    let r = blocking(move || avm_provider_recall::remember(&h, st.as_ref(), &c, &m)).await?;
-    let code = if r.created {
+    let mut pairs = vec![("source", "http".to_string())];
+    if let Some(t) = b.title {
+        pairs.push(("title", t));
+    }
+    if let Some(i) = b.importance {
+        pairs.push(("importance", i.to_string()));
+    }
+    if !b.tags.is_empty() {
+        pairs.push(("tags", b.tags.join(",")));
+    }
+    if let Some(at) = b.at {
+        pairs.push(("at", at));
+    }
+    let dir = avm_core::host::remember_dir(&c, b.namespace.as_deref())?;
+    let address = avm_core::address::suffixed(&dir, "remember", &pairs)?;
+    let h = s.host.clone();
+    let o = blocking(move || h.write(&c, &address, WriteInput::Text(b.content))).await?;
+    let data = o.data();
+    let code = if data["created"].as_bool() == Some(true) {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((code, Json(avm_provider_recall::remember::to_json(&r))).into_response())
+    Ok((code, Json(data)).into_response())
 }
 
 /// `POST /v1/tell`.
@@ -528,21 +526,18 @@ struct TellBody {
 async fn tell(State(s): Shared, headers: HeaderMap, body: Body) -> ApiResult {
     let c = caller(&s, &headers)?;
     let b: TellBody = json_body(&s, &headers, body).await?;
-    let st = s.store.clone();
-    let t = blocking(move || {
-        avm_provider_tell::send(
-            st.as_ref(),
-            &c,
-            &b.to,
-            &b.message,
-            b.priority.as_deref().unwrap_or("normal"),
-            None,
-        )
-    })
-    .await?;
+    if b.to != "@all" {
+        avm_core::config::validate_agent_id(&b.to)?;
+    }
+    let mut q = Query::new();
+    q.push("priority", b.priority.unwrap_or_else(|| "normal".into()));
+    let address = format!("/tell/{}?{q}", b.to);
+    let h = s.host.clone();
+    let o = blocking(move || h.write(&c, &address, WriteInput::Text(b.message))).await?;
+    let t = o.data();
     Ok((
         StatusCode::CREATED,
-        Json(json!({"to": t.to, "priority": t.priority})),
+        Json(json!({"to": t["to"], "priority": t["priority"]})),
     )
         .into_response())
 }
@@ -551,9 +546,17 @@ async fn inbox(State(s): Shared, headers: HeaderMap, RawQuery(q): RawQuery) -> A
     let c = caller(&s, &headers)?;
     let q = query(q)?;
     q.check_keys(&["mark_read"], "GET /v1/inbox")?;
-    let mark = q.flag("mark_read")?;
-    let st = s.store.clone();
-    let o = blocking(move || avm_provider_tell::inbox(st.as_ref(), &c, mark)).await?;
+    let pairs = if q.flag("mark_read")? {
+        vec![("mark", "read".to_string())]
+    } else {
+        Vec::new()
+    };
+    // On the caller's own namespace, which it may always read (an operator's inbox is refused
+    // by the service, which names why).
+    let root = c.private_root().unwrap_or_else(|| "/".into());
+    let address = avm_core::address::suffixed(&root, "inbox", &pairs)?;
+    let h = s.host.clone();
+    let o = blocking(move || h.read(&c, &address)).await?;
     Ok(out("/tell", &o))
 }
 

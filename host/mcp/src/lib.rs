@@ -36,14 +36,12 @@ pub type Identify = Arc<dyn Fn(&http::HeaderMap) -> Result<Caller> + Send + Sync
 pub struct Ctx {
     /// The host (rights checked there).
     pub host: Arc<Host>,
-    /// The store behind the services (remember, messages).
+    /// The store, for the titles of listed resources.
     pub store: Arc<dyn MemoryStore>,
     /// Who this session is.
     pub caller: Caller,
     /// Whether semantic search is available.
     pub semantic: bool,
-    /// Lifecycle settings (decay half-life for digests).
-    pub lifecycle: avm_core::config::LifecycleConfig,
     /// Over HTTP: who each request acts as (then `caller` is only the fallback for calls that
     /// come without an HTTP request, which streamable HTTP never makes).
     pub identify: Option<Identify>,
@@ -85,18 +83,7 @@ fn label(n: &avm_core::storage::MemoryNode) -> (String, String) {
 }
 
 fn address(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {
-    let mut q = Query::new();
-    for (k, v) in pairs {
-        q.push(*k, v.clone());
-    }
-    let mut s = avm_core::Address::path(path)?.path;
-    s.push(':');
-    s.push_str(suffix);
-    if !q.is_empty() {
-        s.push('?');
-        s.push_str(&q.to_string());
-    }
-    Ok(s)
+    avm_core::address::suffixed(path, suffix, pairs)
 }
 
 /// `avm_recall` arguments.
@@ -341,49 +328,49 @@ impl AvmMcp {
         description = "Phase two: the full content of the given memories, by path or by the @id handle that avm_recall shows."
     )]
     async fn avm_fetch(&self, Parameters(a): Parameters<FetchArgs>) -> ToolResult {
-        result(avm_provider_recall::navigate::fetch(
-            &self.ctx.host,
-            self.ctx.store.as_ref(),
-            &self.ctx.caller,
-            &a.paths,
-        ))
+        let pairs: Vec<(&str, String)> = a.paths.into_iter().map(|p| ("path", p)).collect();
+        // On the caller's own namespace, which it may always read; each path is checked as read.
+        let root = self.ctx.caller.private_root().unwrap_or_else(|| "/".into());
+        result(self.read(address(&root, "fetch", &pairs)))
     }
 
     #[tool(
         description = "Store a memory: private to you by default, or in a shared namespace your team can read. Returns its path. Remembering the same content twice returns the first memory."
     )]
     async fn avm_remember(&self, Parameters(a): Parameters<RememberArgs>) -> ToolResult {
-        let at = match a.at.as_deref().map(avm_core::time::parse_time).transpose() {
-            Ok(at) => at,
-            Err(e) => return result(Err(e)),
-        };
-        let m = avm_provider_recall::Memory {
-            content: a.content,
-            title: a.title,
-            importance: a.importance,
-            tags: a.tags.unwrap_or_default(),
-            source: Some("mcp".into()),
-            namespace: a.namespace,
-            path: None,
-            ttl: None,
-            at,
-        };
-        let r = avm_provider_recall::remember(
-            &self.ctx.host,
-            self.ctx.store.as_ref(),
-            &self.ctx.caller,
-            &m,
-        )
-        .map(|r| {
-            Output::new(
-                if r.created {
-                    format!("Stored: {}", r.path)
-                } else {
-                    format!("Already stored: {}", r.path)
-                },
-                avm_provider_recall::remember::to_json(&r),
-            )
-        });
+        let mut pairs = vec![("source", "mcp".to_string())];
+        if let Some(t) = a.title {
+            pairs.push(("title", t));
+        }
+        if let Some(i) = a.importance {
+            pairs.push(("importance", i.to_string()));
+        }
+        if let Some(tags) = a.tags.filter(|t| !t.is_empty()) {
+            pairs.push(("tags", tags.join(",")));
+        }
+        if let Some(at) = a.at {
+            pairs.push(("at", at));
+        }
+        let caller = &self.ctx.caller;
+        let r = avm_core::host::remember_dir(caller, a.namespace.as_deref())
+            .and_then(|dir| address(&dir, "remember", &pairs))
+            .and_then(|addr| {
+                self.ctx
+                    .host
+                    .write(caller, &addr, WriteInput::Text(a.content))
+            })
+            .map(|o| {
+                let data = o.data();
+                let path = data["path"].as_str().unwrap_or_default().to_string();
+                Output::new(
+                    if data["created"].as_bool() == Some(true) {
+                        format!("Stored: {path}")
+                    } else {
+                        format!("Already stored: {path}")
+                    },
+                    data,
+                )
+            });
         result(r)
     }
 
@@ -534,15 +521,19 @@ impl AvmMcp {
         description = "Send a message to another agent (or @all). Urgent messages appear on top of its next file read."
     )]
     async fn avm_tell(&self, Parameters(a): Parameters<TellArgs>) -> ToolResult {
-        let r = avm_provider_tell::send(
-            self.ctx.store.as_ref(),
-            &self.ctx.caller,
-            &a.to,
-            &a.message,
-            a.priority.as_deref().unwrap_or("normal"),
-            None,
-        )
-        .map(|t| Output::text(format!("Sent to {} ({}).", t.to, t.priority)));
+        let r = (|| {
+            if a.to != "@all" {
+                avm_core::config::validate_agent_id(&a.to)?;
+            }
+            let mut q = Query::new();
+            q.push("priority", a.priority.unwrap_or_else(|| "normal".into()));
+            self.ctx.host.write(
+                &self.ctx.caller,
+                &format!("/tell/{}?{q}", a.to),
+                WriteInput::Text(a.message),
+            )
+        })()
+        .map(|o| Output::text(o.text.trim_end().to_string()));
         result(r)
     }
 
@@ -550,36 +541,35 @@ impl AvmMcp {
         description = "A digest of what changed recently: memories changed in the last days (default 1), grouped by topic, with the important ones on top. Reads only. Use it at the start of a session to catch up."
     )]
     async fn avm_digest(&self, Parameters(a): Parameters<DigestArgs>) -> ToolResult {
-        let caller = &self.ctx.caller;
-        let r = (|| {
-            let scope = match &a.path {
-                Some(p) => {
-                    avm_core::host::expand_private(caller, &avm_core::Address::path(p)?.path)?
-                }
-                None => avm_lifecycle::default_scope(caller),
-            };
-            let topics = avm_provider_topics::TopicIndex::new(self.ctx.store.clone());
-            avm_lifecycle::Lifecycle::new(
-                &self.ctx.host,
-                self.ctx.store.as_ref(),
-                caller,
-                &self.ctx.lifecycle,
-            )
-            .digest(&scope, a.days.unwrap_or(1.0), a.max.unwrap_or(10), &topics)
-        })();
-        result(r)
+        // The caller's own namespace by default (all of /memory for the operator).
+        let scope = a.path.unwrap_or_else(|| {
+            self.ctx
+                .caller
+                .private_root()
+                .unwrap_or_else(|| "/memory".into())
+        });
+        let mut pairs = vec![("days", a.days.unwrap_or(1.0).to_string())];
+        if let Some(m) = a.max {
+            pairs.push(("max", m.to_string()));
+        }
+        result(self.read(address(&scope, "digest", &pairs)))
     }
 
     #[tool(
         description = "Your unread messages from other agents (all: the read ones too); mark_read marks the ones shown read."
     )]
     async fn avm_inbox(&self, Parameters(a): Parameters<InboxArgs>) -> ToolResult {
-        result(avm_provider_tell::inbox_of(
-            self.ctx.store.as_ref(),
-            &self.ctx.caller,
-            a.mark_read.unwrap_or(false),
-            !a.all.unwrap_or(false),
-        ))
+        let mut pairs = Vec::new();
+        if a.mark_read.unwrap_or(false) {
+            pairs.push(("mark", "read".to_string()));
+        }
+        if !a.all.unwrap_or(false) {
+            pairs.push(("only", "unread".to_string()));
+        }
+        // On the caller's own namespace, which it may always read (an operator's inbox is
+        // refused by the service, which names why).
+        let root = self.ctx.caller.private_root().unwrap_or_else(|| "/".into());
+        result(self.read(address(&root, "inbox", &pairs)))
     }
 
     #[tool(

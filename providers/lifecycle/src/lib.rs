@@ -517,3 +517,59 @@ pub fn first_sentence(content: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// `:digest` as a service on any path (the path is the scope): what changed there in the last
+/// `?days=` (default 1), grouped by topic, at most `?max=` per topic (default 10). Reads only.
+pub struct DigestProvider {
+    store: std::sync::Arc<dyn MemoryStore>,
+    config: LifecycleConfig,
+    topics: avm_provider_topics::TopicIndex,
+}
+
+impl DigestProvider {
+    /// Digests of the memories in `store`, decayed as `config` says.
+    pub fn new(
+        store: std::sync::Arc<dyn MemoryStore>,
+        config: LifecycleConfig,
+        topics: avm_provider_topics::TopicIndex,
+    ) -> Self {
+        DigestProvider {
+            store,
+            config,
+            topics,
+        }
+    }
+}
+
+impl avm_core::Provider for DigestProvider {
+    fn info(&self) -> avm_core::ProviderInfo {
+        avm_core::ProviderInfo {
+            kind: "digest".into(),
+            description: "what changed recently, grouped by topic".into(),
+            ops: avm_core::Ops {
+                read: true,
+                ..avm_core::Ops::default()
+            },
+            suffixes: vec![avm_core::SuffixSpec::new(
+                "digest",
+                avm_core::SuffixOn::Any,
+                true,
+                false,
+                &["days", "max"],
+                "memories changed in the last ?days= (default 1) below this path, grouped by topic, important ones on top",
+            )],
+        }
+    }
+
+    fn read_via(&self, host: &Host, req: &avm_core::Request) -> Result<Output> {
+        if req.suffix.as_deref() != Some("digest") {
+            return Err(Error::unsupported("read", &req.path));
+        }
+        Lifecycle::new(host, self.store.as_ref(), &req.caller, &self.config).digest(
+            &req.path,
+            req.query.parsed("days")?.unwrap_or(1.0),
+            req.query.parsed("max")?.unwrap_or(10),
+            &self.topics,
+        )
+    }
+}

@@ -1,7 +1,12 @@
 //! The recall service: `:recall`, `:browse`, `:timeline` and `:explore` on any path, with the
-//! path as the scope (`/memory/shared/market:recall?q=fed&max_tokens=500`).
+//! path as the scope (`/memory/shared/market:recall?q=fed&max_tokens=500`); `:remember`
+//! written on the namespace a memory goes to (`/private:remember?title=…`), and `:fetch`
+//! (`?path=A&path=@12`) for the content of memories by path or handle.
 
-use avm_core::{Error, Ops, Output, Provider, ProviderInfo, Request, Result, SuffixOn, SuffixSpec};
+use avm_core::{
+    Content, Error, Host, Ops, Output, Provider, ProviderInfo, Request, Result, SuffixOn,
+    SuffixSpec, WriteInput,
+};
 
 use crate::engine::{Engine, Strategy, narrow, scopes};
 use crate::navigate;
@@ -55,9 +60,26 @@ impl Provider for RecallProvider {
             description: "token-budgeted recall and navigation over agent memory".into(),
             ops: Ops {
                 read: true,
+                write: true,
                 ..Ops::default()
             },
             suffixes: vec![
+                SuffixSpec::new(
+                    "remember",
+                    SuffixOn::Any,
+                    false,
+                    true,
+                    &["title", "importance", "tags", "source", "ttl", "at"],
+                    "written on /private or /memory/shared/NS: remembers the text written as a new memory there (the same content twice: the first one)",
+                ),
+                SuffixSpec::new(
+                    "fetch",
+                    SuffixOn::Any,
+                    true,
+                    false,
+                    &["path"],
+                    "the content of each ?path= (a path or an @id handle), the missing ones named",
+                ),
                 SuffixSpec::new(
                     "recall",
                     SuffixOn::Any,
@@ -100,6 +122,71 @@ impl Provider for RecallProvider {
                 ),
             ],
         }
+    }
+
+    fn read_via(&self, host: &Host, req: &Request) -> Result<Output> {
+        if req.suffix.as_deref() != Some("fetch") {
+            return self.read(req);
+        }
+        let paths: Vec<String> = req
+            .query
+            .pairs()
+            .iter()
+            .filter(|(k, _)| k == "path")
+            .map(|(_, v)| v.clone())
+            .collect();
+        navigate::fetch(host, self.engine.store().as_ref(), &req.caller, &paths)
+    }
+
+    fn write_via(&self, host: &Host, req: &Request, input: WriteInput) -> Result<Output> {
+        if req.suffix.as_deref() != Some("remember") {
+            return Err(Error::unsupported("write", &req.path));
+        }
+        let content = match input {
+            WriteInput::Text(t) => t,
+            WriteInput::Put(p) => match p.content {
+                Some(Content::Text(t)) => t,
+                Some(Content::Bytes(_)) => {
+                    return Err(Error::invalid("a memory to remember is UTF-8 text"));
+                }
+                None => String::new(),
+            },
+            WriteInput::Record(_) => {
+                return Err(Error::invalid("a memory to remember is text, not a record"));
+            }
+        };
+        let namespace = if req.caller.private_root().as_deref() == Some(req.path.as_str()) {
+            None
+        } else if let Some(ns) = req.path.strip_prefix("/memory/shared/") {
+            Some(ns.to_string())
+        } else {
+            return Err(Error::invalid(format!(
+                "{}:remember: a memory goes to /private (your own) or /memory/shared/NS",
+                req.path
+            )));
+        };
+        let q = &req.query;
+        let m = crate::Memory {
+            content,
+            title: q.get("title").map(str::to_string),
+            importance: q.parsed("importance")?,
+            tags: list(q.get("tags")),
+            source: q.get("source").map(str::to_string),
+            namespace,
+            path: None,
+            ttl: q
+                .get("ttl")
+                .map(avm_core::time::parse_duration)
+                .transpose()?,
+            at: q.get("at").map(avm_core::time::parse_time).transpose()?,
+        };
+        let r = crate::remember(host, self.engine.store().as_ref(), &req.caller, &m)?;
+        let text = if r.created {
+            format!("Remembered: {} (importance={})\n", r.path, r.importance)
+        } else {
+            format!("Already remembered: {}\n", r.path)
+        };
+        Ok(Output::new(text, crate::remember::to_json(&r)))
     }
 
     fn read(&self, req: &Request) -> Result<Output> {

@@ -113,29 +113,9 @@ pub fn format_content(m: &Memory, now: DateTime<Utc>) -> String {
     out
 }
 
-fn check_namespace(ns: &str) -> Result<String> {
-    let ns = ns.trim().trim_matches('/');
-    if ns.is_empty()
-        || ns
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == ".." || s.starts_with('.'))
-    {
-        return Err(Error::invalid(format!(
-            "namespace {ns:?} is not accepted; use a name such as market or team/research"
-        )));
-    }
-    Ok(ns.to_string())
-}
-
 /// Where a new memory goes (before the timestamp and slug).
 fn target_dir(caller: &Caller, m: &Memory) -> Result<String> {
-    match (&m.namespace, caller.private_root()) {
-        (Some(ns), _) => Ok(format!("/memory/shared/{}", check_namespace(ns)?)),
-        (None, Some(root)) => Ok(root),
-        (None, None) => Err(Error::invalid(
-            "remember needs an agent (--agent NAME) or a shared namespace (--namespace NS)",
-        )),
-    }
+    avm_core::host::remember_dir(caller, m.namespace.as_deref())
 }
 
 fn validate(m: &Memory) -> Result<()> {

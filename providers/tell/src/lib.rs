@@ -20,44 +20,7 @@ use avm_core::{
 /// Priorities, most pressing first.
 pub const PRIORITIES: [&str; 3] = ["urgent", "normal", "low"];
 
-fn badge(priority: &str) -> &'static str {
-    match priority {
-        "urgent" => "🔴",
-        "normal" => "🟡",
-        _ => "⚪",
-    }
-}
-
-/// `## 🔴 From: alice @ 2026-11-21T08:00:00+00:00` and the content.
-pub fn header(t: &Tell) -> String {
-    format!(
-        "## {} From: {} @ {}\n{}",
-        badge(&t.priority),
-        t.from,
-        to_iso(t.created_at),
-        t.content
-    )
-}
-
-/// The block put on top of a file read when urgent messages are unread, and their ids.
-pub fn urgent_block(store: &dyn MemoryStore, agent: &str) -> Result<Option<(String, Vec<i64>)>> {
-    let urgent: Vec<Tell> = store
-        .tell_inbox(agent, 50)?
-        .into_iter()
-        .filter(|(t, seen)| !seen && t.priority == "urgent")
-        .map(|(t, _)| t)
-        .collect();
-    if urgent.is_empty() {
-        return Ok(None);
-    }
-    let mut s = String::from("# ⚠️ UNREAD MESSAGES\n\n");
-    for t in &urgent {
-        s.push_str(&header(t));
-        s.push_str("\n\n");
-    }
-    s.push_str("---\n");
-    Ok(Some((s, urgent.iter().map(|t| t.id).collect())))
-}
+pub use avm_core::storage::{tell_header as header, urgent_block};
 
 /// Sends a message from `caller` to `to` (an agent id or `@all`).
 pub fn send(
@@ -202,8 +165,8 @@ impl Provider for TellProvider {
                 SuffixOn::Any,
                 true,
                 false,
-                &["mark"],
-                "your messages; ?mark=read marks them read",
+                &["mark", "only"],
+                "your messages; ?mark=read marks them read, ?only=unread leaves out the read ones",
             )],
         }
     }
@@ -219,7 +182,16 @@ impl Provider for TellProvider {
                     )));
                 }
             };
-            return inbox(self.store.as_ref(), &req.caller, mark);
+            let unread_only = match req.query.get("only") {
+                None => false,
+                Some("unread") => true,
+                Some(v) => {
+                    return Err(Error::invalid(format!(
+                        "only={v:?} is not accepted; use only=unread"
+                    )));
+                }
+            };
+            return inbox_of(self.store.as_ref(), &req.caller, mark, unread_only);
         }
         // /tell/<agent> reads as an empty file: messages are written, not read, there.
         if req.path == "/tell" {
