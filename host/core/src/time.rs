@@ -83,28 +83,23 @@ fn bad_time(s: &str) -> Error {
     ))
 }
 
-/// Parses a duration such as `90s`, `15m`, `2h`, `7d`, `1w` (a bare number is seconds).
+/// Parses a duration: avm's one grammar for every duration a person writes (TTLs, `--older-than`,
+/// expiry, plugin time limits): a number with a unit, `250ms`, `90s`, `15m`, `2h`, `7d`, `1w`,
+/// or several (`1h 30m`), as the `humantime` crate reads them; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().map_err(|_| bad_duration(s))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86_400),
-        "w" => n.saturating_mul(604_800),
-        _ => return Err(bad_duration(s)),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| bad_duration(s));
+    }
+    humantime::parse_duration(s).map_err(|_| bad_duration(s))
 }
 
 fn bad_duration(s: &str) -> Error {
     Error::invalid(format!(
-        "{s:?} is not a duration; use a number with s, m, h, d or w (e.g. 90s, 15m, 2h, 7d)"
+        "{s:?} is not a duration; use a number with a unit (e.g. 250ms, 90s, 15m, 2h, 7d, 1w, or 1h 30m); a bare number is seconds"
     ))
 }
 
@@ -128,6 +123,10 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap().as_secs(), 7200);
         assert_eq!(parse_duration("1w").unwrap().as_secs(), 604_800);
         assert!(parse_duration("h").is_err());
-        assert!(parse_duration("3y").is_err());
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert_eq!(parse_duration("1h 30m").unwrap().as_secs(), 5400);
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
     }
 }

@@ -89,8 +89,12 @@ enum NumOrText {
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match NumOrText::deserialize(d)? {
+        // A TOML number is milliseconds (`timeout = 250`); text is avm's one duration grammar
+        // (`"250ms"`, `"2s"`; a bare number in text is seconds, as everywhere).
         NumOrText::Num(ms) => Ok(Duration::from_millis(ms)),
-        NumOrText::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+        NumOrText::Text(t) => {
+            avm_core::time::parse_duration(&t).map_err(|e| serde::de::Error::custom(e.message()))
+        }
     }
 }
 
@@ -98,27 +102,6 @@ fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     match NumOrText::deserialize(d)? {
         NumOrText::Num(n) => Ok(n),
         NumOrText::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
-    }
-}
-
-/// Parses `"250ms"`, `"2s"`, `"1m"` or a bare number of milliseconds.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let t = raw.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration; use e.g. \"500ms\", \"2s\" or \"1m\""))?;
-    match unit.trim() {
-        "" | "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" | "min" => n
-            .checked_mul(60)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{raw:?} is too long")),
-        u => Err(format!(
-            "{raw:?}: unknown duration unit {u:?}; use ms, s or m"
-        )),
     }
 }
 
@@ -260,10 +243,19 @@ mod tests {
         assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("12 parsecs").is_err());
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("40"), Ok(Duration::from_millis(40)));
-        assert!(parse_duration("soon").is_err());
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(deserialize_with = "de_duration")]
+            d: Duration,
+        }
+        let d = |v: serde_json::Value| {
+            serde_json::from_value::<T>(serde_json::json!({ "d": v })).map(|t| t.d)
+        };
+        assert_eq!(d("250ms".into()).ok(), Some(Duration::from_millis(250)));
+        assert_eq!(d("2s".into()).ok(), Some(Duration::from_secs(2)));
+        assert_eq!(d(40.into()).ok(), Some(Duration::from_millis(40)));
+        assert_eq!(d("40".into()).ok(), Some(Duration::from_secs(40)));
+        assert!(d("soon".into()).is_err());
     }
 
     #[test]

@@ -127,20 +127,13 @@ fn db_err(e: rusqlite::Error) -> Error {
 
 /// HMAC-SHA256 of `body` under `key`, hex (RFC 2104).
 pub fn sign(key: &[u8], body: &[u8]) -> String {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(body);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    hex(&outer.finalize())
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length (a long one is hashed first), so this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(body);
+    hex(&mac.finalize().into_bytes())
 }
 
 /// A subscription as the pump reads it: id, agent, pattern, mode, throttle, webhook, last batch.
