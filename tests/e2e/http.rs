@@ -804,6 +804,37 @@ fn slow_or_oversized_requests_are_cut_off_without_waiting_for_them() {
     );
 }
 
+/// A request that waits on a slow provider fails with `timed-out` (504) once the server's
+/// request time limit has passed, though the provider's own limit is longer.
+#[test]
+fn a_request_past_the_servers_time_limit_times_out() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let script = env.write_file("slow.sh", "#!/bin/sh\nsleep 20\necho late\n");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.write_file(
+        "config/avm/config.toml",
+        &format!(
+            "[serve]\nrequest_timeout_secs = 1\n\n[[mounts]]\npattern = \"/**\"\ntype = \"memory\"\n\n\
+             [[mounts]]\npattern = \"/slow/{{x}}\"\ntype = \"script\"\n\
+             options = {{ program = \"{}\", timeout_ms = 60000 }}\n",
+            s(&script)
+        ),
+    );
+    let srv = Server::start(&env, &["127.0.0.1:0"]);
+    let t = std::time::Instant::now();
+    let (st, v) = srv.json("GET", "/v1/nodes/slow/a", &[], "");
+    assert_eq!((st, kind(&v)), (504, "timed-out"), "{v}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    // The limit is per request: the next one gets its own second.
+    let (st, _, body) = srv.req("GET", "/health", &[], b"");
+    assert_eq!(st, 200, "{body}");
+}
+
 #[test]
 fn require_key_makes_a_loopback_server_demand_keys_too() {
     let env = Env::new();

@@ -217,7 +217,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 semantic: app.semantic.is_some(),
                 store: app.store.clone(),
                 caller: app.caller.clone(),
-                host: std::sync::Arc::new(app.host),
+                host: std::sync::Arc::new(app.host.with_timeout(std::time::Duration::from_secs(
+                    app.config.serve.request_timeout_secs.max(1),
+                ))),
                 identify: None,
             })?;
             let _ = memory.store().sync();

@@ -82,7 +82,10 @@ pub fn foreground(g: &Global, dir: &Path, threads: usize, allow_other: bool) -> 
     let caller = app.caller.clone();
     let store = app.store.clone();
     let memory = app.memory.clone();
-    let host = Arc::new(app.host);
+    // Each filesystem operation gets this long (a hung plugin or URL never holds a FUSE
+    // thread for ever).
+    let op_timeout = std::time::Duration::from_secs(app.config.fuse.op_timeout_secs.max(1));
+    let host = Arc::new(app.host.with_timeout(op_timeout));
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGTERM,

@@ -413,7 +413,10 @@ pub fn serve(
     let local = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("listener: {e}")))?;
-    let host = Arc::new(host);
+    // Every HTTP and MCP request (and a worker's batch) gets this long.
+    let host = Arc::new(host.with_timeout(Duration::from_secs(
+        config.serve.request_timeout_secs.max(1),
+    )));
     let state = Arc::new(HttpState {
         host: host.clone(),
         keys,

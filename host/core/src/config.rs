@@ -64,13 +64,25 @@ pub struct Config {
 }
 
 /// The FUSE mount (`[fuse]`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FuseConfig {
     /// Where an agent meets its unread urgent messages: `inject` (the default: in front of the
     /// next text memory file — `.md`, `.markdown`, `.txt` under `/memory` — that it reads whole
     /// with a program that does not copy or checksum files) or `inbox-only`.
     pub urgent: UrgentMode,
+    /// Seconds one filesystem operation may take before it fails with `ETIMEDOUT` (a provider
+    /// waiting on a program, a URL or a plugin stops then); at least 1.
+    pub op_timeout_secs: u64,
+}
+
+impl Default for FuseConfig {
+    fn default() -> Self {
+        FuseConfig {
+            urgent: UrgentMode::default(),
+            op_timeout_secs: 30,
+        }
+    }
 }
 
 /// How urgent messages reach an agent on its mount.
@@ -99,6 +111,9 @@ pub struct ServeConfig {
     pub header_timeout_secs: u64,
     /// Seconds a client may take to send a request's body.
     pub body_timeout_secs: u64,
+    /// Seconds an HTTP or MCP request may take once received before it fails with
+    /// `timed-out` (a provider waiting on a program, a URL or a plugin stops then); at least 1.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ServeConfig {
@@ -108,6 +123,7 @@ impl Default for ServeConfig {
             require_key: false,
             header_timeout_secs: 30,
             body_timeout_secs: 60,
+            request_timeout_secs: 60,
         }
     }
 }

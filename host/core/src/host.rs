@@ -88,6 +88,9 @@ pub struct Host {
     cache: Mutex<HashMap<CacheKey, (Instant, Output)>>,
     /// Each mount pattern's literal prefix (`/db/users/{id}` → `/db/users`), by pattern.
     prefixes: HashMap<String, String>,
+    /// How long a request may take (the front end's limit): every request's deadline is its
+    /// start plus this; `None` (the CLI) sets none.
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Host {
@@ -162,7 +165,17 @@ impl Host {
             services: Vec::new(),
             policy: Arc::new(Policy::open()),
             cache: Mutex::new(HashMap::new()),
+            timeout: None,
         })
+    }
+
+    /// Gives every request a deadline `timeout` after it starts (`Request::deadline`): the
+    /// front end's time limit (an HTTP or MCP request's, a FUSE operation's). Providers that
+    /// wait — on a program, a URL, a plugin, another process's lock — stop waiting then, with
+    /// `TimedOut`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// Sets the permission policy applied to every agent request.
@@ -268,7 +281,7 @@ impl Host {
                     suffix: addr.suffix,
                     query: addr.query,
                     caller: caller.clone(),
-                    deadline: None,
+                    deadline: self.deadline(),
                     policy: self.policy.clone(),
                 },
             ));
@@ -300,7 +313,7 @@ impl Host {
                         suffix: None,
                         query: addr.query,
                         caller: caller.clone(),
-                        deadline: None,
+                        deadline: self.deadline(),
                         policy: self.policy.clone(),
                     },
                 ));
@@ -343,10 +356,15 @@ impl Host {
                 suffix: addr.suffix,
                 query: addr.query,
                 caller: caller.clone(),
-                deadline: None,
+                deadline: self.deadline(),
                 policy: self.policy.clone(),
             },
         ))
+    }
+
+    /// A new request's deadline.
+    fn deadline(&self) -> Option<Instant> {
+        self.timeout.map(|t| Instant::now() + t)
     }
 
     /// Refuses what the policy refuses (other agents' private namespaces, configured rules),
@@ -756,6 +774,7 @@ impl Host {
             let mut req = Request::new(scope.clone(), caller.clone());
             req.mount = mount.pattern.clone();
             req.policy = self.policy.clone();
+            req.deadline = self.deadline();
             hits.extend(
                 mount
                     .provider
@@ -878,6 +897,47 @@ mod tests {
             Mount::new("/live/{sym}", Arc::new(Echo("live"))).read_only(true),
         ])
         .unwrap()
+    }
+
+    /// Says how long its request had left.
+    struct Clock;
+    impl Provider for Clock {
+        fn info(&self) -> ProviderInfo {
+            ProviderInfo {
+                kind: "clock".into(),
+                description: "deadline".into(),
+                ops: Ops {
+                    read: true,
+                    ..Ops::default()
+                },
+                suffixes: Vec::new(),
+            }
+        }
+        fn read(&self, req: &Request) -> Result<Output> {
+            Ok(Output::text(match req.deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .to_string(),
+                None => "none".into(),
+            }))
+        }
+    }
+
+    #[test]
+    fn a_front_ends_time_limit_becomes_each_requests_deadline() {
+        let plain = Host::new(vec![Mount::new("/**", Arc::new(Clock))]).unwrap();
+        assert_eq!(plain.read(&Caller::Operator, "/a").unwrap().text, "none");
+        let limited = Host::new(vec![Mount::new("/**", Arc::new(Clock))])
+            .unwrap()
+            .with_timeout(Duration::from_secs(30));
+        let left: u128 = limited
+            .read(&Caller::Operator, "/a")
+            .unwrap()
+            .text
+            .parse()
+            .unwrap();
+        assert!((29_000..=30_000).contains(&left), "{left} ms left");
     }
 
     #[test]
