@@ -835,6 +835,52 @@ fn a_request_past_the_servers_time_limit_times_out() {
     assert_eq!(st, 200, "{body}");
 }
 
+/// `--log` turns on `tracing`: one span per request, with its path and status.
+#[test]
+fn log_debug_shows_a_span_per_request() {
+    let env = Env::new();
+    let db = env.db();
+    let mut child = env
+        .cmd(&[
+            "--db",
+            s(&db),
+            "--log",
+            "avm_http=debug",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    let mut srv = Server {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
+    let (st, _, _) = srv.req("GET", "/v1/stats", &[], b"");
+    assert_eq!(st, 200);
+    let mut stderr = srv.child.stderr.take().unwrap();
+    nix_kill(srv.child.id());
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).unwrap();
+    drop(srv);
+    assert!(
+        err.contains("path=/v1/stats") && err.contains("status=200"),
+        "{err}"
+    );
+    assert!(
+        env.run(&["--log", "[[nonsense", "ls", "/"])
+            .stderr
+            .contains("not a log filter")
+    );
+}
+
 #[test]
 fn require_key_makes_a_loopback_server_demand_keys_too() {
     let env = Env::new();

@@ -21,6 +21,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    /// What to log to stderr: `warn` (the default), `info`, `debug`, or a filter such as
+    /// `avm_http=debug,rmcp=info` (one span per HTTP request, MCP tool call and worker batch)
+    #[arg(long, global = true, value_name = "FILTER", env = "RUST_LOG")]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -77,9 +77,30 @@ fn quiet_on_closed_pipe() {
     }));
 }
 
+/// Logs `tracing` events (avm's spans, and what axum, rmcp and wasmtime emit) to stderr,
+/// filtered by `--log`/`RUST_LOG`; warnings and errors only by default. A filter that does not
+/// parse is said once and the default used.
+fn init_log(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let f = match filter.map(EnvFilter::try_new) {
+        None => EnvFilter::new("warn"),
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            eprintln!("avm: --log/RUST_LOG is not a log filter ({e}); logging warnings");
+            EnvFilter::new("warn")
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(f)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
     let cli = cli::Cli::parse();
+    init_log(cli.log.as_deref());
     let json = cli.global.json;
     match commands::run(cli) {
         Ok(code) => code,

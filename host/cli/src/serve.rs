@@ -182,22 +182,23 @@ fn work(
     )>,
     store: &dyn avm_core::storage::MemoryStore,
 ) {
+    let _batch = tracing::debug_span!("worker").entered();
     if let Some((s, policy)) = subs {
         if let Err(e) = s.pump(store, policy) {
-            eprintln!("avm serve: subscriptions: {}", e.message());
+            tracing::warn!("subscriptions: {}", e.message());
         }
         if let Err(e) = s.deliver(Duration::from_secs(10)) {
-            eprintln!("avm serve: webhooks: {}", e.message());
+            tracing::warn!("webhooks: {}", e.message());
         }
     }
     if let Err(e) = topics.sync() {
-        eprintln!("avm serve: topic index: {}", e.message());
+        tracing::warn!("topic index: {}", e.message());
     }
     if let Some(s) = semantic
         && let Err(e) = s.sync(Some(256), &mut |_, _| {})
         && e.kind() != ErrorKind::Unavailable
     {
-        eprintln!("avm serve: embeddings: {}", e.message());
+        tracing::warn!("embeddings: {}", e.message());
     }
 }
 

@@ -567,6 +567,24 @@ async fn not_found() -> ApiResult {
     )))
 }
 
+/// One `tracing` span per request (method and path), and its status and time at `debug`.
+async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::debug_span!("http", method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    async move {
+        let res = next.run(req).await;
+        tracing::debug!(
+            status = res.status().as_u16(),
+            took_us = started.elapsed().as_micros() as u64,
+            "answered"
+        );
+        res
+    }
+    .instrument(span)
+    .await
+}
+
 /// The API's routes.
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
@@ -586,6 +604,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v1/stats", get(stats))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(traced))
         .with_state(state)
 }
 

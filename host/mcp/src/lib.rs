@@ -716,6 +716,7 @@ impl ServerHandler for AvmMcp {
         context: RequestContext<RoleServer>,
     ) -> std::result::Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
         let me = self.for_request(&context)?;
+        let _span = tracing::debug_span!("mcp", tool = %request.name).entered();
         let mut request = request;
         let tool = me.tool_router.get(&request.name);
         let known = tool.is_some();
