@@ -16,13 +16,20 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(env: &Env, extra: &[&str]) -> Server {
+        Server::start_with(env, &[], extra, Stdio::null())
+    }
+
+    /// [`Server::start`] with global options `before` the command and its stderr to `stderr`.
+    pub(crate) fn start_with(env: &Env, before: &[&str], extra: &[&str], stderr: Stdio) -> Server {
         let db = env.db();
-        let mut args = vec!["--db", s(&db), "serve", "--bind"];
+        let mut args = vec!["--db", s(&db)];
+        args.extend(before);
+        args.extend(["serve", "--bind"]);
         args.extend(extra);
         let mut child = env
             .cmd(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -839,30 +846,12 @@ fn a_request_past_the_servers_time_limit_times_out() {
 #[test]
 fn log_debug_shows_a_span_per_request() {
     let env = Env::new();
-    let db = env.db();
-    let mut child = env
-        .cmd(&[
-            "--db",
-            s(&db),
-            "--log",
-            "avm_http=debug",
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().to_string();
-    let mut srv = Server {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-    };
+    let mut srv = Server::start_with(
+        &env,
+        &["--log", "avm_http=debug"],
+        &["127.0.0.1:0"],
+        Stdio::piped(),
+    );
     let (st, _, _) = srv.req("GET", "/v1/stats", &[], b"");
     assert_eq!(st, 200);
     let mut stderr = srv.child.stderr.take().unwrap();

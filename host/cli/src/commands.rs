@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use avm_core::address::{Address, Query};
+use avm_core::address::Address;
 use avm_core::config;
 use avm_core::time::{parse_duration, parse_time};
 use avm_core::{
@@ -68,21 +68,7 @@ pub(crate) fn ensure_nl(s: &str) -> String {
 
 /// Builds an address from a path, a suffix and query pairs, keeping the user's path exactly.
 pub(crate) fn addr(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {
-    let a = Address::path(path)?;
-    let mut q = Query::new();
-    for (k, v) in pairs {
-        q.push(*k, v.clone());
-    }
-    let mut s = a.path;
-    if !suffix.is_empty() {
-        s.push(':');
-        s.push_str(suffix);
-    }
-    if !q.is_empty() {
-        s.push('?');
-        s.push_str(&q.to_string());
-    }
-    Ok(s)
+    avm_core::address::suffixed(path, suffix, pairs)
 }
 
 /// Reads text from `-c`, `-f` or stdin, refusing more than `max` bytes and non-UTF-8 (for

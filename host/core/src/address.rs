@@ -269,16 +269,18 @@ impl fmt::Display for Query {
     }
 }
 
-/// The address of `suffix` on `path` with the query `pairs`, each value percent-encoded
-/// (`/memory:browse?q=rate+cuts`): how a front end asks the host for a service.
+/// The address of `suffix` on `path` (none when empty) with the query `pairs`, each value
+/// percent-encoded (`/memory:browse?q=rate+cuts`): how a front end asks the host for a service.
 pub fn suffixed(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {
     let mut q = Query::new();
     for (k, v) in pairs {
         q.push(*k, v.clone());
     }
     let mut s = Address::path(path)?.path;
-    s.push(':');
-    s.push_str(suffix);
+    if !suffix.is_empty() {
+        s.push(':');
+        s.push_str(suffix);
+    }
     if !q.is_empty() {
         s.push('?');
         s.push_str(&q.to_string());

@@ -1607,17 +1607,22 @@ fn search_of_plain_words_is_the_exact_bm25_top_ten() {
     }
 }
 
-/// A common word's count is remembered between searches, and so is that it is a whole word
-/// (looked up as a term, not a prefix), until a longer word starting with it is written.
-#[test]
-fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
-    let e = env();
-    let batch: Vec<_> = (0..1200)
+/// `n` memories `/n/{i}.md` holding "alpha note {i}".
+fn alpha_notes(e: &Env, n: usize) {
+    let batch: Vec<_> = (0..n)
         .map(|i| (format!("/n/{i}.md"), put(&format!("alpha note {i}"))))
         .collect();
     for r in e.host.write_many(&OP, batch) {
         r.unwrap();
     }
+}
+
+/// A common word's count is remembered between searches, and so is that it is a whole word
+/// (looked up as a term, not a prefix), until a longer word starting with it is written.
+#[test]
+fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
+    let e = env();
+    alpha_notes(&e, 1200);
     let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
     let conn = rusqlite::Connection::open(&e.db).unwrap();
     let freq = |conn: &rusqlite::Connection| {
@@ -1641,12 +1646,7 @@ fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
 #[test]
 fn a_common_words_count_is_saved_for_the_next_process() {
     let e = env();
-    let batch: Vec<_> = (0..1200)
-        .map(|i| (format!("/n/{i}.md"), put(&format!("alpha note {i}"))))
-        .collect();
-    for r in e.host.write_many(&OP, batch) {
-        r.unwrap();
-    }
+    alpha_notes(&e, 1200);
     assert_eq!(
         e.search(&OP, "alpha note 7").first().map(String::as_str),
         Some("/n/7.md")
