@@ -149,6 +149,17 @@ fn recipient(req: &Request) -> Result<String> {
     Ok(rest.to_string())
 }
 
+/// Whether the query says `key=value` (absent: false; any other value is refused).
+fn option(req: &Request, key: &str, value: &str) -> Result<bool> {
+    match req.query.get(key) {
+        None => Ok(false),
+        Some(v) if v == value => Ok(true),
+        Some(v) => Err(Error::invalid(format!(
+            "{key}={v:?} is not accepted; use {key}={value}"
+        ))),
+    }
+}
+
 impl Provider for TellProvider {
     fn info(&self) -> ProviderInfo {
         ProviderInfo {
@@ -173,24 +184,8 @@ impl Provider for TellProvider {
 
     fn read(&self, req: &Request) -> Result<Output> {
         if req.suffix.as_deref() == Some("inbox") {
-            let mark = match req.query.get("mark") {
-                None => false,
-                Some("read") => true,
-                Some(v) => {
-                    return Err(Error::invalid(format!(
-                        "mark={v:?} is not accepted; use mark=read"
-                    )));
-                }
-            };
-            let unread_only = match req.query.get("only") {
-                None => false,
-                Some("unread") => true,
-                Some(v) => {
-                    return Err(Error::invalid(format!(
-                        "only={v:?} is not accepted; use only=unread"
-                    )));
-                }
-            };
+            let mark = option(req, "mark", "read")?;
+            let unread_only = option(req, "only", "unread")?;
             return inbox_of(self.store.as_ref(), &req.caller, mark, unread_only);
         }
         // /tell/<agent> reads as an empty file: messages are written, not read, there.
