@@ -330,14 +330,19 @@ pub(crate) fn mount_app(
     dir: &std::path::Path,
     threads: usize,
     inject_urgent: bool,
-) -> Result<(std::path::PathBuf, fuser::BackgroundSession)> {
+) -> Result<(
+    std::path::PathBuf,
+    fuser::BackgroundSession,
+    std::sync::Arc<avm_core::Host>,
+)> {
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", mnt.display())))?;
     let store = app.store.clone();
     let max_bytes = app.config.max_node_bytes;
+    let host = std::sync::Arc::new(app.host);
     let session = avm_fuse::mount(
-        std::sync::Arc::new(app.host),
+        host.clone(),
         caller,
         Some(store),
         &mnt,
@@ -348,7 +353,7 @@ pub(crate) fn mount_app(
             inject_urgent,
         },
     )?;
-    Ok((mnt, session))
+    Ok((mnt, session, host))
 }
 
 /// One latency measurement.
@@ -425,7 +430,7 @@ fn fuse_bench(dir: &std::path::Path, n: usize) -> Result<Vec<Row>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(avm_fuse::default_threads);
-    let (mnt, session) = mount_app(app, caller, dir, threads, true)?;
+    let (mnt, session, _) = mount_app(app, caller, dir, threads, true)?;
     let base = mnt.join("memory/private/bench/dir");
     let file = base.join("note0042.md");
     let mut rows = Vec::new();

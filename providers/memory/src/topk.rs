@@ -224,42 +224,66 @@ fn tokens(text: &str, mut f: impl FnMut(&str)) {
     emit(&mut buf, &mut plain);
 }
 
-/// How many tokens of `text` each (lower-case ASCII) word is a prefix of, and how many
-/// tokens it has.
-fn frequencies(text: &str, words: &[String]) -> (Vec<u32>, u32) {
-    let mut tf = vec![0u32; words.len()];
-    let mut len = 0u32;
-    let mut count = |t: &[u8]| {
-        len += 1;
-        let first = t[0].to_ascii_lowercase();
-        for (i, w) in words.iter().enumerate() {
-            let w = w.as_bytes();
-            if w[0] == first && t.len() >= w.len() && t[..w.len()].eq_ignore_ascii_case(w) {
-                tf[i] += 1;
-            }
-        }
-    };
-    if text.is_ascii() {
-        // Most memories: tokens are runs of ASCII letters and digits, counted where one
-        // starts; each word's matches found by substring search, kept where a token starts.
-        let lower = text.to_ascii_lowercase();
-        let b = lower.as_bytes();
-        let mut prev = false;
-        for &c in b {
-            let a = c.is_ascii_alphanumeric();
-            len += u32::from(a & !prev);
-            prev = a;
-        }
-        let starts = |i: usize| i == 0 || !b[i - 1].is_ascii_alphanumeric();
-        for (i, w) in words.iter().enumerate() {
-            tf[i] = memchr::memmem::find_iter(b, w.as_bytes())
-                .filter(|&at| starts(at))
-                .count() as u32;
-        }
-    } else {
-        tokens(text, |t| count(t.as_bytes()));
+/// Whether an ASCII byte is a letter or digit (written so that loops over bytes vectorise).
+#[inline]
+fn alnum(c: u8) -> bool {
+    ((c | 0x20).wrapping_sub(b'a') < 26) | (c.wrapping_sub(b'0') < 10)
+}
+
+/// Tokens in an ASCII text: runs of letters and digits, counted where one starts. Counted
+/// in 8-bit sums over blocks of 255 bytes, which the compiler turns into 16 bytes a step.
+fn ascii_tokens(b: &[u8]) -> u32 {
+    let Some(&first) = b.first() else { return 0 };
+    let mut n = u32::from(alnum(first));
+    for (cur, prev) in b[1..].chunks(255).zip(b.chunks(255)) {
+        let s = cur.iter().zip(prev).fold(0u8, |a, (&c, &p)| {
+            a.wrapping_add(u8::from(alnum(c) & !alnum(p)))
+        });
+        n += u32::from(s);
     }
-    (tf, len)
+    n
+}
+
+/// One memory's text made ready for counting the query's words in it.
+enum Prepared<'b> {
+    /// ASCII text (most memories), lower-cased: a word's matches are found by substring
+    /// search, kept where a token starts.
+    Ascii(&'b [u8]),
+    /// Other text, as FTS5's tokens.
+    Tokens(Vec<String>),
+}
+
+impl<'b> Prepared<'b> {
+    /// The text ready for counting, and how many tokens it has (`buf` is scratch).
+    fn new(text: &str, buf: &'b mut Vec<u8>) -> (Prepared<'b>, u32) {
+        if text.is_ascii() {
+            let b = text.as_bytes();
+            buf.clear();
+            buf.extend(b.iter().map(u8::to_ascii_lowercase));
+            return (Prepared::Ascii(buf), ascii_tokens(b));
+        }
+        let mut all = Vec::new();
+        tokens(text, |t| all.push(t.to_string()));
+        let len = all.len() as u32;
+        (Prepared::Tokens(all), len)
+    }
+
+    /// How many tokens the (lower-case ASCII) `word` is a prefix of; `finder` searches for it.
+    fn count(&self, word: &str, finder: &memchr::memmem::Finder<'_>) -> u32 {
+        match self {
+            Prepared::Ascii(b) => finder
+                .find_iter(b)
+                .filter(|&at| at == 0 || !alnum(b[at - 1]))
+                .count() as u32,
+            Prepared::Tokens(all) => all
+                .iter()
+                .filter(|t| {
+                    t.len() >= word.len()
+                        && t.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+                })
+                .count() as u32,
+        }
+    }
 }
 
 /// What the vocabulary says of a word as a prefix.
@@ -345,6 +369,10 @@ struct Terms {
     /// Their FTS5 terms, in the same order: `"word"*`, or `"word"` for a word that is the
     /// only vocabulary word it is a prefix of ([`Freq::whole`]).
     parts: Vec<String>,
+    /// The most words `i..` add to any row's score, for each `i` (the sum of their bounds).
+    rest: Vec<f64>,
+    /// Substring searchers for the words, in the same order.
+    finders: Vec<memchr::memmem::Finder<'static>>,
     /// Their idf.
     idf: Vec<f64>,
     /// Their document frequencies.
@@ -358,16 +386,18 @@ impl Terms {
         self.idf[i] * (K1 + 1.0)
     }
 
-    fn score(&self, tf: &[u32], dl: f64) -> f64 {
-        let norm = K1 * (1.0 - B + B * dl / self.avgdl);
-        tf.iter()
-            .zip(&self.idf)
-            .filter(|(t, _)| **t > 0)
-            .map(|(t, idf)| {
-                let t = f64::from(*t);
-                idf * t * (K1 + 1.0) / (t + norm)
-            })
-            .sum()
+    /// BM25's length normalisation of a row `dl` tokens long.
+    fn norm(&self, dl: f64) -> f64 {
+        K1 * (1.0 - B + B * dl / self.avgdl)
+    }
+
+    /// Word `i`'s share of the score of a row where it matches `tf` tokens.
+    fn share(&self, i: usize, tf: u32, norm: f64) -> f64 {
+        if tf == 0 {
+            return 0.0;
+        }
+        let t = f64::from(tf);
+        self.idf[i] * t * (K1 + 1.0) / (t + norm)
     }
 }
 
@@ -503,10 +533,7 @@ impl TopK<'_> {
             .query_map(params![expr, (LOOK_ALL + 1) as i64], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         if ids.len() <= LOOK_ALL {
-            for id in ids {
-                self.look(c, terms, id, found)?;
-            }
-            return Ok(());
+            return self.look_many(c, terms, &ids, found);
         }
         let mut window = WINDOW;
         let mut walked = 0;
@@ -552,7 +579,21 @@ impl TopK<'_> {
                     }
                 })
                 .collect(),
+            rest: {
+                let mut rest: Vec<f64> = df
+                    .iter()
+                    .map(|(f, _)| idf(rows, f.df) * (K1 + 1.0))
+                    .collect();
+                for i in (0..rest.len().saturating_sub(1)).rev() {
+                    rest[i] += rest[i + 1];
+                }
+                rest
+            },
             idf: df.iter().map(|(f, _)| idf(rows, f.df)).collect(),
+            finders: df
+                .iter()
+                .map(|(_, w)| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+                .collect(),
             df: df.iter().map(|(f, _)| f.df).collect(),
             words: df.into_iter().map(|(_, w)| w).collect(),
             avgdl: (tokens / rows).max(1.0),
@@ -581,9 +622,7 @@ impl TopK<'_> {
             return Ok(None);
         }
         let mut found = Found::new(0);
-        for id in ids {
-            self.look(c, &terms, id, &mut found)?;
-        }
+        self.look_many(c, &terms, &ids, &mut found)?;
         Ok(Some(found.seen.into_values().flatten().collect()))
     }
 
@@ -595,50 +634,122 @@ impl TopK<'_> {
         id: i64,
         found: &mut Found,
     ) -> rusqlite::Result<()> {
-        if found.seen.contains_key(&id) {
-            return Ok(());
-        }
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        self.look_many(c, terms, &[id], found)
+    }
+
+    /// Scores the rows `ids` not scored yet that the caller may see, in one statement (rows
+    /// in rowid order, each read where it lies; the content is borrowed, not copied).
+    fn look_many(
+        &self,
+        c: &Connection,
+        terms: &Terms,
+        ids: &[i64],
+        found: &mut Found,
+    ) -> rusqlite::Result<()> {
+        let fresh: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !found.seen.contains_key(id))
+            .collect();
+        let (one, many) = match fresh.as_slice() {
+            [] => return Ok(()),
+            [one] => (Some(*one), None),
+            _ => {
+                let list: Vec<String> = fresh.iter().map(i64::to_string).collect();
+                (None, Some(format!("[{}]", list.join(","))))
+            }
+        };
+        static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
-                "SELECT path, content, expires_at FROM nodes WHERE id = ?1 AND {}",
+                "SELECT id, path, content, expires_at FROM nodes WHERE id = ?1 AND {}",
                 crate::store::visible_sql("", 2)
             )
         });
-        let row: Option<(String, String, Option<i64>)> = c
-            .prepare_cached(&SQL)?
-            .query_row(params![id, self.viewer], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let entry = match row {
-            Some((path, content, expires))
-                if expires.is_none_or(|t| t > self.now) && (self.keep)(&path) =>
-            {
-                let text = fts::indexed_text(&content);
-                let (tf, len) = frequencies(&text, &terms.words);
-                // FTS5's length of an ASCII text is its token count here; of another text,
-                // what FTS5 stored.
-                let dl = if text.is_ascii() {
-                    f64::from(len)
-                } else {
-                    let size: Option<Vec<u8>> = c
-                        .prepare_cached("SELECT sz FROM nodes_fts_docsize WHERE id = ?1")?
-                        .query_row([id], |r| r.get(0))
-                        .optional()?;
-                    size.as_deref()
-                        .and_then(varint)
-                        .map_or(f64::from(len), |(v, _)| v as f64)
-                };
-                Some(Seen {
-                    path,
-                    score: terms.score(&tf, dl),
-                    content: self.snippets.then_some(content),
-                })
-            }
-            _ => None,
+        static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT id, path, content, expires_at FROM nodes \
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND {}",
+                crate::store::visible_sql("", 2)
+            )
+        });
+        let mut stmt = c.prepare_cached(if one.is_some() { &ONE } else { &MANY })?;
+        let mut rows = match (one, &many) {
+            (Some(id), _) => stmt.query(params![id, self.viewer])?,
+            (None, list) => stmt.query(params![list, self.viewer])?,
         };
-        found.add(id, entry);
+        let mut buf = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let path: String = r.get(1)?;
+            let expires: Option<i64> = r.get(3)?;
+            let entry = match r.get_ref(2)? {
+                rusqlite::types::ValueRef::Text(t)
+                    if expires.is_none_or(|t| t > self.now) && (self.keep)(&path) =>
+                {
+                    match std::str::from_utf8(t) {
+                        Ok(content) => {
+                            self.scored(c, terms, id, path, content, found.theta(), &mut buf)?
+                        }
+                        Err(_) => None,
+                    }
+                }
+                _ => None,
+            };
+            found.add(id, entry);
+        }
+        // The rows the caller may not see.
+        for id in fresh {
+            if !found.seen.contains_key(&id) {
+                found.add(id, None);
+            }
+        }
         Ok(())
+    }
+
+    /// Row `id`'s score for the query, from its content; `theta` is the k-th best score so
+    /// far. Words are counted rarest first, and counting stops once the row's score so far
+    /// plus the most the remaining words could add is below `theta`: the row cannot be among
+    /// the best k, and its (partial, lower) score keeps it out. Its content is kept for a
+    /// snippet only while it could be.
+    #[allow(clippy::too_many_arguments)]
+    fn scored(
+        &self,
+        c: &Connection,
+        terms: &Terms,
+        id: i64,
+        path: String,
+        content: &str,
+        theta: f64,
+        buf: &mut Vec<u8>,
+    ) -> rusqlite::Result<Option<Seen>> {
+        let text = fts::indexed_text(content);
+        let (prepared, len) = Prepared::new(&text, buf);
+        // FTS5's length of an ASCII text is its token count here; of another text, what
+        // FTS5 stored.
+        let dl = if text.is_ascii() {
+            f64::from(len)
+        } else {
+            let size: Option<Vec<u8>> = c
+                .prepare_cached("SELECT sz FROM nodes_fts_docsize WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            size.as_deref()
+                .and_then(varint)
+                .map_or(f64::from(len), |(v, _)| v as f64)
+        };
+        let norm = terms.norm(dl);
+        let mut score = 0.0;
+        for (i, (word, finder)) in terms.words.iter().zip(&terms.finders).enumerate() {
+            if score + terms.rest[i] < theta {
+                break;
+            }
+            score += terms.share(i, prepared.count(word, finder), norm);
+        }
+        Ok(Some(Seen {
+            path,
+            score,
+            content: (self.snippets && score >= theta).then(|| content.to_string()),
+        }))
     }
 }
 
@@ -701,8 +812,26 @@ mod tests {
             out.push(t.to_string())
         });
         assert_eq!(out, ["cafe", "au", "lait", "ecole", "x2", "naive"]);
-        let (tf, len) = frequencies("risk risky Risks limit", &["risk".into(), "lim".into()]);
-        assert_eq!((tf, len), (vec![3, 1], 4));
+        let words = ["risk".to_string(), "lim".to_string()];
+        let finders: Vec<_> = words
+            .iter()
+            .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+            .collect();
+        let mut buf = Vec::new();
+        for text in ["risk risky Risks limit", "Rísk risky Risks limit"] {
+            let (p, len) = Prepared::new(text, &mut buf);
+            let tf: Vec<u32> = words
+                .iter()
+                .zip(&finders)
+                .map(|(w, f)| p.count(w, f))
+                .collect();
+            assert_eq!((tf, len), (vec![3, 1], 4), "{text}");
+        }
+        assert_eq!(ascii_tokens(b""), 0);
+        assert_eq!(ascii_tokens(b"a"), 1);
+        assert_eq!(ascii_tokens(b"--a1 b_c-"), 3);
+        let long = "word, ".repeat(300);
+        assert_eq!(ascii_tokens(long.as_bytes()), 300);
     }
 
     #[test]
