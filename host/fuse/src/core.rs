@@ -316,6 +316,8 @@ enum HandleKind {
     /// urgent messages (`shown`) in its first `header_len` bytes, marked read once a read
     /// returns those bytes.
     Snapshot {
+        /// The inode it was opened on.
+        ino: u64,
         data: Arc<Vec<u8>>,
         shown: Vec<i64>,
         header_len: usize,
@@ -621,6 +623,15 @@ impl Core {
             return Err(Error::not_found(path));
         }
         if self.is_virtual(path)? {
+            // Open, it has the size of what was generated for it: a reader that sizes its
+            // buffer by `fstat` (Rust's `fs::read`, Python's `read()`) reads it in one go
+            // rather than growing its buffer a read (and a round trip here) at a time.
+            if let Some(size) = self.generated_size(ino) {
+                return Ok(Attr {
+                    size,
+                    ..Attr::generated(ino)
+                });
+            }
             if path.starts_with("/tell/") {
                 self.host.stat(&self.caller, path)?;
             } else if !Self::is_help(path) {
@@ -633,6 +644,21 @@ impl Core {
         }
         let st = self.host.stat(&self.caller, &self.address(path)?)?;
         Ok(self.attr_of(ino, &st))
+    }
+
+    /// The size of the content generated for an open handle on `ino` (the largest, when
+    /// several are open), if any.
+    fn generated_size(&self, ino: u64) -> Option<u64> {
+        if ino == 0 {
+            return None;
+        }
+        lock(&self.handles)
+            .values()
+            .filter_map(|h| match h {
+                HandleKind::Snapshot { ino: i, data, .. } if *i == ino => Some(data.len() as u64),
+                _ => None,
+            })
+            .max()
     }
 
     fn attr_of(&self, ino: u64, st: &Stat) -> Attr {
@@ -864,6 +890,7 @@ impl Core {
                 }
             } else {
                 HandleKind::Snapshot {
+                    ino,
                     data: Arc::new(self.generate(&path)?),
                     shown: Vec::new(),
                     header_len: 0,
@@ -906,6 +933,7 @@ impl Core {
                 lock(&self.handles).insert(
                     fh,
                     HandleKind::Snapshot {
+                        ino,
                         data: Arc::new(data),
                         shown,
                         header_len,
@@ -1151,6 +1179,7 @@ impl Core {
                     data,
                     shown,
                     header_len,
+                    ..
                 }) => {
                     // Only a read that returns the messages marks them read.
                     let sees_header = (offset as usize) < *header_len && size > 0;
