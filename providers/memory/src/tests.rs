@@ -1640,6 +1640,30 @@ fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
     );
 }
 
+/// While the index does not change, every word's count (rare words too) is remembered as it
+/// was: a search asks the vocabulary nothing. Any change to the index counts them again.
+#[test]
+fn counts_are_remembered_while_the_index_does_not_change() {
+    let e = env();
+    alpha_notes(&e, 20);
+    let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
+    let conn = rusqlite::Connection::open(&e.db).unwrap();
+    let words = ["alpha".to_string(), "not".to_string()];
+    let freq = |conn: &rusqlite::Connection| {
+        let (rows, tokens) = crate::topk::index_size(conn).unwrap().unwrap();
+        crate::topk::doc_freqs(conn, &words, &cache, rows, tokens)
+    };
+    let first = freq(&conn).unwrap();
+    assert_eq!(first[0].df, 20.0);
+    assert!(!first[1].whole, "{first:?}");
+    // Without the vocabulary the counts still come, from memory.
+    conn.execute_batch("DROP TABLE nodes_fts_vocab").unwrap();
+    assert_eq!(freq(&conn).unwrap(), first);
+    // After a change to the index they are counted again, from the vocabulary (gone here).
+    e.write("/n/more.md", "alpha again");
+    assert!(freq(&conn).is_err());
+}
+
 /// A common word's count made by one process is saved in the database, and a later process
 /// uses it instead of reading every posting of the word again, until the index has changed by
 /// more than 2% of the count.

@@ -104,6 +104,25 @@ pub(crate) struct DfCache {
     words: HashMap<String, (Freq, f64, f64)>,
     /// Counts made since the last [`DfCache::take_new`], to save.
     new: Vec<Counted>,
+    /// word -> (its count, as used, and the index version it was made or checked at): while
+    /// the index is that version the count is still right (and a whole word still whole), so
+    /// neither the vocabulary nor `term_df` is asked again. Rare words too.
+    exact: HashMap<String, (Freq, u64)>,
+}
+
+/// The index's version: a hash of FTS5's structure record, which every change to the index
+/// rewrites (a new segment, a merge). `None` when there is none (an empty index).
+pub(crate) fn index_version(c: &Connection) -> rusqlite::Result<Option<u64>> {
+    use std::hash::{Hash, Hasher};
+    let block: Option<Vec<u8>> = c
+        .prepare_cached("SELECT block FROM nodes_fts_data WHERE id = 10")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(block.map(|b| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        b.hash(&mut h);
+        h.finish()
+    }))
 }
 
 /// A word's count as the vocabulary gave it, with the index's size at the time.
@@ -155,6 +174,21 @@ impl DfCache {
                 tokens,
             });
         }
+    }
+
+    /// A count made or checked at index version `version`, if it is still that version.
+    fn exact(&self, word: &str, version: u64) -> Option<Freq> {
+        self.exact
+            .get(word)
+            .and_then(|(f, v)| (*v == version).then_some(*f))
+    }
+
+    /// Remembers a count as right at index version `version`.
+    fn put_exact(&mut self, word: &str, f: Freq, version: u64) {
+        if self.exact.len() >= CACHE_WORDS {
+            self.exact.clear();
+        }
+        self.exact.insert(word.to_string(), (f, version));
     }
 
     /// The counts made since the last call, to save ([`save_counts`]).
@@ -306,22 +340,28 @@ pub(crate) fn doc_freqs(
     rows: f64,
     tokens: f64,
 ) -> rusqlite::Result<Vec<Freq>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT coalesce(sum(doc), 0), count(*), min(term) FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2",
-    )?;
+    // Each statement is prepared only when it is needed: while the index does not change,
+    // every word's count is remembered ([`DfCache::exact`]) and none is.
+    const COUNT: &str = "SELECT coalesce(sum(doc), 0), count(*), min(term) FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2";
     // Whether a longer word starting with this one is in the vocabulary now (the scan stops
     // at the first, a rare word as a rule).
     // (`term > w` would be read as `term >= w`, counting the word itself first.)
-    let mut longer =
-        c.prepare_cached("SELECT 1 FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2 LIMIT 1")?;
+    const LONGER: &str = "SELECT 1 FROM nodes_fts_vocab WHERE term >= ?1 AND term < ?2 LIMIT 1";
     // A count an earlier process saved.
-    let mut saved =
-        c.prepare_cached("SELECT doc, whole, rows, tokens FROM term_df WHERE term = ?1")?;
+    const SAVED: &str = "SELECT doc, whole, rows, tokens FROM term_df WHERE term = ?1";
+    let version = index_version(c)?;
     let mut out = Vec::with_capacity(words.len());
     for w in words {
+        if let Some(v) = version
+            && let Some(f) = cache.lock().ok().and_then(|d| d.exact(w, v))
+        {
+            out.push(f);
+            continue;
+        }
         let mut known = cache.lock().ok().and_then(|d| d.get(w, rows, tokens));
         if known.is_none() {
-            let row: Option<(i64, bool, i64, i64)> = saved
+            let row: Option<(i64, bool, i64, i64)> = c
+                .prepare_cached(SAVED)?
                 .query_row([w], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .optional()?;
             if let Some((df, whole, r, t)) = row {
@@ -337,7 +377,7 @@ pub(crate) fn doc_freqs(
         }
         if known.is_some_and(|f| f.whole) {
             let (lo, hi) = (format!("{w}\u{1}"), format!("{w}\u{10FFFF}"));
-            if longer.exists(params![lo, hi])? {
+            if c.prepare_cached(LONGER)?.exists(params![lo, hi])? {
                 known = None;
             }
         }
@@ -345,8 +385,9 @@ pub(crate) fn doc_freqs(
             Some(f) => f,
             None => {
                 let hi = format!("{w}\u{10FFFF}");
-                let (n, terms, first): (i64, i64, Option<String>) =
-                    stmt.query_row(params![w, hi], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let (n, terms, first): (i64, i64, Option<String>) = c
+                    .prepare_cached(COUNT)?
+                    .query_row(params![w, hi], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 let f = Freq {
                     df: (n as f64).min(rows),
                     whole: terms == 1 && first.as_deref() == Some(w.as_str()),
@@ -357,6 +398,9 @@ pub(crate) fn doc_freqs(
                 f
             }
         };
+        if let (Some(v), Ok(mut d)) = (version, cache.lock()) {
+            d.put_exact(w, f, v);
+        }
         out.push(f);
     }
     Ok(out)
