@@ -86,6 +86,12 @@ impl OrtEmbedder {
             .map_err(|e| unavailable("session options", e))?
             .with_intra_threads(threads)
             .map_err(|e| unavailable("session options", e))?
+            // Idle intra-op threads sleep rather than spin: spinning took the other core from
+            // the full-text half of a hybrid search running beside the embedding (hybrid p50
+            // 8.5 -> 7.1 ms, p99 30 -> 11 ms at 100,000 memories; query embedding and bulk embedding
+            // unchanged).
+            .with_intra_op_spinning(false)
+            .map_err(|e| unavailable("session options", e))?
             .commit_from_file(&files.model)
             .map_err(|e| unavailable(&format!("cannot load {}", files.model.display()), e))?;
         let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
