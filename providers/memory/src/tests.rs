@@ -1617,6 +1617,16 @@ fn alpha_notes(e: &Env, n: usize) {
     }
 }
 
+/// The document counts of `words` as a search over `conn` finds them, remembered in `cache`.
+fn counts(
+    conn: &rusqlite::Connection,
+    words: &[String],
+    cache: &std::sync::Mutex<crate::topk::DfCache>,
+) -> rusqlite::Result<Vec<crate::topk::Freq>> {
+    let (rows, tokens) = crate::topk::index_size(conn)?.expect("an index");
+    crate::topk::doc_freqs(conn, words, cache, rows, tokens)
+}
+
 /// A common word's count is remembered between searches, and so is that it is a whole word
 /// (looked up as a term, not a prefix), until a longer word starting with it is written.
 #[test]
@@ -1625,10 +1635,8 @@ fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
     alpha_notes(&e, 1200);
     let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
     let conn = rusqlite::Connection::open(&e.db).unwrap();
-    let freq = |conn: &rusqlite::Connection| {
-        let (rows, tokens) = crate::topk::index_size(conn).unwrap().unwrap();
-        crate::topk::doc_freqs(conn, &["alpha".to_string()], &cache, rows, tokens).unwrap()[0]
-    };
+    let freq =
+        |conn: &rusqlite::Connection| counts(conn, &["alpha".to_string()], &cache).unwrap()[0];
     let f = freq(&conn);
     assert!(f.whole && f.df == 1200.0, "{f:?}");
     e.write("/n/new.md", "alphabet soup");
@@ -1649,10 +1657,7 @@ fn counts_are_remembered_while_the_index_does_not_change() {
     let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
     let conn = rusqlite::Connection::open(&e.db).unwrap();
     let words = ["alpha".to_string(), "not".to_string()];
-    let freq = |conn: &rusqlite::Connection| {
-        let (rows, tokens) = crate::topk::index_size(conn).unwrap().unwrap();
-        crate::topk::doc_freqs(conn, &words, &cache, rows, tokens)
-    };
+    let freq = |conn: &rusqlite::Connection| counts(conn, &words, &cache);
     let first = freq(&conn).unwrap();
     assert_eq!(first[0].df, 20.0);
     assert!(!first[1].whole, "{first:?}");
@@ -1689,8 +1694,7 @@ fn a_common_words_count_is_saved_for_the_next_process() {
         .unwrap();
     let freq = |conn: &rusqlite::Connection| {
         let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
-        let (rows, tokens) = crate::topk::index_size(conn).unwrap().unwrap();
-        crate::topk::doc_freqs(conn, &["alpha".to_string()], &cache, rows, tokens).unwrap()[0]
+        counts(conn, &["alpha".to_string()], &cache).unwrap()[0]
     };
     assert_eq!(freq(&conn).df, 1190.0);
     // 30 more memories holding it (over 2% of 1,190): counted again.
