@@ -535,6 +535,24 @@ pub enum WriteInput {
     Record(Value),
 }
 
+impl WriteInput {
+    /// The text written, for a service that takes text only (a memory to remember, a
+    /// message): a text body, or a put's text content (none is empty). Binary content and
+    /// records are refused as invalid, naming `what` is written ("a message").
+    pub fn into_text(self, what: &str) -> Result<String> {
+        match self {
+            WriteInput::Text(t) => Ok(t),
+            WriteInput::Put(p) => match p.content.unwrap_or_default() {
+                Content::Text(t) => Ok(t),
+                Content::Bytes(_) => Err(Error::invalid(format!(
+                    "{what} is UTF-8 text, not binary content"
+                ))),
+            },
+            WriteInput::Record(_) => Err(Error::invalid(format!("{what} is text, not a record"))),
+        }
+    }
+}
+
 /// How to remove.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RemoveOptions {
@@ -769,6 +787,28 @@ pub trait Provider: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_only_service_takes_text_and_a_puts_text_content_and_nothing_else() {
+        let put = |content| {
+            WriteInput::Put(Put {
+                content,
+                ..Put::default()
+            })
+        };
+        assert_eq!(WriteInput::Text("hi".into()).into_text("x").unwrap(), "hi");
+        assert_eq!(put(Some(Content::from("hi"))).into_text("x").unwrap(), "hi");
+        assert_eq!(put(None).into_text("x").unwrap(), "");
+        let e = put(Some(Content::Bytes(vec![0, 1])))
+            .into_text("a message")
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("a message is UTF-8 text"), "{e}");
+        let e = WriteInput::Record(Value::Null)
+            .into_text("a message")
+            .unwrap_err();
+        assert!(e.to_string().contains("not a record"), "{e}");
+    }
 
     #[test]
     fn agents_cannot_see_other_agents_private_paths() {

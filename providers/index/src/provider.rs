@@ -929,24 +929,7 @@ impl Provider for IndexProvider {
                 )));
             }
         };
-        let body = match input {
-            WriteInput::Text(t) => t,
-            WriteInput::Put(p) => match p.content.unwrap_or_default() {
-                avm_core::Content::Text(t) => t,
-                avm_core::Content::Bytes(_) => {
-                    return Err(Error::invalid(format!(
-                        "{}:{suffix} takes text, not binary content",
-                        req.path
-                    )));
-                }
-            },
-            WriteInput::Record(_) => {
-                return Err(Error::invalid(format!(
-                    "{}:{suffix} takes text, not a record",
-                    req.path
-                )));
-            }
-        };
+        let body = input.into_text(&format!("what {}:{suffix} takes", req.path))?;
         let body = body.trim();
         if suffix == "describe" {
             validate_name(&name)?;

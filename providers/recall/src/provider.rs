@@ -4,8 +4,8 @@
 //! (`?path=A&path=@12`) for the content of memories by path or handle.
 
 use avm_core::{
-    Content, Error, Host, Ops, Output, Provider, ProviderInfo, Request, Result, SuffixOn,
-    SuffixSpec, WriteInput,
+    Error, Host, Ops, Output, Provider, ProviderInfo, Request, Result, SuffixOn, SuffixSpec,
+    WriteInput,
 };
 
 use crate::engine::{Engine, Strategy, narrow, scopes};
@@ -142,19 +142,7 @@ impl Provider for RecallProvider {
         if req.suffix.as_deref() != Some("remember") {
             return Err(Error::unsupported("write", &req.path));
         }
-        let content = match input {
-            WriteInput::Text(t) => t,
-            WriteInput::Put(p) => match p.content {
-                Some(Content::Text(t)) => t,
-                Some(Content::Bytes(_)) => {
-                    return Err(Error::invalid("a memory to remember is UTF-8 text"));
-                }
-                None => String::new(),
-            },
-            WriteInput::Record(_) => {
-                return Err(Error::invalid("a memory to remember is text, not a record"));
-            }
-        };
+        let content = input.into_text("a memory to remember")?;
         let namespace = if req.caller.private_root().as_deref() == Some(req.path.as_str()) {
             None
         } else if let Some(ns) = req.path.strip_prefix("/memory/shared/") {

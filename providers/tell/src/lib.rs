@@ -239,20 +239,7 @@ impl Provider for TellProvider {
     fn write(&self, req: &Request, input: WriteInput) -> Result<Output> {
         let to = recipient(req)?;
         req.query.check_keys(&["priority", "expires"], &req.path)?;
-        let text = match input {
-            WriteInput::Text(t) => t,
-            WriteInput::Put(p) => match p.content.unwrap_or_default() {
-                avm_core::Content::Text(t) => t,
-                avm_core::Content::Bytes(_) => {
-                    return Err(Error::invalid(
-                        "a message is UTF-8 text, not binary content",
-                    ));
-                }
-            },
-            WriteInput::Record(_) => {
-                return Err(Error::invalid("a message is text, not a record"));
-            }
-        };
+        let text = input.into_text("a message")?;
         let t = send(
             self.store.as_ref(),
             &req.caller,
