@@ -46,9 +46,21 @@ pub(crate) struct Mount {
 
 impl Mount {
     pub(crate) fn new(env: &Env, agent: Option<&str>, name: &str) -> Mount {
+        Mount::with(env, agent, name, &[], std::process::Stdio::null())
+    }
+
+    /// A mount with more global options (`--log …`) and its stderr sent to `stderr`.
+    pub(crate) fn with(
+        env: &Env,
+        agent: Option<&str>,
+        name: &str,
+        options: &[&str],
+        stderr: std::process::Stdio,
+    ) -> Mount {
         let dir = env.path(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut args = vec!["--db".to_string(), s(&env.db()).to_string()];
+        let mut args: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+        args.extend(["--db".to_string(), s(&env.db()).to_string()]);
         if let Some(a) = agent {
             args.extend(["--agent".into(), a.into()]);
         }
@@ -57,7 +69,7 @@ impl Mount {
         let child = env
             .cmd(&args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let m = Mount { child, dir };
@@ -247,6 +259,33 @@ fn overwriting_keeps_metadata_and_makes_exactly_one_version() {
         h.as_array().unwrap().len(),
         1,
         "a new file is one version: {h}"
+    );
+}
+
+/// `--log avm_fuse=debug` shows each failed operation inside its span (which operation, on
+/// which inode) with the message the errno cannot carry.
+#[test]
+fn log_debug_shows_why_a_mount_operation_failed() {
+    need_fuse!();
+    let env = Env::new();
+    let log = env.path("mount.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let m = Mount::with(
+        &env,
+        Some("alice"),
+        "mnt",
+        &["--log", "avm_fuse=debug"],
+        file.into(),
+    );
+    assert!(!m.sh("cat memory/private/alice/missing.md").status.success());
+    drop(m);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("fuse{")
+            && l.contains("lookup")
+            && l.contains("failed")
+            && l.contains("missing.md")),
+        "{text}"
     );
 }
 

@@ -45,6 +45,13 @@ fn ttls(a: &Attr) -> (Duration, Duration) {
     }
 }
 
+/// An operation's error as the kernel gets it, logged (at debug, inside the operation's span)
+/// with the message the errno cannot carry.
+fn failed(e: &avm_core::Error) -> Errno {
+    tracing::debug!(error = %e, "failed");
+    errno(e.kind())
+}
+
 /// The one place avm errors become errno values for the kernel.
 pub fn errno(kind: ErrorKind) -> Errno {
     match kind {
@@ -113,7 +120,7 @@ impl AvmFs {
                 let (at, et) = ttls(&a);
                 reply.entry_with_ttls(&at, &et, &self.attr(&a), Generation(0))
             }
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 }
@@ -170,7 +177,7 @@ fn owner(req: &Request) -> Owner {
 fn empty(reply: ReplyEmpty, r: avm_core::Result<()>) {
     match r {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(e.kind())),
+        Err(e) => reply.error(failed(&e)),
     }
 }
 
@@ -182,6 +189,7 @@ impl Filesystem for AvmFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        let _op = tracing::debug_span!("fuse", op = "lookup", ino = parent.0).entered();
         match name(n) {
             Ok(n) => self.entry(reply, self.core.lookup(parent.0, n)),
             Err(e) => reply.error(e),
@@ -189,13 +197,15 @@ impl Filesystem for AvmFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _op = tracing::debug_span!("fuse", op = "forget", ino = ino.0).entered();
         self.core.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _op = tracing::debug_span!("fuse", op = "getattr", ino = ino.0).entered();
         match self.core.getattr(ino.0) {
             Ok(a) => reply.attr(&ttls(&a).0, &self.attr(&a)),
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -217,6 +227,7 @@ impl Filesystem for AvmFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "setattr", ino = ino.0).entered();
         // The kernel (default_permissions) has checked who may change what.
         let ch = AttrChange {
             mode,
@@ -228,14 +239,15 @@ impl Filesystem for AvmFs {
         };
         match self.core.setattr(ino.0, fh.map(|f| f.0), ch) {
             Ok(a) => reply.attr(&TTL, &self.attr(&a)),
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _op = tracing::debug_span!("fuse", op = "readlink", ino = ino.0).entered();
         match self.core.readlink(ino.0) {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -249,6 +261,7 @@ impl Filesystem for AvmFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "mknod", ino = parent.0).entered();
         // Regular files only: FIFOs, sockets and device nodes have no place in a store.
         if mode & S_IFMT != S_IFREG && mode & S_IFMT != 0 {
             return reply.error(Errno::EPERM);
@@ -286,6 +299,7 @@ impl Filesystem for AvmFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "mkdir", ino = parent.0).entered();
         match name(n) {
             Ok(n) => self.entry(
                 reply,
@@ -296,6 +310,7 @@ impl Filesystem for AvmFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let _op = tracing::debug_span!("fuse", op = "unlink", ino = parent.0).entered();
         match name(n) {
             Ok(n) => empty(reply, self.core.unlink(parent.0, n)),
             Err(e) => reply.error(e),
@@ -303,6 +318,7 @@ impl Filesystem for AvmFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let _op = tracing::debug_span!("fuse", op = "rmdir", ino = parent.0).entered();
         match name(n) {
             Ok(n) => empty(reply, self.core.rmdir(parent.0, n)),
             Err(e) => reply.error(e),
@@ -317,6 +333,7 @@ impl Filesystem for AvmFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "symlink", ino = parent.0).entered();
         let n = match name(link_name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -337,6 +354,7 @@ impl Filesystem for AvmFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "rename", ino = parent.0).entered();
         let how = if flags.contains(RenameFlags::RENAME_WHITEOUT) {
             return reply.error(Errno::EOPNOTSUPP);
         } else if flags.contains(RenameFlags::RENAME_EXCHANGE) {
@@ -361,18 +379,20 @@ impl Filesystem for AvmFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "link").entered();
         // A node has one path; hard links are refused (as on filesystems without them).
         reply.error(Errno::EPERM);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _op = tracing::debug_span!("fuse", op = "open", ino = ino.0).entered();
         let mode = OpenMode {
             reader: Some(req.pid()),
             ..mode(flags.0)
         };
         match self.core.open(ino.0, mode) {
             Ok((fh, direct)) => reply.opened(FileHandle(fh), open_flags(direct)),
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -387,9 +407,10 @@ impl Filesystem for AvmFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "read").entered();
         match self.core.read(fh.0, offset, size as usize) {
             Ok(d) => reply.data(&d),
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -405,9 +426,10 @@ impl Filesystem for AvmFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "write").entered();
         match self.core.write(fh.0, offset, data) {
             Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -419,6 +441,7 @@ impl Filesystem for AvmFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "flush").entered();
         empty(reply, self.core.flush(fh.0));
     }
 
@@ -432,6 +455,7 @@ impl Filesystem for AvmFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "release").entered();
         empty(reply, self.core.release(fh.0));
     }
 
@@ -443,13 +467,15 @@ impl Filesystem for AvmFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "fsync").entered();
         empty(reply, self.core.fsync(fh.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _op = tracing::debug_span!("fuse", op = "opendir", ino = ino.0).entered();
         match self.core.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -461,11 +487,12 @@ impl Filesystem for AvmFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "readdir", ino = ino.0).entered();
         let entries = match self.core.dir_listing(fh.0) {
             Some(l) => l,
             None => match self.core.readdir(ino.0) {
                 Ok(l) => Arc::new(l),
-                Err(e) => return reply.error(errno(e.kind())),
+                Err(e) => return reply.error(failed(&e)),
             },
         };
         let dots = [
@@ -502,6 +529,7 @@ impl Filesystem for AvmFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "releasedir").entered();
         self.core.releasedir(fh.0);
         reply.ok();
     }
@@ -514,11 +542,13 @@ impl Filesystem for AvmFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "fsyncdir").entered();
         // Every directory change is committed before its reply.
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _op = tracing::debug_span!("fuse", op = "statfs").entered();
         const BSIZE: u64 = 4096;
         let (total, free) = self.core.statfs().unwrap_or((1 << 42, 1 << 41));
         reply.statfs(
@@ -543,6 +573,7 @@ impl Filesystem for AvmFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "create", ino = parent.0).entered();
         let n = match name(n) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -563,7 +594,7 @@ impl Filesystem for AvmFs {
                 FileHandle(fh),
                 open_flags(a.kind == Kind::Virtual || m.append),
             ),
-            Err(e) => reply.error(errno(e.kind())),
+            Err(e) => reply.error(failed(&e)),
         }
     }
 
@@ -577,6 +608,7 @@ impl Filesystem for AvmFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _op = tracing::debug_span!("fuse", op = "fallocate").entered();
         empty(reply, self.core.fallocate(fh.0, offset, length, mode));
     }
 }
