@@ -592,7 +592,7 @@ impl TopK<'_> {
                 if found.theta() > share + others {
                     return Ok(());
                 }
-                self.look(c, terms, *id, found)?;
+                self.look_many(c, terms, &[*id], found)?;
                 walked += 1;
             }
             if list.len() < window {
@@ -612,6 +612,7 @@ impl TopK<'_> {
             .zip(words.iter().cloned())
             .collect();
         df.sort_by(|a, b| a.0.df.total_cmp(&b.0.df).then_with(|| a.1.cmp(&b.1)));
+        let idfs: Vec<f64> = df.iter().map(|(f, _)| idf(rows, f.df)).collect();
         Ok(Some(Terms {
             parts: df
                 .iter()
@@ -624,16 +625,14 @@ impl TopK<'_> {
                 })
                 .collect(),
             rest: {
-                let mut rest: Vec<f64> = df
-                    .iter()
-                    .map(|(f, _)| idf(rows, f.df) * (K1 + 1.0))
-                    .collect();
+                // Each word's bound ([`Terms::bound`]), summed from the end.
+                let mut rest: Vec<f64> = idfs.iter().map(|i| i * (K1 + 1.0)).collect();
                 for i in (0..rest.len().saturating_sub(1)).rev() {
                     rest[i] += rest[i + 1];
                 }
                 rest
             },
-            idf: df.iter().map(|(f, _)| idf(rows, f.df)).collect(),
+            idf: idfs,
             finders: df
                 .iter()
                 .map(|(_, w)| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
@@ -670,17 +669,6 @@ impl TopK<'_> {
         Ok(Some(found.seen.into_values().flatten().collect()))
     }
 
-    /// Scores row `id` (once) if the caller may see it.
-    fn look(
-        &self,
-        c: &Connection,
-        terms: &Terms,
-        id: i64,
-        found: &mut Found,
-    ) -> rusqlite::Result<()> {
-        self.look_many(c, terms, &[id], found)
-    }
-
     /// Scores the rows `ids` not scored yet that the caller may see, in one statement (rows
     /// in rowid order, each read where it lies; the content is borrowed, not copied).
     fn look_many(
@@ -695,32 +683,19 @@ impl TopK<'_> {
             .copied()
             .filter(|id| !found.seen.contains_key(id))
             .collect();
-        let (one, many) = match fresh.as_slice() {
-            [] => return Ok(()),
-            [one] => (Some(*one), None),
-            _ => {
-                let list: Vec<String> = fresh.iter().map(i64::to_string).collect();
-                (None, Some(format!("[{}]", list.join(","))))
-            }
-        };
-        static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "SELECT id, path, content, expires_at FROM nodes WHERE id = ?1 AND {}",
-                crate::store::visible_sql("", 2)
-            )
-        });
-        static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = fresh.iter().map(i64::to_string).collect();
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
                 "SELECT id, path, content, expires_at FROM nodes \
                  WHERE id IN (SELECT value FROM json_each(?1)) AND {}",
                 crate::store::visible_sql("", 2)
             )
         });
-        let mut stmt = c.prepare_cached(if one.is_some() { &ONE } else { &MANY })?;
-        let mut rows = match (one, &many) {
-            (Some(id), _) => stmt.query(params![id, self.viewer])?,
-            (None, list) => stmt.query(params![list, self.viewer])?,
-        };
+        let mut stmt = c.prepare_cached(&SQL)?;
+        let mut rows = stmt.query(params![format!("[{}]", list.join(",")), self.viewer])?;
         let mut buf = Vec::new();
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
@@ -731,9 +706,15 @@ impl TopK<'_> {
                     if expires.is_none_or(|t| t > self.now) && (self.keep)(&path) =>
                 {
                     match std::str::from_utf8(t) {
-                        Ok(content) => {
-                            self.scored(c, terms, id, path, content, found.theta(), &mut buf)?
-                        }
+                        Ok(content) => Some(self.scored(
+                            c,
+                            terms,
+                            id,
+                            path,
+                            content,
+                            found.theta(),
+                            &mut buf,
+                        )?),
                         Err(_) => None,
                     }
                 }
@@ -765,7 +746,7 @@ impl TopK<'_> {
         content: &str,
         theta: f64,
         buf: &mut Vec<u8>,
-    ) -> rusqlite::Result<Option<Seen>> {
+    ) -> rusqlite::Result<Seen> {
         let text = fts::indexed_text(content);
         let (prepared, len) = Prepared::new(&text, buf);
         // FTS5's length of an ASCII text is its token count here; of another text, what
@@ -789,11 +770,11 @@ impl TopK<'_> {
             }
             score += terms.share(i, prepared.count(word, finder), norm);
         }
-        Ok(Some(Seen {
+        Ok(Seen {
             path,
             score,
             content: (self.snippets && score >= theta).then(|| content.to_string()),
-        }))
+        })
     }
 }
 
