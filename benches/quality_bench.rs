@@ -22,7 +22,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use avm_core::{Caller, Result};
-use avm_provider_recall::{Memory, remember_many};
+use avm_recall::{Memory, remember_many};
 
 use crate::{Rng, Summary};
 
@@ -106,7 +106,7 @@ pub struct QualityOptions {
     /// Budgets to measure.
     pub budgets: Vec<usize>,
     /// Model files: recall also uses vectors (every turn is embedded first).
-    pub vectors: Option<avm_provider_embedding::model::ModelFiles>,
+    pub vectors: Option<avm_embedding::model::ModelFiles>,
 }
 
 /// Results of one question kind or of all questions.
@@ -344,7 +344,7 @@ pub fn quality_bench(dir: &std::path::Path, o: &QualityOptions) -> Result<Qualit
         .collect();
     let cost: Vec<usize> = turns
         .iter()
-        .map(|(t, _)| avm_provider_recall::tokens::count(t).map(|n| n + 1))
+        .map(|(t, _)| avm_recall::tokens::count(t).map(|n| n + 1))
         .collect::<Result<_>>()?;
     let ask = |q: &str, max: usize| crate::recall_bench::ask(&host, &who, q, max);
     let ranked = |out: &avm_core::Output| -> Vec<usize> {

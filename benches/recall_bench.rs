@@ -20,7 +20,7 @@ use serde::Serialize;
 use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Host, Mount, Result};
 use avm_provider_memory::{MemoryProvider, StoreOptions};
-use avm_provider_recall::{Engine, Memory, RecallProvider, Tuning, remember_many};
+use avm_recall::{Engine, Memory, RecallProvider, Tuning, remember_many};
 
 use crate::{Rng, Summary, word};
 
@@ -110,7 +110,7 @@ pub struct RecallBenchOptions {
     /// Budgets to measure.
     pub budgets: Vec<usize>,
     /// Model files: recall also uses vectors (hybrid); every memory is embedded first.
-    pub vectors: Option<avm_provider_embedding::model::ModelFiles>,
+    pub vectors: Option<avm_embedding::model::ModelFiles>,
 }
 
 /// Results of the run.
@@ -179,7 +179,7 @@ pub struct Corpus {
     /// The memory provider (flush it with `store().sync()` before other processes read).
     pub memory: MemoryProvider,
     /// Semantic search backing recall, when asked for.
-    pub semantic: Option<std::sync::Arc<avm_provider_embedding::Semantic>>,
+    pub semantic: Option<std::sync::Arc<avm_embedding::Semantic>>,
     /// Memories written (the corpus and its traps).
     pub memories: usize,
 }
@@ -191,7 +191,7 @@ pub struct RecallWorld {
     /// Its store.
     pub store: std::sync::Arc<dyn MemoryStore>,
     /// Semantic search backing recall, when model files were given.
-    pub semantic: Option<std::sync::Arc<avm_provider_embedding::Semantic>>,
+    pub semantic: Option<std::sync::Arc<avm_embedding::Semantic>>,
     /// The recall engine.
     pub engine: Engine,
     /// The host: the store at `/**`, recall as a service.
@@ -238,13 +238,13 @@ pub fn plain_packed(costs: impl IntoIterator<Item = usize>, max: usize) -> Vec<b
 /// Opens (creating) `db` with recall over it; with `vectors`, recall is hybrid.
 pub fn recall_world(
     db: &std::path::Path,
-    vectors: Option<&avm_provider_embedding::model::ModelFiles>,
+    vectors: Option<&avm_embedding::model::ModelFiles>,
 ) -> Result<RecallWorld> {
     let mem = MemoryProvider::open(db, StoreOptions::default())?;
     let store: std::sync::Arc<dyn MemoryStore> =
         avm_provider_memory::services::as_memory_store(mem.store());
     let semantic = vectors.map(|f| {
-        std::sync::Arc::new(avm_provider_embedding::Semantic::new(
+        std::sync::Arc::new(avm_embedding::Semantic::new(
             store.clone(),
             f.clone(),
             false,
@@ -276,7 +276,7 @@ pub fn corpus(
     dir: &std::path::Path,
     n: usize,
     n_questions: usize,
-    vectors: Option<&avm_provider_embedding::model::ModelFiles>,
+    vectors: Option<&avm_embedding::model::ModelFiles>,
 ) -> Result<Corpus> {
     let RecallWorld {
         mem,
@@ -456,7 +456,7 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         let mut ranked = Vec::new();
         for p in item_paths(&out) {
             let content = store.node(&p)?.map(|n| n.content).unwrap_or_default();
-            ranked.push((p, avm_provider_recall::tokens::count(&content)? + 1));
+            ranked.push((p, avm_recall::tokens::count(&content)? + 1));
         }
         rankings.push(ranked);
     }

@@ -12,10 +12,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use avm_benches::open;
 use avm_core::{Caller, Host, Mount, Put, WriteInput};
 use avm_provider_memory::StoreOptions;
-use avm_wasm::{WasmEnv, WasmOptions, WasmProvider};
+use avm_provider_wasm::{WasmEnv, WasmOptions, WasmProvider};
 
 fn reads(c: &mut Criterion) {
-    let guests = avm_wasm::build_repo_guests().unwrap();
+    let guests = avm_provider_wasm::build_repo_guests().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (mem_host, _m) = open(&dir.path().join("m.db"), StoreOptions::default()).unwrap();
     mem_host

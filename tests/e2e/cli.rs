@@ -478,6 +478,40 @@ fn a_plugin_mount_in_the_config_adds_to_the_memory_store_and_check_catches_a_sto
 }
 
 #[test]
+fn config_check_names_every_mounts_wrong_option_and_types_lists_what_a_mount_can_be() {
+    let e = Env::new();
+    e.write_file(
+        "config/avm/config.toml",
+        "[[mounts]]\npattern = \"/x/**\"\ntype = \"memory\"\noptions = { dbb = \"/tmp/b.db\" }\n\
+         [[mounts]]\npattern = \"/y/**\"\ntype = \"file\"\noptions = { root = \"/tmp\", nope = 1 }\n",
+    );
+    let r = e.run(&["--json", "config", "check"]);
+    r.fails(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{v}");
+    assert_eq!(problems[0]["key"], "mounts[0].options", "{v}");
+    assert!(
+        problems[0]["message"].as_str().unwrap().contains("dbb"),
+        "{v}"
+    );
+    assert_eq!(problems[1]["key"], "mounts[1].options", "{v}");
+    assert!(
+        problems[1]["message"].as_str().unwrap().contains("nope"),
+        "{v}"
+    );
+    let types = e.run(&["config", "types"]).ok().to_string();
+    for t in [
+        "memory", "wasm", "http", "script", "sqlite", "file", "index", "native",
+    ] {
+        assert!(
+            types.lines().any(|l| l.starts_with(t)),
+            "{t} missing from {types}"
+        );
+    }
+}
+
+#[test]
 fn output_into_a_closed_pipe_ends_quietly_like_any_shell_tool() {
     use std::io::{BufRead, BufReader};
     let e = Env::new();

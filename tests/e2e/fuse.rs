@@ -742,7 +742,9 @@ fn a_fresh_mount_has_the_namespaces_and_takes_writes_at_once() {
 #[test]
 fn plugin_mounts_are_files_in_the_mount_with_content_generated_at_each_read() {
     need_fuse!();
-    let wasm = avm_wasm::build_repo_guests().unwrap().join("hello.wasm");
+    let wasm = avm_provider_wasm::build_repo_guests()
+        .unwrap()
+        .join("hello.wasm");
     let env = Env::new();
     let counter = env.write_file("bin/n.sh", "#!/bin/sh\necho \"run $1\"\n");
     {

@@ -545,7 +545,7 @@ fn webhooks_are_signed_and_a_receiver_that_was_down_gets_the_event_after_it_come
         sig,
         format!(
             "sha256={}",
-            avm_provider_subscriptions::sign(secret.as_bytes(), body.as_bytes())
+            avm_subscriptions::sign(secret.as_bytes(), body.as_bytes())
         )
     );
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -573,7 +573,7 @@ fn webhooks_are_signed_and_a_receiver_that_was_down_gets_the_event_after_it_come
         sig,
         format!(
             "sha256={}",
-            avm_provider_subscriptions::sign(late_secret.as_bytes(), body.as_bytes())
+            avm_subscriptions::sign(late_secret.as_bytes(), body.as_bytes())
         )
     );
     assert!(body.contains("/memory/shared/team/plan.md"), "{body}");

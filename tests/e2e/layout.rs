@@ -1,6 +1,7 @@
 //! The workspace's layering, as `cargo tree` sees it: front ends (FUSE, HTTP, MCP) reach
 //! memory only through the Host, so none of them depends on a provider, service or worker
-//! crate (everything under `providers/`); only the `avm` binary wires those.
+//! crate (everything under `providers/`, `services/` and `workers/`); only the `avm` binary
+//! wires those. And `providers/` holds one crate per mount type, nothing else.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,8 +22,8 @@ fn cargo(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-fn front_ends_depend_on_no_provider_crate() {
+/// The workspace's crates whose manifest lies under one of `folders` (`/providers/`, …).
+fn crates_under(folders: &[&str]) -> Vec<String> {
     let meta: serde_json::Value = serde_json::from_str(&cargo(&[
         "metadata",
         "--no-deps",
@@ -31,21 +32,56 @@ fn front_ends_depend_on_no_provider_crate() {
         "1",
     ]))
     .unwrap();
-    let providers: Vec<String> = meta["packages"]
+    meta["packages"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|p| {
             p["manifest_path"]
                 .as_str()
-                .is_some_and(|m| m.contains("/providers/"))
+                .is_some_and(|m| folders.iter().any(|f| m.contains(f)))
         })
         .map(|p| p["name"].as_str().unwrap().to_string())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn providers_holds_one_crate_per_mount_type_and_nothing_else() {
+    let mut crates = crates_under(&["/providers/"]);
+    crates.sort();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avm"))
+        .args(["--json", "config", "types"])
+        .output()
+        .unwrap();
     assert!(
-        providers.iter().any(|p| p == "avm-provider-memory"),
-        "the provider crates were not found: {providers:?}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let types: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut expected: Vec<String> = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("avm-provider-{}", t["type"].as_str().unwrap()))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        crates, expected,
+        "providers/ is one crate per mount type (avm-provider-<type>); services and workers \
+         go under services/ and workers/"
+    );
+}
+
+#[test]
+fn front_ends_depend_on_no_provider_crate() {
+    let providers = crates_under(&["/providers/", "/services/", "/workers/"]);
+    for wired in ["avm-provider-memory", "avm-recall", "avm-lifecycle"] {
+        assert!(
+            providers.iter().any(|p| p == wired),
+            "{wired} was not found among {providers:?}"
+        );
+    }
     for front in ["avm-fuse", "avm-http", "avm-mcp"] {
         let tree = cargo(&[
             "tree",

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use avm_core::time::{now_micros, parse_duration, parse_time};
 use avm_core::{Error, Output, Result};
-use avm_provider_recall::{Memory, navigate, remember, remember_many};
+use avm_recall::{Memory, navigate, remember, remember_many};
 
 use crate::app::App;
 use crate::cli::Command;
@@ -150,7 +150,7 @@ pub fn model_cmd(
             };
             // Progress bars only for a person watching (a terminal on stderr), not for --json.
             let progress = !j && std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let got = avm_provider_embedding::model::install(
+            let got = avm_embedding::model::install(
                 &dir,
                 &mut |m| {
                     if !j {
@@ -168,7 +168,7 @@ pub fn model_cmd(
             }
         }
         crate::cli::ModelAction::Status { verify } => {
-            let st = avm_provider_embedding::model::status(&files, *verify);
+            let st = avm_embedding::model::status(&files, *verify);
             if j {
                 print_json(&serde_json::json!({"enabled": config.embedding.enabled, "files": st}));
             } else {
@@ -253,7 +253,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             };
             let r = remember(h, store, c, &m)?;
             if j {
-                print_json(&avm_provider_recall::remember::to_json(&r));
+                print_json(&avm_recall::remember::to_json(&r));
             } else if r.created {
                 println!("Remembered: {} (importance={})", r.path, r.importance);
             } else {
@@ -288,7 +288,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             let mut outp = std::io::stdout().lock();
             for r in &results {
                 let v = match r {
-                    Ok(r) => avm_provider_recall::remember::to_json(r),
+                    Ok(r) => avm_recall::remember::to_json(r),
                     Err(e) => {
                         failed += 1;
                         serde_json::json!({"error": {"kind": e.kind().as_str(), "message": e.message()}})
@@ -397,7 +397,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             let sem = app.semantic.as_ref().ok_or_else(|| no_model(app))?;
             let keep = |p: &str| h.may_read(c, p);
             use avm_core::storage::VectorSearch;
-            let scopes = avm_provider_recall::engine::scopes(c, true, &[]);
+            let scopes = avm_recall::engine::scopes(c, true, &[]);
             let hits = sem.similar(&query, &scopes, c, &keep, limit)?;
             if j {
                 print_json(&serde_json::json!(
@@ -411,9 +411,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
                 for (p, sc) in &hits {
                     let line = store
                         .node(p)?
-                        .map(|n| {
-                            avm_provider_recall::summary::one_line(&n.content, &n.title(), &[], 100)
-                        })
+                        .map(|n| avm_recall::summary::one_line(&n.content, &n.title(), &[], 100))
                         .unwrap_or_default();
                     println!("[{sc:.4}] {p}\n    {line}\n");
                 }
@@ -458,7 +456,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             let idx = sem.index()?;
             let index = t.elapsed();
             let t = std::time::Instant::now();
-            let _ = avm_provider_recall::tokens::count("warm up");
+            let _ = avm_recall::tokens::count("warm up");
             let tok = t.elapsed();
             if j {
                 print_json(
@@ -491,7 +489,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
                     app.config.max_node_bytes,
                 )?,
             };
-            let t = avm_provider_tell::send(store, c, &to, &text, &priority, expires.as_deref())?;
+            let t = avm_tell::send(store, c, &to, &text, &priority, expires.as_deref())?;
             if j {
                 print_json(&serde_json::json!({"id": t.id, "to": t.to, "priority": t.priority}));
             } else {
@@ -499,7 +497,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
             }
         }
         Command::Inbox { mark_read } => {
-            show(j, &avm_provider_tell::inbox(store, c, mark_read)?);
+            show(j, &avm_tell::inbox(store, c, mark_read)?);
         }
         Command::AgentStats => {
             let keep = |p: &str| h.may_read(c, p);

@@ -10,20 +10,15 @@ use figment::value::Value as FValue;
 use avm_core::config::{self, Config, MountConfig, Sources};
 use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Error, ErrorKind, Host, Mount, Result};
-use avm_provider_embedding::Semantic;
-use avm_provider_embedding::model::ModelFiles;
-use avm_provider_librarian::{Librarian, LibrarianProvider, Privacy};
+use avm_embedding::Semantic;
+use avm_embedding::model::ModelFiles;
+use avm_librarian::{Librarian, LibrarianProvider, Privacy};
 use avm_provider_memory::{MemoryProvider, StoreOptions};
-use avm_provider_recall::{Engine, RecallProvider, Strategy, Tuning};
-use avm_provider_tell::TellProvider;
-use avm_provider_topics::provider::TopicsProvider;
+use avm_recall::{Engine, RecallProvider, Strategy, Tuning};
+use avm_tell::TellProvider;
+use avm_topics::provider::TopicsProvider;
 
 use crate::cli::Global;
-
-/// Provider types this build can mount.
-pub const KNOWN_TYPES: &[&str] = &[
-    "memory", "wasm", "http", "script", "sqlite", "file", "index", "native",
-];
 
 /// Where configuration comes from for these global flags.
 pub fn sources(g: &Global) -> Sources {
@@ -237,7 +232,7 @@ impl App {
 pub fn model_files(c: &Config) -> Result<ModelFiles> {
     let dir = match &c.embedding.dir {
         Some(d) => PathBuf::from(config::expand(d)?),
-        None => avm_provider_embedding::model::default_dir().ok_or_else(|| {
+        None => avm_embedding::model::default_dir().ok_or_else(|| {
             Error::new(
                 ErrorKind::Unavailable,
                 "cannot tell where model files go: set XDG_DATA_HOME or HOME, or [embedding] dir",
@@ -322,81 +317,25 @@ fn mount(
     opts: &StoreOptions,
     stores: &mut HashMap<PathBuf, MemoryProvider>,
 ) -> Result<Mount> {
-    let provider: Arc<dyn avm_core::Provider> = match m.kind.as_str() {
-        "memory" => {
-            let db = match m.options.get("db") {
-                Some(v) => match v.as_str() {
-                    Some(s) => PathBuf::from(config::expand(s)?),
-                    None => {
-                        return Err(Error::invalid(format!(
-                            "mount {}: options.db must be a path string",
-                            m.pattern
-                        )));
-                    }
-                },
-                None => default_db.to_path_buf(),
-            };
-            for k in m.options.keys() {
-                if k != "db" {
-                    return Err(Error::invalid(format!(
-                        "mount {}: unknown option {k:?} for type memory (known: db)",
-                        m.pattern
-                    )));
-                }
-            }
-            let p = match stores.get(&db) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = MemoryProvider::open(&db, opts.clone())?;
-                    stores.insert(db, p.clone());
-                    p
-                }
-            };
-            Arc::new(p)
-        }
-        "wasm" => Arc::new(avm_wasm::WasmProvider::new(
-            &m.pattern,
-            m.typed_options()?,
-            &avm_wasm::WasmEnv::standard(),
-        )?),
-        "http" => Arc::new(avm_provider_http::HttpProvider::new(
-            &m.pattern,
-            m.typed_options()?,
-        )?),
-        "script" => Arc::new(avm_provider_script::ScriptProvider::new(
-            &m.pattern,
-            m.typed_options()?,
-        )?),
-        "sqlite" => Arc::new(avm_provider_sqlite::SqliteProvider::new(
-            &m.pattern,
-            m.typed_options()?,
-        )?),
-        "file" => Arc::new(avm_provider_file::FileProvider::new(
-            &m.pattern,
-            m.typed_options()?,
-        )?),
-        "index" => {
-            let mut o: avm_provider_index::IndexOptions = m.typed_options()?;
-            if o.db.is_none() {
-                o.db = Some(index_db(default_db));
-            }
-            Arc::new(avm_provider_index::IndexProvider::new(&m.pattern, o)?)
-        }
-        "native" => Arc::new(avm_provider_native::NativeProvider::new(
-            &m.pattern,
-            m.typed_options()?,
-        )?),
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "mount {}: unknown provider type {other:?}; this build knows: {}",
-                    m.pattern,
-                    KNOWN_TYPES.join(", ")
-                ),
-            ));
-        }
+    let Some(t) = crate::registry::get(&m.kind) else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "mount {}: unknown provider type {:?}; this build knows: {}",
+                m.pattern,
+                m.kind,
+                crate::registry::names().join(", ")
+            ),
+        ));
     };
+    let provider = (t.build)(
+        m,
+        &mut crate::registry::Wiring {
+            default_db,
+            store_options: opts,
+            stores,
+        },
+    )?;
     Ok(Mount::new(m.pattern.clone(), provider)
         .with_ttl(Duration::from_secs(m.ttl))
         .read_only(m.read_only))

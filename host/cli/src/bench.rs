@@ -515,7 +515,7 @@ impl Drop for TempDir {
 
 /// `release`, or a warning that a debug build's numbers mean little.
 /// The embedding model's files for a `--hybrid` bench, or why there are none.
-fn model_for_bench() -> Result<avm_provider_embedding::model::ModelFiles> {
+fn model_for_bench() -> Result<avm_embedding::model::ModelFiles> {
     let config = avm_core::config::load(&avm_core::config::Sources {
         env: true,
         ..Default::default()

@@ -262,7 +262,7 @@ fn vector_rows(
         let texts: Vec<String> = stale
             .iter()
             .take(k)
-            .map(avm_provider_embedding::document_text)
+            .map(avm_embedding::document_text)
             .collect();
         for chunk in texts.chunks(32) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use avm_core::{Error, ErrorKind, Result};
-use avm_provider_embedding::embedder::{Embedder, OrtEmbedder};
-use avm_provider_embedding::index::VectorIndex;
-use avm_provider_embedding::model::DIM;
+use avm_embedding::embedder::{Embedder, OrtEmbedder};
+use avm_embedding::index::VectorIndex;
+use avm_embedding::model::DIM;
 
 fn pct(lat: &mut [Duration], p: f64) -> f64 {
     lat.sort_unstable();

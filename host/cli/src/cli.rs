@@ -772,6 +772,8 @@ pub enum ConfigAction {
     Show,
     /// Report every problem in the configuration (exit 1 if any)
     Check,
+    /// List the mount types this build knows: the `type` of a `[[mounts]]` entry
+    Types,
 }
 
 /// `avm bench …`.

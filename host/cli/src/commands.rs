@@ -169,7 +169,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let j = g.json;
     // A recall counts tokens: its tables load while the configuration and the store open.
     if matches!(cli.command, Command::Recall { .. }) {
-        avm_provider_recall::tokens::prewarm();
+        avm_recall::tokens::prewarm();
     }
     // Commands that must work without opening a database.
     match &cli.command {
@@ -951,8 +951,23 @@ fn config_cmd(g: &crate::cli::Global, action: &ConfigAction) -> Result<ExitCode>
             }
             Ok(ExitCode::SUCCESS)
         }
+        ConfigAction::Types => {
+            if g.json {
+                print_json(&json!(
+                    crate::registry::TYPES
+                        .iter()
+                        .map(|t| json!({"type": t.name, "about": t.about}))
+                        .collect::<Vec<_>>()
+                ));
+            } else {
+                for t in crate::registry::TYPES {
+                    outln(&format!("{:<8} {}", t.name, t.about));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ConfigAction::Check => {
-            let mut problems = config::check(&sources, app::KNOWN_TYPES);
+            let mut problems = crate::registry::check(&sources);
             if problems.is_empty() {
                 // The keys are right; now build what every command builds (the store, each
                 // mount's provider, plugins), so a mount that every command would refuse is

@@ -109,7 +109,7 @@ pub fn run(g: &Global) -> Result<ExitCode> {
 
     // The configuration.
     let sources = app::sources(g);
-    let problems = config::check(&sources, app::KNOWN_TYPES);
+    let problems = crate::registry::check(&sources);
     checks.push(if problems.is_empty() {
         let files = config::files(&sources);
         ok(

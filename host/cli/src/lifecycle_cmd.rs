@@ -7,7 +7,7 @@ use avm_core::host::expand_private;
 use avm_core::time::parse_duration;
 use avm_core::{Caller, Error, ListOptions, NodeKind, Output, Result, WriteInput};
 use avm_lifecycle::{Lifecycle, default_scope};
-use avm_provider_topics::TopicIndex;
+use avm_topics::TopicIndex;
 
 use crate::app::App;
 use crate::cli::Command;

@@ -12,6 +12,7 @@ mod doctor;
 mod lifecycle_cmd;
 mod mount_cmd;
 mod plugin_cmd;
+mod registry;
 mod remote;
 mod serve;
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use avm_core::provider::WriteInput;
 use avm_core::{Error, ErrorKind, Provider, Result};
-use avm_wasm::{WasmEnv, WasmOptions, WasmProvider};
+use avm_provider_wasm::{WasmEnv, WasmOptions, WasmProvider};
 
 use crate::app::App;
 use crate::cli::{GossipAction, IndexAction, PluginAction};
@@ -456,13 +456,13 @@ pub fn index_cmd(app: &App, action: IndexAction, j: bool) -> Result<ExitCode> {
 /// Runs `avm gossip …`.
 pub fn gossip_cmd(app: &App, action: GossipAction, j: bool) -> Result<ExitCode> {
     use avm_core::time::now_micros;
-    use avm_provider_librarian::gossip::{self, Digest};
+    use avm_librarian::gossip::{self, Digest};
     let store = app.store.as_ref();
     let now = now_micros();
     match action {
         GossipAction::Publish => {
             let agent = gossip::need_agent(&app.caller)?;
-            avm_provider_topics::TopicIndex::new(app.store.clone()).sync()?;
+            avm_topics::TopicIndex::new(app.store.clone()).sync()?;
             let previous = gossip::published(store, agent)?.map(|d| d.version);
             let d = gossip::build(store, agent, previous, app.config.gossip.list_topics)?;
             let body = serde_json::to_string_pretty(&d.to_json())

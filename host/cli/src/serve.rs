@@ -28,7 +28,7 @@ pub fn subs_path(db: &std::path::Path) -> PathBuf {
 
 /// Runs `avm subscribe|subscriptions|unsubscribe|pending`.
 pub fn subscription_cmd(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
-    use avm_provider_subscriptions::{Mode, Subscriptions};
+    use avm_subscriptions::{Mode, Subscriptions};
     let subs = Subscriptions::open(&subs_path(&app.config.db_path()?))?;
     match cmd {
         Command::Subscribe {
@@ -174,12 +174,9 @@ pub fn key_cmd(app: &App, action: KeyAction, j: bool) -> Result<ExitCode> {
 
 /// One pass of the background work: subscriptions, topics, then a batch of embeddings.
 fn work(
-    topics: &avm_provider_topics::TopicIndex,
-    semantic: Option<&avm_provider_embedding::Semantic>,
-    subs: Option<(
-        &avm_provider_subscriptions::Subscriptions,
-        &avm_core::Policy,
-    )>,
+    topics: &avm_topics::TopicIndex,
+    semantic: Option<&avm_embedding::Semantic>,
+    subs: Option<(&avm_subscriptions::Subscriptions, &avm_core::Policy)>,
     store: &dyn avm_core::storage::MemoryStore,
 ) {
     let _batch = tracing::debug_span!("worker").entered();
@@ -395,7 +392,7 @@ pub fn serve(
     }
     let semantic_on = semantic.is_some();
     let keys = Arc::new(KeyStore::open(&keys_path(&config.db_path()?))?);
-    let subs = avm_provider_subscriptions::Subscriptions::open(&subs_path(&config.db_path()?))?;
+    let subs = avm_subscriptions::Subscriptions::open(&subs_path(&config.db_path()?))?;
     let policy = host.policy().clone();
     let require_key = !addr.ip().is_loopback() || config.serve.require_key;
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {
@@ -437,7 +434,7 @@ pub fn serve(
         std::thread::Builder::new()
             .name("avm-serve-worker".into())
             .spawn(move || {
-                let topics = avm_provider_topics::TopicIndex::new(store.clone());
+                let topics = avm_topics::TopicIndex::new(store.clone());
                 let mut last_upkeep: Option<std::time::Instant> = None;
                 while !stop.load(Ordering::Relaxed) {
                     work(

@@ -1912,7 +1912,7 @@ mod tests {
                 Mount::new("/**", Arc::new(mem)),
                 Mount::new(
                     "/tell/**",
-                    Arc::new(avm_provider_tell::TellProvider::new(store.clone())),
+                    Arc::new(avm_tell::TellProvider::new(store.clone())),
                 ),
             ])
             .unwrap(),

@@ -17,7 +17,7 @@ pub(crate) mod topk;
 pub mod write;
 
 pub use node::Node;
-pub use provider::MemoryProvider;
+pub use provider::{MemoryOptions, MemoryProvider};
 pub use record::Record;
 pub use store::{Store, StoreOptions};
 pub use write::{Outcome, WriteOp};

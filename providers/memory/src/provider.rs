@@ -32,6 +32,15 @@ pub struct MemoryProvider {
     vectors: Arc<std::sync::RwLock<Option<Arc<dyn avm_core::storage::VectorSearch>>>>,
 }
 
+/// Options of a `memory` mount in the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryOptions {
+    /// The database file (`~` and `${VAR}` are expanded); the configured `db` when absent.
+    /// Mounts naming the same file share one open store.
+    pub db: Option<String>,
+}
+
 /// Version kinds after which the path holds nothing.
 const GONE: &[&str] = &["delete", "move-out", "expire"];
 

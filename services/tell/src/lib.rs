@@ -1,0 +1,256 @@
+//! avm-tell: messages between agents.
+//!
+//! `echo msg > /tell/<agent>?priority=urgent|normal|low[&expires=2h]` sends (`/tell/@all`
+//! broadcasts); `:inbox` on any directory shows the caller's messages (`?mark=read` marks them
+//! read, on read only); read state is kept per recipient, so one agent reading a broadcast
+//! never reads it for the others. Front ends that serve files (FUSE) put the caller's unread
+//! urgent messages on top of the next file it reads ([`urgent_block`]), once.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use avm_core::storage::{MemoryStore, Tell};
+use avm_core::time::{now_micros, parse_duration, parse_time, to_iso};
+use avm_core::{
+    Caller, Entry, Error, ListOptions, Listing, NodeKind, Ops, Output, Provider, ProviderInfo,
+    Request, Result, Stat, SuffixOn, SuffixSpec, WriteInput,
+};
+
+/// Priorities, most pressing first.
+pub const PRIORITIES: [&str; 3] = ["urgent", "normal", "low"];
+
+pub use avm_core::storage::{tell_header as header, urgent_block};
+
+/// Sends a message from `caller` to `to` (an agent id or `@all`).
+pub fn send(
+    store: &dyn MemoryStore,
+    caller: &Caller,
+    to: &str,
+    content: &str,
+    priority: &str,
+    expires: Option<&str>,
+) -> Result<Tell> {
+    if to != "@all" {
+        avm_core::config::validate_agent_id(to)?;
+    }
+    if !PRIORITIES.contains(&priority) {
+        return Err(Error::invalid(format!(
+            "priority {priority:?} is not accepted; use urgent, normal or low"
+        )));
+    }
+    let content = content.trim();
+    if content.is_empty() {
+        return Err(Error::invalid("the message is empty"));
+    }
+    let now = now_micros();
+    let expires_at = match expires {
+        None => None,
+        Some(e) => Some(match parse_duration(e) {
+            Ok(d) => now.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            Err(_) => parse_time(e)?,
+        }),
+    };
+    let mut t = Tell {
+        id: 0,
+        from: caller.agent().unwrap_or("operator").to_string(),
+        to: to.to_string(),
+        content: content.to_string(),
+        priority: priority.to_string(),
+        created_at: now,
+        expires_at,
+    };
+    t.id = store.tell_send(t.clone())?;
+    Ok(t)
+}
+
+fn tell_json(t: &Tell, read: bool) -> Value {
+    json!({
+        "id": t.id, "from": t.from, "to": t.to, "content": t.content, "priority": t.priority,
+        "created_at": to_iso(t.created_at), "expires_at": t.expires_at.map(to_iso), "read": read,
+    })
+}
+
+/// The caller's inbox: unread messages, then the 10 newest read ones; with `mark`, marks the
+/// unread ones shown read and says how many.
+pub fn inbox(store: &dyn MemoryStore, caller: &Caller, mark: bool) -> Result<Output> {
+    inbox_of(store, caller, mark, false)
+}
+
+/// [`inbox`], with `unread_only` leaving out the messages read before.
+pub fn inbox_of(
+    store: &dyn MemoryStore,
+    caller: &Caller,
+    mark: bool,
+    unread_only: bool,
+) -> Result<Output> {
+    let agent = caller
+        .agent()
+        .ok_or_else(|| Error::invalid("the inbox belongs to an agent: pass --agent NAME"))?;
+    let mut all = store.tell_inbox(agent, 200)?;
+    if unread_only {
+        all.retain(|(_, read)| !read);
+    }
+    let unread: Vec<&Tell> = all.iter().filter(|(_, r)| !r).map(|(t, _)| t).collect();
+    let read: Vec<&Tell> = all.iter().filter(|(_, r)| *r).map(|(t, _)| t).collect();
+    let data: Vec<Value> = all.iter().map(|(t, r)| tell_json(t, *r)).collect();
+    let mut s = String::from("# 📬 Inbox\n\n");
+    if all.is_empty() {
+        s.push_str("No messages.\n");
+    }
+    if !unread.is_empty() {
+        s.push_str(&format!("## Unread ({})\n\n", unread.len()));
+        for t in &unread {
+            s.push_str(&header(t));
+            s.push_str("\n\n");
+        }
+    }
+    if !read.is_empty() {
+        s.push_str(&format!("## Read ({})\n\n", read.len()));
+        for t in read.iter().take(10) {
+            s.push_str(&header(t));
+            s.push_str("\n\n");
+        }
+    }
+    let mut text = s.trim_end().to_string() + "\n";
+    if !mark {
+        return Ok(Output::new(text, Value::Array(data)));
+    }
+    // Marked read only as shown: the unread messages are in this very answer.
+    let ids: Vec<i64> = unread.iter().map(|t| t.id).collect();
+    store.tell_mark_read(agent, &ids)?;
+    text.push_str(&format!("\nMarked {} messages as read.\n", ids.len()));
+    Ok(Output::new(
+        text,
+        json!({"messages": data, "marked": ids.len()}),
+    ))
+}
+
+/// `/tell/<agent>` as a mount, and `:inbox` as a service.
+pub struct TellProvider {
+    store: Arc<dyn MemoryStore>,
+}
+
+impl TellProvider {
+    /// Messages kept in `store`.
+    pub fn new(store: Arc<dyn MemoryStore>) -> Self {
+        TellProvider { store }
+    }
+}
+
+fn recipient(req: &Request) -> Result<String> {
+    let rest = req.path.strip_prefix("/tell/").unwrap_or("");
+    if rest.is_empty() || rest.contains('/') {
+        return Err(Error::invalid(format!(
+            "{}: write a message to /tell/<agent> or /tell/@all",
+            req.path
+        )));
+    }
+    Ok(rest.to_string())
+}
+
+/// Whether the query says `key=value` (absent: false; any other value is refused).
+fn option(req: &Request, key: &str, value: &str) -> Result<bool> {
+    match req.query.get(key) {
+        None => Ok(false),
+        Some(v) if v == value => Ok(true),
+        Some(v) => Err(Error::invalid(format!(
+            "{key}={v:?} is not accepted; use {key}={value}"
+        ))),
+    }
+}
+
+impl Provider for TellProvider {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            kind: "tell".into(),
+            description: "messages between agents".into(),
+            ops: Ops {
+                read: true,
+                list: true,
+                write: true,
+                ..Ops::default()
+            },
+            suffixes: vec![SuffixSpec::new(
+                "inbox",
+                SuffixOn::Any,
+                true,
+                false,
+                &["mark", "only"],
+                "your messages; ?mark=read marks them read, ?only=unread leaves out the read ones",
+            )],
+        }
+    }
+
+    fn read(&self, req: &Request) -> Result<Output> {
+        if req.suffix.as_deref() == Some("inbox") {
+            let mark = option(req, "mark", "read")?;
+            let unread_only = option(req, "only", "unread")?;
+            return inbox_of(self.store.as_ref(), &req.caller, mark, unread_only);
+        }
+        // /tell/<agent> reads as an empty file: messages are written, not read, there.
+        if req.path == "/tell" {
+            return Err(Error::new(
+                avm_core::ErrorKind::IsADirectory,
+                "/tell is a directory: write to /tell/<agent>",
+            ));
+        }
+        recipient(req)?;
+        Ok(Output::new("", json!(null)))
+    }
+
+    fn stat(&self, req: &Request) -> Result<Stat> {
+        let kind = if req.path == "/tell" {
+            NodeKind::Dir
+        } else {
+            recipient(req)?;
+            NodeKind::File
+        };
+        Ok(Stat {
+            kind,
+            size: 0,
+            version: None,
+            created_at: None,
+            updated_at: None,
+            accessed_at: None,
+            attrs: avm_core::Attrs::default(),
+        })
+    }
+
+    fn list(&self, req: &Request, _opts: &ListOptions) -> Result<Listing> {
+        if req.path != "/tell" {
+            return Err(Error::new(
+                avm_core::ErrorKind::NotADirectory,
+                format!("{} is not a directory", req.path),
+            ));
+        }
+        Ok(Listing {
+            entries: vec![Entry {
+                path: "/tell/@all".into(),
+                kind: NodeKind::File,
+                size: 0,
+                version: None,
+                updated_at: None,
+            }],
+            more: false,
+        })
+    }
+
+    fn write(&self, req: &Request, input: WriteInput) -> Result<Output> {
+        let to = recipient(req)?;
+        req.query.check_keys(&["priority", "expires"], &req.path)?;
+        let text = input.into_text("a message")?;
+        let t = send(
+            self.store.as_ref(),
+            &req.caller,
+            &to,
+            &text,
+            req.query.get("priority").unwrap_or("normal"),
+            req.query.get("expires"),
+        )?;
+        Ok(Output::new(
+            format!("Sent to {} ({}).\n", t.to, t.priority),
+            tell_json(&t, false),
+        ))
+    }
+}
