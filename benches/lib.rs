@@ -12,7 +12,7 @@ pub mod quality_bench;
 pub mod recall_bench;
 
 use avm_core::{Caller, Host, Mount, Put, Result, SearchOptions, WriteInput};
-use avm_provider_memory::{MemoryProvider, StoreOptions};
+use avm_provider_memory::{MemoryProvider, Store, StoreOptions};
 
 /// A small deterministic PRNG (xorshift64*), so corpora are the same on every run.
 #[derive(Debug, Clone)]
@@ -82,15 +82,17 @@ pub fn content(rng: &mut Rng) -> String {
     s
 }
 
-/// A host over a fresh store at `db`.
-pub fn open(db: &Path, opts: StoreOptions) -> Result<(Host, MemoryProvider)> {
-    let mem = MemoryProvider::open(db, opts)?;
-    let host = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))]).map_err(|e| {
+/// A host over a fresh SQLite store at `db`, and the store (for what only SQLite has, such as
+/// the reference ranking).
+pub fn open(db: &Path, opts: StoreOptions) -> Result<(Host, Arc<Store>)> {
+    let store = Arc::new(Store::open(db, opts)?);
+    let mem = MemoryProvider::new(store.clone());
+    let host = Host::new(vec![Mount::new("/**", Arc::new(mem))]).map_err(|e| {
         e.into_iter()
             .next()
             .unwrap_or_else(|| avm_core::Error::internal("mount"))
     })?;
-    Ok((host, mem))
+    Ok((host, store))
 }
 
 /// Writes of corpus nodes `range` with fresh content.
@@ -429,7 +431,7 @@ pub fn store_bench(
                 &mut out,
             );
             // The same queries ranked as before (FTS5 over every row holding a word).
-            let store = _m.store().clone();
+            let store = _m.clone();
             let mut lat = Vec::with_capacity(queries.len());
             let start = Instant::now();
             for q in &queries {
@@ -482,7 +484,7 @@ pub fn store_bench(
         // questions (its cost grows with the store): its speed, how much of its top 10 the
         // new one shares, and how many of each top 10 could answer (name the question's
         // project and topic).
-        let store = _m.store().clone();
+        let store = _m.clone();
         let few = (2_000_000 / o.n.max(1)).clamp(20, queries.len());
         let mut lat = Vec::with_capacity(few);
         let (mut shared, mut answer_new, mut answer_ref) = (0usize, 0usize, 0usize);

@@ -241,8 +241,7 @@ pub fn recall_world(
     vectors: Option<&avm_embedding::model::ModelFiles>,
 ) -> Result<RecallWorld> {
     let mem = MemoryProvider::open(db, StoreOptions::default())?;
-    let store: std::sync::Arc<dyn MemoryStore> =
-        avm_provider_memory::services::as_memory_store(mem.store());
+    let store: std::sync::Arc<dyn MemoryStore> = mem.memory_store();
     let semantic = vectors.map(|f| {
         std::sync::Arc::new(avm_embedding::Semantic::new(
             store.clone(),

@@ -141,7 +141,7 @@ impl App {
         for m in &config.mounts {
             mounts.push(mount(m, &db, &opts, &mut stores)?);
         }
-        let store = avm_provider_memory::services::as_memory_store(memory.store());
+        let store = memory.memory_store();
         let model_files = model_files(&config)?;
         let semantic = (config.embedding.enabled && model_files.missing().is_empty())
             .then(|| Arc::new(Semantic::new(store.clone(), model_files.clone(), false)));

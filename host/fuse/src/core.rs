@@ -1906,7 +1906,7 @@ mod tests {
     fn core(agent: &str) -> (tempfile::TempDir, Core, Arc<Host>) {
         let dir = tempfile::tempdir().unwrap();
         let mem = MemoryProvider::open(&dir.path().join("a.db"), Default::default()).unwrap();
-        let store = avm_provider_memory::services::as_memory_store(mem.store());
+        let store = mem.memory_store();
         let host = Arc::new(
             Host::new(vec![
                 Mount::new("/**", Arc::new(mem)),

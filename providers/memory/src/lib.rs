@@ -1,26 +1,28 @@
-//! avm-provider-memory: the embedded default store.
+//! avm-provider-memory: agent memory, the embedded default store.
 //!
-//! SQLite in WAL mode with one group-committing writer thread per process, a pool of read
-//! connections and a hot cache that other processes' writes invalidate through the events
-//! table. Nodes keep full version history, typed links, tags, importance, author, access time
-//! and expiry; FTS5 indexes content (plus CJK unigrams and bigrams for substring search).
+//! Two layers. [`MemoryProvider`] is what a path means (suffixes and their rendering,
+//! permissions, history, trash, links, TTL, records), over an [`Engine`]: the storage seam
+//! ([`engine`]). [`sqlite`] is the embedded engine: SQLite in WAL mode with one
+//! group-committing writer thread per process, a pool of read connections and a hot cache that
+//! other processes' writes invalidate through the events table, FTS5 for full-text search
+//! (plus CJK unigrams and bigrams for substring search). [`contract`] is the suite every
+//! engine passes.
 
-mod db;
-mod fsops;
+pub mod contract;
+pub mod engine;
 pub mod fts;
 pub mod node;
+pub mod ops;
 pub mod provider;
 pub mod record;
-pub mod services;
-pub mod store;
-pub(crate) mod topk;
-pub mod write;
+pub mod sqlite;
 
+pub use engine::Engine;
 pub use node::Node;
+pub use ops::{Outcome, WriteOp};
 pub use provider::{MemoryOptions, MemoryProvider};
 pub use record::Record;
-pub use store::{Store, StoreOptions};
-pub use write::{Outcome, WriteOp};
+pub use sqlite::{Store, StoreOptions};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

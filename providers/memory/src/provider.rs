@@ -19,15 +19,17 @@ use avm_core::{
     WriteInput,
 };
 
+use crate::engine::Engine;
 use crate::node::Node;
+use crate::ops::{Outcome, WriteOp};
 use crate::record::Record;
-use crate::store::{Store, StoreOptions};
-use crate::write::{Outcome, WriteOp};
+use crate::sqlite::{Store, StoreOptions};
 
 /// The `memory` provider.
 #[derive(Clone)]
 pub struct MemoryProvider {
-    store: Arc<Store>,
+    /// Where the memory is stored.
+    store: Arc<dyn Engine>,
     /// Vector search for `:search?mode=semantic|hybrid`, once an embedder is configured.
     vectors: Arc<std::sync::RwLock<Option<Arc<dyn avm_core::storage::VectorSearch>>>>,
 }
@@ -53,13 +55,13 @@ impl std::fmt::Debug for MemoryProvider {
 }
 
 impl MemoryProvider {
-    /// Opens the database at `path`.
+    /// Opens the SQLite database at `path` (the embedded engine).
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Self> {
         Ok(MemoryProvider::new(Arc::new(Store::open(path, opts)?)))
     }
 
-    /// Wraps an open store.
-    pub fn new(store: Arc<Store>) -> Self {
+    /// Serves memory stored by `store`, any engine.
+    pub fn new(store: Arc<dyn Engine>) -> Self {
         MemoryProvider {
             store,
             vectors: Arc::new(std::sync::RwLock::new(None)),
@@ -73,9 +75,14 @@ impl MemoryProvider {
         }
     }
 
-    /// The store underneath.
-    pub fn store(&self) -> &Arc<Store> {
+    /// The engine underneath.
+    pub fn store(&self) -> &Arc<dyn Engine> {
         &self.store
+    }
+
+    /// The same engine as the agent-memory services see it.
+    pub fn memory_store(&self) -> Arc<dyn avm_core::storage::MemoryStore> {
+        self.store.clone()
     }
 
     fn node(&self, req: &Request) -> Result<Arc<Node>> {

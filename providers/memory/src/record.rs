@@ -10,7 +10,7 @@ use avm_core::time::{Micros, parse_time, to_iso};
 use avm_core::{Content, Error, NodeKind, Result};
 
 use crate::node::{Node, clean_tags};
-use crate::store::{Link, VersionInfo};
+use crate::sqlite::store::{Link, VersionInfo};
 
 /// One exported node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

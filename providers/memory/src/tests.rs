@@ -10,7 +10,7 @@ use avm_core::{
     WriteInput,
 };
 
-use crate::{MemoryProvider, StoreOptions};
+use crate::{MemoryProvider, Store, StoreOptions};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -73,6 +73,18 @@ impl Env {
 fn memory_provider_passes_the_provider_contract() {
     let e = env();
     avm_core::contract::run_all(&e.mem, "/memory/contract").unwrap();
+}
+
+#[test]
+fn the_sqlite_engine_passes_the_engine_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::cell::Cell::new(0);
+    let make = || -> Arc<dyn crate::Engine> {
+        n.set(n.get() + 1);
+        let db = dir.path().join(format!("engine-{}.db", n.get()));
+        Arc::new(Store::open(&db, StoreOptions::default()).unwrap())
+    };
+    crate::contract::run_all(&make).unwrap();
 }
 
 #[test]
@@ -842,9 +854,7 @@ fn an_expired_node_goes_to_the_trash_with_its_history_as_its_ttl_setter() {
     assert!(meta["expired_at"].is_string(), "{meta}");
     assert_eq!(e.read("/trash/gone.md"), "secret");
     assert_eq!(e.read("/gone.md?version=1"), "secret", "history is kept");
-    let events = crate::services::as_memory_store(e.mem.store())
-        .events_after(0, 1000)
-        .unwrap();
+    let events = e.mem.memory_store().events_after(0, 1000).unwrap();
     assert!(
         events.iter().any(|ev| ev.kind == "expire"
             && ev.path == "/gone.md"
@@ -1621,10 +1631,10 @@ fn alpha_notes(e: &Env, n: usize) {
 fn counts(
     conn: &rusqlite::Connection,
     words: &[String],
-    cache: &std::sync::Mutex<crate::topk::DfCache>,
-) -> rusqlite::Result<Vec<crate::topk::Freq>> {
-    let (rows, tokens) = crate::topk::index_size(conn)?.expect("an index");
-    crate::topk::doc_freqs(conn, words, cache, rows, tokens)
+    cache: &std::sync::Mutex<crate::sqlite::topk::DfCache>,
+) -> rusqlite::Result<Vec<crate::sqlite::topk::Freq>> {
+    let (rows, tokens) = crate::sqlite::topk::index_size(conn)?.expect("an index");
+    crate::sqlite::topk::doc_freqs(conn, words, cache, rows, tokens)
 }
 
 /// A common word's count is remembered between searches, and so is that it is a whole word
@@ -1633,7 +1643,7 @@ fn counts(
 fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
     let e = env();
     alpha_notes(&e, 1200);
-    let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
+    let cache = std::sync::Mutex::new(crate::sqlite::topk::DfCache::default());
     let conn = rusqlite::Connection::open(&e.db).unwrap();
     let freq =
         |conn: &rusqlite::Connection| counts(conn, &["alpha".to_string()], &cache).unwrap()[0];
@@ -1654,7 +1664,7 @@ fn a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives() {
 fn counts_are_remembered_while_the_index_does_not_change() {
     let e = env();
     alpha_notes(&e, 20);
-    let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
+    let cache = std::sync::Mutex::new(crate::sqlite::topk::DfCache::default());
     let conn = rusqlite::Connection::open(&e.db).unwrap();
     let words = ["alpha".to_string(), "not".to_string()];
     let freq = |conn: &rusqlite::Connection| counts(conn, &words, &cache);
@@ -1693,7 +1703,7 @@ fn a_common_words_count_is_saved_for_the_next_process() {
     conn.execute("UPDATE term_df SET doc = 1190 WHERE term = 'alpha'", [])
         .unwrap();
     let freq = |conn: &rusqlite::Connection| {
-        let cache = std::sync::Mutex::new(crate::topk::DfCache::default());
+        let cache = std::sync::Mutex::new(crate::sqlite::topk::DfCache::default());
         counts(conn, &["alpha".to_string()], &cache).unwrap()[0]
     };
     assert_eq!(freq(&conn).df, 1190.0);
@@ -1714,7 +1724,7 @@ fn the_vector_stamp_changes_with_every_change_to_a_models_vectors_and_only_then(
     for i in 0..3 {
         e.write(&format!("/memory/v{i}.md"), &format!("note {i}"));
     }
-    let s = crate::services::as_memory_store(e.mem.store());
+    let s = e.mem.memory_store();
     let doc = |n: &MemoryNode, x: f32| VectorDoc {
         node_id: n.id,
         hash: n.hash.clone(),

@@ -18,7 +18,7 @@ struct World {
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let mem = MemoryProvider::open(&dir.path().join("a.db"), StoreOptions::default()).unwrap();
-    let store = avm_provider_memory::services::as_memory_store(mem.store());
+    let store = mem.memory_store();
     let engine = Engine::new(store.clone(), Tuning::default());
     let host = Host::new(vec![Mount::new("/**", Arc::new(mem))])
         .unwrap()

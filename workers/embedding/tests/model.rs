@@ -100,7 +100,7 @@ fn semantic_search_finds_meaning_without_shared_words_and_respects_isolation() {
     let mem =
         avm_provider_memory::MemoryProvider::open(&dir.path().join("a.db"), Default::default())
             .unwrap();
-    let store = avm_provider_memory::services::as_memory_store(mem.store());
+    let store = mem.memory_store();
     let host = avm_core::Host::new(vec![avm_core::Mount::new("/**", Arc::new(mem))]).unwrap();
     let alice = Caller::Agent("alice".into());
     let bob = Caller::Agent("bob".into());
@@ -178,7 +178,7 @@ fn recall_with_vectors_finds_a_memory_that_shares_no_words_with_the_query() {
     let mem =
         avm_provider_memory::MemoryProvider::open(&dir.path().join("a.db"), Default::default())
             .unwrap();
-    let store = avm_provider_memory::services::as_memory_store(mem.store());
+    let store = mem.memory_store();
     let sem = Arc::new(Semantic::new(store.clone(), f, false));
     let engine = avm_recall::Engine::new(store.clone(), avm_recall::Tuning::default());
     let fts_only = avm_recall::Engine::new(store.clone(), avm_recall::Tuning::default());
@@ -229,7 +229,7 @@ fn a_three_memory_store_recalls_the_paraphrase_and_nothing_for_an_unrelated_quer
     let mem =
         avm_provider_memory::MemoryProvider::open(&dir.path().join("a.db"), Default::default())
             .unwrap();
-    let store = avm_provider_memory::services::as_memory_store(mem.store());
+    let store = mem.memory_store();
     let sem = Arc::new(Semantic::new(store.clone(), f, false));
     let engine =
         avm_recall::Engine::new(store.clone(), avm_recall::Tuning::default()).with_vectors(sem);

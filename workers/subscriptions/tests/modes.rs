@@ -23,7 +23,7 @@ fn write(host: &Host, who: &str, path: &str, text: &str) {
 fn notices_respect_patterns_privacy_and_authorship_and_batches_wait_for_their_period() {
     let dir = tempfile::tempdir().unwrap();
     let mem = MemoryProvider::open(&dir.path().join("a.db"), StoreOptions::default()).unwrap();
-    let store = avm_provider_memory::services::as_memory_store(mem.store());
+    let store = mem.memory_store();
     let host = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))]).unwrap();
     let subs = Subscriptions::open(&dir.path().join("a.subs.db")).unwrap();
     let policy = Policy::open();

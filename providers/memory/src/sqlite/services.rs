@@ -1,7 +1,6 @@
 //! The SQLite store behind the agent-memory services' storage trait.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
@@ -14,8 +13,8 @@ use avm_core::time::{Micros, now_micros};
 use avm_core::{Caller, Result};
 
 use crate::node::Node;
-use crate::store::{NODE_COLS, Store, node_from_row, subtree_bounds, viewer, visible_sql};
-use crate::write::WriteOp;
+use crate::sqlite::store::{NODE_COLS, Store, node_from_row, subtree_bounds, viewer, visible_sql};
+use crate::sqlite::write::WriteOp;
 
 /// The services' view of a node.
 pub fn memory_node(n: &Node) -> MemoryNode {
@@ -596,9 +595,4 @@ impl Store {
             }
         }
     }
-}
-
-/// Shares one store as the services' storage.
-pub fn as_memory_store(store: &Arc<Store>) -> Arc<dyn MemoryStore> {
-    store.clone()
 }

@@ -1,9 +1,11 @@
 //! Opening connections, the schema, and mapping SQLite errors onto avm's vocabulary.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::Connection;
+
+pub use avm_sqlite::{DbFile, retry_busy};
 
 use avm_core::{Error, ErrorKind, Result};
 
@@ -173,7 +175,7 @@ CREATE TABLE IF NOT EXISTS tell_reads(
 ) WITHOUT ROWID;
 -- Schema 7: document counts of common search words, with the index's size when counted, so
 -- that a new process does not read a common word's every posting to count them (a cache:
--- any row may go; `crate::topk::DfCache` says when one is too old to use).
+-- any row may go; `crate::sqlite::topk::DfCache` says when one is too old to use).
 CREATE TABLE IF NOT EXISTS term_df(
   term   TEXT    PRIMARY KEY,
   doc    INTEGER NOT NULL,
@@ -263,69 +265,13 @@ fn migrate_5(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Maps a SQLite error to an avm error; `db` names the file in the message.
-pub fn map_err(db: &Path, e: rusqlite::Error) -> Error {
-    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
-        let detail = msg.clone().unwrap_or_else(|| f.to_string());
-        return match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::new(
-                ErrorKind::Busy,
-                format!(
-                    "database {} stayed locked by another process past store.busy_timeout_ms; retry, or raise the timeout",
-                    db.display()
-                ),
-            ),
-            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "database {} is corrupt or not an avm database ({detail}); move it aside and restore a backup or `avm import` an export",
-                    db.display()
-                ),
-            ),
-            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "cannot open database {} for writing ({detail}); check the path and its permissions",
-                        db.display()
-                    ),
-                )
-            }
-            ErrorCode::DiskFull => Error::new(
-                ErrorKind::StorageFull,
-                format!("the disk holding {} is full", db.display()),
-            ),
-            ErrorCode::TooBig => Error::new(
-                ErrorKind::TooLarge,
-                format!("value too large for {}: {detail}", db.display()),
-            ),
-            _ => Error::internal(format!("sqlite error on {}: {detail}", db.display())),
-        };
-    }
-    Error::internal(format!("sqlite error on {}: {e}", db.display()))
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
-}
-
-/// Runs `f`, retrying while SQLite reports busy, until `timeout` has passed.
-pub fn retry_busy<T>(
-    timeout: Duration,
-    mut f: impl FnMut() -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match f() {
-            Err(e) if is_busy(&e) && start.elapsed() < timeout => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            other => return other,
-        }
-    }
+/// The database file as avm opens it: named "database" in messages, with what to do when
+/// it is damaged and which setting raises the busy timeout.
+pub fn file(path: &Path, busy: Duration, synchronous: &str) -> DbFile {
+    DbFile::new(path, "database")
+        .if_damaged("move it aside and restore a backup or `avm import` an export")
+        .busy(busy, Some("retry, or raise store.busy_timeout_ms"))
+        .synchronous(synchronous)
 }
 
 /// Registers `avm_visible(path, author, meta, agent)`: 1 when `agent` (NULL for the operator)
@@ -368,19 +314,16 @@ fn register_visibility(conn: &Connection) -> rusqlite::Result<()> {
 /// process paid a checkpoint (with fsyncs) on exit.
 pub(crate) const WAL_LIMIT: u64 = 4 << 20;
 
-/// Opens a connection with avm's pragmas.
-pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> Result<Connection> {
-    let err = |e| map_err(path, e);
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+/// Opens a connection with the memory store's pragmas (on top of [`DbFile`]'s: private file,
+/// WAL, busy timeout, synchronous).
+pub fn open(file: &DbFile, read_only: bool) -> Result<Connection> {
+    let err = |e| file.err(e);
+    let conn = if read_only {
+        file.open_read_only()?
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        file.open()?
     };
-    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
     register_visibility(&conn).map_err(err)?;
-    conn.busy_timeout(busy).map_err(err)?;
     conn.set_prepared_statement_cache_capacity(64);
     // Without this, SQLite re-plans a cached statement whenever a bound value changes (its
     // partial-index and LIMIT checks peek at parameters), which made every write and cold
@@ -398,38 +341,18 @@ pub fn open(path: &Path, busy: Duration, synchronous: &str, read_only: bool) -> 
         true,
     )
     .map_err(err)?;
-    // Reading the header here turns "not a database" into an error now, not at first use.
-    if !read_only {
-        let mode: String = retry_busy(busy, || {
-            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        })
-        .map_err(err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "database {} cannot use WAL mode (got {mode}); is it on a network filesystem?",
-                    path.display()
-                ),
-            ));
-        }
-    }
-    let sync = match synchronous.to_ascii_lowercase().as_str() {
-        "full" => "FULL",
-        "off" => "OFF",
-        _ => "NORMAL",
-    };
     // Checkpoints run between group commits (see the writer), never inside one.
     conn.execute_batch(&format!(
-        "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={WAL_LIMIT}; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=2147418112;"
+        "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={WAL_LIMIT}; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384; PRAGMA mmap_size=2147418112;"
     ))
     .map_err(err)?;
     Ok(conn)
 }
 
 /// Creates or checks the schema (idempotent; safe with many processes starting at once).
-pub fn init_schema(conn: &Connection, path: &Path, busy: Duration) -> Result<()> {
-    let err = |e| map_err(path, e);
+pub fn init_schema(conn: &Connection, file: &DbFile) -> Result<()> {
+    let (path, busy) = (file.path(), file.busy_timeout());
+    let err = |e| file.err(e);
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err)?;

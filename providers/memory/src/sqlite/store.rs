@@ -15,10 +15,11 @@ use avm_core::address::is_within;
 use avm_core::time::{Micros, now_micros};
 use avm_core::{Attrs, Caller, Content, Error, ErrorKind, NodeKind, Result};
 
-use crate::db;
+pub use crate::engine::{ChildEntry, Hit, Link, VersionInfo};
 use crate::fts;
 use crate::node::Node;
-use crate::write::{self, Outcome, WriteOp};
+use crate::sqlite::db;
+use crate::sqlite::write::{self, Outcome, WriteOp};
 
 /// Tuning knobs (from `[store]` in config).
 #[derive(Debug, Clone)]
@@ -94,6 +95,8 @@ pub(crate) enum Job {
 
 pub(crate) struct Shared {
     pub(crate) path: PathBuf,
+    /// The file as avm opens it (pragmas, error messages).
+    pub(crate) file: db::DbFile,
     pub(crate) opts: StoreOptions,
     /// Read connections, opened on first need (a one-shot CLI command opens one, not the pool).
     readers: Vec<Mutex<Option<Reader>>>,
@@ -103,8 +106,8 @@ pub(crate) struct Shared {
     /// Writes nobody waits for (telemetry), committed with the next group or idle tick: a
     /// commit per recall would make every reader connection drop its page cache.
     deferred: Mutex<Vec<WriteOp>>,
-    /// Document frequencies of common words, for search ([`crate::topk`]).
-    df: Mutex<crate::topk::DfCache>,
+    /// Document frequencies of common words, for search ([`crate::sqlite::topk`]).
+    df: Mutex<crate::sqlite::topk::DfCache>,
 }
 
 /// The store. Cheap to share behind an `Arc`; dropping the last handle flushes and stops the
@@ -143,9 +146,13 @@ fn in_scope<'a>(
     }
 }
 
-/// The best `limit` of the rows [`crate::topk`] scored, best first (ties in path order), with
+/// The best `limit` of the rows [`crate::sqlite::topk`] scored, best first (ties in path order), with
 /// a snippet for `terms` where their content was kept.
-fn best_hits(mut found: Vec<crate::topk::Seen>, limit: usize, terms: &[String]) -> Vec<Hit> {
+fn best_hits(
+    mut found: Vec<crate::sqlite::topk::Seen>,
+    limit: usize,
+    terms: &[String],
+) -> Vec<Hit> {
     found.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
@@ -263,64 +270,19 @@ pub(crate) fn visible_sql(t: &str, n: usize) -> String {
     format!("avm_visible({t}path, {t}author, {t}meta, ?{n})")
 }
 
-/// One entry of a node's history.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct VersionInfo {
-    /// Version number (1-based, no gaps).
-    pub version: i64,
-    /// `create`, `update`, `delete`, `move-in`, `move-out`, `restore`, `expire`, `import`.
-    pub kind: String,
-    /// When.
-    pub at: Micros,
-    /// Who.
-    pub author: Option<String>,
-    /// Content hash at this version.
-    pub hash: String,
-    /// Content length in bytes.
-    pub size: i64,
-    /// Free text (the other path of a move).
-    pub note: Option<String>,
-}
-
-/// A typed link.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Link {
-    /// From.
-    pub source: String,
-    /// To.
-    pub target: String,
-    /// Link type (`related`, `derived`, `supersedes`, … or any word).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Weight.
-    pub weight: f64,
-    /// When it was made.
-    pub created_at: Micros,
-}
-
-/// Search hit with the node's id.
-#[derive(Debug, Clone)]
-pub struct Hit {
-    /// The node.
-    pub path: String,
-    /// Higher is better.
-    pub score: f64,
-    /// Excerpt.
-    pub snippet: String,
-}
-
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
-        avm_core::files::prepare_db(path)?;
-        let wconn = db::open(path, opts.busy_timeout, &opts.synchronous, false)?;
-        db::init_schema(&wconn, path, opts.busy_timeout)?;
+        let file = db::file(path, opts.busy_timeout, &opts.synchronous);
+        let wconn = db::open(&file, false)?;
+        db::init_schema(&wconn, &file)?;
         let readers = (0..opts.readers.max(1)).map(|_| Mutex::new(None)).collect();
         let last_seq: i64 = wconn
             .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))
-            .map_err(|e| db::map_err(path, e))?;
+            .map_err(|e| file.err(e))?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
+            file,
             cache: Mutex::new(Cache {
                 map: HashMap::new(),
                 last_seq,
@@ -331,7 +293,7 @@ impl Store {
             readers,
             touches: Mutex::new(HashMap::new()),
             deferred: Mutex::new(Vec::new()),
-            df: Mutex::new(crate::topk::DfCache::default()),
+            df: Mutex::new(crate::sqlite::topk::DfCache::default()),
         });
         let (tx, rx) = mpsc::sync_channel::<Job>(4096);
         let w_shared = shared.clone();
@@ -357,7 +319,7 @@ impl Store {
     }
 
     fn err(&self, e: rusqlite::Error) -> Error {
-        db::map_err(&self.shared.path, e)
+        self.shared.file.err(e)
     }
 
     fn sender(&self) -> Result<SyncSender<Job>> {
@@ -472,9 +434,8 @@ impl Store {
             },
         };
         if reader.is_none() {
-            let o = &self.shared.opts;
             *reader = Some(Reader {
-                conn: db::open(&self.shared.path, o.busy_timeout, &o.synchronous, true)?,
+                conn: db::open(&self.shared.file, true)?,
                 data_version: -1,
             });
         }
@@ -825,14 +786,14 @@ impl Store {
         snippets: bool,
     ) -> Result<Vec<Hit>> {
         let q = compiled(query, true)?;
-        if let Some(words) = crate::topk::words(&q) {
+        if let Some(words) = crate::sqlite::topk::words(&q) {
             return self.search_topk(scopes, caller, extra, &q, &words, limit, snippets);
         }
         self.search_compiled(scopes, caller, extra, &q, limit, snippets)
     }
 
     /// FTS5's own ranking of every row holding any word of `query`, function words included:
-    /// how search ranked before [`crate::topk`] (and what it costs), for benches to compare
+    /// how search ranked before [`crate::sqlite::topk`] (and what it costs), for benches to compare
     /// with. Not for serving: its cost grows with the store.
     pub fn search_reference(
         &self,
@@ -846,7 +807,7 @@ impl Store {
     }
 
     /// [`Store::search_within`] for queries of two or more plain words: the BM25 top `limit`,
-    /// scoring only the rows that can reach it ([`crate::topk`]), or FTS5's own ranking
+    /// scoring only the rows that can reach it ([`crate::sqlite::topk`]), or FTS5's own ranking
     /// when the words are in few memories.
     #[allow(clippy::too_many_arguments)]
     fn search_topk(
@@ -860,7 +821,7 @@ impl Store {
         snippets: bool,
     ) -> Result<Vec<Hit>> {
         let keep = in_scope(scopes, extra);
-        let search = crate::topk::TopK {
+        let search = crate::sqlite::topk::TopK {
             keep: &keep,
             viewer: viewer(caller),
             now: now_micros(),
@@ -906,9 +867,9 @@ impl Store {
             return self.search_compiled(scopes, caller, extra, &q, limit, false);
         }
         // Document counts of the words (a quoted phrase counts as 0: always kept), common
-        // words' counts remembered between searches ([`crate::topk::DfCache`]).
+        // words' counts remembered between searches ([`crate::sqlite::topk::DfCache`]).
         let dfs: Vec<i64> = self.read_conn(|c| {
-            let Some((rows, tokens)) = crate::topk::index_size(c)? else {
+            let Some((rows, tokens)) = crate::sqlite::topk::index_size(c)? else {
                 return Ok(vec![0; q.parts.len()]);
             };
             let words: Vec<Option<String>> = q
@@ -924,7 +885,8 @@ impl Store {
                 .collect();
             let plain: Vec<String> = words.iter().flatten().cloned().collect();
             let mut counts =
-                crate::topk::doc_freqs(c, &plain, &self.shared.df, rows, tokens)?.into_iter();
+                crate::sqlite::topk::doc_freqs(c, &plain, &self.shared.df, rows, tokens)?
+                    .into_iter();
             Ok(words
                 .iter()
                 .map(|w| match w {
@@ -947,11 +909,11 @@ impl Store {
         };
         // Memories holding every word: scored here when they are few (FTS5's bm25 would
         // first count every memory holding each common word), else ranked by FTS5.
-        let scored = match crate::topk::words(&q) {
+        let scored = match crate::sqlite::topk::words(&q) {
             Some(words) => {
                 let now = now_micros();
                 let keep = in_scope(scopes, extra);
-                let search = crate::topk::TopK {
+                let search = crate::sqlite::topk::TopK {
                     keep: &keep,
                     viewer: viewer(caller),
                     now,
@@ -1390,19 +1352,115 @@ fn version_row(r: &Row<'_>) -> rusqlite::Result<(VersionInfo, Content)> {
     Ok((info_row(r)?, content_at(r, 7)?))
 }
 
-/// One immediate child of a directory.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChildEntry {
-    /// Full path.
-    pub path: String,
-    /// File or directory.
-    pub kind: NodeKind,
-    /// Bytes.
-    pub size: u64,
-    /// Version of a file.
-    pub version: Option<i64>,
-    /// Last change of a file.
-    pub updated_at: Option<Micros>,
+impl crate::engine::Engine for Store {
+    fn apply(&self, op: WriteOp) -> Result<Outcome> {
+        Store::apply(self, op)
+    }
+    fn apply_many(&self, ops: Vec<WriteOp>) -> Vec<Result<Outcome>> {
+        Store::apply_many(self, ops)
+    }
+    fn sync(&self) -> Result<()> {
+        Store::sync(self)
+    }
+    fn get(&self, path: &str) -> Result<Option<Arc<Node>>> {
+        Store::get(self, path)
+    }
+    fn peek(&self, path: &str) -> Result<Option<Arc<Node>>> {
+        Store::peek(self, path)
+    }
+    fn expired_pending(&self, path: &str) -> Result<bool> {
+        Store::expired_pending(self, path)
+    }
+    fn kind(&self, path: &str) -> Result<Option<NodeKind>> {
+        Store::kind(self, path)
+    }
+    fn has_children(&self, dir: &str) -> Result<bool> {
+        Store::has_children(self, dir)
+    }
+    fn children(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<ChildEntry>> {
+        Store::children(self, dir, caller, offset, limit)
+    }
+    fn descendants(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<Arc<Node>>> {
+        Store::descendants(self, dir, caller, offset, limit)
+    }
+    fn descendants_after(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Node>>> {
+        Store::descendants_after(self, dir, caller, after, limit)
+    }
+    fn dir_info(&self, dir: &str, caller: &Caller) -> Result<Option<(Attrs, u64)>> {
+        Store::dir_info(self, dir, caller)
+    }
+    fn capacity(&self) -> Result<avm_core::Capacity> {
+        Store::capacity(self)
+    }
+    fn usage(&self, dir: &str) -> Result<(u64, u64)> {
+        Store::usage(self, dir)
+    }
+    fn mark_of(&self, agent: &str, path: &str) -> Result<i64> {
+        Store::mark_of(self, agent, path)
+    }
+    fn search(&self, scope: &str, caller: &Caller, query: &str, limit: usize) -> Result<Vec<Hit>> {
+        Store::search(self, scope, caller, query, limit)
+    }
+    fn search_within(
+        &self,
+        scopes: &[String],
+        caller: &Caller,
+        extra: avm_core::storage::Keep<'_>,
+        query: &str,
+        limit: usize,
+        snippets: bool,
+    ) -> Result<Vec<Hit>> {
+        Store::search_within(self, scopes, caller, extra, query, limit, snippets)
+    }
+    fn history(&self, path: &str, limit: usize) -> Result<Vec<VersionInfo>> {
+        Store::history(self, path, limit)
+    }
+    fn version(&self, path: &str, version: i64) -> Result<Option<(VersionInfo, Content)>> {
+        Store::version(self, path, version)
+    }
+    fn version_at(&self, path: &str, at: Micros) -> Result<Option<(VersionInfo, Content)>> {
+        Store::version_at(self, path, at)
+    }
+    fn all_versions(&self, path: &str) -> Result<Vec<(VersionInfo, Content)>> {
+        Store::all_versions(self, path)
+    }
+    fn links(&self, path: &str, caller: &Caller) -> Result<(Vec<Link>, Vec<Link>)> {
+        Store::links(self, path, caller)
+    }
+    fn tag_counts(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        keep: Option<avm_core::storage::Keep<'_>>,
+    ) -> Result<Vec<(String, i64)>> {
+        Store::tag_counts(self, dir, caller, keep)
+    }
+    fn stats(
+        &self,
+        dir: &str,
+        caller: &Caller,
+        keep: Option<avm_core::storage::Keep<'_>>,
+    ) -> Result<Value> {
+        Store::stats(self, dir, caller, keep)
+    }
 }
 
 impl Drop for Store {
@@ -1513,17 +1571,17 @@ fn txn(
     purge: bool,
     invalid: &mut Vec<String>,
 ) -> std::result::Result<Vec<Outcome>, TxnError> {
-    let path = &shared.path;
+    let file = &shared.file;
     db::retry_busy(shared.opts.busy_timeout, || {
         conn.execute_batch("BEGIN IMMEDIATE")
     })
-    .map_err(|e| TxnError::Db(db::map_err(path, e)))?;
+    .map_err(|e| TxnError::Db(file.err(e)))?;
     let mut changed = Vec::new();
-    if purge && let Ok(paths) = write::purge_expired(conn) {
+    if purge && let Ok(paths) = write::purge_expired(conn, file) {
         changed.extend(paths);
     }
     let ctx = write::Ctx {
-        db: path,
+        file,
         max_bytes: shared.opts.max_node_bytes,
     };
     let mut outs = Vec::with_capacity(ops.len());
@@ -1542,7 +1600,7 @@ fn txn(
     write::flush_touches(conn, touches);
     if let Err(e) = db::retry_busy(shared.opts.busy_timeout, || conn.execute_batch("COMMIT")) {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(TxnError::Db(db::map_err(path, e)));
+        return Err(TxnError::Db(file.err(e)));
     }
     invalid.extend(changed);
     Ok(outs)

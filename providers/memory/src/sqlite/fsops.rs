@@ -16,8 +16,8 @@ use avm_core::time::{Nanos, now_micros, now_nanos};
 use avm_core::{Caller, Content, Error, ErrorKind, NodeKind, Policy, Rename, Result, SetAttrs};
 
 use crate::node::{DEFAULT_IMPORTANCE, Node, content_hash};
-use crate::store::{content_sql, subtree_bounds};
-use crate::write::{
+use crate::sqlite::store::{content_sql, subtree_bounds};
+use crate::sqlite::write::{
     Ctx, Outcome, add_version, check_placement, check_sees, check_subtree_visible, check_writes,
     event, file_ancestor, fts_add, fts_remove, has_children, load_live, max_version, moved_meta,
     record_move_out, relink, set_path, set_tags, subtree, update_attrs,

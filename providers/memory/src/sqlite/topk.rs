@@ -691,7 +691,7 @@ impl TopK<'_> {
             format!(
                 "SELECT id, path, content, expires_at FROM nodes \
                  WHERE id IN (SELECT value FROM json_each(?1)) AND {}",
-                crate::store::visible_sql("", 2)
+                crate::sqlite::store::visible_sql("", 2)
             )
         });
         let mut stmt = c.prepare_cached(&SQL)?;

@@ -4,8 +4,6 @@
 //! invalidation, later: subscriptions, the embedding queue) see exactly what committed.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
@@ -14,197 +12,26 @@ use avm_core::address::{basename, is_within, join, parent};
 use avm_core::time::{Micros, now_micros, now_nanos, parse_time, to_iso};
 use avm_core::{Action, Attrs, Caller, Content, Error, ErrorKind, NodeKind, Policy, Put, Result};
 
-use crate::db;
-use crate::fsops::{dir_changed, dir_gone};
 use crate::fts;
 use crate::node::{DEFAULT_IMPORTANCE, Node, clean_tags, content_hash};
 use crate::record::Record;
-use crate::store::{NODE_COLS, content_sql, node_from_row, subtree_bounds};
+use crate::sqlite::db;
+use crate::sqlite::fsops::{dir_changed, dir_gone};
+use crate::sqlite::store::{NODE_COLS, content_sql, node_from_row, subtree_bounds};
 
-/// A write the writer thread applies.
-#[derive(Debug, Clone)]
-pub enum WriteOp {
-    /// Create or update a node.
-    Put {
-        /// Path.
-        path: String,
-        /// What to change.
-        put: Put,
-        /// Author to stamp on creation.
-        agent: Option<String>,
-        /// The writer is an admin (may set a TTL on shared nodes others wrote).
-        admin: bool,
-    },
-    /// Delete a node or subtree (to the trash unless `hard` or already in the trash).
-    Remove {
-        /// Path.
-        path: String,
-        /// Allow subtrees.
-        recursive: bool,
-        /// Skip the trash.
-        hard: bool,
-        /// Who asks (subtree checks).
-        caller: Caller,
-        /// The rules every removed node must allow.
-        policy: Arc<Policy>,
-    },
-    /// Move a node or subtree.
-    Rename {
-        /// From.
-        src: String,
-        /// To.
-        dst: String,
-        /// Overwrite (the overwritten node goes to the trash).
-        force: bool,
-        /// Who asks.
-        caller: Caller,
-        /// The rules every moved node (at both ends) must allow.
-        policy: Arc<Policy>,
-    },
-    /// Add (or re-weight) a link.
-    Link {
-        /// From (must exist).
-        source: String,
-        /// To.
-        target: String,
-        /// Type.
-        kind: String,
-        /// Weight.
-        weight: f64,
-    },
-    /// Remove links from `source` to `target` (of one type, or all).
-    Unlink {
-        /// From.
-        source: String,
-        /// To.
-        target: String,
-        /// Type, or every type.
-        kind: Option<String>,
-    },
-    /// Replace topic postings (no event: the topic index is derived data).
-    Topics {
-        /// Events consumed up to here.
-        cursor: i64,
-        /// New topics per node.
-        docs: Vec<avm_core::storage::TopicDoc>,
-        /// Node ids whose topics go.
-        removed: Vec<i64>,
-    },
-    /// Record a telemetry row (no event).
-    Telemetry(avm_core::storage::Telemetry),
-    /// Remember common words' document counts for later processes (no event).
-    TermDf(Vec<crate::topk::Counted>),
-    /// Make an (empty) directory that persists until removed.
-    Mkdir {
-        /// Path.
-        path: String,
-    },
-    /// Remove an empty directory.
-    Rmdir {
-        /// Path.
-        path: String,
-    },
-    /// Set an agent's read marker on a node (no event: markers are per reader).
-    Mark {
-        /// Reader.
-        agent: String,
-        /// Node.
-        path: String,
-        /// Version read.
-        version: i64,
-    },
-    /// Send a message.
-    Tell(avm_core::storage::Tell),
-    /// Store vectors and move the embedding cursor.
-    Vectors {
-        /// Events consumed up to here.
-        cursor: i64,
-        /// Model id.
-        model: String,
-        /// The vectors.
-        docs: Vec<avm_core::storage::VectorDoc>,
-    },
-    /// Mark messages read for one recipient.
-    TellRead {
-        /// Recipient.
-        agent: String,
-        /// Message ids.
-        ids: Vec<i64>,
-    },
-    /// Drop all but the newest `keep` versions from a node's history (no event: the node
-    /// itself, its content and `updated_at` stay as they are).
-    Compact {
-        /// Path of a live node.
-        path: String,
-        /// Versions to keep, at least 1 (the current one is always among them).
-        keep: usize,
-    },
-    /// Change filesystem attributes of a node or a directory (no new version).
-    SetAttrs {
-        /// Path.
-        path: String,
-        /// What to change.
-        set: avm_core::SetAttrs,
-        /// Who asks.
-        caller: Caller,
-    },
-    /// Make a symbolic link.
-    Symlink {
-        /// Path of the link.
-        path: String,
-        /// What it points at (stored as given).
-        target: String,
-        /// Owner, mode and times to start with.
-        attrs: avm_core::SetAttrs,
-        /// Author to stamp.
-        agent: Option<String>,
-    },
-    /// Move with `rename(2)` semantics (the mount's rename).
-    PosixRename {
-        /// From.
-        src: String,
-        /// To.
-        dst: String,
-        /// Replace, refuse or exchange an existing destination.
-        how: avm_core::Rename,
-        /// Who asks.
-        caller: Caller,
-        /// The rules every moved node (at both ends) must allow.
-        policy: Arc<Policy>,
-    },
-    /// Restore an exported record exactly.
-    Import {
-        /// The record.
-        record: Box<Record>,
-        /// Replace what exists at the path (node and history).
-        force: bool,
-    },
-}
-
-/// What a write did.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    /// The node as it now stands (for single-node writes).
-    pub node: Option<Node>,
-    /// How many nodes changed.
-    pub count: usize,
-    /// Paths whose cached state is now stale.
-    pub changed: Vec<String>,
-    /// `(from, to)` for each moved node.
-    pub moves: Vec<(String, String)>,
-}
+pub use crate::ops::{Outcome, WriteOp};
 
 /// What the ops need besides the connection.
 pub struct Ctx<'a> {
     /// The database file (for error messages).
-    pub db: &'a Path,
+    pub file: &'a db::DbFile,
     /// `max_node_bytes`.
     pub max_bytes: u64,
 }
 
 impl Ctx<'_> {
     pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
-        db::map_err(self.db, e)
+        self.file.err(e)
     }
 }
 
@@ -244,21 +71,21 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
         } => unlink(conn, ctx, source, target, kind.as_deref()),
         WriteOp::Import { record, force } => import(conn, ctx, record, *force),
         WriteOp::SetAttrs { path, set, caller } => {
-            crate::fsops::set_attrs(conn, ctx, path, set, caller)
+            crate::sqlite::fsops::set_attrs(conn, ctx, path, set, caller)
         }
         WriteOp::Symlink {
             path,
             target,
             attrs,
             agent,
-        } => crate::fsops::symlink(conn, ctx, path, target, attrs, agent.as_deref()),
+        } => crate::sqlite::fsops::symlink(conn, ctx, path, target, attrs, agent.as_deref()),
         WriteOp::PosixRename {
             src,
             dst,
             how,
             caller,
             policy,
-        } => crate::fsops::rename(conn, ctx, src, dst, *how, caller, policy),
+        } => crate::sqlite::fsops::rename(conn, ctx, src, dst, *how, caller, policy),
         WriteOp::Compact { path, keep } => compact(conn, ctx, path, *keep),
         WriteOp::Topics {
             cursor,
@@ -266,7 +93,7 @@ pub fn apply(conn: &Connection, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> 
             removed,
         } => topics(conn, *cursor, docs, removed).map_err(|e| ctx.err(e)),
         WriteOp::Telemetry(t) => telemetry(conn, t).map_err(|e| ctx.err(e)),
-        WriteOp::TermDf(counted) => crate::topk::save_counts(conn, counted)
+        WriteOp::TermDf(counted) => crate::sqlite::topk::save_counts(conn, counted)
             .map(|count| Outcome {
                 count,
                 ..Outcome::default()
@@ -1604,7 +1431,7 @@ pub(crate) fn move_dirs(conn: &Connection, ctx: &Ctx<'_>, src: &str, dst: &str) 
             .and_then(|mut s| s.execute([&target]))
             .map_err(|e| ctx.err(e))?;
     }
-    crate::fsops::move_dir_attrs(conn, ctx, src, dst)?;
+    crate::sqlite::fsops::move_dir_attrs(conn, ctx, src, dst)?;
     Ok(rows.len())
 }
 
@@ -1821,9 +1648,9 @@ pub fn has_expired(conn: &Connection) -> bool {
 }
 
 /// Deletes up to 1000 expired nodes; returns their paths.
-pub fn purge_expired(conn: &Connection) -> Result<Vec<String>> {
+pub fn purge_expired(conn: &Connection, file: &db::DbFile) -> Result<Vec<String>> {
     let ctx = Ctx {
-        db: Path::new("(purge)"),
+        file,
         max_bytes: u64::MAX,
     };
     let nodes: Vec<Node> = conn
