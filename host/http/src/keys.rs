@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use avm_core::bytes::{hex, random_hex};
 use avm_core::time::{Micros, now_micros};
 use avm_core::{Error, ErrorKind, Result};
+use avm_sqlite::DbFile;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 /// The key file.
 pub struct KeyStore {
     conn: Mutex<Connection>,
+    file: DbFile,
 }
 
 /// A key as listed (never the secret).
@@ -31,10 +33,6 @@ pub struct KeyInfo {
     pub last_used: Option<Micros>,
 }
 
-fn db_err(e: rusqlite::Error) -> Error {
-    Error::new(ErrorKind::Unavailable, format!("key store: {e}"))
-}
-
 fn hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
@@ -42,25 +40,18 @@ fn hash(secret: &str) -> String {
 impl KeyStore {
     /// Opens (creating) the key file.
     pub fn open(path: &Path) -> Result<Self> {
-        avm_core::files::prepare_db(path)?;
-        let conn = Connection::open(path).map_err(db_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db_err)?;
+        // The file holds hashes only, but it is its owner's only all the same.
+        let file = DbFile::new(path, "key store");
+        let conn = file.open()?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS keys(
+            "CREATE TABLE IF NOT EXISTS keys(
                 id TEXT PRIMARY KEY, agent TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
                 created_at INTEGER NOT NULL, last_used INTEGER);",
         )
-        .map_err(db_err)?;
-        // The file holds hashes only, but keep it private all the same.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
+        .map_err(|e| file.err(e))?;
         Ok(KeyStore {
             conn: Mutex::new(conn),
+            file,
         })
     }
 
@@ -80,7 +71,7 @@ impl KeyStore {
                 "INSERT INTO keys(id, agent, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![id, agent, hash(&key), now_micros()],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         Ok((id, key))
     }
 
@@ -94,7 +85,7 @@ impl KeyStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         if let Some((id, _)) = &agent {
             let _ = c.execute(
                 "UPDATE keys SET last_used = ?1 WHERE id = ?2",
@@ -114,7 +105,7 @@ impl KeyStore {
                 "SELECT id, agent, created_at, last_used FROM keys \
                  WHERE ?1 IS NULL OR agent = ?1 ORDER BY created_at",
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         let rows = st
             .query_map([owner], |r| {
                 Ok(KeyInfo {
@@ -124,9 +115,9 @@ impl KeyStore {
                     last_used: r.get(3)?,
                 })
             })
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_err)
+            .map_err(|e| self.file.err(e))
     }
 
     /// Revokes the key `id`; with `owner`, only if the key acts as that agent (an agent may
@@ -138,7 +129,7 @@ impl KeyStore {
                 "DELETE FROM keys WHERE id = ?1 AND (?2 IS NULL OR agent = ?2)",
                 params![id, owner],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         if n == 0 && owner.is_some() && self.list(None)?.iter().any(|k| k.id == id) {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,

@@ -1,10 +1,12 @@
 //! The index state in its own SQLite file: one row per index, one per tracked file.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use avm_sqlite::DbFile;
 
 use avm_core::{Error, ErrorKind, Result};
 
@@ -114,37 +116,26 @@ pub enum Change {
 /// The database.
 pub struct Store {
     conn: Connection,
-    path: PathBuf,
+    file: DbFile,
 }
 
 impl Store {
     /// Opens (creating if needed) the index database at `path`; `None` keeps it in memory.
     pub fn open(path: Option<&Path>) -> Result<Self> {
-        let shown = path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
-        let err = |e| map_err(&shown, e);
+        let file = file(path.unwrap_or(Path::new(":memory:")));
+        let err = |e| file.err(e);
         let conn = match path {
-            Some(p) => {
-                avm_core::files::prepare_db(p)?;
-                Connection::open(p).map_err(err)?
-            }
+            Some(_) => file.open()?,
             None => Connection::open_in_memory().map_err(err)?,
         };
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-        if path.is_some() {
-            // Reading the mode also turns "not a database" into an error now, not at first use.
-            let _mode: String = conn
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-                .map_err(err)?;
-        }
-        conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")
-            .map_err(err)?;
-        let store = Store { conn, path: shown };
+        conn.execute_batch("PRAGMA foreign_keys=ON;").map_err(err)?;
+        let store = Store { conn, file };
         store.init()?;
         Ok(store)
     }
 
     fn err(&self, e: rusqlite::Error) -> Error {
-        map_err(&self.path, e)
+        self.file.err(e)
     }
 
     fn init(&self) -> Result<()> {
@@ -160,7 +151,7 @@ impl Store {
                 ErrorKind::Unavailable,
                 format!(
                     "index database {} has schema version {version}, newer than this avm understands ({SCHEMA_VERSION}); upgrade avm",
-                    self.path.display()
+                    self.file.path().display()
                 ),
             ));
         }
@@ -178,7 +169,7 @@ impl Store {
                 ErrorKind::Unavailable,
                 format!(
                     "{} is a SQLite database of some other program, not an avm index database; set the mount's `db` option to another file",
-                    self.path.display()
+                    self.file.path().display()
                 ),
             ));
         }
@@ -325,8 +316,8 @@ impl Store {
         at: i64,
         changes: &[Change],
     ) -> Result<()> {
-        let path = self.path.clone();
-        let err = |e| map_err(&path, e);
+        let file = self.file.clone();
+        let err = |e| file.err(e);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -416,41 +407,9 @@ fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
     })
 }
 
-/// Maps a SQLite error onto avm's vocabulary, naming the database file.
-fn map_err(db: &Path, e: rusqlite::Error) -> Error {
-    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
-        let detail = msg.clone().unwrap_or_else(|| f.to_string());
-        return match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::new(
-                ErrorKind::Busy,
-                format!(
-                    "index database {} stayed locked by another process (a scan?) for {}s; retry",
-                    db.display(),
-                    BUSY_TIMEOUT.as_secs()
-                ),
-            ),
-            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "index database {} is corrupt or not a database ({detail}); move it aside and rescan",
-                    db.display()
-                ),
-            ),
-            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "cannot open index database {} for writing ({detail}); check the path and its permissions",
-                        db.display()
-                    ),
-                )
-            }
-            ErrorCode::DiskFull => Error::new(
-                ErrorKind::StorageFull,
-                format!("the disk holding {} is full", db.display()),
-            ),
-            _ => Error::internal(format!("sqlite error on {}: {detail}", db.display())),
-        };
-    }
-    Error::internal(format!("sqlite error on {}: {e}", db.display()))
+/// The index file as avm opens it.
+fn file(path: &Path) -> DbFile {
+    DbFile::new(path, "index database")
+        .if_damaged("move it aside and rescan")
+        .busy(BUSY_TIMEOUT, Some("a scan may be running; retry"))
 }

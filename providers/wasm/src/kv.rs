@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use avm_core::{Error, ErrorKind, Result};
+use avm_sqlite::DbFile;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Longest key a plugin may use, in bytes.
@@ -13,37 +14,17 @@ pub const MAX_KEY: usize = 256;
 
 /// A scoped view of the key-value file, opened on first use.
 pub struct Kv {
-    file: PathBuf,
+    file: DbFile,
     scope: String,
     max_bytes: u64,
     conn: Mutex<Option<Connection>>,
-}
-
-fn db_err(e: rusqlite::Error) -> Error {
-    match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            Error::new(
-                ErrorKind::Busy,
-                format!("plugin key-value store is busy: {e}"),
-            )
-        }
-        e => Error::new(
-            ErrorKind::Unavailable,
-            format!("plugin key-value store: {e}"),
-        ),
-    }
 }
 
 impl Kv {
     /// The store in `file`, scoped to `scope`, holding at most `max_bytes` of keys and values.
     pub fn new(file: impl Into<PathBuf>, scope: impl Into<String>, max_bytes: u64) -> Self {
         Kv {
-            file: file.into(),
+            file: DbFile::new(file, "plugin key-value store"),
             scope: scope.into(),
             max_bytes,
             conn: Mutex::new(None),
@@ -52,7 +33,7 @@ impl Kv {
 
     /// The file backing the store.
     pub fn file(&self) -> &Path {
-        &self.file
+        self.file.path()
     }
 
     fn with<T>(&self, deadline: Instant, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -61,16 +42,13 @@ impl Kv {
             .lock()
             .map_err(|_| Error::new(ErrorKind::Internal, "plugin key-value lock poisoned"))?;
         if guard.is_none() {
-            avm_core::files::prepare_db(&self.file)?;
-            let c = Connection::open(&self.file).map_err(db_err)?;
-            c.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+            let c = self.file.open()?;
             c.execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-                 CREATE TABLE IF NOT EXISTS kv(
+                "CREATE TABLE IF NOT EXISTS kv(
                     scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
                     PRIMARY KEY(scope, key)) WITHOUT ROWID;",
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
             *guard = Some(c);
         }
         match guard.as_ref() {
@@ -83,7 +61,7 @@ impl Kv {
                         "no time left for the key-value store",
                     ));
                 }
-                c.busy_timeout(left).map_err(db_err)?;
+                c.busy_timeout(left).map_err(|e| self.file.err(e))?;
                 f(c)
             }
             None => Err(Error::new(
@@ -102,7 +80,7 @@ impl Kv {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(db_err)
+            .map_err(|e| self.file.err(e))
         })
     }
 
@@ -122,7 +100,7 @@ impl Kv {
                     params![self.scope, key],
                     |r| r.get(0),
                 )
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             let after = used.max(0) as u64 + (key.len() + value.len()) as u64;
             if after > self.max_bytes {
                 return Err(Error::new(
@@ -138,7 +116,7 @@ impl Kv {
                  ON CONFLICT(scope, key) DO UPDATE SET value = excluded.value",
                 params![self.scope, key, value],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
             Ok(())
         })
     }
@@ -151,7 +129,7 @@ impl Kv {
                 params![self.scope, key],
             )
             .map(|n| n > 0)
-            .map_err(db_err)
+            .map_err(|e| self.file.err(e))
         })
     }
 
@@ -162,12 +140,12 @@ impl Kv {
                 .prepare(
                     "SELECT key FROM kv WHERE scope = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key",
                 )
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             let rows = st
                 .query_map(params![self.scope, prefix], |r| r.get::<_, String>(0))
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             rows.collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(db_err)
+                .map_err(|e| self.file.err(e))
         })
     }
 }
@@ -176,6 +154,7 @@ impl Kv {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::time::Duration;
 
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(10)

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use avm_sqlite::DbFile;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -109,20 +110,7 @@ pub struct Notice {
 /// The subscription file.
 pub struct Subscriptions {
     conn: Mutex<Connection>,
-}
-
-fn db_err(e: rusqlite::Error) -> Error {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            Error::new(ErrorKind::Busy, format!("subscriptions: {e}"))
-        }
-        _ => Error::new(ErrorKind::Unavailable, format!("subscriptions: {e}")),
-    }
+    file: DbFile,
 }
 
 /// HMAC-SHA256 of `body` under `key`, hex (RFC 2104).
@@ -151,12 +139,11 @@ fn backoff(attempts: i64) -> Micros {
 impl Subscriptions {
     /// Opens (creating) the subscription file.
     pub fn open(path: &Path) -> Result<Self> {
-        avm_core::files::prepare_db(path)?;
-        let c = Connection::open(path).map_err(db_err)?;
-        c.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        // Secrets live here: the file is its owner's only.
+        let file = DbFile::new(path, "subscription store");
+        let c = file.open()?;
         c.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS subs(
+            "CREATE TABLE IF NOT EXISTS subs(
                 id INTEGER PRIMARY KEY, agent TEXT NOT NULL, pattern TEXT NOT NULL,
                 mode TEXT NOT NULL, throttle_secs INTEGER NOT NULL, webhook TEXT,
                 secret TEXT NOT NULL, created_at INTEGER NOT NULL, last_batch INTEGER NOT NULL DEFAULT 0);
@@ -171,15 +158,10 @@ impl Subscriptions {
                 delivered_at INTEGER, last_error TEXT);
              CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_at) WHERE delivered_at IS NULL;",
         )
-        .map_err(db_err)?;
-        #[cfg(unix)]
-        {
-            // Secrets live here.
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
+        .map_err(|e| file.err(e))?;
         Ok(Subscriptions {
             conn: Mutex::new(c),
+            file,
         })
     }
 
@@ -226,13 +208,13 @@ impl Subscriptions {
             "INSERT INTO cursor(k, seq) VALUES ('events', ?1) ON CONFLICT(k) DO NOTHING",
             params![last],
         )
-        .map_err(db_err)?;
+        .map_err(|e| self.file.err(e))?;
         c.execute(
             "INSERT INTO subs(agent, pattern, mode, throttle_secs, webhook, secret, created_at, last_batch)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
             params![agent, pattern, mode.as_str(), throttle, webhook, secret, now_micros()],
         )
-        .map_err(db_err)?;
+        .map_err(|e| self.file.err(e))?;
         Ok((c.last_insert_rowid(), secret))
     }
 
@@ -246,7 +228,7 @@ impl Subscriptions {
                     (SELECT COUNT(*) FROM outbox o WHERE o.sub_id = s.id AND o.delivered_at IS NULL)
                  FROM subs s WHERE ?1 IS NULL OR agent = ?1 ORDER BY id",
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         let rows = st
             .query_map(params![caller.agent()], |r| {
                 let mode: String = r.get(3)?;
@@ -261,21 +243,21 @@ impl Subscriptions {
                     undelivered: r.get(7)?,
                 })
             })
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_err)
+            .map_err(|e| self.file.err(e))
     }
 
     /// Removes subscription `id` (its owner's or, for an operator, anyone's).
     pub fn unsubscribe(&self, caller: &Caller, id: i64) -> Result<()> {
         let mut c = self.conn()?;
-        let tx = c.transaction().map_err(db_err)?;
+        let tx = c.transaction().map_err(|e| self.file.err(e))?;
         let n = tx
             .execute(
                 "DELETE FROM subs WHERE id = ?1 AND (?2 IS NULL OR agent = ?2)",
                 params![id, caller.agent()],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         if n == 0 {
             return Err(Error::new(
                 ErrorKind::NotFound,
@@ -283,10 +265,10 @@ impl Subscriptions {
             ));
         }
         tx.execute("DELETE FROM pending WHERE sub_id = ?1", params![id])
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         tx.execute("DELETE FROM outbox WHERE sub_id = ?1", params![id])
-            .map_err(db_err)?;
-        tx.commit().map_err(db_err)
+            .map_err(|e| self.file.err(e))?;
+        tx.commit().map_err(|e| self.file.err(e))
     }
 
     /// Files notices for the events since the cursor and queues due batches; returns how many
@@ -298,7 +280,7 @@ impl Subscriptions {
                 .prepare(
                     "SELECT id, agent, pattern, mode, throttle_secs, webhook, last_batch FROM subs",
                 )
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             let rows = st
                 .query_map([], |r| {
                     Ok((
@@ -311,10 +293,11 @@ impl Subscriptions {
                         r.get::<_, i64>(6)?,
                     ))
                 })
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, agent, pattern, mode, throttle, webhook, last) = row.map_err(db_err)?;
+                let (id, agent, pattern, mode, throttle, webhook, last) =
+                    row.map_err(|e| self.file.err(e))?;
                 if let Ok(p) = Pattern::parse(&pattern) {
                     out.push((id, agent, p, mode, throttle, webhook, last));
                 }
@@ -324,13 +307,13 @@ impl Subscriptions {
         if subs.is_empty() {
             return Ok(0);
         }
-        let tx = c.transaction().map_err(db_err)?;
+        let tx = c.transaction().map_err(|e| self.file.err(e))?;
         let cursor: i64 = tx
             .query_row("SELECT seq FROM cursor WHERE k = 'events'", [], |r| {
                 r.get(0)
             })
             .optional()
-            .map_err(db_err)?
+            .map_err(|e| self.file.err(e))?
             .unwrap_or(0);
         let events = store.events_after(cursor, 2000)?;
         let mut filed = 0;
@@ -357,7 +340,7 @@ impl Subscriptions {
                         "INSERT OR IGNORE INTO pending(sub_id, seq, at, kind, path, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         params![id, e.seq, e.at, e.kind, path, e.agent],
                     )
-                    .map_err(db_err)?;
+                    .map_err(|e| self.file.err(e))?;
                 filed += n;
                 if n > 0 && mode == "realtime" && webhook.is_some() {
                     let payload = json!({
@@ -370,12 +353,12 @@ impl Subscriptions {
                         "INSERT INTO outbox(sub_id, payload, next_at) VALUES (?1, ?2, ?3)",
                         params![id, payload.to_string(), now],
                     )
-                    .map_err(db_err)?;
+                    .map_err(|e| self.file.err(e))?;
                     tx.execute(
                         "UPDATE pending SET batched = 1 WHERE sub_id = ?1 AND seq = ?2",
                         params![id, e.seq],
                     )
-                    .map_err(db_err)?;
+                    .map_err(|e| self.file.err(e))?;
                 }
             }
         }
@@ -385,7 +368,7 @@ impl Subscriptions {
                  ON CONFLICT(k) DO UPDATE SET seq = max(seq, excluded.seq)",
                 params![last.seq],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         }
         // Batches of throttled and digest subscriptions whose period has passed.
         for (id, agent, _, mode, throttle, webhook, last_batch) in &subs {
@@ -397,14 +380,14 @@ impl Subscriptions {
                     .prepare(
                         "SELECT seq, at, kind, path, by FROM pending WHERE sub_id = ?1 AND batched = 0 ORDER BY seq",
                     )
-                    .map_err(db_err)?;
+                    .map_err(|e| self.file.err(e))?;
                 let r = st
                     .query_map(params![id], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })
-                    .map_err(db_err)?;
+                    .map_err(|e| self.file.err(e))?;
                 r.collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(db_err)?
+                    .map_err(|e| self.file.err(e))?
             };
             if rows.is_empty() {
                 continue;
@@ -424,19 +407,19 @@ impl Subscriptions {
                 "INSERT INTO outbox(sub_id, payload, next_at) VALUES (?1, ?2, ?3)",
                 params![id, payload.to_string(), now],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
             tx.execute(
                 "UPDATE pending SET batched = 1 WHERE sub_id = ?1",
                 params![id],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
             tx.execute(
                 "UPDATE subs SET last_batch = ?1 WHERE id = ?2",
                 params![now, id],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         }
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(|e| self.file.err(e))?;
         Ok(filed)
     }
 
@@ -450,14 +433,14 @@ impl Subscriptions {
                      WHERE o.delivered_at IS NULL AND o.next_at <= ?1 AND s.webhook IS NOT NULL
                      ORDER BY o.id LIMIT 100",
                 )
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             let r = st
                 .query_map(params![now_micros()], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             r.collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(db_err)?
+                .map_err(|e| self.file.err(e))?
         };
         let (mut ok, mut failed) = (0, 0);
         for (id, url, secret, payload, attempts) in due {
@@ -485,7 +468,7 @@ impl Subscriptions {
                         "UPDATE outbox SET delivered_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
                         params![now_micros(), id],
                     )
-                    .map_err(db_err)?;
+                    .map_err(|e| self.file.err(e))?;
                     ok += 1;
                 }
                 Err(why) => {
@@ -499,7 +482,7 @@ impl Subscriptions {
                         "UPDATE outbox SET attempts = ?1, next_at = ?2, last_error = ?3 WHERE id = ?4",
                         params![tries, next, why, id],
                     )
-                    .map_err(db_err)?;
+                    .map_err(|e| self.file.err(e))?;
                     failed += 1;
                 }
             }
@@ -511,14 +494,14 @@ impl Subscriptions {
     /// `clear`, they are removed.
     pub fn pending(&self, caller: &Caller, clear: bool) -> Result<Vec<Notice>> {
         let mut c = self.conn()?;
-        let tx = c.transaction().map_err(db_err)?;
+        let tx = c.transaction().map_err(|e| self.file.err(e))?;
         let out = {
             let mut st = tx
                 .prepare(
                     "SELECT p.sub_id, p.seq, p.at, p.kind, p.path, p.by FROM pending p JOIN subs s ON s.id = p.sub_id
                      WHERE ?1 IS NULL OR s.agent = ?1 ORDER BY p.seq, p.sub_id",
                 )
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             let r = st
                 .query_map(params![caller.agent()], |r| {
                     Ok(Notice {
@@ -530,9 +513,9 @@ impl Subscriptions {
                         by: r.get(5)?,
                     })
                 })
-                .map_err(db_err)?;
+                .map_err(|e| self.file.err(e))?;
             r.collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(db_err)?
+                .map_err(|e| self.file.err(e))?
         };
         if clear {
             // Notices still owed to a batch stay until the batch is queued.
@@ -542,9 +525,9 @@ impl Subscriptions {
                    AND (batched = 1 OR sub_id IN (SELECT id FROM subs WHERE webhook IS NULL))",
                 params![caller.agent()],
             )
-            .map_err(db_err)?;
+            .map_err(|e| self.file.err(e))?;
         }
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(|e| self.file.err(e))?;
         Ok(out)
     }
 }
