@@ -338,13 +338,11 @@ pub(crate) fn mount_app(
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", mnt.display())))?;
-    let store = app.store.clone();
     let max_bytes = app.config.max_node_bytes;
     let host = std::sync::Arc::new(app.host);
     let session = avm_fuse::mount(
         host.clone(),
         caller,
-        Some(store),
         &mnt,
         avm_fuse::MountOptions {
             threads,

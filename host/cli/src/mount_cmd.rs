@@ -80,7 +80,6 @@ pub fn foreground(g: &Global, dir: &Path, threads: usize, allow_other: bool) -> 
         s.use_graph(true);
     }
     let caller = app.caller.clone();
-    let store = app.store.clone();
     let memory = app.memory.clone();
     // Each filesystem operation gets this long (a hung plugin or URL never holds a FUSE
     // thread for ever).
@@ -99,7 +98,6 @@ pub fn foreground(g: &Global, dir: &Path, threads: usize, allow_other: bool) -> 
     let session = avm_fuse::mount(
         host,
         caller.clone(),
-        Some(store),
         &dir,
         avm_fuse::MountOptions {
             threads,

@@ -37,7 +37,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use avm_core::address::{basename, is_within, join, parent};
-use avm_core::storage::MemoryStore;
 use avm_core::time::Nanos;
 use avm_core::{
     Action, Caller, Content, Error, ErrorKind, Host, ListOptions, NodeKind, Put, RemoveOptions,
@@ -340,7 +339,6 @@ type UrgentCache = (Option<Instant>, Option<(String, Vec<i64>)>);
 pub struct Core {
     host: Arc<Host>,
     caller: Caller,
-    store: Option<Arc<dyn MemoryStore>>,
     limits: Limits,
     /// Held shared by every store of a file's content and exclusively by the operations
     /// that change names (unlink, rmdir, rename) while they change them and re-point the
@@ -420,18 +418,15 @@ fn listed_ino(path: &str) -> u64 {
 }
 
 impl Core {
-    /// A core serving `host` as `caller`; `store` enables messages and shortcuts.
-    pub fn new(host: Arc<Host>, caller: Caller, store: Option<Arc<dyn MemoryStore>>) -> Self {
-        Core::with_limits(host, caller, store, Limits::default())
+    /// A core serving `host` as `caller`. `@id` shortcuts and the urgent block are read
+    /// through the host too (`:handle` and `:inbox?only=urgent` on the caller's own root), so
+    /// they work where those services are mounted and are missing, not broken, elsewhere.
+    pub fn new(host: Arc<Host>, caller: Caller) -> Self {
+        Core::with_limits(host, caller, Limits::default())
     }
 
     /// Like [`Core::new`] with mount-wide limits.
-    pub fn with_limits(
-        host: Arc<Host>,
-        caller: Caller,
-        store: Option<Arc<dyn MemoryStore>>,
-        limits: Limits,
-    ) -> Self {
+    pub fn with_limits(host: Arc<Host>, caller: Caller, limits: Limits) -> Self {
         let mut inodes = Inodes {
             next: ROOT + 1,
             ..Inodes::default()
@@ -449,7 +444,6 @@ impl Core {
         Core {
             host,
             caller,
-            store,
             limits,
             names: RwLock::new(()),
             inodes: Mutex::new(inodes),
@@ -566,14 +560,30 @@ impl Core {
             Some(k) => (&rest[..k], &rest[k..]),
             None => (rest, ""),
         };
-        let Some(store) = &self.store else {
+        if avm_core::storage::shortcut_id(id).is_none() {
             return Err(Error::not_found(path));
+        }
+        let node = match self
+            .host
+            .read(&self.caller, &format!("{}:handle?id={id}", self.own_root()))
+        {
+            Ok(out) => out.data()["path"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::not_found(path))?,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NotFound
+                        | ErrorKind::PermissionDenied
+                        | ErrorKind::Unsupported
+                        | ErrorKind::InvalidInput
+                ) =>
+            {
+                return Err(Error::not_found(path));
+            }
+            Err(e) => return Err(e),
         };
-        let node = avm_core::storage::shortcut_id(id)
-            .map(|n| store.path_of_id(n))
-            .transpose()?
-            .flatten()
-            .ok_or_else(|| Error::not_found(path))?;
         Ok(format!("{node}{tail}"))
     }
 
@@ -595,13 +605,32 @@ impl Core {
         Ok(addr.suffix.is_some() || !addr.query.is_empty())
     }
 
+    /// The caller's own root, which it may always read: services are addressed there.
+    fn own_root(&self) -> String {
+        self.caller.private_root().unwrap_or_else(|| "/".into())
+    }
+
+    /// The block of the caller's unread urgent messages and their ids (looked up at most
+    /// every 250 ms), for the top of the next file it reads.
     fn urgent(&self) -> Option<(String, Vec<i64>)> {
-        let (Some(store), Some(agent)) = (&self.store, self.caller.agent()) else {
-            return None;
-        };
+        self.caller.agent()?;
         let mut u = lock(&self.urgent);
         if u.0.is_none_or(|t| t.elapsed() > Duration::from_millis(250)) {
-            u.1 = crate::urgent_block(store.as_ref(), agent).ok().flatten();
+            u.1 = self
+                .host
+                .read(
+                    &self.caller,
+                    &format!("{}:inbox?only=urgent", self.own_root()),
+                )
+                .ok()
+                .filter(|out| !out.text.is_empty())
+                .map(|out| {
+                    let ids = out.data()["ids"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+                        .unwrap_or_default();
+                    (out.text, ids)
+                });
             u.0 = Some(Instant::now());
         }
         u.1.clone()
@@ -1208,11 +1237,13 @@ impl Core {
                 Ok(slice(&d.bytes))
             }
             Src::Snap(data, shown) => {
-                if !shown.is_empty()
-                    && let (Some(store), Some(agent)) = (&self.store, self.caller.agent())
-                {
+                if !shown.is_empty() && self.caller.agent().is_some() {
                     // Shown once: the messages were read, so they are read now.
-                    store.tell_mark_read(agent, &shown)?;
+                    let ids: Vec<String> = shown.iter().map(i64::to_string).collect();
+                    self.host.read(
+                        &self.caller,
+                        &format!("{}:inbox?mark=read&ids={}", self.own_root(), ids.join(",")),
+                    )?;
                     self.forget_urgent();
                 }
                 Ok(slice(&data))
@@ -1907,17 +1938,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mem = MemoryProvider::open(&dir.path().join("a.db"), Default::default()).unwrap();
         let store = mem.memory_store();
+        let tell = Arc::new(avm_tell::TellProvider::new(store.clone()));
+        let recall = avm_recall::Engine::new(store, avm_recall::Tuning::default());
         let host = Arc::new(
             Host::new(vec![
                 Mount::new("/**", Arc::new(mem)),
-                Mount::new(
-                    "/tell/**",
-                    Arc::new(avm_tell::TellProvider::new(store.clone())),
-                ),
+                Mount::new("/tell/**", tell.clone()),
             ])
-            .unwrap(),
+            .unwrap()
+            .with_service(tell)
+            .with_service(Arc::new(avm_recall::RecallProvider::new(recall))),
         );
-        let c = Core::new(host.clone(), Caller::Agent(agent.into()), Some(store));
+        let c = Core::new(host.clone(), Caller::Agent(agent.into()));
         (dir, c, host)
     }
 

@@ -12,10 +12,7 @@ pub mod fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Error, ErrorKind, Host, Result};
-
-pub use avm_core::storage::urgent_block;
 
 /// Worker threads by default: one per CPU, at least two (so a slow `:recall` never holds up
 /// a `cat`); more threads than CPUs only add hand-offs between them.
@@ -58,14 +55,12 @@ impl Default for MountOptions {
 pub fn mount(
     host: Arc<Host>,
     caller: Caller,
-    store: Option<Arc<dyn MemoryStore>>,
     dir: &Path,
     opts: MountOptions,
 ) -> Result<fuser::BackgroundSession> {
     let core = Arc::new(core::Core::with_limits(
         host,
         caller,
-        store,
         core::Limits {
             max_bytes: opts.max_bytes,
             inject_urgent: opts.inject_urgent,

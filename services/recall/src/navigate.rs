@@ -61,6 +61,36 @@ pub fn browse_query(
     Ok(Output::new(text, json!({"query": query, "items": items})))
 }
 
+/// The path of the memory with the `@id` handle `handle` (with or without its `@`), when
+/// `caller` may read it: a handle to a memory the caller may not read is as missing as a wrong
+/// one (`NotFound` either way, so handles reveal nothing).
+pub fn path_of_handle(
+    host: &Host,
+    store: &dyn MemoryStore,
+    caller: &Caller,
+    handle: &str,
+) -> Result<String> {
+    let h = handle.strip_prefix('@').unwrap_or(handle);
+    let missing = || {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("no memory has the handle @{h}"),
+        )
+    };
+    let path = avm_core::storage::shortcut_id(h)
+        .map(|id| store.path_of_id(id))
+        .transpose()?
+        .flatten()
+        .ok_or_else(missing)?;
+    match host.stat(caller, &path) {
+        Ok(_) => Ok(path),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
+            Err(missing())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Phase two: the full content of chosen paths, each read through the host (so every path is
 /// checked against the caller's rights); missing or refused paths are listed, not fatal.
 ///

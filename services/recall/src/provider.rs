@@ -73,6 +73,14 @@ impl Provider for RecallProvider {
                     "written on /private or /memory/shared/NS: remembers the text written as a new memory there (the same content twice: the first one)",
                 ),
                 SuffixSpec::new(
+                    "handle",
+                    SuffixOn::Any,
+                    true,
+                    false,
+                    &["id"],
+                    "the path of the memory with the @id handle ?id= (as recall names them), when you may read it",
+                ),
+                SuffixSpec::new(
                     "fetch",
                     SuffixOn::Any,
                     true,
@@ -125,6 +133,18 @@ impl Provider for RecallProvider {
     }
 
     fn read_via(&self, host: &Host, req: &Request) -> Result<Output> {
+        if req.suffix.as_deref() == Some("handle") {
+            let id = req
+                .query
+                .get("id")
+                .ok_or_else(|| Error::invalid(format!("{}:handle needs ?id=HANDLE", req.path)))?;
+            let path =
+                navigate::path_of_handle(host, self.engine.store().as_ref(), &req.caller, id)?;
+            return Ok(Output::new(
+                format!("{path}\n"),
+                serde_json::json!({"path": path}),
+            ));
+        }
         if req.suffix.as_deref() != Some("fetch") {
             return self.read(req);
         }

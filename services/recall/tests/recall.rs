@@ -357,6 +357,26 @@ fn entries_are_short_handles_that_fetch_resolves_and_paths_on_request() {
     )
     .unwrap_err();
     assert_eq!(err.kind(), avm_core::ErrorKind::NotFound);
+    // `:handle` answers the path to the one who may read it, and to no one else.
+    let id = &handles[0][1..];
+    let own = w
+        .host
+        .read(&a, &format!("/memory/private/alice:handle?id={id}"))
+        .unwrap();
+    assert_eq!(own.text, format!("{fed}\n"));
+    assert_eq!(own.data()["path"], fed.as_str());
+    for (who, root) in [
+        (agent("bob"), "/memory/private/bob"),
+        (a.clone(), "/memory/private/alice"),
+    ] {
+        let wrong = if who == a { "zzzzzz" } else { id };
+        let e = w
+            .host
+            .read(&who, &format!("{root}:handle?id={wrong}"))
+            .unwrap_err();
+        assert_eq!(e.kind(), avm_core::ErrorKind::NotFound, "{e}");
+        assert_eq!(e.message(), format!("no memory has the handle @{wrong}"));
+    }
     let with_paths = recall(&w, &a, "Fed rates", 500);
     assert!(
         with_paths.contains(&format!("[{fed}] Fed decision: ")),

@@ -176,8 +176,8 @@ impl Provider for TellProvider {
                 SuffixOn::Any,
                 true,
                 false,
-                &["mark", "only"],
-                "your messages; ?mark=read marks them read, ?only=unread leaves out the read ones",
+                &["mark", "only", "ids"],
+                "your messages; ?mark=read marks them read (?ids=1,2: just those), ?only=unread leaves out the read ones, ?only=urgent is the block of unread urgent ones that a mounted file shows on top",
             )],
         }
     }
@@ -185,8 +185,50 @@ impl Provider for TellProvider {
     fn read(&self, req: &Request) -> Result<Output> {
         if req.suffix.as_deref() == Some("inbox") {
             let mark = option(req, "mark", "read")?;
-            let unread_only = option(req, "only", "unread")?;
-            return inbox_of(self.store.as_ref(), &req.caller, mark, unread_only);
+            let agent = || {
+                req.caller.agent().ok_or_else(|| {
+                    Error::invalid("the inbox belongs to an agent: pass --agent NAME")
+                })
+            };
+            if let Some(ids) = req.query.get("ids") {
+                if !mark {
+                    return Err(Error::invalid(
+                        "ids= goes with mark=read: the messages to mark",
+                    ));
+                }
+                let ids = ids
+                    .split(',')
+                    .map(|i| {
+                        i.trim().parse::<i64>().map_err(|_| {
+                            Error::invalid(format!(
+                                "ids={ids:?}: message ids are numbers, comma-separated"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.store.tell_mark_read(agent()?, &ids)?;
+                return Ok(Output::new(
+                    format!("Marked {} messages as read.\n", ids.len()),
+                    json!({"marked": ids.len()}),
+                ));
+            }
+            return match req.query.get("only") {
+                Some("urgent") => {
+                    if mark {
+                        return Err(Error::invalid(
+                            "only=urgent shows the block without marking; mark=read&ids=... marks what was shown",
+                        ));
+                    }
+                    let (text, ids) =
+                        urgent_block(self.store.as_ref(), agent()?)?.unwrap_or_default();
+                    Ok(Output::new(text, json!({"ids": ids})))
+                }
+                Some("unread") => inbox_of(self.store.as_ref(), &req.caller, mark, true),
+                None => inbox_of(self.store.as_ref(), &req.caller, mark, false),
+                Some(v) => Err(Error::invalid(format!(
+                    "only={v:?} is not accepted; use only=unread or only=urgent"
+                ))),
+            };
         }
         // /tell/<agent> reads as an empty file: messages are written, not read, there.
         if req.path == "/tell" {
@@ -252,5 +294,72 @@ impl Provider for TellProvider {
             format!("Sent to {} ({}).\n", t.to, t.priority),
             tell_json(&t, false),
         ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use avm_core::{Host, Mount};
+
+    fn world() -> (tempfile::TempDir, Host) {
+        let dir = tempfile::tempdir().unwrap();
+        let mem =
+            avm_provider_memory::MemoryProvider::open(&dir.path().join("a.db"), Default::default())
+                .unwrap();
+        let tell = Arc::new(TellProvider::new(mem.memory_store()));
+        let host = Host::new(vec![
+            Mount::new("/**", Arc::new(mem)),
+            Mount::new("/tell/**", tell.clone()),
+        ])
+        .unwrap()
+        .with_service(tell);
+        (dir, host)
+    }
+
+    #[test]
+    fn the_urgent_block_shows_unread_urgent_messages_and_only_the_ids_given_are_marked_read() {
+        let (_d, host) = world();
+        let (alice, bob) = (Caller::Agent("alice".into()), Caller::Agent("bob".into()));
+        let inbox = "/memory/private/bob:inbox";
+        for (text, prio) in [("deploy is broken", "urgent"), ("lunch?", "normal")] {
+            host.write(
+                &alice,
+                &format!("/tell/bob?priority={prio}"),
+                WriteInput::Text(text.into()),
+            )
+            .unwrap();
+        }
+        let block = host.read(&bob, &format!("{inbox}?only=urgent")).unwrap();
+        assert!(
+            block.text.starts_with("# ⚠️ UNREAD MESSAGES")
+                && block.text.contains("deploy is broken"),
+            "{}",
+            block.text
+        );
+        assert!(!block.text.contains("lunch"), "{}", block.text);
+        let ids = block.data()["ids"].clone();
+        assert_eq!(ids.as_array().map(Vec::len), Some(1), "{ids}");
+        // Reading the block marks nothing; marking the ids shown marks those alone.
+        let again = host.read(&bob, &format!("{inbox}?only=urgent")).unwrap();
+        assert_eq!(again.text, block.text);
+        let marked = host
+            .read(&bob, &format!("{inbox}?mark=read&ids={}", ids[0]))
+            .unwrap();
+        assert_eq!(marked.text, "Marked 1 messages as read.\n");
+        let after = host.read(&bob, &format!("{inbox}?only=urgent")).unwrap();
+        assert_eq!(after.text, "");
+        let unread = host.read(&bob, &format!("{inbox}?only=unread")).unwrap();
+        assert!(unread.text.contains("lunch?") && !unread.text.contains("deploy"));
+        for bad in [
+            "?ids=1",
+            "?mark=read&ids=one",
+            "?only=urgent&mark=read",
+            "?only=all",
+        ] {
+            let e = host.read(&bob, &format!("{inbox}{bad}")).unwrap_err();
+            assert_eq!(e.kind(), avm_core::ErrorKind::InvalidInput, "{bad}: {e}");
+        }
     }
 }
