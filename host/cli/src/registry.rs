@@ -232,4 +232,47 @@ mod tests {
         let file = get("file").expect("file");
         assert!((file.check)(&mount("file", serde_json::json!({"nope": 1}))).is_err());
     }
+
+    /// The build as `avm` wires it (memory, /tell, /index, every service) passes the
+    /// provider contract: the memory mount in full, and every suffix each service declares,
+    /// on a file and a directory, through the host.
+    #[test]
+    fn the_wired_build_passes_the_provider_contract() {
+        use avm_core::contract;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "").expect("an empty config");
+        let g = crate::cli::Global {
+            db: Some(dir.path().join("a.db")),
+            config: Some(config),
+            agent: Some("alice".into()),
+            json: false,
+        };
+        let app = crate::app::App::open(&g).expect("the app opens");
+        contract::run_all(&app.memory, "/memory/contract").expect("memory");
+        let (file, home) = ("/memory/private/alice/n.md", "/memory/private/alice");
+        app.host
+            .write(
+                &app.caller,
+                file,
+                avm_core::WriteInput::Text("a note about quokkas and their habits".into()),
+            )
+            .expect("a note");
+        let tried = contract::services_answer_their_suffixes(&app.host, &app.caller, file, home)
+            .expect("services");
+        let services: Vec<String> = app.host.services().map(|s| s.info().kind.clone()).collect();
+        for s in ["recall", "topics", "librarian", "tell", "digest"] {
+            assert!(
+                services.iter().any(|k| k == s),
+                "{s} missing from {services:?}"
+            );
+        }
+        assert!(tried >= 10, "only {tried} service addresses were tried");
+        for m in app.host.mounts() {
+            let p = m.pattern.trim_end_matches("/**");
+            if p == "/index" {
+                contract::missing_is_not_found(m.provider.as_ref(), "/index/nope").expect("index");
+            }
+        }
+    }
 }

@@ -113,6 +113,85 @@ pub fn declared_suffixes_work(p: &dyn Provider, file: &str) -> Check {
     Ok(())
 }
 
+/// [`missing_is_not_found`] through `host`, for providers that read the router's captures
+/// (a plugin mounted at `/x/{name}` learns `name` only from the host).
+pub fn missing_is_not_found_through(host: &crate::host::Host, missing: &str) -> Check {
+    let op = Caller::Operator;
+    match host.read(&op, missing) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        other => {
+            return Err(format!(
+                "read of missing {missing}: expected not-found, got {other:?}"
+            ));
+        }
+    }
+    match host.stat(&op, missing) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        other => Err(format!(
+            "stat of missing {missing}: expected not-found, got {other:?}"
+        )),
+    }
+}
+
+/// [`declared_suffixes_work`] through `host`: every readable file suffix `p` declares, read
+/// on `file` of its mount.
+pub fn declared_suffixes_work_through(
+    host: &crate::host::Host,
+    p: &dyn Provider,
+    file: &str,
+) -> Check {
+    for s in p.info().suffixes {
+        if !s.read || s.on == crate::provider::SuffixOn::Dir {
+            continue;
+        }
+        let address = format!("{file}:{}", s.name);
+        if let Err(e) = host.read(&Caller::Operator, &address)
+            && e.kind() == ErrorKind::Internal
+        {
+            return Err(format!("{address} failed internally: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Every readable suffix of every service on `host` answers through the host on `file` and
+/// on `dir` (both readable by `caller`), or refuses with a typed error: never an `Internal`
+/// error, whatever the query lacks. Returns how many addresses were read.
+pub fn services_answer_their_suffixes(
+    host: &crate::host::Host,
+    caller: &Caller,
+    file: &str,
+    dir: &str,
+) -> Result<usize, String> {
+    let mut tried = 0;
+    for service in host.services() {
+        let info = service.info();
+        for s in info.suffixes.iter().filter(|s| s.read) {
+            let on: &[&str] = match s.on {
+                crate::provider::SuffixOn::File => &[file],
+                crate::provider::SuffixOn::Dir => &[dir],
+                crate::provider::SuffixOn::Any => &[file, dir],
+            };
+            for path in on {
+                let address = format!("{path}:{}", s.name);
+                if let Err(e) = host.read(caller, &address)
+                    && e.kind() == ErrorKind::Internal
+                {
+                    return Err(format!(
+                        "service {}: {address} failed internally: {e}",
+                        info.kind
+                    ));
+                }
+                tried += 1;
+            }
+        }
+    }
+    if tried == 0 {
+        return Err("the host has no service suffix to try".into());
+    }
+    Ok(tried)
+}
+
 /// Runs every check; `dir` must be a writable directory for writable providers.
 pub fn run_all(p: &dyn Provider, dir: &str) -> Check {
     missing_is_not_found(p, &format!("{dir}/surely-missing-node"))?;

@@ -198,6 +198,11 @@ impl Host {
         &self.policy
     }
 
+    /// The services, in the order they were added.
+    pub fn services(&self) -> impl Iterator<Item = &Mount> {
+        self.services.iter()
+    }
+
     /// The mounts, most specific first.
     pub fn mounts(&self) -> impl Iterator<Item = &Mount> {
         self.router.routes().map(|(_, m)| m)

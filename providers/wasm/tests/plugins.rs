@@ -388,6 +388,30 @@ fn indicators_list_their_symbols() {
 }
 
 #[test]
+fn plugins_pass_the_provider_contract() {
+    use avm_core::contract;
+    let e = env();
+    // The plugins learn the symbol or name from the router's captures: checked through a host.
+    let pat = "/ind/{symbol}";
+    let ind = Arc::new(WasmProvider::new(pat, opts("indicators"), &e.env).unwrap());
+    contract::read_only_rejects_writes(ind.as_ref(), "/ind/X").unwrap();
+    let h = Host::new(vec![Mount::new(pat, ind.clone())]).unwrap();
+    contract::missing_is_not_found_through(&h, "/ind/NOPE").unwrap();
+    h.write(
+        &Caller::Operator,
+        "/ind/A",
+        WriteInput::Text("1 2 3 4 5".into()),
+    )
+    .unwrap();
+    contract::declared_suffixes_work_through(&h, ind.as_ref(), "/ind/A").unwrap();
+    let pat = "/hello/{name}";
+    let hello = Arc::new(WasmProvider::new(pat, opts("hello"), &e.env).unwrap());
+    contract::read_only_rejects_writes(hello.as_ref(), "/hello/world").unwrap();
+    let h = Host::new(vec![Mount::new(pat, hello.clone())]).unwrap();
+    contract::declared_suffixes_work_through(&h, hello.as_ref(), "/hello/world").unwrap();
+}
+
+#[test]
 fn a_second_load_takes_the_compiled_component_from_the_cache() {
     let e = env();
     let first = WasmProvider::new("/h/{name}", opts("hello"), &e.env).unwrap();
