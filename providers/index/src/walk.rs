@@ -3,10 +3,12 @@
 //! Symbolic links are never followed (a link to a directory outside the project must not pull
 //! that directory in, and a link to a file would track the same content twice). Build output,
 //! dependency and cache directories and hidden directories are skipped, and so is whatever the
-//! project's top-level `.gitignore` excludes (see [`GitIgnore`] for the supported subset).
+//! project's top-level `.gitignore` excludes (with git's own rules: [`GitIgnore`]).
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::lang::language_for;
 
@@ -165,28 +167,27 @@ fn shown(rel: &str) -> &str {
     if rel.is_empty() { "." } else { rel }
 }
 
-/// The rules of a top-level `.gitignore`.
-///
-/// Supported: blank lines and `#` comments, `!` negation (the last matching rule wins; a file
-/// inside an ignored directory stays ignored, as in git), a trailing `/` for directories only,
-/// anchoring by a leading or inner `/`, and the wildcards `*`, `?` and `**`. Lines using
-/// character classes (`[abc]`) are skipped rather than guessed at. Nested `.gitignore` files and
-/// global excludes are not read.
-#[derive(Debug, Default, Clone)]
+/// The rules of a project's top-level `.gitignore`, with git's own semantics (the `ignore`
+/// crate's matcher, as ripgrep uses it): comments, `!` negation (the last matching rule wins; a
+/// file inside an ignored directory stays ignored, as in git), a trailing `/` for directories
+/// only, anchoring by a leading or inner `/`, `*`, `?`, `**` and character classes. Nested
+/// `.gitignore` files and global excludes are not read.
+#[derive(Debug, Clone)]
 pub struct GitIgnore {
-    rules: Vec<Rule>,
+    matcher: Gitignore,
 }
 
-#[derive(Debug, Clone)]
-struct Rule {
-    glob: String,
-    negate: bool,
-    dir_only: bool,
-    anchored: bool,
+impl Default for GitIgnore {
+    fn default() -> Self {
+        GitIgnore {
+            matcher: Gitignore::empty(),
+        }
+    }
 }
 
 impl GitIgnore {
-    /// Reads `root/.gitignore`; a missing or unreadable file means no rules.
+    /// Reads `root/.gitignore`; a missing or unreadable file means no rules, and a line git
+    /// would not understand either is left out.
     pub fn load(root: &Path) -> Self {
         match std::fs::read_to_string(root.join(".gitignore")) {
             Ok(text) => Self::parse(&text),
@@ -196,87 +197,23 @@ impl GitIgnore {
 
     /// Parses `.gitignore` text.
     pub fn parse(text: &str) -> Self {
-        let mut rules = Vec::new();
-        for raw in text.lines() {
-            let line = raw.trim_end_matches('\r');
-            // Trailing spaces are not significant unless escaped; escaped ones are rare
-            // enough to treat as plain.
-            let line = line.trim_end();
-            if line.is_empty() || line.starts_with('#') || line.contains('[') {
-                continue;
-            }
-            let (negate, line) = match line.strip_prefix('!') {
-                Some(rest) => (true, rest),
-                None => (false, line.strip_prefix('\\').unwrap_or(line)),
-            };
-            let (dir_only, line) = match line.strip_suffix('/') {
-                Some(rest) => (true, rest),
-                None => (false, line),
-            };
-            let anchored = line.contains('/');
-            let glob = line.trim_start_matches('/').to_string();
-            if glob.is_empty() {
-                continue;
-            }
-            rules.push(Rule {
-                glob,
-                negate,
-                dir_only,
-                anchored,
-            });
+        // Matched against relative paths, so the root only anchors: any fixed one will do.
+        let mut b = GitignoreBuilder::new("/");
+        for line in text.lines() {
+            // A line the matcher refuses (an unclosed class) is skipped, as git skips it.
+            let _ = b.add_line(None, line);
         }
-        GitIgnore { rules }
+        GitIgnore {
+            matcher: b.build().unwrap_or_else(|_| Gitignore::empty()),
+        }
     }
 
     /// Is `rel` (relative to the root, `/`-separated) ignored? Ancestors are checked by the
     /// walk itself, which never descends into an ignored directory.
     pub fn ignores(&self, rel: &str, is_dir: bool) -> bool {
-        let base = rel.rsplit('/').next().unwrap_or(rel);
-        let mut ignored = false;
-        for r in &self.rules {
-            if r.dir_only && !is_dir {
-                continue;
-            }
-            let subject = if r.anchored { rel } else { base };
-            if glob_match(r.glob.as_bytes(), subject.as_bytes()) {
-                ignored = !r.negate;
-            }
-        }
-        ignored
-    }
-}
-
-/// Matches a gitignore glob: `*` and `?` stay within one segment, `**` crosses segments.
-fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') if p.get(1) == Some(&b'*') => {
-            let rest = &p[2..];
-            if let Some(after) = rest.strip_prefix(b"/") {
-                // `**/x`: x here, or after any number of leading directories.
-                if glob_match(after, s) {
-                    return true;
-                }
-                (0..s.len()).any(|k| s[k] == b'/' && glob_match(after, &s[k + 1..]))
-            } else {
-                (0..=s.len()).any(|k| glob_match(rest, &s[k..]))
-            }
-        }
-        Some(b'*') => {
-            let rest = &p[1..];
-            for k in 0..=s.len() {
-                if glob_match(rest, &s[k..]) {
-                    return true;
-                }
-                if k < s.len() && s[k] == b'/' {
-                    break;
-                }
-            }
-            false
-        }
-        Some(b'?') => !s.is_empty() && s[0] != b'/' && glob_match(&p[1..], &s[1..]),
-        Some(b'\\') if p.len() > 1 => s.first() == Some(&p[1]) && glob_match(&p[2..], &s[1..]),
-        Some(&c) => s.first() == Some(&c) && glob_match(&p[1..], &s[1..]),
+        self.matcher
+            .matched(Path::new("/").join(rel), is_dir)
+            .is_ignore()
     }
 }
 
@@ -287,7 +224,7 @@ mod tests {
     #[test]
     fn gitignore_patterns_match_like_git() {
         let g = GitIgnore::parse(
-            "# comment\n*.log\n/out\ngenerated/\ndocs/*.md\n**/fixtures/**\n!keep.log\n[ab].txt\n",
+            "# comment\n*.log\n/out\ngenerated/\ndocs/*.md\n**/fixtures/**\n!keep.log\n[ab].txt\n[unclosed\n",
         );
         assert!(g.ignores("a.log", false));
         assert!(g.ignores("deep/b.log", false));
@@ -301,16 +238,19 @@ mod tests {
         assert!(g.ignores("docs/a.md", false));
         assert!(!g.ignores("docs/sub/a.md", false));
         assert!(g.ignores("x/fixtures/y/z.rs", false));
-        assert!(!g.ignores("a.txt", false));
+        assert!(g.ignores("a.txt", false) && !g.ignores("c.txt", false));
     }
 
     #[test]
-    fn star_stays_within_one_segment() {
-        assert!(glob_match(b"src/*.rs", b"src/lib.rs"));
-        assert!(!glob_match(b"src/*.rs", b"src/a/lib.rs"));
-        assert!(glob_match(b"src/**/*.rs", b"src/a/b/lib.rs"));
-        assert!(glob_match(b"src/**/*.rs", b"src/lib.rs"));
-        assert!(glob_match(b"a?c", b"abc"));
-        assert!(!glob_match(b"a?c", b"a/c"));
+    fn star_stays_within_one_segment_and_classes_work() {
+        let g = GitIgnore::parse("src/*.rs\nlib/**/*.py\n[ab].txt\nc?t\n");
+        assert!(g.ignores("src/lib.rs", false));
+        assert!(!g.ignores("src/a/lib.rs", false));
+        assert!(g.ignores("lib/a/b/x.py", false));
+        assert!(g.ignores("lib/x.py", false));
+        assert!(g.ignores("a.txt", false) && g.ignores("b.txt", false));
+        assert!(!g.ignores("c.txt", false));
+        assert!(g.ignores("cat", false));
+        assert!(!g.ignores("c/t", false));
     }
 }
