@@ -709,6 +709,16 @@ fn the_daemon_keeps_configured_mounts_alive_and_cleans_up() {
     wait(&a, false);
     let st = avm(&["--json", "daemon", "status"]).json();
     assert_eq!(st["running"], false);
+    // The log says what the daemon did, a line each, through the default log filter.
+    let log = std::fs::read_to_string(env.path("home/.local/state/avm/daemon.log")).unwrap();
+    for what in [
+        "INFO avm::daemon: daemon started",
+        "WARN avm::daemon: ",
+        "INFO avm::daemon: reloading the mounts file",
+        "INFO avm::daemon: daemon stopped",
+    ] {
+        assert!(log.contains(what), "{what:?} missing from the log:\n{log}");
+    }
     // No avm process left a child unreaped (a detached daemon that exited is init's to reap).
     let ps = Command::new("ps")
         .args(["-eo", "stat=,ppid=,args="])

@@ -135,11 +135,15 @@ pub(crate) fn running() -> Result<Option<i32>> {
     Ok(text.trim().parse::<i32>().ok().filter(|p| alive(*p)))
 }
 
+/// What the daemon did, at info level under the `avm::daemon` target, which the default log
+/// filter shows: its stderr is the daemon log.
 fn log(line: &str) {
-    eprintln!(
-        "[{}] {line}",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
-    );
+    tracing::info!(target: "avm::daemon", "{line}");
+}
+
+/// What went wrong but did not stop the daemon.
+fn warn(line: &str) {
+    tracing::warn!(target: "avm::daemon", "{line}");
 }
 
 struct Managed {
@@ -237,7 +241,7 @@ fn reconcile(g: &Global, ms: &mut BTreeMap<PathBuf, Managed>) {
     let entries = match load_mounts() {
         Ok(e) => e,
         Err(e) => {
-            log(&format!("mounts file not applied: {}", e.message()));
+            warn(&format!("mounts file not applied: {}", e.message()));
             return;
         }
     };
@@ -263,7 +267,7 @@ fn reconcile(g: &Global, ms: &mut BTreeMap<PathBuf, Managed>) {
             continue;
         }
         if let Err(err) = std::fs::create_dir_all(&p) {
-            log(&format!("cannot create {}: {err}", p.display()));
+            warn(&format!("cannot create {}: {err}", p.display()));
         }
         let mut m = Managed {
             entry: e,
@@ -380,7 +384,7 @@ pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool, follow_config:
                             }
                         }
                     }
-                    Err(e) => log(&format!(
+                    Err(e) => warn(&format!(
                         "the configuration changed ({which}) but does not load: {}; the mounts keep the configuration they started with",
                         e.message()
                     )),
@@ -399,7 +403,7 @@ pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool, follow_config:
                 && m.started.elapsed() > Duration::from_secs(20)
                 && !avm_fuse::is_mounted(&m.dir);
             if stuck {
-                log(&format!(
+                warn(&format!(
                     "{} is not mounted; restarting it",
                     m.dir.display()
                 ));
@@ -411,7 +415,7 @@ pub fn supervise(g: &Global, stop: &AtomicBool, hup: &AtomicBool, follow_config:
                 if m.started.elapsed() < Duration::from_secs(2) {
                     continue;
                 }
-                log(&format!("{} stopped ({why}); restarting", m.dir.display()));
+                warn(&format!("{} stopped ({why}); restarting", m.dir.display()));
                 m.last_error = Some(why);
                 if avm_fuse::is_mounted(&m.dir) {
                     let _ = crate::mount_cmd::unmount(&m.dir);

@@ -79,16 +79,18 @@ fn quiet_on_closed_pipe() {
 }
 
 /// Logs `tracing` events (avm's spans, and what axum, rmcp and wasmtime emit) to stderr,
-/// filtered by `--log`/`RUST_LOG`; warnings and errors only by default. A filter that does not
+/// filtered by `--log`/`RUST_LOG`; warnings, errors and the daemon's own lines (`avm::daemon`) by default. A filter that does not
 /// parse is said once and the default used.
 fn init_log(filter: Option<&str>) {
     use tracing_subscriber::EnvFilter;
+    // Warnings, and what the daemon does (its stderr is its log).
+    const DEFAULT: &str = "warn,avm::daemon=info";
     let f = match filter.map(EnvFilter::try_new) {
-        None => EnvFilter::new("warn"),
+        None => EnvFilter::new(DEFAULT),
         Some(Ok(f)) => f,
         Some(Err(e)) => {
             eprintln!("avm: --log/RUST_LOG is not a log filter ({e}); logging warnings");
-            EnvFilter::new("warn")
+            EnvFilter::new(DEFAULT)
         }
     };
     let _ = tracing_subscriber::fmt()
