@@ -454,7 +454,10 @@ pub fn recall_bench(dir: &std::path::Path, o: &RecallBenchOptions) -> Result<Rec
         let out = ask(&host, &asker, q, 1_000_000)?;
         let mut ranked = Vec::new();
         for p in item_paths(&out) {
-            let content = store.node(&p)?.map(|n| n.content).unwrap_or_default();
+            let content = store
+                .node(&p)?
+                .map(|n| n.text().to_string())
+                .unwrap_or_default();
             ranked.push((p, avm_recall::tokens::count(&content)? + 1));
         }
         rankings.push(ranked);

@@ -411,7 +411,7 @@ pub fn run(app: &App, cmd: Command, j: bool) -> Result<Option<()>> {
                 for (p, sc) in &hits {
                     let line = store
                         .node(p)?
-                        .map(|n| avm_recall::summary::one_line(&n.content, &n.title(), &[], 100))
+                        .map(|n| avm_recall::summary::one_line(n.text(), &n.title(), &[], 100))
                         .unwrap_or_default();
                     println!("[{sc:.4}] {p}\n    {line}\n");
                 }

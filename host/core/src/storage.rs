@@ -7,42 +7,65 @@
 //! result never comes back short because of nodes it may not see.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use crate::content::{Content, to_base64};
 use crate::error::Result;
-use crate::provider::Caller;
-use crate::time::Micros;
+use crate::provider::{Attrs, Caller, NodeKind};
+use crate::time::{Micros, Nanos, to_iso};
 
-/// A stored memory, as the services see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MemoryNode {
-    /// Stable id (survives moves).
+/// One stored memory: the one node type, for the memory provider, its engines and the
+/// services alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Stable id (survives moves; keys the full-text rows).
     pub id: i64,
-    /// Path.
+    /// Absolute normalised path.
     pub path: String,
-    /// Content.
-    pub content: String,
-    /// Metadata.
+    /// Content: text, or bytes kept exactly (the target path for a symbolic link).
+    pub content: Content,
+    /// A file or a symbolic link.
+    pub kind: NodeKind,
+    /// Filesystem attributes (mode, owner, times); `nlink` is never set on nodes.
+    pub attrs: Attrs,
+    /// Free-form metadata (without the typed keys below).
     pub meta: Map<String, Value>,
-    /// Tags.
+    /// Tags, in the order given.
     pub tags: Vec<String>,
-    /// Importance 0..=1.
+    /// Importance in 0..=1.
     pub importance: f64,
-    /// Who created it.
+    /// The agent that created the node (stamped by the host).
     pub author: Option<String>,
-    /// Created.
+    /// Creation time.
     pub created_at: Micros,
-    /// Last content or metadata change.
+    /// Last change of content or metadata (reads never move it).
     pub updated_at: Micros,
     /// Last read through avm (reads never move `updated_at`; they move this).
     pub accessed_at: Option<Micros>,
-    /// Content version.
+    /// Content version, 1-based; bumps only when the content changes.
     pub version: i64,
-    /// Content hash.
+    /// First 16 hex digits of the content's SHA-256.
     pub hash: String,
+    /// When the node expires (hidden and purged from then on).
+    pub expires_at: Option<Micros>,
 }
 
-impl MemoryNode {
+impl Node {
+    /// The text the indexes and services see: the content of a text file, `""` for binary
+    /// content and for symbolic links.
+    pub fn text(&self) -> &str {
+        if self.is_indexed() {
+            self.content.text_or_empty()
+        } else {
+            ""
+        }
+    }
+
+    /// Is this a text file (full-text indexed, seen by recall, topics and embeddings)?
+    pub fn is_indexed(&self) -> bool {
+        self.kind == NodeKind::File && self.content.is_text()
+    }
+
     /// May `caller` see this node (the one visibility rule: private namespaces and their
     /// copies, and `shared_with`)?
     pub fn visible_to(&self, caller: &crate::Caller) -> bool {
@@ -62,6 +85,58 @@ impl MemoryNode {
         let base = crate::address::basename(&self.path);
         let stem = base.rsplit_once('.').map(|(s, _)| s).unwrap_or(base);
         stem.to_string()
+    }
+
+    /// The modification time, in nanoseconds.
+    pub fn mtime(&self) -> Nanos {
+        self.attrs
+            .mtime
+            .unwrap_or_else(|| self.updated_at.saturating_mul(1000))
+    }
+
+    /// Is the node expired at `now`?
+    pub fn is_expired(&self, now: Micros) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// The metadata as users see it: free-form keys plus tags, importance, author and expiry.
+    pub fn meta_view(&self) -> Value {
+        let mut m = self.meta.clone();
+        m.insert("tags".into(), json!(self.tags));
+        m.insert("importance".into(), json!(self.importance));
+        if let Some(a) = &self.author {
+            m.insert("author".into(), json!(a));
+        }
+        if let Some(t) = self.expires_at {
+            m.insert("expires_at".into(), json!(to_iso(t)));
+        }
+        Value::Object(m)
+    }
+
+    /// The node dict printed by `--json` (the reference's shape plus `accessed_at` and `hash`).
+    /// Binary content travels as `content_base64` (with `content` null and `binary` true); a
+    /// symbolic link has `node_type` `symlink` and its target as `content`.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "path": self.path,
+            "content": self.content.text(),
+            "meta": self.meta_view(),
+            "node_type": if self.kind == NodeKind::Symlink { "symlink" } else { "file" },
+            "created_at": to_iso(self.created_at),
+            "updated_at": to_iso(self.updated_at),
+            "accessed_at": self.accessed_at.map(to_iso),
+            "version": self.version,
+            "hash": self.hash,
+            "size": self.content.len(),
+        });
+        if let (Content::Bytes(b), Value::Object(o)) = (&self.content, &mut v) {
+            o.insert("binary".into(), json!(true));
+            o.insert("content_base64".into(), json!(to_base64(b)));
+        }
+        if let (Some(m), Value::Object(o)) = (self.attrs.mode, &mut v) {
+            o.insert("mode".into(), json!(format!("{m:04o}")));
+        }
+        v
     }
 }
 
@@ -286,7 +361,7 @@ pub type Keep<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 /// What the agent-memory services need from a store.
 pub trait MemoryStore: Send + Sync {
     /// The live node at `path`, without marking it accessed.
-    fn node(&self, path: &str) -> Result<Option<MemoryNode>>;
+    fn node(&self, path: &str) -> Result<Option<Node>>;
 
     /// Full-text search within any of `scopes`, visible to `caller`, kept by `keep`, best first.
     fn text_search(
@@ -306,7 +381,7 @@ pub trait MemoryStore: Send + Sync {
         keep: Keep<'_>,
         since: Option<Micros>,
         limit: usize,
-    ) -> Result<Vec<MemoryNode>>;
+    ) -> Result<Vec<Node>>;
 
     /// Live nodes within any of `scopes`, oldest change first, changed before `before`
     /// (lifecycle work: cold memories, old trash).
@@ -317,7 +392,7 @@ pub trait MemoryStore: Send + Sync {
         keep: Keep<'_>,
         before: Micros,
         limit: usize,
-    ) -> Result<Vec<MemoryNode>>;
+    ) -> Result<Vec<Node>>;
 
     /// The content hash this store records for `content` (compared by `find_by_hash`).
     fn content_hash(&self, content: &str) -> String;
@@ -394,7 +469,7 @@ pub trait MemoryStore: Send + Sync {
     fn vectors_put(&self, cursor: i64, model: &str, docs: Vec<VectorDoc>) -> Result<()>;
 
     /// Live nodes outside the trash without a current vector of `model`, at most `limit`.
-    fn vectors_stale(&self, model: &str, limit: usize) -> Result<Vec<MemoryNode>>;
+    fn vectors_stale(&self, model: &str, limit: usize) -> Result<Vec<Node>>;
 
     /// Every vector of `model` as `(node id, vector)`, and a stamp that changes whenever the
     /// set of vectors changes.

@@ -61,10 +61,10 @@ fn result(r: Result<Output>) -> std::result::Result<CallToolResult, rmcp::ErrorD
 
 /// A memory's title (its `title` metadata, else its first line of text past a remember header)
 /// and the opening of its text, for resource lists.
-fn label(n: &avm_core::storage::MemoryNode) -> (String, String) {
+fn label(n: &avm_core::storage::Node) -> (String, String) {
     use avm_core::storage::{body_lines, excerpt};
     let heading = n
-        .content
+        .text()
         .lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix("# "))
@@ -75,11 +75,11 @@ fn label(n: &avm_core::storage::MemoryNode) -> (String, String) {
         .and_then(serde_json::Value::as_str)
         .map(str::to_string)
         .or(heading)
-        .unwrap_or_else(|| match body_lines(&n.content).next() {
+        .unwrap_or_else(|| match body_lines(n.text()).next() {
             Some(first) => excerpt(first, 60),
             None => n.title(),
         });
-    (title, excerpt(&n.content, 160))
+    (title, excerpt(n.text(), 160))
 }
 
 fn address(path: &str, suffix: &str, pairs: &[(&str, String)]) -> Result<String> {

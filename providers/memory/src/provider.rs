@@ -140,7 +140,7 @@ impl MemoryProvider {
             .and_then(|h| h.note.as_deref());
         if let Some(to) = moved_to
             && let Some(n) = self.store.get(to)?
-            && !n.sees(&req.caller)
+            && !n.visible_to(&req.caller)
         {
             return Err(Error::denied(format!(
                 "{} was shared with named agents only (rule: :shared)",
@@ -1041,7 +1041,7 @@ impl MemoryProvider {
                     || self
                         .store
                         .get(&target)?
-                        .is_some_and(|n| !n.sees(&req.caller)));
+                        .is_some_and(|n| !n.visible_to(&req.caller)));
             if hidden {
                 return Err(Error::denied(format!(
                     "cannot link to {target}: the caller may not read it"
@@ -1635,7 +1635,7 @@ fn is_admin(req: &Request) -> bool {
 /// Refuses a node the caller may not see (a node shared with named agents only), by the one
 /// visibility rule ([`avm_core::provider::visible_to`]).
 pub(crate) fn check_sees(caller: &avm_core::Caller, n: &Node) -> Result<()> {
-    if n.sees(caller) {
+    if n.visible_to(caller) {
         return Ok(());
     }
     Err(Error::denied(format!(

@@ -1719,13 +1719,13 @@ fn a_common_words_count_is_saved_for_the_next_process() {
 
 #[test]
 fn the_vector_stamp_changes_with_every_change_to_a_models_vectors_and_only_then() {
-    use avm_core::storage::{MemoryNode, VectorDoc};
+    use avm_core::storage::{Node, VectorDoc};
     let e = env();
     for i in 0..3 {
         e.write(&format!("/memory/v{i}.md"), &format!("note {i}"));
     }
     let s = e.mem.memory_store();
-    let doc = |n: &MemoryNode, x: f32| VectorDoc {
+    let doc = |n: &Node, x: f32| VectorDoc {
         node_id: n.id,
         hash: n.hash.clone(),
         vector: vec![x, 0.0],

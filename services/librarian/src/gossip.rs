@@ -205,7 +205,7 @@ pub fn published(store: &dyn MemoryStore, agent: &str) -> Result<Option<Digest>>
     let Some(node) = store.node(&Digest::path(agent))? else {
         return Ok(None);
     };
-    Ok(valid(&node.path, node.author.as_deref(), &node.content))
+    Ok(valid(&node.path, node.author.as_deref(), node.text()))
 }
 
 fn valid(path: &str, author: Option<&str>, content: &str) -> Option<Digest> {
@@ -232,7 +232,7 @@ pub fn all(store: &dyn MemoryStore) -> Result<Vec<Digest>> {
             continue;
         }
         if let Some(node) = store.node(&path)?
-            && let Some(d) = valid(&node.path, node.author.as_deref(), &node.content)
+            && let Some(d) = valid(&node.path, node.author.as_deref(), node.text())
         {
             out.push(d);
         }

@@ -172,7 +172,7 @@ impl Librarian {
                 if accessible.len() < limit
                     && let Some(n) = node
                 {
-                    let excerpt = avm_core::storage::excerpt(&n.content, 100);
+                    let excerpt = avm_core::storage::excerpt(n.text(), 100);
                     accessible.push(json!({"path": f.path, "score": f.score, "excerpt": excerpt}));
                 }
                 continue;

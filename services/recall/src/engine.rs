@@ -47,7 +47,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use avm_core::storage::VectorSearch;
-use avm_core::storage::{Keep, MemoryNode, MemoryStore};
+use avm_core::storage::{Keep, MemoryStore, Node};
 use avm_core::time::{Micros, now_micros};
 use avm_core::{Caller, Error, Result};
 use avm_topics::TopicIndex;
@@ -134,7 +134,7 @@ impl Default for Tuning {
 pub struct Scored {
     /// The memory.
     #[serde(skip)]
-    pub node: MemoryNode,
+    pub node: Node,
     /// Path.
     pub path: String,
     /// Final score for the strategy.
@@ -324,7 +324,7 @@ impl Engine {
         }
         let vectors = self.vectors.is_some();
         let now = now_micros();
-        let mut nodes: BTreeMap<String, MemoryNode> = BTreeMap::new();
+        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
         let mut rel: BTreeMap<String, f64> = BTreeMap::new();
         for (path, s) in &sig {
             if let Some(n) = self.store.node(path)? {
@@ -471,13 +471,13 @@ impl Engine {
         &self,
         seed: &str,
         seed_rel: f64,
-        nodes: &mut BTreeMap<String, MemoryNode>,
+        nodes: &mut BTreeMap<String, Node>,
         terms: &[String],
         scopes: &[String],
         caller: &Caller,
         keep: Keep<'_>,
     ) -> Result<Vec<(String, f64)>> {
-        let lower = |n: &MemoryNode| format!("{}\n{}", n.title(), n.content).to_lowercase();
+        let lower = |n: &Node| format!("{}\n{}", n.title(), n.text()).to_lowercase();
         let Some(node) = nodes.get(seed) else {
             return Ok(Vec::new());
         };
@@ -487,7 +487,7 @@ impl Engine {
             .filter(|t| !seed_text.contains(t.as_str()))
             .cloned()
             .collect();
-        let names = names(&node.content, terms);
+        let names = names(node.text(), terms);
         if missing.is_empty() || names.is_empty() {
             return Ok(Vec::new());
         }
@@ -577,7 +577,7 @@ fn mentions(text: &str, names: &[String]) -> bool {
 }
 
 /// When what a memory tells happened (`meta.at`, set by `remember --at`), if recorded.
-pub fn at(node: &MemoryNode) -> Option<Micros> {
+pub fn at(node: &Node) -> Option<Micros> {
     node.meta
         .get("at")
         .and_then(serde_json::Value::as_str)
@@ -828,10 +828,10 @@ fn recency(updated_at: Micros, now: Micros, half_life_min: f64) -> f64 {
     0.5f64.powf(age_min / half_life_min)
 }
 
-fn relevance(s: &Signals, n: &MemoryNode, terms: &[String], vectors: bool) -> f64 {
+fn relevance(s: &Signals, n: &Node, terms: &[String], vectors: bool) -> f64 {
     let mut text = n.title().to_lowercase();
     text.push('\n');
-    text.push_str(&n.content.to_lowercase());
+    text.push_str(&n.text().to_lowercase());
     let cover = summary::coverage(terms, &text);
     let lexical = 0.40 * s.fts + 0.30 * cover + 0.20 * s.topic + 0.10 * s.link;
     // A memory reached through a name in a strong match is nearly as good as one that

@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use avm_core::address::basename;
-use avm_core::storage::{Keep, MemoryNode, MemoryStore};
+use avm_core::storage::{Keep, MemoryStore, Node};
 use avm_core::time::{Micros, now_micros};
 use avm_core::{Caller, Error, ErrorKind, Host, Output, Result};
 
@@ -44,7 +44,7 @@ pub fn browse_query(
     };
     let mut items = Vec::new();
     for s in &ranked {
-        let line = summary::one_line(&s.node.content, &s.node.title(), &terms, width);
+        let line = summary::one_line(s.node.text(), &s.node.title(), &terms, width);
         text.push_str(&format!("[{:.2}] {}\n    {line}\n", s.score, s.path));
         if !s.node.tags.is_empty() {
             text.push_str(&format!("    Tags: {}\n", s.node.tags.join(", ")));
@@ -229,7 +229,7 @@ pub fn timeline(
         let got = store.recent(scopes, caller, keep, Some(since), fetch)?;
         let full = got.len() >= fetch;
         let oldest_change = got.last().map(|n| n.updated_at);
-        let mut kept: Vec<(Micros, MemoryNode)> = got
+        let mut kept: Vec<(Micros, Node)> = got
             .into_iter()
             .map(|n| (crate::engine::at(&n).unwrap_or(n.updated_at), n))
             .filter(|(when, _)| (since..=now).contains(when))
@@ -263,7 +263,7 @@ pub fn timeline(
             text.push_str(&format!("\n### {d}\n"));
             day = d;
         }
-        let line = summary::one_line(&n.content, &n.title(), &[], 60);
+        let line = summary::one_line(n.text(), &n.title(), &[], 60);
         text.push_str(&format!("  [{}] {}: {line}\n", t.format("%H:%M"), n.path));
         let mut item = json!({
             "path": n.path,
@@ -298,7 +298,7 @@ pub fn explore(
     };
     let mut text = format!(
         "## Starting from: {path}\n{}\n",
-        summary::one_line(&start.content, &start.title(), &[], 200)
+        summary::one_line(start.text(), &start.title(), &[], 200)
     );
     let mut seen: BTreeSet<String> = BTreeSet::from([path.to_string()]);
     let mut frontier: VecDeque<String> = VecDeque::from([path.to_string()]);
@@ -321,7 +321,7 @@ pub fn explore(
                 edges.push(json!({"source": src, "target": dst, "type": kind, "weight": weight, "hop": hop}));
                 if seen.insert(other.clone()) {
                     let preview = match store.node(&other)? {
-                        Some(n) => summary::one_line(&n.content, &n.title(), &[], 100),
+                        Some(n) => summary::one_line(n.text(), &n.title(), &[], 100),
                         None => "(missing)".into(),
                     };
                     lines.push(format!("  {arrow} [{kind}] {other}\n    {preview}"));

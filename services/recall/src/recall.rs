@@ -265,7 +265,7 @@ impl Engine {
                 break;
             }
             let given = given_title(s);
-            let sum = summary::summarize(&s.node.content, given, &terms, self.tuning.max_chars);
+            let sum = summary::summarize(s.node.text(), given, &terms, self.tuning.max_chars);
             let title = title_before(given, &sum);
             // A memory about another time shows its date when the question is about time
             // (elsewhere the date would cost every entry tokens that answer nothing).
@@ -341,7 +341,7 @@ impl Engine {
                     .collect();
                 let available: usize = ranked
                     .iter()
-                    .map(|s| s.node.content.chars().count() / 4)
+                    .map(|s| s.node.text().chars().count() / 4)
                     .sum();
                 self.store().record(Telemetry {
                     at: now_micros(),

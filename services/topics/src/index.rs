@@ -68,7 +68,7 @@ impl TopicIndex {
             let mut docs = Vec::new();
             for p in paths {
                 if let Some(n) = self.store.node(&p)? {
-                    let topics = extract(&n.title(), &n.tags, &n.content)
+                    let topics = extract(&n.title(), &n.tags, n.text())
                         .into_iter()
                         .map(|t| (t.name, f64::from(t.weight)))
                         .collect();

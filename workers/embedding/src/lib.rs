@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use avm_core::address::is_within;
-use avm_core::storage::{Keep, MemoryNode, MemoryStore, VectorDoc, VectorSearch};
+use avm_core::storage::{Keep, MemoryStore, Node, VectorDoc, VectorSearch};
 use avm_core::{Caller, Error, Result};
 
 use crate::embedder::{Embedder, OrtEmbedder};
@@ -32,13 +32,13 @@ pub struct Synced {
 }
 
 /// The text embedded for a memory: its title and content without remember's header lines.
-pub fn document_text(n: &MemoryNode) -> String {
+pub fn document_text(n: &Node) -> String {
     let mut out = String::new();
     if let Some(t) = n.meta.get("title").and_then(|v| v.as_str()) {
         out.push_str(t);
         out.push('\n');
     }
-    for line in n.content.lines() {
+    for line in n.text().lines() {
         if avm_core::storage::is_header_line(line) {
             continue;
         }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use avm_core::storage::MemoryNode;
+use avm_core::storage::Node;
 use avm_core::time::{Micros, now_micros, to_iso};
 use avm_core::{Error, Output, RemoveOptions, Result};
 use avm_topics::TopicIndex;
@@ -39,13 +39,13 @@ impl Lifecycle<'_> {
         crate::check_unit("merge_similarity", cfg.merge_similarity)?;
         crate::check_live(scope, "consolidate")?;
         let now = now_micros();
-        let nodes: Vec<MemoryNode> = self
+        let nodes: Vec<Node> = self
             .scan(scope, None)?
             .into_iter()
             .filter(|n| !is_summary(n))
             .collect();
         let processed = nodes.len();
-        let mut by_ns: BTreeMap<String, Vec<MemoryNode>> = BTreeMap::new();
+        let mut by_ns: BTreeMap<String, Vec<Node>> = BTreeMap::new();
         for n in nodes {
             if let Some(ns) = namespace(&n.path) {
                 by_ns.entry(ns).or_default().push(n);
@@ -55,7 +55,7 @@ impl Lifecycle<'_> {
         let mut merges = Vec::new();
         let mut failed = Vec::new();
         for group in by_ns.values() {
-            let old: Vec<&MemoryNode> = group
+            let old: Vec<&Node> = group
                 .iter()
                 .filter(|n| now.saturating_sub(n.updated_at) >= min_age)
                 .collect();
@@ -116,7 +116,7 @@ impl Lifecycle<'_> {
         ))
     }
 
-    fn apply_merge(&self, m: &Merge, nodes: &[&MemoryNode]) -> Result<()> {
+    fn apply_merge(&self, m: &Merge, nodes: &[&Node]) -> Result<()> {
         let find = |p: &str| {
             nodes
                 .iter()
@@ -138,7 +138,7 @@ impl Lifecycle<'_> {
             }
         }
         let survivor = find(&m.survivor)?;
-        let mut content = survivor.content.clone();
+        let mut content = survivor.text().to_string();
         let mut have: BTreeSet<String> = paragraphs(&content).collect();
         let mut importance = survivor.importance;
         let mut tags: Vec<String> = survivor.tags.clone();
@@ -150,7 +150,7 @@ impl Lifecycle<'_> {
                     tags.push(t.clone());
                 }
             }
-            let new: Vec<String> = paragraphs(&n.content)
+            let new: Vec<String> = paragraphs(n.text())
                 .filter(|para| !have.contains(para))
                 .collect();
             if !new.is_empty() {
@@ -170,7 +170,7 @@ impl Lifecycle<'_> {
         meta.insert("consolidated_from".into(), Value::Array(from));
         meta.insert("consolidated_at".into(), json!(to_iso(now_micros())));
         let put = avm_core::Put {
-            content: (content != survivor.content).then_some(content.into()),
+            content: (content != survivor.text()).then_some(content.into()),
             meta: Some(meta),
             tags: (tags != survivor.tags).then_some(tags),
             importance: Some(importance),
@@ -217,7 +217,7 @@ impl Lifecycle<'_> {
         let mut covered: BTreeSet<Vec<String>> = BTreeSet::new();
         // Candidates first: among topics carried by the same memories, the one weighing most
         // in them names the summary.
-        let mut candidates: Vec<(String, f64, Vec<MemoryNode>)> = Vec::new();
+        let mut candidates: Vec<(String, f64, Vec<Node>)> = Vec::new();
         for (topic, count) in common {
             if (count as usize) < min {
                 continue;
@@ -230,7 +230,7 @@ impl Lifecycle<'_> {
                 200,
             )?;
             let mut weight = 0.0;
-            let mut sources: Vec<MemoryNode> = Vec::new();
+            let mut sources: Vec<Node> = Vec::new();
             for p in postings {
                 if let Some(n) = self.store.node(&p.path)?
                     && !is_summary(&n)
@@ -294,11 +294,11 @@ impl Lifecycle<'_> {
 
 /// The merges among `nodes` (one namespace): connected groups of near-duplicates, each led by
 /// its most important member (decayed importance, then the newest, then the path).
-fn plan_merges(nodes: &[&MemoryNode], threshold: f64, now: Micros, half_life: f64) -> Vec<Merge> {
+fn plan_merges(nodes: &[&Node], threshold: f64, now: Micros, half_life: f64) -> Vec<Merge> {
     if nodes.len() < 2 {
         return Vec::new();
     }
-    let sets: Vec<_> = nodes.iter().map(|n| word_set(&n.content)).collect();
+    let sets: Vec<_> = nodes.iter().map(|n| word_set(n.text())).collect();
     let pairs = near_duplicates(&sets, threshold);
     let mut parent: Vec<usize> = (0..nodes.len()).collect();
     fn root(parent: &mut [usize], mut i: usize) -> usize {
@@ -326,7 +326,7 @@ fn plan_merges(nodes: &[&MemoryNode], threshold: f64, now: Micros, half_life: f6
         let r = root(&mut parent, i);
         groups.entry(r).or_default().push(i);
     }
-    let rank = |n: &MemoryNode| decayed(n.importance, last_touch(n), now, half_life);
+    let rank = |n: &Node| decayed(n.importance, last_touch(n), now, half_life);
     let mut out = Vec::new();
     for (r, mut members) in groups {
         if members.len() < 2 {
@@ -376,14 +376,14 @@ fn slug(topic: &str) -> String {
     if s.is_empty() { "topic".into() } else { s }
 }
 
-fn summary_text(topic: &str, ns: &str, sources: &[MemoryNode], max: usize, now: Micros) -> String {
+fn summary_text(topic: &str, ns: &str, sources: &[Node], max: usize, now: Micros) -> String {
     let mut text = format!(
         "# Summary: {topic}\n\n*Generated from {} memories in {ns}, {}*\n\n",
         sources.len(),
         &to_iso(now)[..10.min(to_iso(now).len())]
     );
     for n in sources.iter().take(max.max(1)) {
-        let s = first_sentence(&n.content, 160);
+        let s = first_sentence(n.text(), 160);
         let line = if s.is_empty() { n.title() } else { s };
         text.push_str(&format!("- {line} ({})\n", n.path));
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use avm_core::storage::MemoryNode;
+use avm_core::storage::Node;
 use avm_core::time::{Micros, now_micros, to_iso};
 use avm_core::{Error, Output, Result};
 use avm_topics::TopicIndex;
@@ -35,7 +35,7 @@ impl Lifecycle<'_> {
         }
         let now = now_micros();
         let since = now.saturating_sub((days * DAY) as Micros);
-        let nodes: Vec<MemoryNode> = self
+        let nodes: Vec<Node> = self
             .scan(scope, Some(since))?
             .into_iter()
             .filter(|n| !is_summary(n))
@@ -50,7 +50,7 @@ impl Lifecycle<'_> {
             ));
         }
         topics.sync()?;
-        let mut groups: BTreeMap<String, Vec<&MemoryNode>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<&Node>> = BTreeMap::new();
         for n in &nodes {
             let t = topics
                 .of(&n.path)?
@@ -60,7 +60,7 @@ impl Lifecycle<'_> {
                 .unwrap_or_else(|| "uncategorized".into());
             groups.entry(t).or_default().push(n);
         }
-        let mut ordered: Vec<(String, Vec<&MemoryNode>)> = groups.into_iter().collect();
+        let mut ordered: Vec<(String, Vec<&Node>)> = groups.into_iter().collect();
         ordered.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
         let avg = nodes.iter().map(|n| n.importance).sum::<f64>() / nodes.len() as f64;
         let mut text = format!(
@@ -70,8 +70,8 @@ impl Lifecycle<'_> {
             nodes.len(),
             ordered.len(),
         );
-        let preview = |n: &MemoryNode| {
-            let s = first_sentence(&n.content, 100);
+        let preview = |n: &Node| {
+            let s = first_sentence(n.text(), 100);
             if s.is_empty() { n.title() } else { s }
         };
         let mut groups_json = Vec::new();
@@ -94,7 +94,7 @@ impl Lifecycle<'_> {
                 "memories": members.iter().take(max_items).map(|n| json!({"path": n.path, "importance": n.importance, "preview": preview(n), "updated_at": to_iso(n.updated_at)})).collect::<Vec<_>>(),
             }));
         }
-        let mut high: Vec<&MemoryNode> = nodes.iter().filter(|n| n.importance >= HIGH).collect();
+        let mut high: Vec<&Node> = nodes.iter().filter(|n| n.importance >= HIGH).collect();
         high.sort_by(|a, b| {
             b.importance
                 .total_cmp(&a.importance)

@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 
 use avm_core::address::is_within;
 use avm_core::config::LifecycleConfig;
-use avm_core::storage::{MemoryNode, MemoryStore};
+use avm_core::storage::{MemoryStore, Node};
 use avm_core::time::{Micros, now_micros, parse_time, to_iso};
 use avm_core::{Caller, Error, ErrorKind, Host, Output, Put, RemoveOptions, Result, WriteInput};
 
@@ -54,7 +54,7 @@ pub fn idle_days(t: Micros, now: Micros) -> f64 {
 }
 
 /// The later of a memory's last read and last change.
-pub fn last_touch(n: &MemoryNode) -> Micros {
+pub fn last_touch(n: &Node) -> Micros {
     n.accessed_at.map_or(n.updated_at, |a| a.max(n.updated_at))
 }
 
@@ -88,7 +88,7 @@ fn check_live(scope: &str, what: &str) -> Result<()> {
 }
 
 /// Is this a summary consolidation wrote (they are never inputs to consolidation)?
-pub fn is_summary(n: &MemoryNode) -> bool {
+pub fn is_summary(n: &Node) -> bool {
     n.meta.get("type").and_then(Value::as_str) == Some("summary") || is_summary_path(&n.path)
 }
 
@@ -122,7 +122,7 @@ pub struct Lifecycle<'a> {
 #[derive(Debug, Clone)]
 pub struct Cold {
     /// The memory.
-    pub node: MemoryNode,
+    pub node: Node,
     /// Its decayed importance.
     pub decayed: f64,
     /// Days since it was last read or changed.
@@ -163,7 +163,7 @@ impl<'a> Lifecycle<'a> {
     }
 
     /// Live nodes below `scope` the caller may read, newest change first.
-    fn scan(&self, scope: &str, since: Option<Micros>) -> Result<Vec<MemoryNode>> {
+    fn scan(&self, scope: &str, since: Option<Micros>) -> Result<Vec<Node>> {
         self.check_readable(scope)?;
         let keep = |p: &str| self.host.may_read(self.caller, p);
         self.store
@@ -172,7 +172,7 @@ impl<'a> Lifecycle<'a> {
 
     /// Live nodes below `scope` the caller may read, changed before `before`, oldest first:
     /// what ages out is found first, however large the store.
-    fn scan_old(&self, scope: &str, before: Micros) -> Result<Vec<MemoryNode>> {
+    fn scan_old(&self, scope: &str, before: Micros) -> Result<Vec<Node>> {
         self.check_readable(scope)?;
         let keep = |p: &str| self.host.may_read(self.caller, p);
         self.store

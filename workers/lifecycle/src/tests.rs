@@ -171,7 +171,7 @@ fn archive_moves_cold_memories_out_of_memory_keeping_history_and_privacy() {
         .node("/archive/memory/private/alice/stale.md")
         .unwrap()
         .unwrap();
-    assert_eq!(moved.content, "stale fact");
+    assert_eq!(moved.text(), "stale fact");
     assert_eq!(
         moved.meta["archived_from"],
         "/memory/private/alice/stale.md"
@@ -247,12 +247,12 @@ fn consolidate_merges_old_near_duplicates_within_a_namespace_only() {
     let survivor = w.store.node("/memory/private/alice/a.md").unwrap().unwrap();
     assert!(
         survivor
-            .content
+            .text()
             .contains("Rollback uses the previous image tag.")
     );
-    assert!(survivor.content.contains("Ask ops first."));
+    assert!(survivor.text().contains("Ask ops first."));
     assert_eq!(
-        survivor.content.matches("every night at two").count(),
+        survivor.text().matches("every night at two").count(),
         1,
         "shared paragraphs are not repeated"
     );
@@ -304,13 +304,13 @@ fn consolidate_writes_extractive_topic_summaries_per_namespace() {
     let path = "/memory/private/alice/summaries/kubernetes.md";
     assert!(written.iter().any(|p| p == path), "{written:?}");
     let s = w.store.node(path).unwrap().unwrap();
-    assert!(s.content.starts_with("# Summary: kubernetes"));
+    assert!(s.text().starts_with("# Summary: kubernetes"));
     assert!(
-        s.content
+        s.text()
             .contains("Kubernetes pods restart when the liveness probe fails.")
     );
     assert!(
-        !s.content.contains("Check probes first"),
+        !s.text().contains("Check probes first"),
         "first sentences only"
     );
     assert_eq!(s.meta["type"], "summary");

@@ -6,33 +6,14 @@ use rusqlite::{OptionalExtension, params};
 
 use avm_core::address::is_within;
 use avm_core::storage::{
-    Keep, MemoryNode, MemoryStore, StoreEvent, Telemetry, TelemetryTotals, TextHit, TopicDoc,
+    Keep, MemoryStore, Node, StoreEvent, Telemetry, TelemetryTotals, TextHit, TopicDoc,
     TopicPosting,
 };
 use avm_core::time::{Micros, now_micros};
 use avm_core::{Caller, Result};
 
-use crate::node::Node;
 use crate::sqlite::store::{NODE_COLS, Store, node_from_row, subtree_bounds, viewer, visible_sql};
 use crate::sqlite::write::WriteOp;
-
-/// The services' view of a node.
-pub fn memory_node(n: &Node) -> MemoryNode {
-    MemoryNode {
-        id: n.id,
-        path: n.path.clone(),
-        content: n.text().to_string(),
-        meta: n.meta.clone(),
-        tags: n.tags.clone(),
-        importance: n.importance,
-        author: n.author.clone(),
-        created_at: n.created_at,
-        updated_at: n.updated_at,
-        accessed_at: n.accessed_at,
-        version: n.version,
-        hash: n.hash.clone(),
-    }
-}
 
 /// Whether `path` lies in one of `scopes` and outside the trash (unless a scope is the trash).
 fn in_scopes(scopes: &[String], path: &str) -> bool {
@@ -65,8 +46,8 @@ fn cover(scopes: &[String]) -> (String, String) {
 }
 
 impl MemoryStore for Store {
-    fn node(&self, path: &str) -> Result<Option<MemoryNode>> {
-        Ok(self.peek(path)?.map(|n| memory_node(&n)))
+    fn node(&self, path: &str) -> Result<Option<Node>> {
+        Ok(self.peek(path)?.map(|n| (*n).clone()))
     }
 
     fn text_search(
@@ -94,7 +75,7 @@ impl MemoryStore for Store {
         keep: Keep<'_>,
         since: Option<Micros>,
         limit: usize,
-    ) -> Result<Vec<MemoryNode>> {
+    ) -> Result<Vec<Node>> {
         self.by_update(
             scopes,
             caller,
@@ -111,7 +92,7 @@ impl MemoryStore for Store {
         keep: Keep<'_>,
         before: Micros,
         limit: usize,
-    ) -> Result<Vec<MemoryNode>> {
+    ) -> Result<Vec<Node>> {
         self.by_update(scopes, caller, keep, Walk::OldestBefore(before), limit)
     }
 
@@ -412,7 +393,7 @@ impl MemoryStore for Store {
         .map(drop)
     }
 
-    fn vectors_stale(&self, model: &str, limit: usize) -> Result<Vec<MemoryNode>> {
+    fn vectors_stale(&self, model: &str, limit: usize) -> Result<Vec<Node>> {
         let now = now_micros();
         let rows: Vec<Node> = self.read_conn(|c| {
             c.prepare_cached(&format!(
@@ -425,7 +406,7 @@ impl MemoryStore for Store {
             .query_map(params![model, now, limit as i64], node_from_row)?
             .collect()
         })?;
-        Ok(rows.iter().map(memory_node).collect())
+        Ok(rows)
     }
 
     fn vectors_all(&self, model: &str) -> Result<(avm_core::storage::Vectors, i64)> {
@@ -536,7 +517,7 @@ impl Store {
         keep: Keep<'_>,
         walk: Walk,
         limit: usize,
-    ) -> Result<Vec<MemoryNode>> {
+    ) -> Result<Vec<Node>> {
         let (lo, hi) = cover(scopes);
         let vis = viewer(caller);
         let now = now_micros();
@@ -584,7 +565,7 @@ impl Store {
                 // Lifecycle walks (oldest first) see every node.
                 let memory = n.is_indexed() || matches!(walk, Walk::OldestBefore(_));
                 if memory && in_scopes(scopes, &n.path) && keep(&n.path) {
-                    out.push(memory_node(&n));
+                    out.push(n);
                     if out.len() >= limit {
                         return Ok(out);
                     }

@@ -1058,7 +1058,7 @@ pub(crate) fn check_subtree_visible(
     nodes: &[Node],
     what: &str,
 ) -> Result<()> {
-    if nodes.iter().any(|n| !n.sees(caller)) {
+    if nodes.iter().any(|n| !n.visible_to(caller)) {
         return Err(Error::denied(format!(
             "cannot {what} {dir}: it contains nodes the caller may not see (other agents' private namespaces, or nodes shared with named agents only)"
         )));
@@ -1111,7 +1111,7 @@ fn remove(
             // rules, or nothing goes.
             let nodes: Vec<Node> = subtree(conn, ctx, path)?
                 .into_iter()
-                .filter(|n| n.sees(caller))
+                .filter(|n| n.visible_to(caller))
                 .collect();
             check_writes(
                 caller,
