@@ -12,6 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::SFlag;
+
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -134,21 +137,18 @@ fn name(n: &OsStr) -> Result<&str, Errno> {
 }
 
 fn mode(flags: i32) -> OpenMode {
+    let has = |f: OFlag| flags & f.bits() != 0;
     OpenMode {
-        write: flags & O_ACCMODE != 0,
-        truncate: flags & O_TRUNC != 0,
-        append: flags & O_APPEND != 0,
-        exclusive: flags & O_EXCL != 0,
+        write: has(OFlag::O_ACCMODE),
+        truncate: has(OFlag::O_TRUNC),
+        append: has(OFlag::O_APPEND),
+        exclusive: has(OFlag::O_EXCL),
         reader: None,
     }
 }
 
-const O_ACCMODE: i32 = 0o3;
-const O_EXCL: i32 = 0o200;
-const O_TRUNC: i32 = 0o1000;
-const O_APPEND: i32 = 0o2000;
-const S_IFMT: u32 = 0o170000;
-const S_IFREG: u32 = 0o100000;
+const S_IFMT: u32 = SFlag::S_IFMT.bits();
+const S_IFREG: u32 = SFlag::S_IFREG.bits();
 
 /// Direct I/O (no page cache) for content generated at open and for appends, which must land
 /// at the end as this core sees it.
