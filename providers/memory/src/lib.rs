@@ -15,6 +15,7 @@ pub mod node;
 pub mod ops;
 pub mod provider;
 pub mod record;
+mod rules;
 pub mod sqlite;
 
 pub use engine::Engine;
