@@ -316,7 +316,7 @@ impl Store {
         at: i64,
         changes: &[Change],
     ) -> Result<()> {
-        let file = self.file.clone();
+        let file = &self.file;
         let err = |e| file.err(e);
         let tx = self
             .conn

@@ -61,6 +61,15 @@ pub fn browse_query(
     Ok(Output::new(text, json!({"query": query, "items": items})))
 }
 
+/// The path of the node whose handle is `h` (without its `@`); `None` when `h` is no handle
+/// or names no node. Nothing is checked against a caller here.
+fn handle_path(store: &dyn MemoryStore, h: &str) -> Result<Option<String>> {
+    Ok(match avm_core::storage::shortcut_id(h) {
+        Some(id) => store.path_of_id(id)?,
+        None => None,
+    })
+}
+
 /// The path of the memory with the `@id` handle `handle` (with or without its `@`), when
 /// `caller` may read it: a handle to a memory the caller may not read is as missing as a wrong
 /// one (`NotFound` either way, so handles reveal nothing).
@@ -77,11 +86,7 @@ pub fn path_of_handle(
             format!("no memory has the handle @{h}"),
         )
     };
-    let path = avm_core::storage::shortcut_id(h)
-        .map(|id| store.path_of_id(id))
-        .transpose()?
-        .flatten()
-        .ok_or_else(missing)?;
+    let path = handle_path(store, h)?.ok_or_else(missing)?;
     match host.stat(caller, &path) {
         Ok(_) => Ok(path),
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
@@ -110,8 +115,11 @@ pub fn fetch(
     let mut items = Vec::new();
     let mut missing = Vec::new();
     for p in paths {
-        let resolved = match p.strip_prefix('@').and_then(avm_core::storage::shortcut_id) {
-            Some(id) => match store.path_of_id(id)? {
+        let handle = p
+            .strip_prefix('@')
+            .filter(|h| avm_core::storage::shortcut_id(h).is_some());
+        let resolved = match handle {
+            Some(h) => match handle_path(store, h)? {
                 Some(path) => path,
                 None => {
                     missing.push(p.clone());

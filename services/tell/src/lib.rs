@@ -77,6 +77,13 @@ pub fn inbox(store: &dyn MemoryStore, caller: &Caller, mark: bool) -> Result<Out
     inbox_of(store, caller, mark, false)
 }
 
+/// The agent whose inbox `caller` reads: the operator has none.
+fn owner(caller: &Caller) -> Result<&str> {
+    caller
+        .agent()
+        .ok_or_else(|| Error::invalid("the inbox belongs to an agent: pass --agent NAME"))
+}
+
 /// [`inbox`], with `unread_only` leaving out the messages read before.
 pub fn inbox_of(
     store: &dyn MemoryStore,
@@ -84,9 +91,7 @@ pub fn inbox_of(
     mark: bool,
     unread_only: bool,
 ) -> Result<Output> {
-    let agent = caller
-        .agent()
-        .ok_or_else(|| Error::invalid("the inbox belongs to an agent: pass --agent NAME"))?;
+    let agent = owner(caller)?;
     let mut all = store.tell_inbox(agent, 200)?;
     if unread_only {
         all.retain(|(_, read)| !read);
@@ -185,11 +190,6 @@ impl Provider for TellProvider {
     fn read(&self, req: &Request) -> Result<Output> {
         if req.suffix.as_deref() == Some("inbox") {
             let mark = option(req, "mark", "read")?;
-            let agent = || {
-                req.caller.agent().ok_or_else(|| {
-                    Error::invalid("the inbox belongs to an agent: pass --agent NAME")
-                })
-            };
             if let Some(ids) = req.query.get("ids") {
                 if !mark {
                     return Err(Error::invalid(
@@ -206,7 +206,7 @@ impl Provider for TellProvider {
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                self.store.tell_mark_read(agent()?, &ids)?;
+                self.store.tell_mark_read(owner(&req.caller)?, &ids)?;
                 return Ok(Output::new(
                     format!("Marked {} messages as read.\n", ids.len()),
                     json!({"marked": ids.len()}),
@@ -220,7 +220,7 @@ impl Provider for TellProvider {
                         ));
                     }
                     let (text, ids) =
-                        urgent_block(self.store.as_ref(), agent()?)?.unwrap_or_default();
+                        urgent_block(self.store.as_ref(), owner(&req.caller)?)?.unwrap_or_default();
                     Ok(Output::new(text, json!({"ids": ids})))
                 }
                 Some("unread") => inbox_of(self.store.as_ref(), &req.caller, mark, true),
