@@ -14,7 +14,16 @@ fn req(path: &str) -> Request {
 
 /// A missing path reads and stats as `NotFound`.
 pub fn missing_is_not_found(p: &dyn Provider, missing: &str) -> Check {
-    match p.read(&req(missing)) {
+    both_not_found(missing, p.read(&req(missing)), p.stat(&req(missing)))
+}
+
+/// The clause of [`missing_is_not_found`], whoever answered the read and the stat.
+fn both_not_found(
+    missing: &str,
+    read: crate::Result<crate::provider::Output>,
+    stat: crate::Result<crate::provider::Stat>,
+) -> Check {
+    match read {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         other => {
             return Err(format!(
@@ -22,7 +31,7 @@ pub fn missing_is_not_found(p: &dyn Provider, missing: &str) -> Check {
             ));
         }
     }
-    match p.stat(&req(missing)) {
+    match stat {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         other => Err(format!(
             "stat of missing {missing}: expected not-found, got {other:?}"
@@ -98,13 +107,25 @@ pub fn write_read_list_agree(p: &dyn Provider, dir: &str) -> Check {
 /// Every declared suffix that is readable on files answers on an existing file (or refuses
 /// with a typed error, never a panic or an `Internal`).
 pub fn declared_suffixes_work(p: &dyn Provider, file: &str) -> Check {
+    file_suffixes_read(p, file, |suffix| {
+        let mut r = req(file);
+        r.suffix = Some(suffix.to_string());
+        p.read(&r)
+    })
+}
+
+/// Reads `file` with every readable file suffix `p` declares through `read`; fails on the
+/// first `Internal` error.
+fn file_suffixes_read(
+    p: &dyn Provider,
+    file: &str,
+    read: impl Fn(&str) -> crate::Result<crate::provider::Output>,
+) -> Check {
     for s in p.info().suffixes {
         if !s.read || s.on == crate::provider::SuffixOn::Dir {
             continue;
         }
-        let mut r = req(file);
-        r.suffix = Some(s.name.clone());
-        if let Err(e) = p.read(&r)
+        if let Err(e) = read(&s.name)
             && e.kind() == ErrorKind::Internal
         {
             return Err(format!("{file}:{} failed internally: {e}", s.name));
@@ -117,20 +138,7 @@ pub fn declared_suffixes_work(p: &dyn Provider, file: &str) -> Check {
 /// (a plugin mounted at `/x/{name}` learns `name` only from the host).
 pub fn missing_is_not_found_through(host: &crate::host::Host, missing: &str) -> Check {
     let op = Caller::Operator;
-    match host.read(&op, missing) {
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        other => {
-            return Err(format!(
-                "read of missing {missing}: expected not-found, got {other:?}"
-            ));
-        }
-    }
-    match host.stat(&op, missing) {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        other => Err(format!(
-            "stat of missing {missing}: expected not-found, got {other:?}"
-        )),
-    }
+    both_not_found(missing, host.read(&op, missing), host.stat(&op, missing))
 }
 
 /// [`declared_suffixes_work`] through `host`: every readable file suffix `p` declares, read
@@ -140,18 +148,9 @@ pub fn declared_suffixes_work_through(
     p: &dyn Provider,
     file: &str,
 ) -> Check {
-    for s in p.info().suffixes {
-        if !s.read || s.on == crate::provider::SuffixOn::Dir {
-            continue;
-        }
-        let address = format!("{file}:{}", s.name);
-        if let Err(e) = host.read(&Caller::Operator, &address)
-            && e.kind() == ErrorKind::Internal
-        {
-            return Err(format!("{address} failed internally: {e}"));
-        }
-    }
-    Ok(())
+    file_suffixes_read(p, file, |suffix| {
+        host.read(&Caller::Operator, &format!("{file}:{suffix}"))
+    })
 }
 
 /// Every readable suffix of every service on `host` answers through the host on `file` and
