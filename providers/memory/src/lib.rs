@@ -16,6 +16,7 @@ pub mod ops;
 pub mod provider;
 pub mod record;
 mod rules;
+mod suffix;
 pub mod sqlite;
 
 pub use engine::Engine;
