@@ -5,20 +5,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use avm_core::provider::{
-    Entry, ListOptions, Listing, NodeKind, Ops, Output, ProviderInfo, RemoveOptions, Request, Stat,
-    SuffixOn, SuffixSpec, WriteInput,
-};
+use avm_core::provider::{Ops, ProviderInfo, Request};
 use avm_core::router::Pattern;
-use avm_core::{Caller, Error, ErrorKind, Provider, Result};
+use avm_core::{Caller, Error, ErrorKind, Result};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use crate::kv::Kv;
 use crate::options::{Grant, WasmOptions, parse_grant};
 use crate::runtime::{self, Compiled, TICK};
+
+mod host;
+mod ops;
+
+use host::from_wit_kind;
+use ops::info_from;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -29,8 +32,7 @@ mod bindings {
     });
 }
 
-use bindings::avm::provider::host::{self as wit_host, Level, Response};
-use bindings::avm::provider::types::{self as wit, ErrorKind as WitKind};
+use bindings::avm::provider::types as wit;
 use bindings::{Plugin, PluginPre};
 
 /// The suffix the host adds to every wasm mount: the plugin's recent log lines.
@@ -55,26 +57,6 @@ struct Shared {
     log: Mutex<VecDeque<String>>,
 }
 
-impl Shared {
-    fn log(&self, line: String) {
-        let mut line = line;
-        if line.len() > LOG_LINE_MAX {
-            let mut cut = LOG_LINE_MAX;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-            line.push('…');
-        }
-        if let Ok(mut l) = self.log.lock() {
-            if l.len() == LOG_LINES {
-                l.pop_front();
-            }
-            l.push_back(line);
-        }
-    }
-}
-
 /// Per-call state inside the wasmtime store.
 struct State {
     wasi: WasiCtx,
@@ -90,217 +72,6 @@ struct State {
 struct Limiter {
     memory: usize,
     refused: bool,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory {
-            self.refused = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl wit::Host for State {}
-
-impl crate::clock::CallClock for State {
-    fn deadline(&self) -> Instant {
-        self.deadline
-    }
-    fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
-    }
-}
-
-fn werr(kind: WitKind, message: impl Into<String>) -> wit::Error {
-    wit::Error {
-        kind,
-        message: message.into(),
-    }
-}
-
-fn to_wit_kind(k: ErrorKind) -> WitKind {
-    match k {
-        ErrorKind::NotFound => WitKind::NotFound,
-        ErrorKind::NotADirectory => WitKind::NotADirectory,
-        ErrorKind::IsADirectory => WitKind::IsADirectory,
-        ErrorKind::AlreadyExists => WitKind::AlreadyExists,
-        ErrorKind::NotEmpty => WitKind::NotEmpty,
-        ErrorKind::PermissionDenied => WitKind::PermissionDenied,
-        ErrorKind::ReadOnly => WitKind::ReadOnly,
-        ErrorKind::InvalidInput => WitKind::InvalidInput,
-        ErrorKind::Unsupported => WitKind::Unsupported,
-        ErrorKind::TooLarge => WitKind::TooLarge,
-        ErrorKind::Busy => WitKind::Busy,
-        // WIT 0.1.0 is frozen and has no storage-full; guests see the store as unavailable.
-        ErrorKind::StorageFull => WitKind::Unavailable,
-        ErrorKind::TimedOut => WitKind::TimedOut,
-        ErrorKind::Unavailable => WitKind::Unavailable,
-        ErrorKind::Internal => WitKind::Internal,
-    }
-}
-
-fn from_wit_kind(k: WitKind) -> ErrorKind {
-    match k {
-        WitKind::NotFound => ErrorKind::NotFound,
-        WitKind::NotADirectory => ErrorKind::NotADirectory,
-        WitKind::IsADirectory => ErrorKind::IsADirectory,
-        WitKind::AlreadyExists => ErrorKind::AlreadyExists,
-        WitKind::NotEmpty => ErrorKind::NotEmpty,
-        WitKind::PermissionDenied => ErrorKind::PermissionDenied,
-        WitKind::ReadOnly => ErrorKind::ReadOnly,
-        WitKind::InvalidInput => ErrorKind::InvalidInput,
-        WitKind::Unsupported => ErrorKind::Unsupported,
-        WitKind::TooLarge => ErrorKind::TooLarge,
-        WitKind::Busy => ErrorKind::Busy,
-        WitKind::TimedOut => ErrorKind::TimedOut,
-        WitKind::Unavailable => ErrorKind::Unavailable,
-        WitKind::Internal => ErrorKind::Internal,
-    }
-}
-
-impl wit_host::Host for State {
-    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if self.log_budget == 0 {
-            return Ok(());
-        }
-        let lvl = match level {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        let line = format!("{lvl}: {message}");
-        self.log_budget = self.log_budget.saturating_sub(line.len());
-        self.shared.log(line);
-        Ok(())
-    }
-
-    fn http_get(
-        &mut self,
-        url: String,
-    ) -> wasmtime::Result<std::result::Result<Response, wit::Error>> {
-        let opts = &self.shared.opts;
-        // Parse (and so normalise: `..`, `%2e`, case) before checking, so the URL checked is
-        // the URL fetched.
-        let parsed = match avm_provider_http::client::parse_url(&url) {
-            Ok(u) => u,
-            // Not an http(s) URL: nothing can grant it.
-            Err(e) => return Ok(Err(werr(WitKind::PermissionDenied, e.message()))),
-        };
-        let grants = &self.shared.grants;
-        let granted = |u: &avm_provider_http::client::Url| {
-            let path_and_query = match u.query() {
-                Some(q) => format!("{}?{q}", u.path()),
-                None => u.path().to_string(),
-            };
-            u.username().is_empty()
-                && u.password().is_none()
-                && grants.iter().any(|g| {
-                    g.allows(
-                        u.scheme(),
-                        u.host_str().unwrap_or(""),
-                        u.port_or_known_default(),
-                        &path_and_query,
-                    )
-                })
-        };
-        let allowed = granted(&parsed);
-        if !allowed {
-            self.shared
-                .log(format!("warn: refused http-get {url} (not granted)"));
-            return Ok(Err(werr(
-                WitKind::PermissionDenied,
-                format!(
-                    "http-get {url} is not granted to plugin {}; grant it with options.http = [\"<url pattern>\"]",
-                    self.shared.name
-                ),
-            )));
-        }
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(Err(werr(WitKind::TimedOut, "no time left for http-get")));
-        }
-        let fetch = avm_provider_http::client::Fetch {
-            url: parsed.to_string(),
-            headers: Vec::new(),
-            timeout: left,
-            max_bytes: opts.output,
-        };
-        // Every redirect hop is checked against the grants too.
-        Ok(
-            match avm_provider_http::client::get_granted(&fetch, &granted) {
-                Ok(r) => Ok(Response {
-                    status: r.status,
-                    body: r.body,
-                }),
-                Err(e) => Err(werr(to_wit_kind(e.kind()), e.message())),
-            },
-        )
-    }
-
-    fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        // A store that cannot answer stops the call with a typed error rather than reading as
-        // "absent", which would let a read-modify-write overwrite real data.
-        self.shared
-            .kv
-            .get(&key, self.deadline)
-            .map_err(wasmtime::Error::new)
-    }
-
-    fn kv_set(
-        &mut self,
-        key: String,
-        value: String,
-    ) -> wasmtime::Result<std::result::Result<(), wit::Error>> {
-        Ok(self
-            .shared
-            .kv
-            .set(&key, &value, self.deadline)
-            .map_err(|e| werr(to_wit_kind(e.kind()), e.message())))
-    }
-
-    fn kv_delete(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<std::result::Result<bool, wit::Error>> {
-        Ok(self
-            .shared
-            .kv
-            .delete(&key, self.deadline)
-            .map_err(|e| werr(to_wit_kind(e.kind()), e.message())))
-    }
-
-    fn kv_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
-        self.shared
-            .kv
-            .keys(&prefix, self.deadline)
-            .map_err(wasmtime::Error::new)
-    }
 }
 
 /// A provider served by a WASM component: every call runs in a fresh, sandboxed instance.
@@ -678,200 +449,4 @@ fn internal(e: wasmtime::Error) -> Error {
         ErrorKind::Internal,
         format!("wasm linker: {}", runtime::first_line(&e)),
     )
-}
-
-fn info_from(d: &wit::Info) -> ProviderInfo {
-    let mut suffixes: Vec<SuffixSpec> = d
-        .suffixes
-        .iter()
-        .map(|s| SuffixSpec {
-            name: s.name.clone(),
-            on: match (s.on_file, s.on_dir) {
-                (true, true) => SuffixOn::Any,
-                (false, true) => SuffixOn::Dir,
-                _ => SuffixOn::File,
-            },
-            read: s.readable,
-            write: s.writable,
-            query: s.query.clone(),
-            help: s.help.clone(),
-        })
-        .collect();
-    suffixes.push(SuffixSpec::new(
-        LOG_SUFFIX,
-        SuffixOn::Any,
-        true,
-        false,
-        &[],
-        "the plugin's recent log lines, stdout and stderr (kept by the host)",
-    ));
-    ProviderInfo {
-        kind: "wasm".into(),
-        description: d.description.clone(),
-        ops: Ops {
-            read: true,
-            list: d.can_list,
-            write: d.can_write,
-            remove: d.can_remove,
-            rename: false,
-            search: false,
-        },
-        suffixes,
-    }
-}
-
-impl Provider for WasmProvider {
-    fn info(&self) -> ProviderInfo {
-        self.info.clone()
-    }
-
-    fn read(&self, req: &Request) -> Result<Output> {
-        if req.suffix.as_deref() == Some(LOG_SUFFIX) {
-            self.log_allowed(req)?;
-            let lines = self.log_lines();
-            let mut text = lines.join("\n");
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            return Ok(Output::new(text, serde_json::json!(lines)));
-        }
-        self.guest_read(req).map(Output::text)
-    }
-
-    fn stat(&self, req: &Request) -> Result<Stat> {
-        let dir = Stat::untimed(NodeKind::Dir, 0);
-        if req.suffix.as_deref() == Some(LOG_SUFFIX) {
-            self.log_allowed(req)?;
-            return Ok(Stat::untimed(NodeKind::File, 0));
-        }
-        if self.is_root(&req.path) {
-            return Ok(dir);
-        }
-        match self.guest_read(req) {
-            Ok(text) => Ok(Stat::untimed(NodeKind::File, text.len() as u64)),
-            Err(e) if e.kind() == ErrorKind::IsADirectory => Ok(dir),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn list(&self, req: &Request, opts: &ListOptions) -> Result<Listing> {
-        if !self.info.ops.list {
-            return Err(Error::unsupported("list", &req.path));
-        }
-        let r = self.request(req);
-        let mut names = self.call(req.deadline, |p, s| {
-            p.avm_provider_provider().call_list(s, &r)
-        })?;
-        names.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut entries = Vec::new();
-        for e in names {
-            if e.name.is_empty() || e.name.contains('/') || e.name == "." || e.name == ".." {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "plugin {} listed an invalid name {:?} under {}",
-                        self.shared.name, e.name, req.path
-                    ),
-                ));
-            }
-            entries.push(Entry {
-                path: avm_core::address::join(&req.path, &e.name),
-                kind: match e.kind {
-                    wit::NodeKind::File => NodeKind::File,
-                    wit::NodeKind::Dir => NodeKind::Dir,
-                },
-                size: e.size,
-                version: None,
-                updated_at: None,
-            });
-        }
-        Ok(Listing::page(entries, opts))
-    }
-
-    fn write(&self, req: &Request, input: WriteInput) -> Result<Output> {
-        if !self.info.ops.write {
-            return Err(Error::new(
-                ErrorKind::ReadOnly,
-                format!(
-                    "{} is served by plugin {}, which takes no writes",
-                    req.path, self.shared.name
-                ),
-            ));
-        }
-        let content = match input {
-            WriteInput::Text(t) => t,
-            WriteInput::Put(p)
-                if p.meta.is_none()
-                    && p.tags.is_none()
-                    && p.importance.is_none()
-                    && p.expires_at.is_none() =>
-            {
-                if p.create_only {
-                    match self.guest_read(req) {
-                        Ok(_) => {
-                            return Err(Error::new(
-                                ErrorKind::AlreadyExists,
-                                format!("{} already exists", req.path),
-                            ));
-                        }
-                        Err(e) if e.kind() == ErrorKind::NotFound => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                let text = |c: avm_core::Content| match c {
-                    avm_core::Content::Text(t) => Ok(t),
-                    avm_core::Content::Bytes(_) => Err(Error::invalid(format!(
-                        "plugin {} takes text; this content is binary",
-                        self.shared.name
-                    ))),
-                };
-                match (p.content, p.append) {
-                    (Some(c), false) => text(c)?,
-                    (Some(c), true) => {
-                        let mut old = match self.guest_read(req) {
-                            Ok(t) => t,
-                            Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
-                            Err(e) => return Err(e),
-                        };
-                        old.push_str(&text(c)?);
-                        old
-                    }
-                    (None, _) => return Err(Error::unsupported("metadata write", &req.path)),
-                }
-            }
-            _ => {
-                return Err(Error::unsupported("metadata, tags or records", &req.path));
-            }
-        };
-        if content.len() as u64 > self.shared.opts.output {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "{} bytes is more than plugin {} accepts (option output: {})",
-                    content.len(),
-                    self.shared.name,
-                    self.shared.opts.output
-                ),
-            ));
-        }
-        let r = self.request(req);
-        let text = self.call(req.deadline, |p, s| {
-            p.avm_provider_provider().call_write(s, &r, &content)
-        })?;
-        self.capped(text).map(Output::text)
-    }
-
-    fn remove(&self, req: &Request, _opts: RemoveOptions) -> Result<Output> {
-        if !self.info.ops.remove {
-            return Err(Error::new(
-                ErrorKind::ReadOnly,
-                format!("plugin {} does not remove nodes", self.shared.name),
-            ));
-        }
-        let r = self.request(req);
-        self.call(req.deadline, |p, s| {
-            p.avm_provider_provider().call_remove(s, &r)
-        })?;
-        Ok(Output::text(format!("removed {}", req.path)))
-    }
 }
