@@ -15,6 +15,7 @@ mod mcp_sdk;
 mod newcomer;
 mod plugins;
 mod posix;
+mod postgres;
 mod security;
 
 use std::io::Write;

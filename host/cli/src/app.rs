@@ -13,6 +13,7 @@ use avm_core::{Caller, Error, ErrorKind, Host, Mount, Result};
 use avm_embedding::Semantic;
 use avm_embedding::model::ModelFiles;
 use avm_librarian::{Librarian, LibrarianProvider, Privacy};
+use avm_provider_memory::postgres::PgStoreOptions;
 use avm_provider_memory::{MemoryProvider, StoreOptions};
 use avm_recall::{Engine, RecallProvider, Strategy, Tuning};
 use avm_tell::TellProvider;
@@ -134,12 +135,18 @@ impl App {
             eprintln!("avm: {notice}");
         }
         let opts = store_options(&config);
-        let mut stores: HashMap<PathBuf, MemoryProvider> = HashMap::new();
-        let memory = MemoryProvider::open(&db, opts.clone())?;
-        stores.insert(db.clone(), memory.clone());
+        let pg_opts = pg_options(&config);
+        // The store: PostgreSQL when configured, else the SQLite file.
+        let location = match config.store_url()? {
+            Some(url) => url,
+            None => db.to_string_lossy().into_owned(),
+        };
+        let mut stores: HashMap<String, MemoryProvider> = HashMap::new();
+        let memory = MemoryProvider::open_location(&location, opts.clone(), pg_opts.clone())?;
+        stores.insert(location.clone(), memory.clone());
         let mut mounts = Vec::new();
         for m in &config.mounts {
-            mounts.push(mount(m, &db, &opts, &mut stores)?);
+            mounts.push(mount(m, &location, &db, &opts, &pg_opts, &mut stores)?);
         }
         let store = memory.memory_store();
         let model_files = model_files(&config)?;
@@ -311,11 +318,22 @@ pub fn store_options(c: &Config) -> StoreOptions {
     }
 }
 
+/// PostgreSQL store tuning from `[store]`.
+pub fn pg_options(c: &Config) -> PgStoreOptions {
+    PgStoreOptions {
+        max_connections: c.store.max_connections.max(1),
+        connect_timeout: Duration::from_secs(10),
+        max_node_bytes: c.max_node_bytes,
+    }
+}
+
 fn mount(
     m: &MountConfig,
-    default_db: &std::path::Path,
+    default_store: &str,
+    local_db: &std::path::Path,
     opts: &StoreOptions,
-    stores: &mut HashMap<PathBuf, MemoryProvider>,
+    pg_options: &PgStoreOptions,
+    stores: &mut HashMap<String, MemoryProvider>,
 ) -> Result<Mount> {
     let Some(t) = crate::registry::get(&m.kind) else {
         return Err(Error::new(
@@ -331,8 +349,10 @@ fn mount(
     let provider = (t.build)(
         m,
         &mut crate::registry::Wiring {
-            default_db,
+            default_store,
+            local_db,
             store_options: opts,
+            pg_options,
             stores,
         },
     )?;

@@ -59,8 +59,9 @@ Options:
 /// Options every command accepts.
 #[derive(Debug, Args, Clone)]
 pub struct Global {
-    /// Database file [default: $XDG_DATA_HOME/avm/avm.db]
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The store: a SQLite file, or a PostgreSQL address (postgres://USER@HOST/DB) that
+    /// several hosts share [default: $XDG_DATA_HOME/avm/avm.db]
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
     /// Extra config file (TOML or YAML), read after the system and user files
     #[arg(long, global = true, value_name = "FILE", env = "AVM_CONFIG")]
@@ -602,6 +603,28 @@ pub enum Command {
         /// Output file ('-' for stdout) [default: avm-export-<time>.jsonl]
         #[arg(long, short = 'o')]
         output: Option<String>,
+    },
+    /// Move a whole store between SQLite and PostgreSQL (or between two of either)
+    ///
+    /// Every node goes with its whole history, metadata, tags and links, then the stored
+    /// vectors of the embedding model, matched by path. FROM and TO are SQLite files or
+    /// PostgreSQL addresses (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE); the source is
+    /// only read. Node ids (and so @shortcuts) are new at the destination; paths are kept.
+    /// Messages, read markers, telemetry and the topic index stay behind (topics are rebuilt
+    /// from the nodes by the destination's workers).
+    #[command(
+        after_help = "Examples:\n  avm migrate --from ~/.local/share/avm/avm.db --to postgres://avm@db.internal/avm\n  avm migrate --from postgres://avm@db.internal/avm --to backup.db"
+    )]
+    Migrate {
+        /// The store to copy from
+        #[arg(long)]
+        from: String,
+        /// The store to copy into (created if it does not exist)
+        #[arg(long)]
+        to: String,
+        /// Replace nodes that already exist at the destination (with their history)
+        #[arg(long)]
+        force: bool,
     },
     /// Import a JSONL export
     Import {

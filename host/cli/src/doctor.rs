@@ -152,7 +152,17 @@ pub fn run(g: &Global) -> Result<ExitCode> {
     match App::open(g) {
         Ok(app) => {
             let db = app.config.db_path()?;
-            checks.push(ok("store", format!("{} opens", db.display())));
+            match app.config.store_url()? {
+                Some(url) => checks.push(ok(
+                    "store",
+                    format!(
+                        "PostgreSQL at {} answers and its tables are current; this host's own files are beside {}",
+                        avm_postgres::redact(&url),
+                        db.display()
+                    ),
+                )),
+                None => checks.push(ok("store", format!("{} opens", db.display()))),
+            }
             let mut loose = Vec::new();
             if let Some(dir) = db.parent()
                 && mode(dir).is_some_and(|m| m & 0o077 != 0)

@@ -10,6 +10,7 @@ mod commands;
 mod daemon;
 mod doctor;
 mod lifecycle_cmd;
+mod migrate;
 mod mount_cmd;
 mod plugin_cmd;
 mod registry;

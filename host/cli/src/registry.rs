@@ -6,21 +6,28 @@
 //! entry here.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use avm_core::config::{self, MountConfig, Problem};
 use avm_core::{Provider, Result};
+use avm_provider_memory::postgres::PgStoreOptions;
 use avm_provider_memory::{MemoryOptions, MemoryProvider, StoreOptions};
 
 /// What building a mount may need besides its own configuration.
 pub struct Wiring<'a> {
-    /// The configured database (`db`), for mounts that do not name their own.
-    pub default_db: &'a Path,
-    /// Store tuning from `[store]`.
+    /// The configured store (a SQLite file or a PostgreSQL address), for mounts that do not
+    /// name their own.
+    pub default_store: &'a str,
+    /// The local database path, beside which this host keeps its own files (indexes).
+    pub local_db: &'a Path,
+    /// SQLite store tuning from `[store]`.
     pub store_options: &'a StoreOptions,
-    /// Memory stores opened so far, by file: mounts of one file share one store (one writer).
-    pub stores: &'a mut HashMap<PathBuf, MemoryProvider>,
+    /// PostgreSQL store tuning from `[store]`.
+    pub pg_options: &'a PgStoreOptions,
+    /// Memory stores opened so far, by file or address: mounts of one database share one
+    /// store (one writer).
+    pub stores: &'a mut HashMap<String, MemoryProvider>,
 }
 
 /// One mount type.
@@ -39,7 +46,7 @@ pub struct ProviderType {
 pub const TYPES: &[ProviderType] = &[
     ProviderType {
         name: "memory",
-        about: "agent memory in a SQLite database (the default store; `db` names another file)",
+        about: "agent memory (the default store; `db` names another SQLite file or a postgres:// database)",
         check: |m| m.typed_options::<MemoryOptions>().map(drop),
         build: memory,
     },
@@ -124,7 +131,7 @@ pub const TYPES: &[ProviderType] = &[
         build: |m, w| {
             let mut o: avm_provider_index::IndexOptions = m.typed_options()?;
             if o.db.is_none() {
-                o.db = Some(crate::app::index_db(w.default_db));
+                o.db = Some(crate::app::index_db(w.local_db));
             }
             Ok(Arc::new(avm_provider_index::IndexProvider::new(
                 &m.pattern, o,
@@ -182,15 +189,16 @@ pub fn check(sources: &config::Sources) -> Vec<Problem> {
 
 fn memory(m: &MountConfig, w: &mut Wiring) -> Result<Arc<dyn Provider>> {
     let o: MemoryOptions = m.typed_options()?;
-    let db = match o.db {
-        Some(s) => PathBuf::from(config::expand(&s)?),
-        None => w.default_db.to_path_buf(),
+    let at = match o.db {
+        Some(s) => config::expand(&s)?,
+        None => w.default_store.to_string(),
     };
-    let p = match w.stores.get(&db) {
+    let p = match w.stores.get(&at) {
         Some(p) => p.clone(),
         None => {
-            let p = MemoryProvider::open(&db, w.store_options.clone())?;
-            w.stores.insert(db, p.clone());
+            let p =
+                MemoryProvider::open_location(&at, w.store_options.clone(), w.pg_options.clone())?;
+            w.stores.insert(at, p.clone());
             p
         }
     };

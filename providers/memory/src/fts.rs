@@ -101,32 +101,35 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// Compiles `query`; `None` when it holds no searchable word. Function words outside quotes
-/// (`the`, `of`, `what`: [`avm_core::text::FUNCTION_WORDS`]) are left out when the query
-/// holds anything else: they rank nothing, and each would score most of the store.
-pub fn compile(query: &str) -> Option<Compiled> {
-    compile_with(query, true)
+/// One clause of a parsed query, whatever index it is rendered for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Clause {
+    /// A word outside quotes (or a non-CJK part of a quoted CJK word): matches as a prefix.
+    Prefix(String),
+    /// Quoted words (not CJK), in order: match as a phrase.
+    Phrase(Vec<String>),
+    /// A run of CJK characters: its one character, or its bigrams in order.
+    Cjk(String),
 }
 
-/// [`compile`], keeping function words when `drop_function_words` is false (how queries were
-/// compiled before they were left out: the reference ranking benches compare with).
-pub fn compile_with(query: &str, drop_function_words: bool) -> Option<Compiled> {
+/// A user query parsed into [`Clause`]s (in the order they appear, without repeats) and the
+/// lower-cased terms and phrases snippets look for; `None` when it holds no searchable word.
+/// Function words outside quotes are left out when the query holds anything else and
+/// `drop_function_words` is true.
+pub fn parse(query: &str, drop_function_words: bool) -> Option<(Vec<Clause>, Vec<String>)> {
     let function = |w: &str| avm_core::text::is_function_word(&w.to_lowercase());
     let skip_function_words = drop_function_words
         && query
             .split('"')
             .enumerate()
             .any(|(i, part)| split_words(part).iter().any(|w| i % 2 == 1 || !function(w)));
-    let mut main: Vec<String> = Vec::new();
-    let mut cjk: Vec<String> = Vec::new();
+    let mut clauses: Vec<Clause> = Vec::new();
     let mut terms: Vec<String> = Vec::new();
-    let add_cjk_run = |run: &str, cjk: &mut Vec<String>| {
-        let chars: Vec<char> = run.chars().collect();
-        if chars.len() == 1 {
-            cjk.push(format!("uni:{}", quote(run)));
+    let segment = |is_cjk_run: bool, seg: &str| {
+        if is_cjk_run {
+            Clause::Cjk(seg.to_string())
         } else {
-            let grams: Vec<String> = chars.windows(2).map(|w| w.iter().collect()).collect();
-            cjk.push(format!("bi:{}", quote(&grams.join(" "))));
+            Clause::Prefix(seg.to_string())
         }
     };
     // Split into quoted phrases and bare text.
@@ -143,17 +146,15 @@ pub fn compile_with(query: &str, drop_function_words: bool) -> Option<Compiled> 
             let (latin, runs): (Vec<&str>, Vec<&str>) =
                 words.iter().partition(|w| !w.chars().any(is_cjk));
             if !latin.is_empty() {
-                main.push(quote(&latin.join(" ")));
+                clauses.push(Clause::Phrase(
+                    latin.iter().map(|w| w.to_string()).collect(),
+                ));
                 terms.push(latin.join(" ").to_lowercase());
             }
             for r in runs {
-                for seg in cjk_segments(r) {
-                    if seg.0 {
-                        add_cjk_run(seg.1, &mut cjk);
-                    } else {
-                        main.push(format!("{}*", quote(seg.1)));
-                    }
-                    terms.push(seg.1.to_lowercase());
+                for (is_cjk_run, seg) in cjk_segments(r) {
+                    clauses.push(segment(is_cjk_run, seg));
+                    terms.push(seg.to_lowercase());
                 }
             }
         } else {
@@ -162,22 +163,52 @@ pub fn compile_with(query: &str, drop_function_words: bool) -> Option<Compiled> 
                     continue;
                 }
                 for (is_cjk_run, seg) in cjk_segments(w) {
-                    if is_cjk_run {
-                        add_cjk_run(seg, &mut cjk);
-                    } else {
-                        main.push(format!("{}*", quote(seg)));
-                    }
+                    clauses.push(segment(is_cjk_run, seg));
                     terms.push(seg.to_lowercase());
                 }
             }
         }
     }
-    if main.is_empty() && cjk.is_empty() {
+    if clauses.is_empty() {
         return None;
     }
+    let mut seen = std::collections::HashSet::new();
+    clauses.retain(|c| seen.insert(c.clone()));
+    dedup(&mut terms);
+    Some((clauses, terms))
+}
+
+/// Compiles `query`; `None` when it holds no searchable word. Function words outside quotes
+/// (`the`, `of`, `what`: [`avm_core::text::FUNCTION_WORDS`]) are left out when the query
+/// holds anything else: they rank nothing, and each would score most of the store.
+pub fn compile(query: &str) -> Option<Compiled> {
+    compile_with(query, true)
+}
+
+/// [`compile`], keeping function words when `drop_function_words` is false (how queries were
+/// compiled before they were left out: the reference ranking benches compare with).
+pub fn compile_with(query: &str, drop_function_words: bool) -> Option<Compiled> {
+    let (clauses, terms) = parse(query, drop_function_words)?;
+    let mut main: Vec<String> = Vec::new();
+    let mut cjk: Vec<String> = Vec::new();
+    for c in clauses {
+        match c {
+            Clause::Prefix(w) => main.push(format!("{}*", quote(&w))),
+            Clause::Phrase(ws) => main.push(quote(&ws.join(" "))),
+            Clause::Cjk(run) => {
+                let chars: Vec<char> = run.chars().collect();
+                if chars.len() == 1 {
+                    cjk.push(format!("uni:{}", quote(&run)));
+                } else {
+                    let grams: Vec<String> = chars.windows(2).map(|w| w.iter().collect()).collect();
+                    cjk.push(format!("bi:{}", quote(&grams.join(" "))));
+                }
+            }
+        }
+    }
+    // Distinct clauses can render alike (a phrase of one word and that word's prefix do not).
     dedup(&mut main);
     dedup(&mut cjk);
-    dedup(&mut terms);
     Some(Compiled {
         main: (!main.is_empty()).then(|| main.join(" OR ")),
         cjk: (!cjk.is_empty()).then(|| cjk.join(" OR ")),
@@ -191,14 +222,14 @@ fn dedup(v: &mut Vec<String>) {
     v.retain(|s| seen.insert(s.clone()));
 }
 
-fn split_words(s: &str) -> Vec<&str> {
+pub(crate) fn split_words(s: &str) -> Vec<&str> {
     s.split(|c: char| !is_word(c))
         .filter(|w| !w.is_empty())
         .collect()
 }
 
 /// Splits a word into alternating CJK and non-CJK segments.
-fn cjk_segments(w: &str) -> Vec<(bool, &str)> {
+pub(crate) fn cjk_segments(w: &str) -> Vec<(bool, &str)> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut cur: Option<bool> = None;

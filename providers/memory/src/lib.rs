@@ -13,11 +13,12 @@ pub mod engine;
 pub mod fts;
 pub mod node;
 pub mod ops;
+pub mod postgres;
 pub mod provider;
 pub mod record;
 mod rules;
-mod suffix;
 pub mod sqlite;
+mod suffix;
 
 pub use engine::Engine;
 pub use node::Node;

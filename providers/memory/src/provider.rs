@@ -33,8 +33,9 @@ pub struct MemoryProvider {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryOptions {
-    /// The database file (`~` and `${VAR}` are expanded); the configured `db` when absent.
-    /// Mounts naming the same file share one open store.
+    /// The database: a SQLite file (`~` and `${VAR}` are expanded) or a PostgreSQL address
+    /// (`postgres://…`); the configured store when absent. Mounts naming the same database
+    /// share one open store.
     pub db: Option<String>,
 }
 
@@ -53,6 +54,21 @@ impl MemoryProvider {
     /// Opens the SQLite database at `path` (the embedded engine).
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Self> {
         Ok(MemoryProvider::new(Arc::new(Store::open(path, opts)?)))
+    }
+
+    /// Opens the store at `location`: a PostgreSQL address (`postgres://…`, tables created or
+    /// upgraded as needed) or else a SQLite file.
+    pub fn open_location(
+        location: &str,
+        sqlite: StoreOptions,
+        postgres: crate::postgres::PgStoreOptions,
+    ) -> Result<Self> {
+        if avm_core::config::is_store_url(location) {
+            let store = crate::postgres::PgStore::open(location, postgres)?;
+            Ok(Self::new(Arc::new(store)))
+        } else {
+            Self::open(Path::new(location), sqlite)
+        }
     }
 
     /// Serves memory stored by `store`, any engine.

@@ -13,10 +13,44 @@ use avm_core::{
 use crate::{MemoryProvider, Store, StoreOptions};
 
 struct Env {
-    _dir: tempfile::TempDir,
-    db: std::path::PathBuf,
     host: Host,
     mem: MemoryProvider,
+    db: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    /// The PostgreSQL database behind `mem` when the tests run on PostgreSQL (dropped last).
+    _pg: Option<avm_postgres::testing::TestDb>,
+}
+
+/// Set in the test process that `the_provider_tests_pass_on_postgres` starts: `env()` then
+/// builds every provider on a fresh PostgreSQL database instead of a SQLite file.
+const ENGINE_VAR: &str = "AVM_TEST_MEMORY_ENGINE";
+
+fn on_postgres() -> bool {
+    std::env::var(ENGINE_VAR).as_deref() == Ok("postgres")
+}
+
+/// A memory provider over a fresh store: a SQLite file at `db`, or a PostgreSQL database.
+fn fresh_provider(
+    db: &std::path::Path,
+    opts: StoreOptions,
+) -> (MemoryProvider, Option<avm_postgres::testing::TestDb>) {
+    if on_postgres() {
+        let t = avm_postgres::testing::TestDb::create("provider")
+            .unwrap()
+            .expect("AVM_TEST_POSTGRES names the server");
+        let store = crate::postgres::PgStore::open(
+            t.url(),
+            crate::postgres::PgStoreOptions {
+                max_connections: 4,
+                max_node_bytes: opts.max_node_bytes,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        (MemoryProvider::new(Arc::new(store)), Some(t))
+    } else {
+        (MemoryProvider::open(db, opts).unwrap(), None)
+    }
 }
 
 fn env() -> Env {
@@ -26,10 +60,11 @@ fn env() -> Env {
 fn env_with(opts: StoreOptions) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("avm.db");
-    let mem = MemoryProvider::open(&db, opts).unwrap();
+    let (mem, pg) = fresh_provider(&db, opts);
     let host = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))]).unwrap();
     Env {
         _dir: dir,
+        _pg: pg,
         db,
         host,
         mem,
@@ -85,6 +120,165 @@ fn the_sqlite_engine_passes_the_engine_contract() {
         Arc::new(Store::open(&db, StoreOptions::default()).unwrap())
     };
     crate::contract::run_all(&make).unwrap();
+}
+
+#[test]
+fn the_postgres_engine_passes_the_engine_contract() {
+    let made = std::cell::RefCell::new(Vec::new());
+    let Some(probe) = avm_postgres::testing::TestDb::create("contract").unwrap() else {
+        return;
+    };
+    drop(probe);
+    let make = || -> Arc<dyn crate::Engine> {
+        let t = avm_postgres::testing::TestDb::create("contract")
+            .unwrap()
+            .expect("the server answered a moment ago");
+        let store =
+            crate::postgres::PgStore::open(t.url(), crate::postgres::PgStoreOptions::default())
+                .unwrap();
+        made.borrow_mut().push(t);
+        Arc::new(store)
+    };
+    crate::contract::run_all(&make).unwrap();
+}
+
+/// Tests of SQLite itself (its file, schema, pragmas, reopening it, FTS5's exact ranking);
+/// everything else in this module runs on PostgreSQL too.
+const SQLITE_ONLY: &[&str] = &[
+    "tests::a_second_store_on_the_same_file_sees_writes_at_once",
+    "tests::corrupt_or_foreign_database_files_give_clear_errors",
+    "tests::a_schema_4_database_is_migrated_in_place_with_times_and_directory_rows",
+    "tests::remember_time_stamps_are_not_indexed_and_an_old_index_is_rebuilt_without_them",
+    "tests::a_remembered_whole_word_becomes_a_prefix_when_a_longer_word_arrives",
+    "tests::counts_are_remembered_while_the_index_does_not_change",
+    "tests::a_common_words_count_is_saved_for_the_next_process",
+    "tests::the_sqlite_engine_passes_the_engine_contract",
+    // FTS5's BM25 exactly; PostgreSQL ranks with ts_rank over the same matches.
+    "tests::search_of_plain_words_is_the_exact_bm25_top_ten",
+];
+
+/// The whole module again, in a child test process whose `env()` builds every provider on a
+/// fresh PostgreSQL database: the provider's behaviour is the engine's to keep, whichever it is.
+#[test]
+fn the_provider_tests_pass_on_postgres() {
+    if on_postgres() {
+        return; // the child itself
+    }
+    let Some(probe) = avm_postgres::testing::TestDb::create("provider").unwrap() else {
+        return;
+    };
+    drop(probe);
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.env(ENGINE_VAR, "postgres")
+        .args(["tests::", "--test-threads=2"]);
+    for name in SQLITE_ONLY {
+        cmd.args(["--skip", name]);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the provider tests on PostgreSQL:\n{text}"
+    );
+    let summary = text
+        .lines()
+        .filter(|l| l.starts_with("test result:"))
+        .collect::<Vec<_>>();
+    eprintln!("on PostgreSQL: {summary:?}");
+}
+
+/// Several hosts (each its own store and connection pool) on one PostgreSQL database, many
+/// writers each, half of the writes to shared paths: every acknowledged write is read back
+/// through every host, each shared path's versions are exactly 1..n, and the event stream
+/// holds each write once, in order.
+#[test]
+fn hosts_sharing_one_postgres_database_keep_every_write_once() {
+    if on_postgres() {
+        return; // runs once, in the parent
+    }
+    let Some(t) = avm_postgres::testing::TestDb::create("hosts").unwrap() else {
+        return;
+    };
+    const HOSTS: usize = 3;
+    const WRITERS: usize = 3;
+    const EACH: usize = 40;
+    let hosts: Vec<Host> = (0..HOSTS)
+        .map(|_| {
+            let store = crate::postgres::PgStore::open(
+                t.url(),
+                crate::postgres::PgStoreOptions {
+                    max_connections: 4,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let mem = MemoryProvider::new(Arc::new(store));
+            Host::new(vec![Mount::new("/**", Arc::new(mem))]).unwrap()
+        })
+        .collect();
+    let start = avm_core::storage::MemoryStore::last_event(
+        &crate::postgres::PgStore::open(t.url(), Default::default()).unwrap(),
+    )
+    .unwrap();
+    let acked = std::sync::Mutex::new(Vec::<(String, i64, String)>::new());
+    std::thread::scope(|s| {
+        for (h, host) in hosts.iter().enumerate() {
+            for w in 0..WRITERS {
+                let acked = &acked;
+                s.spawn(move || {
+                    for i in 0..EACH {
+                        let path = if i % 2 == 0 {
+                            format!("/shared/s{}.md", i % 5)
+                        } else {
+                            format!("/own/h{h}-w{w}-{i}.md")
+                        };
+                        let text = format!("host {h} writer {w} write {i}");
+                        let v = host.write(&OP, &path, put(&text)).unwrap().data()["version"]
+                            .as_i64()
+                            .unwrap();
+                        acked.lock().unwrap().push((path, v, text));
+                    }
+                });
+            }
+        }
+    });
+    let acked = acked.into_inner().unwrap();
+    assert_eq!(acked.len(), HOSTS * WRITERS * EACH);
+    let mut by_path: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
+    for (p, v, _) in &acked {
+        by_path.entry(p.as_str()).or_default().push(*v);
+    }
+    for (p, vs) in &mut by_path {
+        vs.sort_unstable();
+        let want: Vec<i64> = (1..=vs.len() as i64).collect();
+        assert_eq!(*vs, want, "versions of {p}");
+    }
+    // Every acknowledged write is in the history every host reads, with its content.
+    for host in &hosts {
+        for (p, v, text) in acked.iter().step_by(7) {
+            let old = host.read(&OP, &format!("{p}?version={v}")).unwrap().text;
+            assert_eq!(&old, text, "{p} v{v}");
+        }
+    }
+    let store = crate::postgres::PgStore::open(t.url(), Default::default()).unwrap();
+    let events = avm_core::storage::MemoryStore::events_after(&store, start, 100_000).unwrap();
+    assert!(
+        events.windows(2).all(|w| w[0].seq < w[1].seq),
+        "events in order, none twice"
+    );
+    // One event per acknowledged write, on its path.
+    let mut events_of: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in &events {
+        *events_of.entry(e.path.as_str()).or_default() += 1;
+    }
+    for (p, vs) in &by_path {
+        assert_eq!(events_of.get(p).copied(), Some(vs.len()), "events of {p}");
+    }
+    assert_eq!(events.len(), acked.len());
 }
 
 #[test]
@@ -372,15 +566,10 @@ fn ttl_hides_expired_nodes_everywhere_and_purges_them() {
     e.write("/t/other.md", "x");
     std::thread::sleep(Duration::from_millis(1100));
     e.write("/t/other2.md", "x");
-    let n: i64 = rusqlite::Connection::open(&e.db)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM nodes WHERE path = '/t/gone.md'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 0, "expired node purged");
+    assert!(
+        !e.mem.store().expired_pending("/t/gone.md").unwrap(),
+        "expired node purged"
+    );
     e.host
         .write(&OP, "/t/keep.md:ttl", WriteInput::Text("2h".into()))
         .unwrap();
@@ -871,7 +1060,7 @@ fn an_expired_node_goes_to_the_trash_with_its_history_as_its_ttl_setter() {
 fn ttls_are_set_only_by_those_who_may_remove_the_node_and_never_in_the_past() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("avm.db");
-    let mem = MemoryProvider::open(&db, StoreOptions::default()).unwrap();
+    let (mem, _pg) = fresh_provider(&db, StoreOptions::default());
     let mut agents = std::collections::BTreeMap::new();
     agents.insert(
         "root".to_string(),
@@ -1173,7 +1362,7 @@ fn posix_rename_replaces_keeps_history_and_exchange_swaps() {
 fn env_with_rules(rules: &[(&str, avm_core::policy::Access)]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("avm.db");
-    let mem = MemoryProvider::open(&db, StoreOptions::default()).unwrap();
+    let (mem, pg) = fresh_provider(&db, StoreOptions::default());
     let rules: Vec<avm_core::policy::PermissionRule> = rules
         .iter()
         .map(|(p, a)| avm_core::policy::PermissionRule {
@@ -1188,6 +1377,7 @@ fn env_with_rules(rules: &[(&str, avm_core::policy::Access)]) -> Env {
         .with_policy(policy);
     Env {
         _dir: dir,
+        _pg: pg,
         db,
         host,
         mem,

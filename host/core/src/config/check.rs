@@ -25,6 +25,8 @@ pub struct Problem {
 }
 
 const STORE_KEYS: &[&str] = &[
+    "url",
+    "max_connections",
     "busy_timeout_ms",
     "cache_entries",
     "readers",
@@ -120,6 +122,10 @@ pub fn check(sources: &Sources, known_types: &[&str]) -> Vec<Problem> {
         fig.extract_inner::<usize>("store.group_commit_max")
             .map(drop),
     );
+    typed(
+        "store.max_connections",
+        fig.extract_inner::<u32>("store.max_connections").map(drop),
+    );
     match fig.extract_inner::<String>("store.synchronous") {
         Ok(s) if !["normal", "full", "off"].contains(&s.to_lowercase().as_str()) => {
             problems.push(Problem {
@@ -133,6 +139,19 @@ pub fn check(sources: &Sources, known_types: &[&str]) -> Vec<Problem> {
             key: "store.synchronous".into(),
             message: e.kind.to_string(),
             source: source_of("store.synchronous"),
+        }),
+    }
+    match fig.extract_inner::<Option<String>>("store.url") {
+        Ok(Some(u)) if !u.trim().is_empty() && !super::is_store_url(&u) => problems.push(Problem {
+            key: "store.url".into(),
+            message: "must be a PostgreSQL address such as postgres://avm@db.internal/avm".into(),
+            source: source_of("store.url"),
+        }),
+        Ok(_) => {}
+        Err(e) => problems.push(Problem {
+            key: "store.url".into(),
+            message: e.kind.to_string(),
+            source: source_of("store.url"),
         }),
     }
     if let Ok(0) = fig.extract_inner::<usize>("store.readers") {

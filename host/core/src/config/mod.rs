@@ -302,10 +302,15 @@ impl Default for Config {
     }
 }
 
-/// Tuning of the embedded SQLite store.
+/// Where memory is stored and how the store is tuned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// A PostgreSQL address (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`) that hosts
+    /// share as their store; none = the embedded SQLite file (`db`). `db` may also be one.
+    pub url: Option<String>,
+    /// Connections to PostgreSQL this process keeps at most.
+    pub max_connections: u32,
     /// How long a writer waits for another process's lock before reporting `busy`.
     pub busy_timeout_ms: u64,
     /// Nodes kept in the per-process hot cache.
@@ -322,6 +327,8 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            url: None,
+            max_connections: 16,
             busy_timeout_ms: 30_000,
             cache_entries: 20_000,
             readers: 4,
@@ -419,17 +426,42 @@ impl Config {
 }
 
 impl Config {
-    /// The database path: `db` with `~` and `${VAR}` expanded, else the XDG default.
+    /// The PostgreSQL address of the shared store: `store.url`, else `db` when it is one
+    /// (`~` and `${VAR}` expanded); `None` for the embedded SQLite store.
+    pub fn store_url(&self) -> Result<Option<String>> {
+        let raw = match (&self.store.url, &self.db) {
+            (Some(u), _) if !u.trim().is_empty() => u,
+            (_, Some(d)) if is_store_url(d) => d,
+            _ => return Ok(None),
+        };
+        let url = expand(raw)?;
+        if !is_store_url(&url) {
+            return Err(Error::invalid(format!(
+                "store.url must be a PostgreSQL address such as postgres://avm@db.internal/avm, not {url:?}"
+            )));
+        }
+        Ok(Some(url))
+    }
+
+    /// The database path: `db` with `~` and `${VAR}` expanded, else the XDG default. With a
+    /// PostgreSQL store, the local base path beside which this host keeps its own files (the
+    /// project indexes, the vector graph, the socket of `avm serve`).
     pub fn db_path(&self) -> Result<PathBuf> {
         match &self.db {
-            Some(raw) => Ok(PathBuf::from(expand(raw)?)),
-            None => data_dir().map(|d| d.join("avm.db")).ok_or_else(|| {
+            Some(raw) if !is_store_url(raw) => Ok(PathBuf::from(expand(raw)?)),
+            _ => data_dir().map(|d| d.join("avm.db")).ok_or_else(|| {
                 Error::invalid(
                     "cannot find a default database location: neither XDG_DATA_HOME nor HOME is set; pass --db PATH",
                 )
             }),
         }
     }
+}
+
+/// Whether `s` is a PostgreSQL address rather than a file.
+pub fn is_store_url(s: &str) -> bool {
+    let s = s.trim_start();
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
 const TOP_KEYS: &[&str] = &[
