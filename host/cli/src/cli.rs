@@ -45,7 +45,7 @@ Messages and teams:
   tell  inbox  gossip  subscribe  subscriptions  unsubscribe  pending
 Nodes:
   append  delete (rm)  mv  trash  restore  link  links  unlink  tags  meta  history  diff
-  stats  export  import  batch
+  stats  export  import  migrate  batch
 Lifecycle:
   cold  archive  unarchive  consolidate  digest  compact
 Running avm:
