@@ -95,6 +95,63 @@ pub fn open(db: &Path, opts: StoreOptions) -> Result<(Host, Arc<Store>)> {
     Ok((host, store))
 }
 
+/// A store opened for one measurement: the host over it, and the SQLite store when it is one
+/// (for the FTS5 reference ranking).
+pub struct Opened {
+    /// The host.
+    pub host: Host,
+    /// The SQLite store, when the bench runs on SQLite.
+    pub sqlite: Option<Arc<Store>>,
+}
+
+/// Opens the store `name` for a measurement: `dir/name.db`, or a scratch database on the
+/// PostgreSQL server `o.postgres` names (a cache setting means nothing there: it has none).
+/// A name opened again in the same run reopens the same database.
+fn open_target(
+    dir: &Path,
+    name: &str,
+    opts: StoreOptions,
+    o: &BenchOptions,
+    scratch: &mut std::collections::HashMap<String, avm_postgres::testing::TestDb>,
+) -> Result<Opened> {
+    match &o.postgres {
+        None => {
+            let (host, store) = open(&dir.join(format!("{name}.db")), opts)?;
+            Ok(Opened {
+                host,
+                sqlite: Some(store),
+            })
+        }
+        Some(admin) => {
+            if !scratch.contains_key(name) {
+                scratch.insert(
+                    name.to_string(),
+                    avm_postgres::testing::TestDb::create_on(admin, &format!("bench{name}"))?,
+                );
+            }
+            let url = scratch
+                .get(name)
+                .map(|t| t.url().to_string())
+                .ok_or_else(|| avm_core::Error::internal("scratch database"))?;
+            let store = avm_provider_memory::postgres::PgStore::open(
+                &url,
+                avm_provider_memory::postgres::PgStoreOptions {
+                    max_connections: 32,
+                    max_node_bytes: opts.max_node_bytes,
+                    ..Default::default()
+                },
+            )?;
+            let mem = MemoryProvider::new(Arc::new(store));
+            let host = Host::new(vec![Mount::new("/**", Arc::new(mem))]).map_err(|e| {
+                e.into_iter()
+                    .next()
+                    .unwrap_or_else(|| avm_core::Error::internal("mount"))
+            })?;
+            Ok(Opened { host, sqlite: None })
+        }
+    }
+}
+
 /// Writes of corpus nodes `range` with fresh content.
 pub fn writes(rng: &mut Rng, range: std::ops::Range<usize>) -> Vec<(String, WriteInput)> {
     range
@@ -198,8 +255,11 @@ fn in_threads(
 }
 
 /// Options of [`store_bench`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BenchOptions {
+    /// Run on PostgreSQL instead of SQLite: the address of a server whose user may create
+    /// databases (each measurement gets a scratch database, dropped afterwards).
+    pub postgres: Option<String>,
     /// Corpus size.
     pub n: usize,
     /// Concurrent writer threads.
@@ -224,11 +284,12 @@ pub fn store_bench(
     };
     let op = Caller::Operator;
     let want = |part: &str| o.only.is_empty() || o.only.iter().any(|p| p == part);
+    let mut scratch = std::collections::HashMap::new();
+    let mut open = |name: &str, opts: StoreOptions| open_target(dir, name, opts, o, &mut scratch);
 
     if want("write") {
         // 1. Single writer: each write waits for its own commit.
-        let db1 = dir.join("writes.db");
-        let (host, _m) = open(&db1, StoreOptions::default())?;
+        let host = open("writes", StoreOptions::default())?.host;
         let mut rng = Rng::new(1);
         let n_single = o.n.min(20_000);
         let bodies: Vec<String> = (0..n_single).map(|_| content(&mut rng)).collect();
@@ -257,8 +318,7 @@ pub fn store_bench(
         drop(host);
 
         // 1b. One thread handing over 100 writes at a time (import-style bulk writes).
-        let db1b = dir.join("bulk.db");
-        let (host, _m) = open(&db1b, StoreOptions::default())?;
+        let host = open("bulk", StoreOptions::default())?.host;
         let mut rng = Rng::new(2);
         let n_bulk = o.n.min(50_000);
         let mut lat = Vec::with_capacity(n_bulk);
@@ -287,8 +347,7 @@ pub fn store_bench(
     }
     if want("write") || want("writers") {
         // 2. Many writers at once: group commit shares transactions between them.
-        let db2 = dir.join("writers.db");
-        let (host, _m) = open(&db2, StoreOptions::default())?;
+        let host = open("writers", StoreOptions::default())?.host;
         let per = (o.n.min(32_000) / o.writers.max(1)).max(1);
         let start = Instant::now();
         let lat = in_threads(o.writers.max(1), |t| {
@@ -324,21 +383,21 @@ pub fn store_bench(
     }
 
     // 3. Corpus for reads and search.
-    let db3 = dir.join("corpus.db");
     {
-        let (host, _m) = open(&db3, StoreOptions::default())?;
+        let host = open("corpus", StoreOptions::default())?.host;
         fill(&host, o.n, 7)?;
     }
     let reads = 200_000.min(o.n * 4);
     if want("read") {
         // Cold: no hot cache, every read goes to SQLite.
-        let (host, _m) = open(
-            &db3,
+        let host = open(
+            "corpus",
             StoreOptions {
                 cache_entries: 0,
                 ..StoreOptions::default()
             },
-        )?;
+        )?
+        .host;
         let mut rng = Rng::new(3);
         let paths: Vec<String> = (0..reads).map(|_| path(rng.below(o.n))).collect();
         let mut lat = Vec::with_capacity(reads);
@@ -374,7 +433,7 @@ pub fn store_bench(
         drop(host);
 
         // Hot: a working set that fits the cache, read repeatedly.
-        let (host, _m) = open(&db3, StoreOptions::default())?;
+        let host = open("corpus", StoreOptions::default())?.host;
         let hot: Vec<String> = (0..10_000.min(o.n)).map(path).collect();
         for p in &hot {
             host.read(&op, p)?;
@@ -393,7 +452,8 @@ pub fn store_bench(
             &mut out,
         );
     }
-    let (host, _m) = open(&db3, StoreOptions::default())?;
+    let corpus = open("corpus", StoreOptions::default())?;
+    let (host, _m) = (corpus.host, corpus.sqlite);
     if want("search") {
         // FTS, two query mixes: specific words (uniform over the vocabulary: names, tickers,
         // the usual agent query) and common words (ranks 50..2050: each in ~0.2-8% of nodes).
@@ -431,7 +491,9 @@ pub fn store_bench(
                 &mut out,
             );
             // The same queries ranked as before (FTS5 over every row holding a word).
-            let store = _m.clone();
+            let Some(store) = _m.clone() else {
+                continue;
+            };
             let mut lat = Vec::with_capacity(queries.len());
             let start = Instant::now();
             for q in &queries {
@@ -451,8 +513,8 @@ pub fn store_bench(
         drop(host);
         // Questions in prose over memories in prose ([`prose`]): function words and common
         // words in every question, the answer in a few memories.
-        let db4 = dir.join("prose.db");
-        let (host, _m) = open(&db4, StoreOptions::default())?;
+        let prose_db = open("prose", StoreOptions::default())?;
+        let (host, _m) = (prose_db.host, prose_db.sqlite);
         fill_prose(&host, o.n, 11)?;
         let mut rng = Rng::new(13);
         let queries: Vec<prose::Question> = (0..2000).map(|_| prose::question(&mut rng)).collect();
@@ -484,7 +546,9 @@ pub fn store_bench(
         // questions (its cost grows with the store): its speed, how much of its top 10 the
         // new one shares, and how many of each top 10 could answer (name the question's
         // project and topic).
-        let store = _m.clone();
+        let Some(store) = _m.clone() else {
+            return Ok(out);
+        };
         let few = (2_000_000 / o.n.max(1)).clamp(20, queries.len());
         let mut lat = Vec::with_capacity(few);
         let (mut shared, mut answer_new, mut answer_ref) = (0usize, 0usize, 0usize);

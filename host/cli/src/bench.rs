@@ -14,6 +14,7 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             readers,
             only,
             dir,
+            postgres,
         } => {
             if let Some(bad) = only
                 .iter()
@@ -28,9 +29,12 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             }
             let (dir, _tmp) = scratch(dir)?;
             if !json {
+                let on = match postgres {
+                    Some(url) => format!("PostgreSQL at {}", avm_postgres::redact(url)),
+                    None => format!("SQLite in {}", dir.display()),
+                };
                 eprintln!(
-                    "avm bench store: {n} nodes, {writers} writers, in {} ({} build)",
-                    dir.display(),
+                    "avm bench store: {n} nodes, {writers} writers, {on} ({} build)",
                     build_label()
                 );
                 println!(
@@ -45,6 +49,7 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
                     writers: *writers,
                     readers: *readers,
                     only: only.clone(),
+                    postgres: postgres.clone(),
                 },
                 |s| {
                     if !json {
@@ -98,8 +103,18 @@ pub fn run(what: &BenchWhat, json: bool) -> Result<()> {
             embedded,
             slowest,
             dir,
+            postgres,
         } => crate::bench_search::run(
-            sizes, *questions, *processes, *embedded, *slowest, dir, json,
+            &crate::bench_search::SearchRun {
+                sizes,
+                questions: *questions,
+                processes: *processes,
+                embedded: *embedded,
+                slowest: *slowest,
+                dir,
+                postgres: postgres.as_deref(),
+            },
+            json,
         ),
         BenchWhat::Api { n, queries, dir } => {
             let (dir, _tmp) = scratch(dir)?;

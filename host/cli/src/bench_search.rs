@@ -20,15 +20,34 @@ fn plus(q: &str) -> String {
 }
 
 /// Runs the bench at each size and prints one table per size (or JSON at the end).
-pub fn run(
-    sizes: &[usize],
-    questions: usize,
-    processes: usize,
-    embedded: usize,
-    slowest: usize,
-    dir: &Option<std::path::PathBuf>,
-    json: bool,
-) -> Result<()> {
+/// What `avm bench search` measures.
+pub struct SearchRun<'a> {
+    /// Memory counts.
+    pub sizes: &'a [usize],
+    /// Questions per in-process measurement.
+    pub questions: usize,
+    /// `avm search` processes to time at each size.
+    pub processes: usize,
+    /// Memories the model embeds at each size.
+    pub embedded: usize,
+    /// How many of the slowest questions to print.
+    pub slowest: usize,
+    /// Scratch directory.
+    pub dir: &'a Option<std::path::PathBuf>,
+    /// A PostgreSQL server to run on instead of SQLite.
+    pub postgres: Option<&'a str>,
+}
+
+pub fn run(r: &SearchRun<'_>, json: bool) -> Result<()> {
+    let SearchRun {
+        sizes,
+        questions,
+        processes,
+        embedded,
+        slowest,
+        dir,
+        postgres,
+    } = *r;
     if sizes.is_empty() || sizes.contains(&0) || questions == 0 {
         return Err(Error::invalid(
             "--sizes must list memory counts of at least 1, and --questions must be at least 1",
@@ -37,14 +56,22 @@ pub fn run(
     let (dir, _tmp) = scratch(dir)?;
     let mut all: Vec<(usize, Vec<Row>, Slowest)> = Vec::new();
     for &n in sizes {
+        // On PostgreSQL, a scratch database per size (dropped after it).
+        let scratch_db = postgres
+            .map(|admin| avm_postgres::testing::TestDb::create_on(admin, &format!("search{n}")))
+            .transpose()?;
         if !json {
             eprintln!(
-                "avm bench search: filling {n} memories in {}",
-                dir.display()
+                "avm bench search: filling {n} memories {}",
+                match &scratch_db {
+                    Some(t) => format!("in PostgreSQL at {}", avm_postgres::redact(t.url())),
+                    None => format!("in {}", dir.display()),
+                }
             );
         }
         let (rows, slow) = one_size(
             &dir.join(format!("search-{n}")),
+            scratch_db.as_ref().map(|t| t.url()),
             n,
             questions,
             processes,
@@ -77,6 +104,7 @@ pub fn run(
 
 fn one_size(
     dir: &std::path::Path,
+    url: Option<&str>,
     n: usize,
     questions: usize,
     processes: usize,
@@ -85,7 +113,11 @@ fn one_size(
 ) -> Result<(Vec<Row>, Slowest)> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("{}: {e}", dir.display())))?;
-    let db = dir.join("avm.db");
+    // The store: a SQLite file in `dir`, or the PostgreSQL database at `url`.
+    let db = match url {
+        Some(u) => std::path::PathBuf::from(u),
+        None => dir.join("avm.db"),
+    };
     // Full text only: vectors (and embedding what lags behind) are `avm bench semantic`'s.
     let config = dir.join("avm.toml");
     std::fs::write(&config, "[embedding]\nenabled = false\n")

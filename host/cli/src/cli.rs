@@ -824,6 +824,10 @@ pub enum BenchWhat {
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Run on PostgreSQL: the address of a server whose user may create databases (each
+        /// measurement gets a scratch database, dropped afterwards); SQLite when absent
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// Search and recall as the store grows: questions in prose (function words and common
     /// words in each, a project name) over memories in prose, at each size: search in-process,
@@ -852,6 +856,10 @@ pub enum BenchWhat {
         /// Scratch directory (default: a temporary one, removed afterwards)
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Run on PostgreSQL: the address of a server whose user may create databases (a
+        /// scratch database per size, dropped afterwards); SQLite when absent
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// FUSE latency: cat, :meta, ls of 1,000 entries, :search, :recall and write+close of a
     /// new memory through a real mount (needs /dev/fuse)

@@ -57,11 +57,12 @@ pub const TYPES: &[ProviderType] = &[
             m.typed_options::<avm_provider_wasm::WasmOptions>()
                 .map(drop)
         },
-        build: |m, _| {
+        build: |m, w| {
+            // With a PostgreSQL store, plugins' key-value data lives there, shared by every host.
             Ok(Arc::new(avm_provider_wasm::WasmProvider::new(
                 &m.pattern,
                 m.typed_options()?,
-                &avm_provider_wasm::WasmEnv::standard(),
+                &avm_provider_wasm::WasmEnv::standard().with_store(w.default_store),
             )?))
         },
     },

@@ -21,15 +21,34 @@ pub fn keys_path(db: &std::path::Path) -> PathBuf {
     db.with_extension("keys.db")
 }
 
+/// The API keys: in the PostgreSQL store when one is configured (so a key made or revoked
+/// through any host counts on every host), else in the file beside the database.
+pub fn open_keys(config: &avm_core::config::Config) -> Result<KeyStore> {
+    match config.store_url()? {
+        Some(url) => KeyStore::open_location(&url),
+        None => KeyStore::open(&keys_path(&config.db_path()?)),
+    }
+}
+
 /// The subscription file beside the database (`avm.db` → `avm.subs.db`).
 pub fn subs_path(db: &std::path::Path) -> PathBuf {
     db.with_extension("subs.db")
 }
 
+/// The subscriptions: in the PostgreSQL store when one is configured (so every host serving
+/// it shares them, and each notice is filed and delivered once), else in the file beside the
+/// database.
+pub fn open_subs(config: &avm_core::config::Config) -> Result<avm_subscriptions::Subscriptions> {
+    match config.store_url()? {
+        Some(url) => avm_subscriptions::Subscriptions::open_location(&url),
+        None => avm_subscriptions::Subscriptions::open(&subs_path(&config.db_path()?)),
+    }
+}
+
 /// Runs `avm subscribe|subscriptions|unsubscribe|pending`.
 pub fn subscription_cmd(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
-    use avm_subscriptions::{Mode, Subscriptions};
-    let subs = Subscriptions::open(&subs_path(&app.config.db_path()?))?;
+    use avm_subscriptions::Mode;
+    let subs = open_subs(&app.config)?;
     match cmd {
         Command::Subscribe {
             pattern,
@@ -123,7 +142,7 @@ pub fn subscription_cmd(app: &App, cmd: Command, j: bool) -> Result<ExitCode> {
 
 /// Runs `avm key …`.
 pub fn key_cmd(app: &App, action: KeyAction, j: bool) -> Result<ExitCode> {
-    let ks = KeyStore::open(&keys_path(&app.config.db_path()?))?;
+    let ks = open_keys(&app.config)?;
     match action {
         KeyAction::Create => {
             let agent = app.caller.agent().ok_or_else(|| {
@@ -391,8 +410,8 @@ pub fn serve(
         s.use_graph(true);
     }
     let semantic_on = semantic.is_some();
-    let keys = Arc::new(KeyStore::open(&keys_path(&config.db_path()?))?);
-    let subs = avm_subscriptions::Subscriptions::open(&subs_path(&config.db_path()?))?;
+    let keys = Arc::new(open_keys(&config)?);
+    let subs = open_subs(&config)?;
     let policy = host.policy().clone();
     let require_key = !addr.ip().is_loopback() || config.serve.require_key;
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {

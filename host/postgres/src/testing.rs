@@ -42,6 +42,13 @@ impl TestDb {
             );
             return Ok(None);
         };
+        Self::create_on(&admin, test).map(Some)
+    }
+
+    /// A new empty database on the server at `admin` (an address whose user may create
+    /// databases), for tests and benches; dropped with this value.
+    pub fn create_on(admin: &str, test: &str) -> Result<TestDb> {
+        let admin = admin.to_string();
         let name = format!(
             "avm_test_{}_{}_{}",
             std::process::id(),
@@ -56,7 +63,7 @@ impl TestDb {
         c.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
             .map_err(|e| Error::internal(format!("creating {name} on {}: {e}", redact(&admin))))?;
         let url = with_dbname(&admin, &name);
-        Ok(Some(TestDb { admin, name, url }))
+        Ok(TestDb { admin, name, url })
     }
 
     /// The address of this database.

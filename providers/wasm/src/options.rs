@@ -39,7 +39,8 @@ pub struct WasmOptions {
     /// Host directories the guest may read through WASI, guest path → host path (default: none).
     #[serde(default)]
     pub dirs: BTreeMap<String, String>,
-    /// The key-value store file (default: the CLI passes `<data dir>/plugins-kv.db`).
+    /// The key-value store: a SQLite file or a PostgreSQL address (default: the CLI passes the
+    /// PostgreSQL store when it has one, else `<data dir>/plugins-kv.db`).
     #[serde(default)]
     pub kv: Option<String>,
     /// Most bytes this mount may keep in the key-value store. Default 16 MiB.

@@ -486,3 +486,46 @@ fn guest_crates_pass_their_own_unit_tests() {
         "{text}"
     );
 }
+
+#[test]
+fn key_value_state_is_shared_by_every_host_on_a_postgres_store() {
+    let Some(db) = avm_postgres::testing::TestDb::create("pluginkv").unwrap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Each host's environment: its own cache and local file, the shared store.
+    let env = |host: &str| {
+        WasmEnv {
+            cache_dir: Some(dir.path().join(host).join("cache")),
+            default_kv: Some(dir.path().join(host).join("kv.db")),
+        }
+        .with_store(db.url())
+    };
+    let (one, two) = (env("one"), env("two"));
+    let h1 = host_with(
+        "/x/{what}",
+        WasmProvider::new("/x/{what}", opts("hostile"), &one).unwrap(),
+    );
+    let h2 = host_with(
+        "/x/{what}",
+        WasmProvider::new("/x/{what}", opts("hostile"), &two).unwrap(),
+    );
+    assert_eq!(read(&h1, "/x/count").unwrap(), "1\n");
+    assert_eq!(read(&h2, "/x/count").unwrap(), "2\n");
+    assert_eq!(read(&h1, "/x/count").unwrap(), "3\n");
+    // Another mount keeps its own scope; nothing went to the local files.
+    let other = host_with(
+        "/z/{what}",
+        WasmProvider::new("/z/{what}", opts("hostile"), &two).unwrap(),
+    );
+    assert_eq!(read(&other, "/z/count").unwrap(), "1\n");
+    assert!(!dir.path().join("one/kv.db").exists());
+    assert!(!dir.path().join("two/kv.db").exists());
+    // A file store stays a file store.
+    let local = WasmEnv {
+        cache_dir: None,
+        default_kv: Some(dir.path().join("kv.db")),
+    }
+    .with_store(&dir.path().join("avm.db").to_string_lossy());
+    assert_eq!(local.default_kv, Some(dir.path().join("kv.db")));
+}

@@ -9,24 +9,35 @@
 //! summary per period (default a day). [`Subscriptions::deliver`] POSTs due deliveries with an
 //! `X-Avm-Signature: sha256=<hex>` header (HMAC-SHA256 of the body with the subscription's
 //! secret) and retries failures with exponential backoff (1 s doubling to 5 min, 15 tries).
-//! Everything lives in a SQLite file beside the database, so delivery state survives restarts
-//! and nothing is lost between a change and its delivery (at least once).
+//!
+//! Where it all lives follows the memory store:
+//! - beside a SQLite store, in a SQLite file of its own ([`Subscriptions::open`]), so delivery
+//!   state survives restarts and nothing is lost between a change and its delivery (at least
+//!   once);
+//! - with a PostgreSQL store, in the same database (tables `sub_*`,
+//!   [`Subscriptions::open_postgres`]), shared by every `avm serve` on it, and each notice is
+//!   filed and delivered once, not once per server: a pump holds the cursor's row for its
+//!   whole transaction, so two servers never file the same events, and a delivery is leased
+//!   to one server (`claimed_by`, `claimed_until`) while it posts, so another retries it only
+//!   if that server died mid-delivery and its lease ran out.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use avm_sqlite::DbFile;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
 use avm_core::bytes::{hex, random_hex};
 use avm_core::router::Pattern;
-use avm_core::storage::MemoryStore;
+use avm_core::storage::{MemoryStore, StoreEvent};
 use avm_core::time::{Micros, now_micros, to_iso};
-use avm_core::{Caller, Error, ErrorKind, Policy, Result};
+use avm_core::{Caller, Error, Policy, Result};
+
+mod postgres;
+mod sqlite;
+
+pub use avm_postgres::PgOptions;
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 15;
@@ -34,6 +45,9 @@ pub const MAX_ATTEMPTS: i64 = 15;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Default period of a digest.
 pub const DIGEST_SECS: i64 = 86_400;
+/// How long past a delivery's own timeout a server's claim on it lasts (PostgreSQL): when a
+/// server dies mid-delivery, another one retries the delivery after this.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(60);
 
 /// How a subscription is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,10 +121,14 @@ pub struct Notice {
     pub by: Option<String>,
 }
 
-/// The subscription file.
+/// The subscription store: a SQLite file or tables in a PostgreSQL database.
 pub struct Subscriptions {
-    conn: Mutex<Connection>,
-    file: DbFile,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite(sqlite::SqliteSubs),
+    Postgres(postgres::PgSubs),
 }
 
 /// HMAC-SHA256 of `body` under `key`, hex (RFC 2104).
@@ -136,39 +154,148 @@ fn backoff(attempts: i64) -> Micros {
     Duration::from_secs(secs).min(MAX_BACKOFF).as_micros() as Micros
 }
 
+/// A subscription about to be stored.
+struct NewSub<'a> {
+    agent: &'a str,
+    pattern: &'a str,
+    mode: Mode,
+    throttle: i64,
+    webhook: Option<&'a str>,
+    secret: &'a str,
+    /// The store's last event: where a first subscription starts the cursor.
+    last: i64,
+}
+
+/// The path under which event `e` is filed for `agent`'s subscription to `pattern`, if it is:
+/// the event's path, else (a move) its other path; never the agent's own change, nor a path
+/// the agent may not read.
+fn filed_path(e: &StoreEvent, agent: &str, pattern: &Pattern, policy: &Policy) -> Option<String> {
+    if e.agent.as_deref() == Some(agent) {
+        return None;
+    }
+    let who = Caller::Agent(agent.to_string());
+    let hit = |p: &str| pattern.matches(p).is_some() && who.may_see(p) && policy.may_read(&who, p);
+    if hit(&e.path) {
+        Some(e.path.clone())
+    } else {
+        e.detail
+            .as_deref()
+            .filter(|d| d.starts_with('/') && hit(d))
+            .map(str::to_string)
+    }
+}
+
+/// The delivery of one change to a realtime subscription.
+fn realtime_payload(id: i64, agent: &str, e: &StoreEvent, path: &str) -> String {
+    json!({
+        "subscription": id,
+        "agent": agent,
+        "mode": "realtime",
+        "events": [{"seq": e.seq, "at": to_iso(e.at), "kind": e.kind, "path": path, "by": e.agent}],
+    })
+    .to_string()
+}
+
+/// Whether a throttled or digest subscription with a webhook is due a batch at `now`.
+fn batch_due(
+    mode: &str,
+    webhook: Option<&str>,
+    now: Micros,
+    last_batch: i64,
+    throttle: i64,
+) -> bool {
+    !(mode == "realtime" || webhook.is_none() || now - last_batch < throttle * 1_000_000)
+}
+
+/// The batch of `rows` (not empty) for a throttled or digest subscription.
+fn batch_payload(id: i64, agent: &str, mode: &str, rows: &[PendingRow]) -> String {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return String::new();
+    };
+    let payload = if mode == "digest" {
+        let mut paths: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        json!({"subscription": id, "agent": agent, "mode": "digest",
+               "digest": {"changes": rows.len(), "paths": paths.iter().take(50).collect::<Vec<_>>(),
+                          "from": to_iso(first.1), "to": to_iso(last.1)}})
+    } else {
+        json!({"subscription": id, "agent": agent, "mode": "throttled",
+               "events": rows.iter().map(|(seq, at, kind, path, by)| json!({"seq": seq, "at": to_iso(*at), "kind": kind, "path": path, "by": by})).collect::<Vec<Value>>()})
+    };
+    payload.to_string()
+}
+
+/// POSTs delivery `id` to `url`, signed with `secret`: `Ok` on a 2xx answer, else why not.
+fn post(
+    id: i64,
+    url: String,
+    secret: &str,
+    payload: String,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let f = avm_provider_http::client::Fetch {
+        url,
+        headers: vec![
+            ("X-Avm-Delivery".into(), id.to_string()),
+            (
+                "X-Avm-Signature".into(),
+                format!("sha256={}", sign(secret.as_bytes(), payload.as_bytes())),
+            ),
+        ],
+        timeout,
+        max_bytes: 64 << 10,
+    };
+    match avm_provider_http::client::post(&f, payload.into_bytes()) {
+        Ok(r) if (200..300).contains(&r.status) => Ok(()),
+        Ok(r) => Err(format!("status {}", r.status)),
+        Err(e) => Err(e.message().to_string()),
+    }
+}
+
+/// After a failed attempt (`attempts` before it): the attempts now and when to try next
+/// (never, past [`MAX_ATTEMPTS`]).
+fn retry(attempts: i64) -> (i64, Micros) {
+    let tries = attempts + 1;
+    let next = if tries >= MAX_ATTEMPTS {
+        i64::MAX
+    } else {
+        now_micros() + backoff(attempts)
+    };
+    (tries, next)
+}
+
 impl Subscriptions {
     /// Opens (creating) the subscription file.
     pub fn open(path: &Path) -> Result<Self> {
-        // Secrets live here: the file is its owner's only.
-        let file = DbFile::new(path, "subscription store");
-        let c = file.open()?;
-        c.execute_batch(
-            "CREATE TABLE IF NOT EXISTS subs(
-                id INTEGER PRIMARY KEY, agent TEXT NOT NULL, pattern TEXT NOT NULL,
-                mode TEXT NOT NULL, throttle_secs INTEGER NOT NULL, webhook TEXT,
-                secret TEXT NOT NULL, created_at INTEGER NOT NULL, last_batch INTEGER NOT NULL DEFAULT 0);
-             CREATE TABLE IF NOT EXISTS cursor(k TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS pending(
-                sub_id INTEGER NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
-                kind TEXT NOT NULL, path TEXT NOT NULL, by TEXT, batched INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY(sub_id, seq));
-             CREATE TABLE IF NOT EXISTS outbox(
-                id INTEGER PRIMARY KEY, sub_id INTEGER NOT NULL, payload TEXT NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,
-                delivered_at INTEGER, last_error TEXT);
-             CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_at) WHERE delivered_at IS NULL;",
-        )
-        .map_err(|e| file.err(e))?;
         Ok(Subscriptions {
-            conn: Mutex::new(c),
-            file,
+            backend: Backend::Sqlite(sqlite::SqliteSubs::open(path)?),
         })
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.conn
-            .lock()
-            .map_err(|_| Error::internal("subscriptions lock poisoned"))
+    /// Opens the subscription store at `location`: a PostgreSQL address (`postgres://…`, the
+    /// shared store's database; tables created or upgraded as needed, with a small pool of its
+    /// own) or else a SQLite file.
+    pub fn open_location(location: &str) -> Result<Self> {
+        if avm_core::config::is_store_url(location) {
+            Self::open_postgres(
+                location,
+                PgOptions {
+                    max_connections: 4,
+                    ..PgOptions::default()
+                },
+            )
+        } else {
+            Self::open(Path::new(location))
+        }
+    }
+
+    /// Opens the subscription tables in the PostgreSQL database at `url`, creating or
+    /// upgrading them (safe when several hosts start at once).
+    pub fn open_postgres(url: &str, opts: PgOptions) -> Result<Self> {
+        Ok(Subscriptions {
+            backend: Backend::Postgres(postgres::PgSubs::open(url, opts)?),
+        })
     }
 
     /// Subscribes `agent`; returns the id and the webhook secret (shown only now). New
@@ -202,333 +329,64 @@ impl Subscriptions {
         };
         let secret = random_hex(32)?;
         let last = store.last_event()?;
-        let c = self.conn()?;
-        // The cursor never moves back; a first subscription starts it at the present.
-        c.execute(
-            "INSERT INTO cursor(k, seq) VALUES ('events', ?1) ON CONFLICT(k) DO NOTHING",
-            params![last],
-        )
-        .map_err(|e| self.file.err(e))?;
-        c.execute(
-            "INSERT INTO subs(agent, pattern, mode, throttle_secs, webhook, secret, created_at, last_batch)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-            params![agent, pattern, mode.as_str(), throttle, webhook, secret, now_micros()],
-        )
-        .map_err(|e| self.file.err(e))?;
-        Ok((c.last_insert_rowid(), secret))
+        let new = NewSub {
+            agent,
+            pattern,
+            mode,
+            throttle,
+            webhook,
+            secret: &secret,
+            last,
+        };
+        let id = match &self.backend {
+            Backend::Sqlite(s) => s.subscribe(&new)?,
+            Backend::Postgres(p) => p.subscribe(&new)?,
+        };
+        Ok((id, secret))
     }
 
     /// Subscriptions of `caller` (all of them for an operator).
     pub fn list(&self, caller: &Caller) -> Result<Vec<Subscription>> {
-        let c = self.conn()?;
-        let mut st = c
-            .prepare(
-                "SELECT id, agent, pattern, mode, throttle_secs, webhook,
-                    (SELECT COUNT(*) FROM pending p WHERE p.sub_id = s.id),
-                    (SELECT COUNT(*) FROM outbox o WHERE o.sub_id = s.id AND o.delivered_at IS NULL)
-                 FROM subs s WHERE ?1 IS NULL OR agent = ?1 ORDER BY id",
-            )
-            .map_err(|e| self.file.err(e))?;
-        let rows = st
-            .query_map(params![caller.agent()], |r| {
-                let mode: String = r.get(3)?;
-                Ok(Subscription {
-                    id: r.get(0)?,
-                    agent: r.get(1)?,
-                    pattern: r.get(2)?,
-                    mode: Mode::parse(&mode).unwrap_or(Mode::Realtime),
-                    throttle_secs: r.get(4)?,
-                    webhook: r.get(5)?,
-                    pending: r.get(6)?,
-                    undelivered: r.get(7)?,
-                })
-            })
-            .map_err(|e| self.file.err(e))?;
-        rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.file.err(e))
+        match &self.backend {
+            Backend::Sqlite(s) => s.list(caller),
+            Backend::Postgres(p) => p.list(caller),
+        }
     }
 
     /// Removes subscription `id` (its owner's or, for an operator, anyone's).
     pub fn unsubscribe(&self, caller: &Caller, id: i64) -> Result<()> {
-        let mut c = self.conn()?;
-        let tx = c.transaction().map_err(|e| self.file.err(e))?;
-        let n = tx
-            .execute(
-                "DELETE FROM subs WHERE id = ?1 AND (?2 IS NULL OR agent = ?2)",
-                params![id, caller.agent()],
-            )
-            .map_err(|e| self.file.err(e))?;
-        if n == 0 {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no subscription {id} of yours; `avm subscriptions` lists them"),
-            ));
+        match &self.backend {
+            Backend::Sqlite(s) => s.unsubscribe(caller, id),
+            Backend::Postgres(p) => p.unsubscribe(caller, id),
         }
-        tx.execute("DELETE FROM pending WHERE sub_id = ?1", params![id])
-            .map_err(|e| self.file.err(e))?;
-        tx.execute("DELETE FROM outbox WHERE sub_id = ?1", params![id])
-            .map_err(|e| self.file.err(e))?;
-        tx.commit().map_err(|e| self.file.err(e))
     }
 
     /// Files notices for the events since the cursor and queues due batches; returns how many
-    /// notices were filed. Safe to run from several processes (one transaction each).
+    /// notices were filed. Safe to run from several processes (one transaction each; with
+    /// PostgreSQL, from several hosts, each event filed once).
     pub fn pump(&self, store: &dyn MemoryStore, policy: &Policy) -> Result<usize> {
-        let mut c = self.conn()?;
-        let subs: Vec<SubRow> = {
-            let mut st = c
-                .prepare(
-                    "SELECT id, agent, pattern, mode, throttle_secs, webhook, last_batch FROM subs",
-                )
-                .map_err(|e| self.file.err(e))?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, i64>(6)?,
-                    ))
-                })
-                .map_err(|e| self.file.err(e))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, agent, pattern, mode, throttle, webhook, last) =
-                    row.map_err(|e| self.file.err(e))?;
-                if let Ok(p) = Pattern::parse(&pattern) {
-                    out.push((id, agent, p, mode, throttle, webhook, last));
-                }
-            }
-            out
-        };
-        if subs.is_empty() {
-            return Ok(0);
+        match &self.backend {
+            Backend::Sqlite(s) => s.pump(store, policy),
+            Backend::Postgres(p) => p.pump(store, policy),
         }
-        let tx = c.transaction().map_err(|e| self.file.err(e))?;
-        let cursor: i64 = tx
-            .query_row("SELECT seq FROM cursor WHERE k = 'events'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.file.err(e))?
-            .unwrap_or(0);
-        let events = store.events_after(cursor, 2000)?;
-        let mut filed = 0;
-        let now = now_micros();
-        for e in &events {
-            for (id, agent, pattern, mode, _, webhook, _) in &subs {
-                if e.agent.as_deref() == Some(agent.as_str()) {
-                    continue;
-                }
-                let who = Caller::Agent(agent.clone());
-                let hit = |p: &str| {
-                    pattern.matches(p).is_some() && who.may_see(p) && policy.may_read(&who, p)
-                };
-                let path = if hit(&e.path) {
-                    e.path.clone()
-                } else if let Some(d) = e.detail.as_deref().filter(|d| d.starts_with('/') && hit(d))
-                {
-                    d.to_string()
-                } else {
-                    continue;
-                };
-                let n = tx
-                    .execute(
-                        "INSERT OR IGNORE INTO pending(sub_id, seq, at, kind, path, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![id, e.seq, e.at, e.kind, path, e.agent],
-                    )
-                    .map_err(|e| self.file.err(e))?;
-                filed += n;
-                if n > 0 && mode == "realtime" && webhook.is_some() {
-                    let payload = json!({
-                        "subscription": id,
-                        "agent": agent,
-                        "mode": "realtime",
-                        "events": [{"seq": e.seq, "at": to_iso(e.at), "kind": e.kind, "path": path, "by": e.agent}],
-                    });
-                    tx.execute(
-                        "INSERT INTO outbox(sub_id, payload, next_at) VALUES (?1, ?2, ?3)",
-                        params![id, payload.to_string(), now],
-                    )
-                    .map_err(|e| self.file.err(e))?;
-                    tx.execute(
-                        "UPDATE pending SET batched = 1 WHERE sub_id = ?1 AND seq = ?2",
-                        params![id, e.seq],
-                    )
-                    .map_err(|e| self.file.err(e))?;
-                }
-            }
-        }
-        if let Some(last) = events.last() {
-            tx.execute(
-                "INSERT INTO cursor(k, seq) VALUES ('events', ?1)
-                 ON CONFLICT(k) DO UPDATE SET seq = max(seq, excluded.seq)",
-                params![last.seq],
-            )
-            .map_err(|e| self.file.err(e))?;
-        }
-        // Batches of throttled and digest subscriptions whose period has passed.
-        for (id, agent, _, mode, throttle, webhook, last_batch) in &subs {
-            if mode == "realtime" || webhook.is_none() || now - last_batch < throttle * 1_000_000 {
-                continue;
-            }
-            let rows: Vec<PendingRow> = {
-                let mut st = tx
-                    .prepare(
-                        "SELECT seq, at, kind, path, by FROM pending WHERE sub_id = ?1 AND batched = 0 ORDER BY seq",
-                    )
-                    .map_err(|e| self.file.err(e))?;
-                let r = st
-                    .query_map(params![id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .map_err(|e| self.file.err(e))?;
-                r.collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| self.file.err(e))?
-            };
-            if rows.is_empty() {
-                continue;
-            }
-            let payload = if mode == "digest" {
-                let mut paths: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
-                paths.sort_unstable();
-                paths.dedup();
-                json!({"subscription": id, "agent": agent, "mode": "digest",
-                       "digest": {"changes": rows.len(), "paths": paths.iter().take(50).collect::<Vec<_>>(),
-                                  "from": to_iso(rows[0].1), "to": to_iso(rows[rows.len() - 1].1)}})
-            } else {
-                json!({"subscription": id, "agent": agent, "mode": "throttled",
-                       "events": rows.iter().map(|(seq, at, kind, path, by)| json!({"seq": seq, "at": to_iso(*at), "kind": kind, "path": path, "by": by})).collect::<Vec<Value>>()})
-            };
-            tx.execute(
-                "INSERT INTO outbox(sub_id, payload, next_at) VALUES (?1, ?2, ?3)",
-                params![id, payload.to_string(), now],
-            )
-            .map_err(|e| self.file.err(e))?;
-            tx.execute(
-                "UPDATE pending SET batched = 1 WHERE sub_id = ?1",
-                params![id],
-            )
-            .map_err(|e| self.file.err(e))?;
-            tx.execute(
-                "UPDATE subs SET last_batch = ?1 WHERE id = ?2",
-                params![now, id],
-            )
-            .map_err(|e| self.file.err(e))?;
-        }
-        tx.commit().map_err(|e| self.file.err(e))?;
-        Ok(filed)
     }
 
-    /// POSTs the deliveries that are due; returns (delivered, failed this pass).
+    /// POSTs the deliveries that are due; returns (delivered, failed this pass). With
+    /// PostgreSQL, servers sharing the database each take different deliveries.
     pub fn deliver(&self, timeout: Duration) -> Result<(usize, usize)> {
-        let due: Vec<DueRow> = {
-            let c = self.conn()?;
-            let mut st = c
-                .prepare(
-                    "SELECT o.id, s.webhook, s.secret, o.payload, o.attempts FROM outbox o JOIN subs s ON s.id = o.sub_id
-                     WHERE o.delivered_at IS NULL AND o.next_at <= ?1 AND s.webhook IS NOT NULL
-                     ORDER BY o.id LIMIT 100",
-                )
-                .map_err(|e| self.file.err(e))?;
-            let r = st
-                .query_map(params![now_micros()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .map_err(|e| self.file.err(e))?;
-            r.collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| self.file.err(e))?
-        };
-        let (mut ok, mut failed) = (0, 0);
-        for (id, url, secret, payload, attempts) in due {
-            let f = avm_provider_http::client::Fetch {
-                url,
-                headers: vec![
-                    ("X-Avm-Delivery".into(), id.to_string()),
-                    (
-                        "X-Avm-Signature".into(),
-                        format!("sha256={}", sign(secret.as_bytes(), payload.as_bytes())),
-                    ),
-                ],
-                timeout,
-                max_bytes: 64 << 10,
-            };
-            let outcome = match avm_provider_http::client::post(&f, payload.into_bytes()) {
-                Ok(r) if (200..300).contains(&r.status) => Ok(()),
-                Ok(r) => Err(format!("status {}", r.status)),
-                Err(e) => Err(e.message().to_string()),
-            };
-            let c = self.conn()?;
-            match outcome {
-                Ok(()) => {
-                    c.execute(
-                        "UPDATE outbox SET delivered_at = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
-                        params![now_micros(), id],
-                    )
-                    .map_err(|e| self.file.err(e))?;
-                    ok += 1;
-                }
-                Err(why) => {
-                    let tries = attempts + 1;
-                    let next = if tries >= MAX_ATTEMPTS {
-                        i64::MAX
-                    } else {
-                        now_micros() + backoff(attempts)
-                    };
-                    c.execute(
-                        "UPDATE outbox SET attempts = ?1, next_at = ?2, last_error = ?3 WHERE id = ?4",
-                        params![tries, next, why, id],
-                    )
-                    .map_err(|e| self.file.err(e))?;
-                    failed += 1;
-                }
-            }
+        match &self.backend {
+            Backend::Sqlite(s) => s.deliver(timeout),
+            Backend::Postgres(p) => p.deliver(timeout),
         }
-        Ok((ok, failed))
     }
 
     /// The notices waiting for `caller` (every agent's for an operator), oldest first; with
     /// `clear`, they are removed.
     pub fn pending(&self, caller: &Caller, clear: bool) -> Result<Vec<Notice>> {
-        let mut c = self.conn()?;
-        let tx = c.transaction().map_err(|e| self.file.err(e))?;
-        let out = {
-            let mut st = tx
-                .prepare(
-                    "SELECT p.sub_id, p.seq, p.at, p.kind, p.path, p.by FROM pending p JOIN subs s ON s.id = p.sub_id
-                     WHERE ?1 IS NULL OR s.agent = ?1 ORDER BY p.seq, p.sub_id",
-                )
-                .map_err(|e| self.file.err(e))?;
-            let r = st
-                .query_map(params![caller.agent()], |r| {
-                    Ok(Notice {
-                        subscription: r.get(0)?,
-                        seq: r.get(1)?,
-                        at: to_iso(r.get(2)?),
-                        kind: r.get(3)?,
-                        path: r.get(4)?,
-                        by: r.get(5)?,
-                    })
-                })
-                .map_err(|e| self.file.err(e))?;
-            r.collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| self.file.err(e))?
-        };
-        if clear {
-            // Notices still owed to a batch stay until the batch is queued.
-            tx.execute(
-                "DELETE FROM pending
-                 WHERE sub_id IN (SELECT id FROM subs WHERE ?1 IS NULL OR agent = ?1)
-                   AND (batched = 1 OR sub_id IN (SELECT id FROM subs WHERE webhook IS NULL))",
-                params![caller.agent()],
-            )
-            .map_err(|e| self.file.err(e))?;
+        match &self.backend {
+            Backend::Sqlite(s) => s.pending(caller, clear),
+            Backend::Postgres(p) => p.pending(caller, clear),
         }
-        tx.commit().map_err(|e| self.file.err(e))?;
-        Ok(out)
     }
 }
 

@@ -89,7 +89,8 @@ pub struct WasmProvider {
 pub struct WasmEnv {
     /// Compiled-component cache (`None` = no cache).
     pub cache_dir: Option<PathBuf>,
-    /// Key-value file used when the options name none.
+    /// Key-value store used when the options name none: a SQLite file, or a PostgreSQL
+    /// address (`postgres://…`, see [`WasmEnv::with_store`]).
     pub default_kv: Option<PathBuf>,
 }
 
@@ -100,6 +101,16 @@ impl WasmEnv {
             cache_dir: runtime::default_cache_dir(),
             default_kv: avm_core::config::data_dir().map(|d| d.join("plugins-kv.db")),
         }
+    }
+
+    /// These settings for a host whose store is `store` (a SQLite file or a PostgreSQL
+    /// address): with PostgreSQL, plugins keep their key-value data in it by default, so every
+    /// host's instance of a plugin sees the same data; with a file, nothing changes.
+    pub fn with_store(mut self, store: &str) -> Self {
+        if avm_core::config::is_store_url(store) {
+            self.default_kv = Some(PathBuf::from(store));
+        }
+        self
     }
 }
 
@@ -133,13 +144,22 @@ impl WasmProvider {
             .map_err(|e| Error::invalid(format!("mount {pattern}: {e}")))?;
         let prefix = Pattern::parse(pattern)?.literal_prefix();
         let file = PathBuf::from(avm_core::config::expand(&opts.component)?);
-        let kv_file = match &opts.kv {
-            Some(k) => PathBuf::from(avm_core::config::expand(k)?),
-            None => env.default_kv.clone().ok_or_else(|| {
-                Error::invalid(format!(
-                    "mount {pattern}: cannot tell where the plugin key-value store goes; set options.kv"
-                ))
-            })?,
+        // A file, or a PostgreSQL address (the shared store's, or one the mount names).
+        let kv = match &opts.kv {
+            Some(k) => Kv::open_location(&avm_core::config::expand(k)?, pattern, opts.kv_max)?,
+            None => match &env.default_kv {
+                Some(d) => match d.to_str() {
+                    Some(url) if avm_core::config::is_store_url(url) => {
+                        Kv::postgres(url, pattern, opts.kv_max)?
+                    }
+                    _ => Kv::new(d.clone(), pattern, opts.kv_max),
+                },
+                None => {
+                    return Err(Error::invalid(format!(
+                        "mount {pattern}: cannot tell where the plugin key-value store goes; set options.kv"
+                    )));
+                }
+            },
         };
         for host_dir in opts.dirs.values() {
             let d = avm_core::config::expand(host_dir)?;
@@ -177,7 +197,7 @@ impl WasmProvider {
         let shared = Arc::new(Shared {
             name,
             grants,
-            kv: Kv::new(kv_file, pattern, opts.kv_max),
+            kv,
             opts,
             log: Mutex::new(VecDeque::new()),
         });
