@@ -5,7 +5,6 @@
 //! `REQUIRE_POSTGRES` (CI), where they fail.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::Mutex;
 
@@ -20,26 +19,7 @@ fn database(test: &str) -> Option<avm_postgres::testing::TestDb> {
 
 /// `avm serve` on `url`, in `env`'s own data directory (its own host, as far as avm can tell).
 fn serve(env: &Env, url: &str) -> Server {
-    let mut child = env
-        .cmd(&["--db", url, "serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap_or_else(|| panic!("{line:?}"))
-        .to_string();
-    Server {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-    }
+    Server::start_on(env, url, &[], &["127.0.0.1:0"], Stdio::null())
 }
 
 fn put(srv: &Server, path: &str, body: &str) -> Option<i64> {
@@ -288,6 +268,19 @@ fn an_unreachable_postgres_is_named_without_its_password() {
     let r = env.run(&["--db", "postgres://avm:hunter2@127.0.0.1:1/avm", "ls", "/"]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(!r.stderr.contains("panicked"), "{r:?}");
+    assert!(
+        r.stderr.contains("127.0.0.1:1") && !r.stderr.contains("hunter2"),
+        "{r:?}"
+    );
+    // Nor through `avm migrate`, which names the store it could not open.
+    let r = env.run(&[
+        "migrate",
+        "--from",
+        s(&env.path("a.db")),
+        "--to",
+        "postgres://avm:hunter2@127.0.0.1:1/avm",
+    ]);
+    assert_ne!(r.code, 0, "{r:?}");
     assert!(
         r.stderr.contains("127.0.0.1:1") && !r.stderr.contains("hunter2"),
         "{r:?}"

@@ -30,12 +30,16 @@ pub struct Moved {
     pub failed: Vec<(String, String)>,
 }
 
-fn open(g: &Global, location: &str) -> Result<(Host, Arc<dyn MemoryStore>, MemoryProvider)> {
-    let sources = crate::app::sources(g);
-    let config = avm_core::config::load(&sources)?;
+/// The store at `location` (a SQLite file or a PostgreSQL address) behind a host of its own.
+fn open(config: &avm_core::config::Config, location: &str) -> Result<(Host, MemoryProvider)> {
     let location = avm_core::config::expand(location)?;
-    let mem = MemoryProvider::open_location(&location, store_options(&config), pg_options(&config))
-        .map_err(|e| Error::new(e.kind(), format!("{location}: {}", e.message())))?;
+    let mem = MemoryProvider::open_location(&location, store_options(config), pg_options(config))
+        .map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("{}: {}", avm_postgres::redact(&location), e.message()),
+        )
+    })?;
     let host = Host::new(vec![Mount::new("/**", Arc::new(mem.clone()))]).map_err(|errs| {
         Error::internal(
             errs.iter()
@@ -44,7 +48,7 @@ fn open(g: &Global, location: &str) -> Result<(Host, Arc<dyn MemoryStore>, Memor
                 .join("; "),
         )
     })?;
-    Ok((host, mem.memory_store(), mem))
+    Ok((host, mem))
 }
 
 /// Copies every node (with history and links) and the stored vectors from `from` to `to`.
@@ -54,8 +58,9 @@ pub fn migrate(g: &Global, from: &str, to: &str, force: bool) -> Result<Moved> {
             "--from and --to name the same store; nothing to move",
         ));
     }
-    let (src, src_store, src_mem) = open(g, from)?;
-    let (dst, dst_store, dst_mem) = open(g, to)?;
+    let config = avm_core::config::load(&crate::app::sources(g))?;
+    let (src, src_mem) = open(&config, from)?;
+    let (dst, dst_mem) = open(&config, to)?;
     let op = Caller::Operator;
     let total = src
         .read(&op, "/:stats")
@@ -110,7 +115,10 @@ pub fn migrate(g: &Global, from: &str, to: &str, force: bool) -> Result<Moved> {
     if let Some(b) = &bar {
         b.set_message("vectors");
     }
-    moved.vectors = copy_vectors(src_store.as_ref(), dst_store.as_ref())?;
+    moved.vectors = copy_vectors(
+        src_mem.memory_store().as_ref(),
+        dst_mem.memory_store().as_ref(),
+    )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
