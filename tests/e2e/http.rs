@@ -21,8 +21,18 @@ impl Server {
 
     /// [`Server::start`] with global options `before` the command and its stderr to `stderr`.
     pub(crate) fn start_with(env: &Env, before: &[&str], extra: &[&str], stderr: Stdio) -> Server {
-        let db = env.db();
-        let mut args = vec!["--db", s(&db)];
+        Server::start_on(env, s(&env.db()), before, extra, stderr)
+    }
+
+    /// [`Server::start_with`] on the store `db` (a file or a PostgreSQL address).
+    pub(crate) fn start_on(
+        env: &Env,
+        db: &str,
+        before: &[&str],
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> Server {
+        let mut args = vec!["--db", db];
         args.extend(before);
         args.extend(["serve", "--bind"]);
         args.extend(extra);

@@ -270,7 +270,6 @@ pub(crate) fn visible_sql(t: &str, n: usize) -> String {
     format!("avm_visible({t}path, {t}author, {t}meta, ${n}::text)")
 }
 
-/// `[lo, hi)` bounds covering every path strictly inside `dir` (paths compare bytewise).
-pub(crate) fn subtree_bounds(dir: &str) -> (String, String) {
-    crate::sqlite::store::subtree_bounds(dir)
-}
+/// `[lo, hi)` bounds covering every path strictly inside `dir` (paths compare bytewise, as
+/// `COLLATE "C"` makes them here).
+pub(crate) use crate::sqlite::store::subtree_bounds;
