@@ -429,7 +429,9 @@ fn writes_acknowledged_before_sigterm_are_all_there_after_it() {
 }
 
 /// A webhook receiver: records (signature header, body) of each POST and answers 200.
-fn receiver(listener: std::net::TcpListener) -> std::sync::mpsc::Receiver<(String, String)> {
+pub(crate) fn receiver(
+    listener: std::net::TcpListener,
+) -> std::sync::mpsc::Receiver<(String, String)> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for conn in listener.incoming() {

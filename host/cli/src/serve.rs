@@ -382,6 +382,9 @@ fn follow_config(
     }
 }
 
+/// The shortest time between two worker passes when changes wake the worker.
+const WAKE_GAP: Duration = Duration::from_millis(100);
+
 /// Runs `avm serve`.
 pub fn serve(
     g: &Global,
@@ -455,7 +458,11 @@ pub fn serve(
             .spawn(move || {
                 let topics = avm_topics::TopicIndex::new(store.clone());
                 let mut last_upkeep: Option<std::time::Instant> = None;
+                // Woken at once by a change from any host where the store can tell (PostgreSQL),
+                // else every `every` seconds.
+                let mut waiter = store.change_waiter();
                 while !stop.load(Ordering::Relaxed) {
+                    let started = std::time::Instant::now();
                     work(
                         &topics,
                         semantic.as_deref(),
@@ -466,11 +473,23 @@ pub fn serve(
                         upkeep(&host, store.as_ref(), &lifecycle);
                         last_upkeep = Some(std::time::Instant::now());
                     }
+                    // Passes at most every WAKE_GAP however busy the writers are.
+                    if let Some(rest) = WAKE_GAP.checked_sub(started.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
+                    let step = Duration::from_millis(50);
                     let mut slept = Duration::ZERO;
                     while slept < Duration::from_secs(every.max(1)) && !stop.load(Ordering::Relaxed)
                     {
-                        std::thread::sleep(Duration::from_millis(50));
-                        slept += Duration::from_millis(50);
+                        match waiter.as_mut() {
+                            Some(w) => {
+                                if w.wait(step) {
+                                    break;
+                                }
+                            }
+                            None => std::thread::sleep(step),
+                        }
+                        slept += step;
                     }
                 }
             })

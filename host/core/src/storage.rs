@@ -166,6 +166,14 @@ pub struct StoreEvent {
     pub agent: Option<String>,
 }
 
+/// Wakes a follower of the events when a change commits (see [`MemoryStore::change_waiter`]).
+pub trait ChangeWaiter: Send {
+    /// Waits up to `timeout` for a change. `true` when one came, or when the wait itself
+    /// failed (changes may have been missed, so the follower should catch up from the events
+    /// anyway); `false` when the time ran out quietly.
+    fn wait(&mut self, timeout: std::time::Duration) -> bool;
+}
+
 /// The topics of one node, as extracted from one state of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicDoc {
@@ -418,6 +426,13 @@ pub trait MemoryStore: Send + Sync {
 
     /// The newest event's sequence number.
     fn last_event(&self) -> Result<i64>;
+
+    /// Something that wakes a follower of [`MemoryStore::events_after`] as soon as any process,
+    /// on any host, commits a change, where the engine can tell (PostgreSQL's `NOTIFY`); `None`
+    /// where followers poll on their own schedule.
+    fn change_waiter(&self) -> Option<Box<dyn ChangeWaiter>> {
+        None
+    }
 
     /// How far the topic index has consumed the events table.
     fn topic_cursor(&self) -> Result<i64>;

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use avm_core::bytes::{hex, random_hex};
 use avm_core::time::{Micros, now_micros};
 use avm_core::{Error, ErrorKind, Result};
-use avm_postgres::{Failure, Migration, Pg, PgOptions};
+use avm_postgres::{Failure, Migration, Pg, PgOptions, Queries};
 use avm_sqlite::DbFile;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;

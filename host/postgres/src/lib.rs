@@ -26,16 +26,19 @@ use std::time::{Duration, Instant};
 
 use postgres::config::Host;
 use postgres::error::SqlState;
-use postgres::{Client, Config, NoTls, Transaction};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Client as RawClient, Config, NoTls};
 use r2d2_postgres::r2d2;
 
 use avm_core::{Error, ErrorKind, Result};
 
+mod client;
 pub mod testing;
 
+pub use client::{Client, Manager, Params, Queries, Sql, SqlRef, Tx};
+pub use postgres::{IsolationLevel, Row, Statement};
+
 /// A pooled connection.
-pub type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub type Conn = r2d2::PooledConnection<Manager>;
 
 /// How to reach the server and how many connections to keep.
 #[derive(Debug, Clone)]
@@ -61,7 +64,7 @@ impl Default for PgOptions {
 /// A PostgreSQL database that avm uses: a pool of connections and what to call it.
 #[derive(Clone)]
 pub struct Pg {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: r2d2::Pool<Manager>,
     config: Config,
     target: String,
     opts: PgOptions,
@@ -149,7 +152,7 @@ impl Pg {
                 ),
             ));
         }
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let manager = Manager::new(config.clone());
         // Built unchecked so the first connection's own error (refused, bad password, no such
         // database) reaches the user instead of the pool's generic timeout.
         let pool = r2d2::Pool::builder()
@@ -195,7 +198,7 @@ impl Pg {
 
     /// A new connection outside the pool (for LISTEN, which holds its connection, and for
     /// the first check, whose error names the cause).
-    pub fn fresh(&self) -> Result<Client> {
+    pub fn fresh(&self) -> Result<RawClient> {
         self.config.connect(NoTls).map_err(|e| self.err(e))
     }
 
@@ -206,7 +209,7 @@ impl Pg {
     /// succeeded.
     pub fn transaction<T>(
         &self,
-        mut f: impl FnMut(&mut Transaction<'_>) -> std::result::Result<T, Failure>,
+        mut f: impl FnMut(&mut Tx<'_>) -> std::result::Result<T, Failure>,
     ) -> Result<T> {
         let mut conn = self.conn()?;
         let mut attempt = 0u32;
@@ -394,7 +397,7 @@ pub fn lock_key(name: &str) -> i64 {
 /// Serializes appends to the ordered log `log` until `tx` ends: call it just before inserting
 /// the log's rows, so their sequence numbers are in commit order and a reader of `seq > n`
 /// never passes over a row that commits later. Other transactions' reads are not blocked.
-pub fn lock_log(tx: &mut Transaction<'_>, log: &str) -> std::result::Result<(), postgres::Error> {
+pub fn lock_log(tx: &mut Tx<'_>, log: &str) -> std::result::Result<(), postgres::Error> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(log)])
         .map(|_| ())
 }
@@ -402,7 +405,7 @@ pub fn lock_log(tx: &mut Transaction<'_>, log: &str) -> std::result::Result<(), 
 /// Sends `payload` on `channel` when `tx` commits (nothing is sent if it rolls back; equal
 /// notifications in one transaction are sent once).
 pub fn notify(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     channel: &str,
     payload: &str,
 ) -> std::result::Result<(), postgres::Error> {
@@ -509,7 +512,7 @@ fn migrate_locked(
 
 /// A connection that follows `NOTIFY`s on some channels (from [`Pg::listen`]).
 pub struct Listener {
-    client: Client,
+    client: RawClient,
     target: String,
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use avm_core::{Error, ErrorKind};
 use avm_postgres::testing::TestDb;
-use avm_postgres::{Failure, Migration, Pg, PgOptions, lock_log, migrate, notify};
+use avm_postgres::{Failure, Migration, Pg, PgOptions, Queries, lock_log, migrate, notify};
 
 fn db(test: &str) -> Option<TestDb> {
     TestDb::create(test).unwrap_or_else(|e| panic!("{e}"))

@@ -9,9 +9,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use avm_core::{Error, ErrorKind, Result};
-use avm_postgres::{Failure, Migration, Pg, PgOptions};
+use avm_postgres::Tx;
+use avm_postgres::{Failure, Migration, Pg, PgOptions, Queries};
 use avm_sqlite::DbFile;
-use postgres::Transaction;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Longest key a plugin may use, in bytes.
@@ -181,7 +181,7 @@ impl Kv {
         &self,
         url: &str,
         deadline: Instant,
-        mut f: impl FnMut(&mut Transaction<'_>) -> std::result::Result<T, Failure>,
+        mut f: impl FnMut(&mut Tx<'_>) -> std::result::Result<T, Failure>,
     ) -> Result<T> {
         if deadline <= Instant::now() {
             return Err(no_time());

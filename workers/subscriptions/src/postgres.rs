@@ -22,14 +22,14 @@
 
 use std::time::Duration;
 
-use postgres::Transaction;
+use avm_postgres::Tx;
 
 use avm_core::bytes::random_hex;
 use avm_core::router::Pattern;
 use avm_core::storage::MemoryStore;
 use avm_core::time::{Micros, now_micros, to_iso};
 use avm_core::{Caller, Error, ErrorKind, Policy, Result};
-use avm_postgres::{Failure, Migration, Pg, PgOptions};
+use avm_postgres::{Failure, Migration, Pg, PgOptions, Queries};
 
 use crate::{
     DueRow, LEASE_MARGIN, Mode, NewSub, Notice, PendingRow, SubRow, Subscription, batch_due,
@@ -104,7 +104,7 @@ pub(crate) struct PgSubs {
 }
 
 /// Locks the cursor's row until `tx` ends; its position, if it exists.
-fn lock_cursor(tx: &mut Transaction<'_>) -> std::result::Result<Option<i64>, postgres::Error> {
+fn lock_cursor(tx: &mut Tx<'_>) -> std::result::Result<Option<i64>, postgres::Error> {
     tx.query_opt(
         "SELECT seq FROM sub_cursor WHERE k = 'events' FOR UPDATE",
         &[],
@@ -394,7 +394,7 @@ impl PgSubs {
 }
 
 /// The subscriptions with a pattern that parses (as the SQLite store reads them).
-fn read_subs(tx: &mut Transaction<'_>) -> std::result::Result<Vec<SubRow>, postgres::Error> {
+fn read_subs(tx: &mut Tx<'_>) -> std::result::Result<Vec<SubRow>, postgres::Error> {
     let rows = tx.query(
         "SELECT id, agent, pattern, mode, throttle_secs, webhook, last_batch FROM sub_subs ORDER BY id",
         &[],

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use avm_core::storage::MemoryStore;
 use avm_core::{Caller, Host, Mount, Policy, Put, WriteInput};
+use avm_postgres::Queries;
 use avm_postgres::testing::TestDb;
 use avm_provider_memory::postgres::PgStoreOptions;
 use avm_provider_memory::{MemoryProvider, StoreOptions};

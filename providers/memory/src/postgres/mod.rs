@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use postgres::Transaction;
+use avm_postgres::{Queries, Tx};
 use serde_json::{Map, Value};
 
 use avm_core::time::now_micros;
@@ -121,7 +121,7 @@ impl PgStore {
     /// Runs `f` on a pooled connection (reads).
     pub(crate) fn read<T>(
         &self,
-        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
+        f: impl FnOnce(&mut avm_postgres::Client) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
         let mut c = self.pg.conn()?;
         f(&mut c).map_err(|e| self.err(e))
@@ -132,7 +132,7 @@ impl PgStore {
     /// serialization failure; `f` must do nothing outside the transaction.
     pub(crate) fn write<T>(
         &self,
-        mut f: impl FnMut(&mut Transaction<'_>, &Ctx<'_>) -> Result<T>,
+        mut f: impl FnMut(&mut Tx<'_>, &Ctx<'_>) -> Result<T>,
     ) -> Result<T> {
         self.pg.transaction(|tx| {
             avm_postgres::lock_log(tx, WRITE_LOCK)?;
@@ -173,7 +173,7 @@ impl Ctx<'_> {
 /// Appends one row to the ordered change stream (inside a write transaction, which holds
 /// the write lock).
 pub(crate) fn event(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     kind: &str,
     path: &str,

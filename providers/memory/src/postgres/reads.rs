@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use postgres::Client;
+use avm_postgres::{Client, Queries};
 use serde_json::Value;
 
 use avm_core::storage::Keep;

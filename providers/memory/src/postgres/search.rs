@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use postgres::{GenericClient, IsolationLevel};
+use avm_postgres::{IsolationLevel, Queries};
 
 use avm_core::address::is_within;
 use avm_core::storage::Keep;
@@ -114,7 +114,7 @@ impl Search<'_> {
     /// candidates ranked in SQL (scope, trash, expiry and visibility applied there), `extra`
     /// applied here, the candidate window growing (×8) until the result is full or the
     /// matches run out, so filtering never leaves it short.
-    fn run(&self, c: &mut postgres::Client) -> std::result::Result<Vec<Hit>, postgres::Error> {
+    fn run(&self, c: &mut avm_postgres::Client) -> std::result::Result<Vec<Hit>, postgres::Error> {
         let limit = self.limit.min(MAX_LIMIT);
         if limit == 0 {
             return Ok(Vec::new());
@@ -130,11 +130,7 @@ impl Search<'_> {
             sp.sql("n.", 4)
         );
         let now = now_micros();
-        let mut tx = c
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
+        let mut tx = c.transaction_with(IsolationLevel::RepeatableRead, true)?;
         let stmt = tx.prepare(&sql)?;
         let mut window = (limit * 4).max(32);
         let found = loop {
@@ -197,7 +193,7 @@ impl Search<'_> {
 
 /// The text content of the candidates, by id.
 fn contents_of(
-    c: &mut impl GenericClient,
+    c: &mut impl Queries,
     found: &[Candidate],
 ) -> std::result::Result<HashMap<i64, String>, postgres::Error> {
     let ids: Vec<i64> = found.iter().map(|f| f.id).collect();
@@ -212,7 +208,7 @@ fn contents_of(
 
 /// How many memories match `tsquery`, counting no further than `cap`.
 fn doc_count(
-    c: &mut postgres::Client,
+    c: &mut avm_postgres::Client,
     tsquery: &str,
     cap: i64,
 ) -> std::result::Result<i64, postgres::Error> {
@@ -227,11 +223,11 @@ fn doc_count(
 /// most 500 memories, or at most 8 times as many as the rarest word. Counts stop early (a
 /// common word is never counted whole) yet the answer is exact.
 fn rare_words(
-    c: &mut postgres::Client,
+    c: &mut avm_postgres::Client,
     words: &[Option<String>],
 ) -> std::result::Result<Vec<bool>, postgres::Error> {
     // (count, the cap it was counted to): `count == cap` means at least `cap`.
-    let count = |c: &mut postgres::Client, w: &Option<String>, cap: i64| match w {
+    let count = |c: &mut avm_postgres::Client, w: &Option<String>, cap: i64| match w {
         Some(q) => doc_count(c, q, cap).map(|n| (n, cap)),
         None => Ok((0, cap)),
     };

@@ -12,6 +12,7 @@ use avm_core::{Caller, Result};
 
 use super::{NODE_COLS, PgStore, node_from_row, subtree_bounds, viewer, visible_sql};
 use crate::engine::{Engine, WriteOp};
+use avm_postgres::Queries;
 
 /// Whether `path` lies in one of `scopes` and outside the trash (unless a scope is the trash).
 fn in_scopes(scopes: &[String], path: &str) -> bool {
@@ -193,6 +194,13 @@ impl MemoryStore for PgStore {
             c.query_one("SELECT coalesce(max(seq), 0)::bigint FROM events", &[])?
                 .try_get(0)
         })
+    }
+
+    fn change_waiter(&self) -> Option<Box<dyn avm_core::storage::ChangeWaiter>> {
+        Some(Box::new(Waiter {
+            pg: self.pg.clone(),
+            listener: None,
+        }))
     }
 
     fn topic_cursor(&self) -> Result<i64> {
@@ -518,7 +526,7 @@ impl MemoryStore for PgStore {
 }
 
 /// How far the consumer `name` has read the events table (0 before it starts).
-fn cursor(c: &mut postgres::Client, name: &str) -> std::result::Result<i64, postgres::Error> {
+fn cursor(c: &mut avm_postgres::Client, name: &str) -> std::result::Result<i64, postgres::Error> {
     c.query_one(
         "SELECT coalesce(max(seq), 0)::bigint FROM cursors WHERE name = $1",
         &[&name],
@@ -527,7 +535,10 @@ fn cursor(c: &mut postgres::Client, name: &str) -> std::result::Result<i64, post
 }
 
 /// Changes whenever a vector of `model` is written or a node with a vector is deleted.
-fn stamp_of(c: &mut postgres::Client, model: &str) -> std::result::Result<i64, postgres::Error> {
+fn stamp_of(
+    c: &mut avm_postgres::Client,
+    model: &str,
+) -> std::result::Result<i64, postgres::Error> {
     c.query_one(
         "SELECT coalesce((SELECT max(stamp) FROM vectors WHERE model = $1), 0) * 4294967296 \
               + coalesce((SELECT seq FROM cursors WHERE name = 'vectors_deleted'), 0)",
@@ -616,6 +627,40 @@ impl PgStore {
             }
             if done {
                 return Ok(out);
+            }
+        }
+    }
+}
+
+/// Follows `NOTIFY avm_events` on a connection of its own, listening again after the
+/// connection breaks (and reporting the break as a change, since notifications sent meanwhile
+/// are lost).
+struct Waiter {
+    pg: avm_postgres::Pg,
+    listener: Option<avm_postgres::Listener>,
+}
+
+impl avm_core::storage::ChangeWaiter for Waiter {
+    fn wait(&mut self, timeout: std::time::Duration) -> bool {
+        if self.listener.is_none() {
+            match self.pg.listen(&[super::EVENTS_CHANNEL]) {
+                Ok(l) => self.listener = Some(l),
+                Err(e) => {
+                    tracing::debug!(target: "avm::postgres", "cannot listen for changes: {e}");
+                    std::thread::sleep(timeout);
+                    return true;
+                }
+            }
+        }
+        let Some(l) = self.listener.as_mut() else {
+            return true;
+        };
+        match l.wait(timeout) {
+            Ok(notes) => !notes.is_empty(),
+            Err(e) => {
+                tracing::debug!(target: "avm::postgres", "stopped listening for changes: {e}");
+                self.listener = None;
+                true
             }
         }
     }

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Moves up to 1000 expired nodes to the trash; returns each one's trash path and old path.
-pub(crate) fn purge_expired(tx: &mut Transaction<'_>, ctx: &Ctx<'_>) -> Result<Vec<String>> {
+pub(crate) fn purge_expired(tx: &mut Tx<'_>, ctx: &Ctx<'_>) -> Result<Vec<String>> {
     let rows = query(
         tx,
         ctx,
@@ -23,7 +23,7 @@ pub(crate) fn purge_expired(tx: &mut Transaction<'_>, ctx: &Ctx<'_>) -> Result<V
 /// An expired node goes to the trash with its history, as a delete by whoever set its TTL
 /// (`expires_by`) would: the `expire` entry in its history and events names them, and the
 /// trash copy keeps no TTL (it is purged with the trash, after `trash_retention`).
-pub(crate) fn expire(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, n: &Node) -> Result<String> {
+pub(crate) fn expire(tx: &mut Tx<'_>, ctx: &Ctx<'_>, n: &Node) -> Result<String> {
     let by = n
         .meta
         .get(EXPIRES_BY)

@@ -26,12 +26,12 @@ fn fixed_dir(path: &str) -> bool {
 }
 
 /// Does the directory `path` exist?
-pub(crate) fn dir_exists(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
+pub(crate) fn dir_exists(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
     Ok(always_dir(path) || has_children(tx, ctx, path)?)
 }
 
 /// Sets the mtime and ctime of `dir` to `now` where it has a row; returns rows changed.
-fn touch_dir(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str, now: Nanos) -> Result<usize> {
+fn touch_dir(tx: &mut Tx<'_>, ctx: &Ctx<'_>, dir: &str, now: Nanos) -> Result<usize> {
     exec(
         tx,
         ctx,
@@ -41,7 +41,7 @@ fn touch_dir(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str, now: Nanos) -> 
 }
 
 /// Gives `dir` an attribute row dated `now` unless it has one.
-fn add_dir_row(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str, now: Nanos) -> Result<()> {
+fn add_dir_row(tx: &mut Tx<'_>, ctx: &Ctx<'_>, dir: &str, now: Nanos) -> Result<()> {
     exec(
         tx,
         ctx,
@@ -54,12 +54,7 @@ fn add_dir_row(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str, now: Nanos) -
 /// An entry appeared at `child` (or was replaced there): its directory changed now. A
 /// directory that had no row yet may have appeared with it, so its parent changed too, up to
 /// the first directory that already had a row.
-pub(crate) fn dir_changed(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    child: &str,
-    now: Nanos,
-) -> Result<()> {
+pub(crate) fn dir_changed(tx: &mut Tx<'_>, ctx: &Ctx<'_>, child: &str, now: Nanos) -> Result<()> {
     let mut dir = parent(child).to_string();
     loop {
         if touch_dir(tx, ctx, &dir, now)? > 0 {
@@ -75,12 +70,7 @@ pub(crate) fn dir_changed(
 
 /// The entry at `child` went away: its directory changed now, and a directory left with
 /// nothing in it (that nothing keeps) is gone, its attributes with it; then its parent changed.
-pub(crate) fn dir_gone(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    child: &str,
-    now: Nanos,
-) -> Result<()> {
+pub(crate) fn dir_gone(tx: &mut Tx<'_>, ctx: &Ctx<'_>, child: &str, now: Nanos) -> Result<()> {
     let mut dir = parent(child).to_string();
     loop {
         if dir_exists(tx, ctx, &dir)? {
@@ -106,7 +96,7 @@ type DirRow = (
 );
 
 /// The attribute rows of `dir` and every directory below it.
-fn dir_rows(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<DirRow>> {
+fn dir_rows(tx: &mut Tx<'_>, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<DirRow>> {
     let (lo, hi) = subtree_bounds(dir);
     query(
         tx,
@@ -131,7 +121,7 @@ fn dir_rows(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<Di
 }
 
 /// Writes `r`'s attributes as `path`'s row (replacing any).
-fn put_dir_row(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str, r: &DirRow) -> Result<()> {
+fn put_dir_row(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str, r: &DirRow) -> Result<()> {
     exec(
         tx,
         ctx,
@@ -146,12 +136,7 @@ fn put_dir_row(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str, r: &DirRow) 
 }
 
 /// Moves the attribute rows of `src` and the directories below it under `dst`.
-pub(crate) fn move_dir_attrs(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    src: &str,
-    dst: &str,
-) -> Result<()> {
+pub(crate) fn move_dir_attrs(tx: &mut Tx<'_>, ctx: &Ctx<'_>, src: &str, dst: &str) -> Result<()> {
     let rows = dir_rows(tx, ctx, src)?;
     for r in &rows {
         exec(tx, ctx, "DELETE FROM dir_attrs WHERE path = $1", &[&r.0])?;
@@ -164,7 +149,7 @@ pub(crate) fn move_dir_attrs(
 
 /// Changes the attributes of a node or a directory.
 pub(crate) fn set_attrs(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     path: &str,
     set: &SetAttrs,
@@ -217,7 +202,7 @@ pub(crate) fn set_attrs(
 
 /// Makes a symbolic link: a node of type `symlink` whose content is `target`.
 pub(crate) fn symlink(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     path: &str,
     target: &str,
@@ -270,7 +255,7 @@ pub(crate) fn symlink(
 
 /// `rename(2)` of `src` to `dst`.
 pub(crate) fn rename(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     src: &str,
     dst: &str,
@@ -418,7 +403,7 @@ pub(crate) fn rename(
 /// Refuses to move the subtree `from` to `to` when the rules refuse writing any node in it,
 /// at its place or at its new place.
 fn writable_subtree(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     caller: &Caller,
     policy: &Policy,
@@ -443,12 +428,7 @@ fn writable_subtree(
 }
 
 /// Refuses to move a subtree holding nodes the caller may not see.
-fn visible_subtree(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    caller: &Caller,
-    dir: &str,
-) -> Result<()> {
+fn visible_subtree(tx: &mut Tx<'_>, ctx: &Ctx<'_>, caller: &Caller, dir: &str) -> Result<()> {
     let nodes = subtree(tx, ctx, dir)?;
     check_subtree_visible(caller, dir, &nodes, "rename")
 }
@@ -458,7 +438,7 @@ fn visible_subtree(
 /// any), takes the source's content, type and file attributes as a new version, and the
 /// source node goes (its history records the move, its links follow it).
 fn replace(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     n: &Node,
     d: &Node,
@@ -582,7 +562,7 @@ fn replace(
 /// what left it (unless something else arrived there) and what arrived; explicit directories
 /// and directory attributes move along.
 fn relocate(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     pairs: &[(String, String)],
     agent: Option<&str>,

@@ -2,12 +2,7 @@
 
 use super::*;
 
-pub(super) fn import(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    r: &Record,
-    force: bool,
-) -> Result<Outcome> {
+pub(super) fn import(tx: &mut Tx<'_>, ctx: &Ctx<'_>, r: &Record, force: bool) -> Result<Outcome> {
     let path = r.path.as_str();
     let content = r.decoded()?;
     check_size(ctx.max_bytes(), path, &content)?;

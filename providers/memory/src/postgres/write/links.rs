@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) fn link(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     source: &str,
     target: &str,
@@ -41,7 +41,7 @@ pub(super) fn link(
 }
 
 pub(super) fn unlink(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     source: &str,
     target: &str,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use postgres::Transaction;
+use avm_postgres::{Queries, Tx};
 use postgres::types::ToSql;
 use serde_json::{Map, Value, json};
 
@@ -114,7 +114,7 @@ impl PgStore {
 
 /// Runs `op` inside a savepoint: `Ok(Err(e))` when the op was refused and rolled back alone,
 /// `Err` when the transaction itself failed.
-fn savepointed(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Result<Outcome>> {
+fn savepointed(tx: &mut Tx<'_>, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Result<Outcome>> {
     let before = ctx.last_event.get();
     let mut sp = tx.savepoint("op").map_err(|e| ctx.err(e))?;
     match apply_op(&mut sp, ctx, op) {
@@ -133,7 +133,7 @@ fn savepointed(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, op: &WriteOp) -> Result<
 
 /// Purges expired nodes in a savepoint; a purge that fails is rolled back and ignored (as the
 /// SQLite writer ignores it). Returns how many nodes went.
-fn purge_quietly(tx: &mut Transaction<'_>, ctx: &Ctx<'_>) -> Result<usize> {
+fn purge_quietly(tx: &mut Tx<'_>, ctx: &Ctx<'_>) -> Result<usize> {
     let any = tx
         .query_opt(
             "SELECT 1 FROM nodes WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT 1",
@@ -160,7 +160,7 @@ fn purge_quietly(tx: &mut Transaction<'_>, ctx: &Ctx<'_>) -> Result<usize> {
 }
 
 /// Applies one operation inside the caller's transaction.
-pub(crate) fn apply_op(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> {
+pub(crate) fn apply_op(tx: &mut Tx<'_>, ctx: &Ctx<'_>, op: &WriteOp) -> Result<Outcome> {
     match op {
         WriteOp::Put {
             path,
@@ -283,12 +283,7 @@ pub(crate) fn apply_op(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, op: &WriteOp) ->
 }
 
 /// Runs a statement; returns how many rows it changed.
-pub(crate) fn exec(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    sql: &str,
-    args: &Args<'_>,
-) -> Result<usize> {
+pub(crate) fn exec(tx: &mut Tx<'_>, ctx: &Ctx<'_>, sql: &str, args: &Args<'_>) -> Result<usize> {
     tx.execute(sql, args)
         .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
         .map_err(|e| ctx.err(e))
@@ -296,7 +291,7 @@ pub(crate) fn exec(
 
 /// Runs a query; returns its rows.
 pub(crate) fn query(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     sql: &str,
     args: &Args<'_>,
@@ -306,7 +301,7 @@ pub(crate) fn query(
 
 /// Runs a query of at most one row.
 pub(crate) fn query_opt(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     sql: &str,
     args: &Args<'_>,
@@ -316,7 +311,7 @@ pub(crate) fn query_opt(
 
 /// Runs a query of exactly one row.
 pub(crate) fn query_one(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     sql: &str,
     args: &Args<'_>,
@@ -346,7 +341,7 @@ pub(crate) fn int(v: Option<u32>) -> Option<i64> {
 }
 
 /// The node at `path` (expired or not).
-pub(crate) fn load(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<Option<Node>> {
+pub(crate) fn load(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<Option<Node>> {
     query_opt(
         tx,
         ctx,
@@ -359,7 +354,7 @@ pub(crate) fn load(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Resul
 
 /// The live node at `path`; an expired one is purged on the way.
 pub(crate) fn load_live(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     path: &str,
     out: &mut Outcome,
@@ -376,7 +371,7 @@ pub(crate) fn load_live(
 }
 
 /// The newest version in `path`'s history (0: none).
-pub(crate) fn max_version(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<i64> {
+pub(crate) fn max_version(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<i64> {
     let r = query_one(
         tx,
         ctx,
@@ -389,7 +384,7 @@ pub(crate) fn max_version(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -
 /// Appends a row to `path`'s history.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn add_version(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     path: &str,
     version: i64,
@@ -421,17 +416,12 @@ pub(crate) fn add_version(
 }
 
 /// Replaces node `id`'s tag rows.
-pub(crate) fn set_tags(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    id: i64,
-    tags: &[String],
-) -> Result<()> {
+pub(crate) fn set_tags(tx: &mut Tx<'_>, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Result<()> {
     exec(tx, ctx, "DELETE FROM node_tags WHERE node_id = $1", &[&id])?;
     insert_tags(tx, ctx, id, tags)
 }
 
-fn insert_tags(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Result<()> {
+fn insert_tags(tx: &mut Tx<'_>, ctx: &Ctx<'_>, id: i64, tags: &[String]) -> Result<()> {
     if tags.is_empty() {
         return Ok(());
     }
@@ -445,7 +435,7 @@ fn insert_tags(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, id: i64, tags: &[String]
 }
 
 /// Whether anything lives below `path` (a live node, or an explicit directory at or below it).
-pub(crate) fn has_children(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
+pub(crate) fn has_children(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
     let (lo, hi) = subtree_bounds(path);
     query_opt(
         tx,
@@ -458,7 +448,7 @@ pub(crate) fn has_children(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) 
 }
 
 /// A new node at `path` must not sit on a file or cover a directory.
-pub(crate) fn check_placement(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<()> {
+pub(crate) fn check_placement(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<()> {
     if is_reserved_dir(path) {
         return Err(Error::new(
             ErrorKind::IsADirectory,
@@ -481,11 +471,7 @@ pub(crate) fn check_placement(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &st
 }
 
 /// The nearest ancestor of `path` that is a (live) file, if any.
-pub(crate) fn file_ancestor(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    path: &str,
-) -> Result<Option<String>> {
+pub(crate) fn file_ancestor(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<Option<String>> {
     let mut ancestors: Vec<String> = Vec::new();
     let mut p = parent(path);
     while p != "/" {

@@ -4,7 +4,7 @@
 use super::*;
 
 pub(super) fn put_node(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     path: &str,
     put: &Put,
@@ -229,12 +229,7 @@ pub(super) fn put_node(
 }
 
 /// Writes a node's attribute columns.
-pub(crate) fn update_attrs(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    id: i64,
-    a: &Attrs,
-) -> Result<()> {
+pub(crate) fn update_attrs(tx: &mut Tx<'_>, ctx: &Ctx<'_>, id: i64, a: &Attrs) -> Result<()> {
     exec(
         tx,
         ctx,

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) fn topics(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     cursor: i64,
     docs: &[avm_core::storage::TopicDoc],
@@ -85,7 +85,7 @@ pub(super) fn topics(
 }
 
 pub(super) fn vectors(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     cursor: i64,
     model: &str,
@@ -146,7 +146,7 @@ pub(super) fn vectors(
 }
 
 pub(super) fn telemetry(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     t: &avm_core::storage::Telemetry,
 ) -> Result<Outcome> {

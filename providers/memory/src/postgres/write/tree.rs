@@ -3,7 +3,7 @@
 use super::*;
 
 fn hard_delete(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     n: &Node,
     kind: &str,
@@ -44,7 +44,7 @@ fn hard_delete(
 /// Puts node `id` at `path` as version `version` with `meta`, changed now.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn set_path(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     id: i64,
     path: &str,
@@ -71,7 +71,7 @@ pub(crate) fn set_path(
 
 /// Re-points both ends of the links at `from` to `to`. A moved link replaces one already
 /// there (as SQLite's `UPDATE OR REPLACE` does).
-pub(crate) fn relink(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, from: &str, to: &str) -> Result<()> {
+pub(crate) fn relink(tx: &mut Tx<'_>, ctx: &Ctx<'_>, from: &str, to: &str) -> Result<()> {
     if from == to {
         return Ok(());
     }
@@ -90,7 +90,7 @@ pub(crate) fn relink(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, from: &str, to: &s
 
 /// Records in the history of `n`'s path that it left for `dst` (the path then holds nothing).
 pub(crate) fn record_move_out(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     n: &Node,
     dst: &str,
@@ -114,7 +114,7 @@ pub(crate) fn record_move_out(
 /// Moves `n` to `dst`. History stays with each path: the source records `move-out`, the
 /// destination continues its own numbering with `kind` (`move-in`, `trash`, `restore`).
 fn move_node(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     n: &Node,
     dst: &str,
@@ -156,12 +156,7 @@ fn move_node(
 }
 
 /// Deletes the history rows of `path` older than its newest `keep`; `count` = rows removed.
-pub(super) fn compact(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    path: &str,
-    keep: usize,
-) -> Result<Outcome> {
+pub(super) fn compact(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str, keep: usize) -> Result<Outcome> {
     if keep == 0 {
         return Err(Error::invalid(
             "compact keeps at least 1 version (the current one)",
@@ -192,7 +187,7 @@ pub(super) fn compact(
 }
 
 /// Whether a live (unexpired) node is at `path`.
-pub(crate) fn exists(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
+pub(crate) fn exists(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<bool> {
     query_opt(
         tx,
         ctx,
@@ -203,18 +198,13 @@ pub(crate) fn exists(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Res
 }
 
 /// Soft delete: into `/trash<path>` (with `~2`, `~3`… when taken), remembering where from.
-fn to_trash(
-    tx: &mut Transaction<'_>,
-    ctx: &Ctx<'_>,
-    n: &Node,
-    agent: Option<&str>,
-) -> Result<Node> {
+fn to_trash(tx: &mut Tx<'_>, ctx: &Ctx<'_>, n: &Node, agent: Option<&str>) -> Result<Node> {
     trash_as(tx, ctx, n, agent, now_micros(), Map::new())
 }
 
 /// [`to_trash`] dated `at` by `agent`, with `extra` metadata on the trash copy.
 pub(crate) fn trash_as(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     n: &Node,
     agent: Option<&str>,
@@ -237,7 +227,7 @@ pub(crate) fn trash_as(
 }
 
 /// Every node strictly below `dir` (expired ones too), by path.
-pub(crate) fn subtree(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<Node>> {
+pub(crate) fn subtree(tx: &mut Tx<'_>, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<Node>> {
     let (lo, hi) = subtree_bounds(dir);
     let rows = query(
         tx,
@@ -249,7 +239,7 @@ pub(crate) fn subtree(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str) -> Res
 }
 
 pub(super) fn remove(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     path: &str,
     recursive: bool,
@@ -330,7 +320,7 @@ pub(super) fn remove(
 }
 
 pub(super) fn rename(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     ctx: &Ctx<'_>,
     src: &str,
     dst: &str,
@@ -480,7 +470,7 @@ pub(super) fn rename(
     Ok(out)
 }
 
-pub(super) fn mkdir(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<Outcome> {
+pub(super) fn mkdir(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<Outcome> {
     let mut out = Outcome::default();
     if path == "/" || exists(tx, ctx, path)? {
         return Err(Error::new(
@@ -521,7 +511,7 @@ pub(super) fn mkdir(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Resu
     Ok(out)
 }
 
-pub(super) fn rmdir(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<Outcome> {
+pub(super) fn rmdir(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<Outcome> {
     let mut out = Outcome::default();
     let (lo, hi) = subtree_bounds(path);
     let below = query_opt(
@@ -556,7 +546,7 @@ pub(super) fn rmdir(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Resu
 }
 
 /// The explicit directories at and below `dir`.
-pub(crate) fn dirs_at(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<String>> {
+pub(crate) fn dirs_at(tx: &mut Tx<'_>, ctx: &Ctx<'_>, dir: &str) -> Result<Vec<String>> {
     let (lo, hi) = subtree_bounds(dir);
     query(
         tx,
@@ -570,7 +560,7 @@ pub(crate) fn dirs_at(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, dir: &str) -> Res
 }
 
 /// Moves explicit directories at and below `src` to `dst`; returns how many moved.
-fn move_dirs(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, src: &str, dst: &str) -> Result<usize> {
+fn move_dirs(tx: &mut Tx<'_>, ctx: &Ctx<'_>, src: &str, dst: &str) -> Result<usize> {
     let rows = dirs_at(tx, ctx, src)?;
     for p in &rows {
         let target = format!("{dst}{}", &p[src.len()..]);
@@ -587,7 +577,7 @@ fn move_dirs(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, src: &str, dst: &str) -> R
 }
 
 /// Drops explicit directories at and below `path`.
-fn drop_dirs(tx: &mut Transaction<'_>, ctx: &Ctx<'_>, path: &str) -> Result<()> {
+fn drop_dirs(tx: &mut Tx<'_>, ctx: &Ctx<'_>, path: &str) -> Result<()> {
     let (lo, hi) = subtree_bounds(path);
     for sql in [
         "DELETE FROM dirs WHERE path = $1 OR (path >= $2 AND path < $3)",
