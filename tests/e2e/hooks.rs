@@ -534,3 +534,147 @@ fn a_hook_with_bad_input_or_a_broken_store_exits_0_without_hanging() {
         "{out:?}"
     );
 }
+
+/// The additionalContext a session-start hook printed.
+fn context_of(r: &Run) -> String {
+    let v: Value = serde_json::from_str(r.ok()).unwrap_or_else(|e| panic!("{e}: {r:#?}"));
+    assert_eq!(v["hookSpecificOutput"]["hookEventName"], "SessionStart");
+    v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn session_start_recalls_through_a_running_server_and_capture_writes_beside_it() {
+    let env = Env::new();
+    let proj = env.path("work/wombat-api");
+    std::fs::create_dir_all(proj.join(".git")).unwrap();
+    env.run(&["hooks", "install", "claude-code"]).ok();
+    let v = settings(&env.path("home/.claude/settings.json"));
+    let (start, end) = (
+        command_for(&v, "SessionStart"),
+        command_for(&v, "SessionEnd"),
+    );
+    let fact = format!(
+        "wombat-api deploys go through the blue pipeline only. {}",
+        "The canary takes ten minutes and must stay green before the rollout continues. ".repeat(4)
+    );
+    env.run(&["remember", "--namespace", "projects/wombat-api", &fact])
+        .ok();
+    let input = json!({"session_id": "w1", "cwd": s(&proj), "hook_event_name": "SessionStart", "source": "startup"});
+    let (direct, _) = run_as_agent(&env, &start, &proj, &input);
+    let direct = context_of(&direct);
+    assert!(direct.contains("blue pipeline"), "{direct}");
+
+    // A server whose recall shows 60 characters of a memory (the CLI's own: 320): what the
+    // hook prints says which one answered.
+    let mut server = env
+        .cmd(&[
+            "--db",
+            s(&env.db()),
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--no-mounts",
+        ])
+        .env("AVM_RECALL__MAX_CHARS", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("Listening on"), "{line}");
+    let (warm, took) = run_as_agent(&env, &start, &proj, &input);
+    let warm = context_of(&warm);
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(warm.contains("wombat-api deploys"), "{warm}");
+    assert!(
+        warm.len() + 150 < direct.len(),
+        "the server's recall: {warm}\nthe CLI's: {direct}"
+    );
+
+    // Capture writes while the server holds the store.
+    let tpath = env.path("t/w1.jsonl");
+    transcript(
+        &tpath,
+        &[
+            user("Pin the canary duration", "2026-05-06T07:00:00Z"),
+            assistant(
+                json!([{"type": "text", "text": "Pinned the canary at ten minutes in deploy.yml."}]),
+                "2026-05-06T07:01:00Z",
+            ),
+        ],
+    );
+    let end_input = json!({"session_id": "w1", "transcript_path": s(&tpath), "cwd": s(&proj),
+                           "hook_event_name": "SessionEnd", "reason": "clear"});
+    let (r, _) = run_as_agent(&env, &end, &proj, &end_input);
+    assert_eq!(r.ok(), "", "{r:#?}");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    server.wait().unwrap();
+    let r = env.run(&[
+        "read",
+        "/memory/shared/projects/wombat-api/sessions/20260506_w1.md",
+    ]);
+    assert!(r.ok().contains("Pinned the canary"), "{r:#?}");
+}
+
+#[test]
+fn codex_hooks_remember_a_rollout_after_each_turn_and_recall_at_start() {
+    let env = Env::new();
+    let proj = env.path("work/numbat");
+    std::fs::create_dir_all(&proj).unwrap();
+    env.run(&["hooks", "install", "codex"]).ok();
+    let v = settings(&env.path("home/.codex/hooks.json"));
+    let (start, stop) = (command_for(&v, "SessionStart"), command_for(&v, "Stop"));
+    // A Codex rollout: session_meta, the injected context as a user item, the person's prompt
+    // as an event, a patch, the reply.
+    let rollout =
+        env.path("home/.codex/sessions/2026/07/08/rollout-2026-07-08T09-00-00-c0de.jsonl");
+    transcript(
+        &rollout,
+        &[
+            json!({"timestamp": "2026-07-08T09:00:00.000Z", "type": "session_meta", "payload": {"id": "c0de-1234", "cwd": s(&proj)}}),
+            json!({"timestamp": "2026-07-08T09:00:00.100Z", "type": "response_item", "payload": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>cwd</environment_context>"}]}}),
+            json!({"timestamp": "2026-07-08T09:00:01.000Z", "type": "event_msg", "payload": {"type": "user_message", "message": "Rename the numbat config key to retries"}}),
+            json!({"timestamp": "2026-07-08T09:00:05.000Z", "type": "response_item", "payload": {"type": "custom_tool_call", "name": "apply_patch", "call_id": "c1", "input": "*** Begin Patch\n*** Update File: src/config.rs\n@@\n-tries\n+retries\n*** End Patch\n"}}),
+            json!({"timestamp": "2026-07-08T09:00:09.000Z", "type": "event_msg", "payload": {"type": "agent_message", "message": "Renamed the numbat key tries to retries in src/config.rs."}}),
+            json!({"timestamp": "2026-07-08T09:00:09.000Z", "type": "response_item", "payload": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Renamed the numbat key tries to retries in src/config.rs."}]}}),
+        ],
+    );
+    let stop_input = json!({"session_id": "c0de-1234", "turn_id": "t1", "transcript_path": s(&rollout),
+                            "cwd": s(&proj), "hook_event_name": "Stop", "model": "gpt-5",
+                            "stop_hook_active": false});
+    let (r, _) = run_as_agent(&env, &stop, &proj, &stop_input);
+    assert_eq!(
+        r.ok(),
+        "",
+        "Codex reads a Stop hook's stdout as JSON: {r:#?}"
+    );
+    let m = env.run(&[
+        "read",
+        "/memory/shared/projects/numbat/sessions/20260708_c0de-123.md",
+    ]);
+    let text = m.ok();
+    for want in [
+        "Project numbat, Codex session: asked \"Rename the numbat config key to retries\"",
+        "- src/config.rs",
+        "saved after its latest turn",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+    assert!(!text.contains("environment_context"), "{text}");
+    let input = json!({"session_id": "c0de-5678", "transcript_path": null, "cwd": s(&proj),
+                       "hook_event_name": "SessionStart", "model": "gpt-5",
+                       "permission_mode": "default", "source": "startup"});
+    let (r, _) = run_as_agent(&env, &start, &proj, &input);
+    assert!(context_of(&r).contains("retries"), "{r:#?}");
+}
