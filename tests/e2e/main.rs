@@ -6,6 +6,7 @@ mod agents;
 mod cli;
 mod concurrency;
 mod fuse;
+mod hooks;
 mod http;
 mod input;
 mod layout;

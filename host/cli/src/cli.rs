@@ -36,7 +36,7 @@ const HELP_TEMPLATE: &str = "\
 {usage-heading} {usage}
 
 Start here:
-  remember  recall  search  read  write  list (ls)  mount  mcp  serve  doctor
+  remember  recall  search  read  write  list (ls)  mount  mcp  hooks  serve  doctor
 
 Agent memory:
   batch-remember  browse  fetch  topics  timeline  explore  ask  who-knows  agents
@@ -284,6 +284,13 @@ pub enum Command {
         after_help = "Example client configuration:\n  {\"mcpServers\": {\"avm\": {\"command\": \"avm\", \"args\": [\"--agent\", \"alice\", \"mcp\"]}}}"
     )]
     Mcp,
+    /// Coding-agent hooks: recall for the project when a session starts, remember what the
+    /// session did when it ends or compacts (Claude Code, Codex)
+    #[command(after_help = crate::hooks_cmd::AFTER_HELP)]
+    Hooks {
+        #[command(subcommand)]
+        action: HooksAction,
+    },
     /// Mount avm as a filesystem at DIR (as --agent, or as the operator)
     #[command(
         after_help = "Without --foreground the mount runs in the background and this command returns once it is live. Unmount with `avm unmount DIR` (or SIGTERM to the mount process)."
@@ -751,6 +758,108 @@ pub enum Direction {
     Out,
     /// Both
     Both,
+}
+
+/// Coding agents whose hooks avm installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookAgent {
+    /// Claude Code: ~/.claude/settings.json, .claude/settings.json, .claude/settings.local.json
+    #[value(name = "claude-code", alias = "claude")]
+    ClaudeCode,
+    /// OpenAI Codex CLI: ~/.codex/hooks.json, .codex/hooks.json
+    Codex,
+}
+
+/// Which settings file the hooks go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookScope {
+    /// Your own settings: every project you open (~/.claude/settings.json, ~/.codex/hooks.json)
+    User,
+    /// The project's shared settings, committed with it (.claude/settings.json, .codex/hooks.json)
+    Project,
+    /// The project's settings for you alone, not committed (Claude Code:
+    /// .claude/settings.local.json)
+    Local,
+}
+
+/// What a hook is run for (`avm hooks run AGENT EVENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookEvent {
+    /// The session starts (or resumes, is cleared, was compacted): print the project's recall
+    SessionStart,
+    /// The session ends: remember what it did
+    SessionEnd,
+    /// The context is about to be compacted: remember what the session did so far
+    PreCompact,
+    /// A turn ended (Codex, which has no session-end event): remember what the session did so far
+    Stop,
+}
+
+/// `avm hooks …`.
+#[derive(Debug, Subcommand)]
+pub enum HooksAction {
+    /// Write the agent's hook configuration (again: replaces avm's hooks, duplicates none)
+    Install {
+        /// The coding agent: claude-code or codex
+        #[arg(value_name = "AGENT")]
+        coding_agent: HookAgent,
+        /// user (every project), project (committed with it) or local (this project, you alone)
+        #[arg(long, value_enum, default_value = "user")]
+        scope: HookScope,
+        /// The project, for --scope project or local [default: the current directory]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Token budget (cl100k) of the recall injected when a session starts
+        #[arg(long, short = 't', value_name = "N", default_value_t = 2000)]
+        max_tokens: usize,
+        /// Name the project's memories go under (/memory/shared/projects/NAME) [default: the
+        /// name of the session's git repository, else of its directory]
+        #[arg(long, value_name = "NAME")]
+        project: Option<String>,
+        /// The avm the hooks run [default: this executable, by its full path]; `avm` when the
+        /// settings are shared by people whose avm is elsewhere on their PATH
+        #[arg(long, value_name = "PROGRAM")]
+        avm: Option<String>,
+    },
+    /// Remove exactly the hooks install wrote, leaving every other hook and setting
+    Uninstall {
+        /// The coding agent: claude-code or codex
+        #[arg(value_name = "AGENT")]
+        coding_agent: HookAgent,
+        /// user, project or local
+        #[arg(long, value_enum, default_value = "user")]
+        scope: HookScope,
+        /// The project, for --scope project or local [default: the current directory]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Which avm hooks are installed, for each agent and scope (the project: --dir or here)
+    #[command(visible_alias = "list")]
+    Status {
+        /// The project whose project and local settings to look at [default: the current
+        /// directory]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// What an installed hook runs: reads the agent's hook JSON on stdin; always exits 0
+    #[command(hide = true)]
+    Run {
+        /// The coding agent: claude-code or codex
+        #[arg(value_name = "AGENT")]
+        coding_agent: HookAgent,
+        /// The event
+        #[arg(value_enum)]
+        event: HookEvent,
+        /// Token budget of the recall (session-start)
+        #[arg(long, short = 't', value_name = "N", default_value_t = 2000)]
+        max_tokens: usize,
+        /// The project's name [default: from the session's directory]
+        #[arg(long, value_name = "NAME")]
+        project: Option<String>,
+        /// Give up (exit 0, a note on stderr) after this many seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+        time_limit: u64,
+    },
 }
 
 /// `avm model …`.

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod daemon;
 mod doctor;
+mod hooks_cmd;
 mod lifecycle_cmd;
 mod migrate;
 mod mount_cmd;

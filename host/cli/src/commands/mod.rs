@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
         }
         Command::Daemon { action } => return crate::daemon::run(&g, action),
+        Command::Hooks { action } => return crate::hooks_cmd::run(&g, action, j),
         Command::Migrate { from, to, force } => return crate::migrate::run(&g, from, to, *force),
         Command::Mcp => {
             let app = App::open(&g)?;
