@@ -6,6 +6,12 @@
 //! match; `ts_rank` counts every occurrence of the words, so a memory saying a word three
 //! times outranks one saying it once. Scores are `ts_rank`'s, higher is better; ties come in
 //! path order.
+//!
+//! `ts_rank` scores every memory that matches, so a question full of common words would rank
+//! most of the store. A word found in more than 500 memories and more than 8 times as many as
+//! the query's rarest word is therefore looked for only together with the others: ranked are
+//! the memories holding every word or one of the rarer words, and only when those are too few
+//! do the memories with common words alone fill the result.
 
 use std::collections::{HashMap, HashSet};
 
@@ -98,8 +104,10 @@ struct Candidate {
 
 /// A search to run: what to match, where, for whom.
 struct Search<'a> {
-    /// `tsquery` literal.
+    /// `tsquery` literal the ranking scores.
     tsquery: &'a str,
+    /// `tsquery` literal a memory must match to be ranked (the same, or a narrower one).
+    matching: &'a str,
     /// Terms for snippets.
     terms: &'a [String],
     scopes: &'a [String],
@@ -123,7 +131,7 @@ impl Search<'_> {
         let sp = ScopeParams::new(self.scopes);
         let sql = format!(
             "SELECT n.id, n.path, ts_rank(n.tsv, $1::text::tsquery)::float8 AS score FROM nodes n \
-             WHERE n.tsv @@ $1::text::tsquery AND (n.expires_at IS NULL OR n.expires_at > $2) \
+             WHERE n.tsv @@ $8::text::tsquery AND (n.expires_at IS NULL OR n.expires_at > $2) \
                AND {} AND {} \
              ORDER BY score DESC, n.path LIMIT $7",
             visible_sql("n.", 3),
@@ -144,6 +152,7 @@ impl Search<'_> {
                     &sp.lo,
                     &sp.hi,
                     &(window as i64),
+                    &self.matching,
                 ],
             )?;
             let exhausted = rows.len() < window;
@@ -292,7 +301,72 @@ impl PgStore {
         snippets: bool,
     ) -> Result<Vec<Hit>> {
         let (tsquery, terms) = compiled(query, true)?;
-        self.search_tsquery(scopes, caller, extra, &tsquery, &terms, limit, snippets)
+        // Common words match most memories, and ranking all of those is what makes a question
+        // slow: rank only the memories holding every word or one of the rarer words.
+        let matching = match self.word_parts(query)? {
+            Some((parts, rare)) if rare.iter().any(|r| !r) && rare.iter().any(|r| *r) => {
+                let all: Vec<&str> = parts.iter().map(String::as_str).collect();
+                let mut m: Vec<String> = parts
+                    .iter()
+                    .zip(&rare)
+                    .filter(|(_, r)| **r)
+                    .map(|(q, _)| q.clone())
+                    .collect();
+                m.push(format!("({})", all.join(" & ")));
+                m.join(" | ")
+            }
+            _ => tsquery.clone(),
+        };
+        let search = Search {
+            tsquery: &tsquery,
+            matching: &matching,
+            terms: &terms,
+            scopes,
+            viewer: viewer(caller),
+            extra,
+            limit,
+            snippets,
+        };
+        let mut hits = self.read(|c| search.run(c))?;
+        if hits.len() < limit && matching != tsquery {
+            // Too few hold a rare word: the memories with common words alone fill the rest.
+            let seen: HashSet<String> = hits.iter().map(|h| h.path.clone()).collect();
+            let rest = Search {
+                matching: &tsquery,
+                ..search
+            };
+            let more = self.read(|c| rest.run(c))?;
+            hits.extend(more.into_iter().filter(|h| !seen.contains(&h.path)));
+            hits.truncate(limit);
+        }
+        Ok(hits)
+    }
+
+    /// The query's clauses as `tsquery` literals, each with whether it is rare enough to look
+    /// for alone (phrases always are), when it has two clauses or more and no CJK.
+    #[allow(clippy::type_complexity)]
+    fn word_parts(&self, query: &str) -> Result<Option<(Vec<String>, Vec<bool>)>> {
+        let (clauses, _) = parse(query, true).unwrap_or_default();
+        let mut parts: Vec<(String, bool)> = Vec::new();
+        for c in &clauses {
+            if matches!(c, Clause::Cjk(_)) {
+                return Ok(None);
+            }
+            if let Some(q) = clause_query(c)
+                && !parts.iter().any(|(p, _)| *p == q)
+            {
+                parts.push((q, matches!(c, Clause::Prefix(_))));
+            }
+        }
+        if parts.len() < 2 {
+            return Ok(None);
+        }
+        let words: Vec<Option<String>> = parts
+            .iter()
+            .map(|(q, word)| word.then(|| q.clone()))
+            .collect();
+        let rare = self.read(|c| rare_words(c, &words))?;
+        Ok(Some((parts.into_iter().map(|(q, _)| q).collect(), rare)))
     }
 
     /// [`PgStore::search_within`] for a compiled `tsquery` literal.
@@ -309,6 +383,7 @@ impl PgStore {
     ) -> Result<Vec<Hit>> {
         let search = Search {
             tsquery,
+            matching: tsquery,
             terms,
             scopes,
             viewer: viewer(caller),
@@ -332,33 +407,16 @@ impl PgStore {
         limit: usize,
     ) -> Result<Vec<Hit>> {
         let (any, terms) = compiled(query, true)?;
-        let (clauses, _) = parse(query, true).unwrap_or_default();
-        let mut parts: Vec<(String, bool)> = Vec::new();
-        for c in &clauses {
-            if matches!(c, Clause::Cjk(_)) {
-                return self.search_tsquery(scopes, caller, extra, &any, &terms, limit, false);
-            }
-            if let Some(q) = clause_query(c)
-                && !parts.iter().any(|(p, _)| *p == q)
-            {
-                parts.push((q, matches!(c, Clause::Prefix(_))));
-            }
-        }
-        if parts.len() < 2 {
+        let Some((parts, rare)) = self.word_parts(query)? else {
             return self.search_tsquery(scopes, caller, extra, &any, &terms, limit, false);
-        }
-        let words: Vec<Option<String>> = parts
-            .iter()
-            .map(|(q, word)| word.then(|| q.clone()))
-            .collect();
-        let rare = self.read(|c| rare_words(c, &words))?;
+        };
         let kept: Vec<&str> = parts
             .iter()
             .zip(&rare)
             .filter(|(_, r)| **r)
-            .map(|((q, _), _)| q.as_str())
+            .map(|(q, _)| q.as_str())
             .collect();
-        let all: Vec<&str> = parts.iter().map(|(q, _)| q.as_str()).collect();
+        let all: Vec<&str> = parts.iter().map(String::as_str).collect();
         let mut hits = self.search_tsquery(
             scopes,
             caller,
