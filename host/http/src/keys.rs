@@ -180,7 +180,7 @@ impl KeyStore {
     /// Connects to the PostgreSQL database at `url` and creates or upgrades its `api_keys`
     /// table (safe when several hosts start at once).
     pub fn open_postgres(url: &str, opts: PgOptions) -> Result<Self> {
-        let keys = PgKeys(Some(outside_async(|| Pg::connect(url, opts))?));
+        let keys = PgKeys(Some(outside_async(|| Pg::shared(url, opts))?));
         keys.run(|pg| avm_postgres::migrate(pg, PG_COMPONENT, PG_MIGRATIONS))?;
         Ok(KeyStore {
             backend: Backend::Postgres(keys),

@@ -64,7 +64,8 @@ impl Default for PgOptions {
 /// A PostgreSQL database that avm uses: a pool of connections and what to call it.
 #[derive(Clone)]
 pub struct Pg {
-    pool: r2d2::Pool<Manager>,
+    /// Shared by the clones; the connections close when the last clone goes.
+    pool: std::sync::Arc<r2d2::Pool<Manager>>,
     config: Config,
     target: String,
     opts: PgOptions,
@@ -161,13 +162,64 @@ impl Pg {
             .connection_timeout(opts.connect_timeout)
             .build_unchecked(manager);
         let pg = Pg {
-            pool,
+            pool: std::sync::Arc::new(pool),
             config,
             target,
             opts,
         };
         let mut c = pg.fresh()?;
         c.simple_query("SELECT 1").map_err(|e| pg.err(e))?;
+        Ok(pg)
+    }
+
+    /// The process's pool for `url`: the first call connects with `opts`; later calls with
+    /// the same address (the store, API keys, subscriptions and plugin data on one database)
+    /// share its connections instead of opening a pool each, so a host holds at most
+    /// `max_connections` of the server's connection slots, whatever uses them.
+    pub fn shared(url: &str, opts: PgOptions) -> Result<Pg> {
+        /// A pool in use, held weakly: it closes when its last user drops it.
+        type Entry = (
+            std::sync::Weak<r2d2::Pool<Manager>>,
+            Config,
+            String,
+            PgOptions,
+        );
+        static POOLS: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<String, Entry>>,
+        > = std::sync::OnceLock::new();
+        let pools = POOLS.get_or_init(Default::default);
+        let live = |e: &Entry| {
+            e.0.upgrade().map(|pool| Pg {
+                pool,
+                config: e.1.clone(),
+                target: e.2.clone(),
+                opts: e.3.clone(),
+            })
+        };
+        if let Some(pg) = pools
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(url)
+            .and_then(live)
+        {
+            return Ok(pg);
+        }
+        // Connected outside the lock: a slow or unreachable server holds up only its callers.
+        let pg = Pg::connect(url, opts)?;
+        let mut map = pools.lock().map_err(|_| poisoned())?;
+        if let Some(other) = map.get(url).and_then(live) {
+            return Ok(other);
+        }
+        map.retain(|_, e| e.0.strong_count() > 0);
+        map.insert(
+            url.to_string(),
+            (
+                std::sync::Arc::downgrade(&pg.pool),
+                pg.config.clone(),
+                pg.target.clone(),
+                pg.opts.clone(),
+            ),
+        );
         Ok(pg)
     }
 
@@ -303,6 +355,10 @@ fn backoff(attempt: u32) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (Instant::now(), std::thread::current().id()).hash(&mut h);
     Duration::from_millis(base / 2 + h.finish() % base.max(1))
+}
+
+fn poisoned() -> Error {
+    Error::internal("the PostgreSQL pools' lock is poisoned (a thread panicked holding it)")
 }
 
 fn humantime_secs(d: Duration) -> String {

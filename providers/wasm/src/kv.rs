@@ -3,7 +3,7 @@
 //! every host, so each host's instance of a plugin sees the same data. Each mount is confined
 //! to its own scope (the mount pattern), and each scope to its byte cap, on either.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,18 +58,11 @@ enum Backend {
     },
 }
 
-/// The pools of this process's PostgreSQL key-value stores, one per address, made (and the
-/// table created) on first use; every mount on one database shares its pool.
+/// The process's pool for `url` (shared with everything else on that database), with the
+/// key-value table created or upgraded on first use.
 fn pool(url: &str) -> Result<Pg> {
-    static POOLS: OnceLock<Mutex<HashMap<String, Pg>>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(Mutex::default)
-        .lock()
-        .map_err(|_| Error::new(ErrorKind::Internal, "plugin key-value pools lock poisoned"))?;
-    if let Some(pg) = pools.get(url) {
-        return Ok(pg.clone());
-    }
-    let pg = Pg::connect(
+    static MIGRATED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let pg = Pg::shared(
         url,
         PgOptions {
             max_connections: PG_CONNECTIONS,
@@ -77,8 +70,14 @@ fn pool(url: &str) -> Result<Pg> {
             ..PgOptions::default()
         },
     )?;
-    avm_postgres::migrate(&pg, PG_COMPONENT, PG_MIGRATIONS)?;
-    pools.insert(url.to_string(), pg.clone());
+    let mut migrated = MIGRATED
+        .get_or_init(Mutex::default)
+        .lock()
+        .map_err(|_| Error::new(ErrorKind::Internal, "plugin key-value pools lock poisoned"))?;
+    if !migrated.contains(url) {
+        avm_postgres::migrate(&pg, PG_COMPONENT, PG_MIGRATIONS)?;
+        migrated.insert(url.to_string());
+    }
     Ok(pg)
 }
 

@@ -116,7 +116,7 @@ fn lock_cursor(tx: &mut Tx<'_>) -> std::result::Result<Option<i64>, postgres::Er
 impl PgSubs {
     /// Connects and creates or upgrades the tables.
     pub(crate) fn open(url: &str, opts: PgOptions) -> Result<Self> {
-        let pg = Pg::connect(url, opts)?;
+        let pg = Pg::shared(url, opts)?;
         avm_postgres::migrate(&pg, COMPONENT, MIGRATIONS)?;
         let me = format!("{}-{}", std::process::id(), random_hex(6)?);
         Ok(PgSubs { pg, me })

@@ -82,7 +82,7 @@ impl PgStore {
     /// Connects to `url`, creating or upgrading the tables (safe when several hosts start at
     /// once).
     pub fn open(url: &str, opts: PgStoreOptions) -> Result<PgStore> {
-        let pg = Pg::connect(
+        let pg = Pg::shared(
             url,
             PgOptions {
                 max_connections: opts.max_connections,
