@@ -24,97 +24,97 @@ use avm_core::{
 };
 
 create_exception!(
-    _avm,
+    avm,
     AVMError,
     PyException,
     "Base class of every error avm reports."
 );
 create_exception!(
-    _avm,
+    avm,
     NotFound,
     AVMError,
     "The path (or version, or link) does not exist."
 );
 create_exception!(
-    _avm,
+    avm,
     NotADirectory,
     AVMError,
     "A file was used where a directory was expected."
 );
 create_exception!(
-    _avm,
+    avm,
     IsADirectory,
     AVMError,
     "A directory was used where a file was expected."
 );
 create_exception!(
-    _avm,
+    avm,
     AlreadyExists,
     AVMError,
     "The target exists and the operation refuses to overwrite it."
 );
 create_exception!(
-    _avm,
+    avm,
     NotEmpty,
     AVMError,
     "A directory that must be empty is not."
 );
 create_exception!(
-    _avm,
+    avm,
     PermissionDenied,
     AVMError,
     "The caller may not do this; the message names the rule that refused."
 );
 create_exception!(
-    _avm,
+    avm,
     ReadOnly,
     AVMError,
     "The path is served by a provider that does not accept writes."
 );
 create_exception!(
-    _avm,
+    avm,
     InvalidInput,
     AVMError,
     "The request itself is malformed (bad path, bad query, bad JSON, ...)."
 );
 create_exception!(
-    _avm,
+    avm,
     Unsupported,
     AVMError,
     "The provider does not offer this operation or suffix."
 );
 create_exception!(
-    _avm,
+    avm,
     TooLarge,
     AVMError,
     "The input or output exceeds a configured limit."
 );
 create_exception!(
-    _avm,
+    avm,
     Busy,
     AVMError,
     "A resource stayed locked past the configured timeout."
 );
 create_exception!(
-    _avm,
+    avm,
     StorageFull,
     AVMError,
     "The storage behind the store is full."
 );
 create_exception!(
-    _avm,
+    avm,
     TimedOut,
     AVMError,
     "The operation ran past its deadline."
 );
 create_exception!(
-    _avm,
+    avm,
     Unavailable,
     AVMError,
     "A backing resource (database file, remote service, model) cannot be used."
 );
 create_exception!(
-    _avm,
+    avm,
     Internal,
     AVMError,
     "A bug or an unexpected failure inside avm."

@@ -8,6 +8,8 @@ from avm import AVM, EdgeType, Node
 
 def test_read_missing_is_none(vm):
     assert vm.read("/memory/nothing-here.md") is None
+    # As in the reference, nothing below a prefix is an empty list.
+    assert vm.list("/memory/nothing-here") == []
 
 
 def test_write_returns_a_node_with_the_reference_attributes(vm):
@@ -89,6 +91,7 @@ def test_every_error_is_an_avm_error_subclass():
     assert len(set(kinds)) == 15
     for k in kinds:
         assert issubclass(k, avm.AVMError) and issubclass(k, Exception)
+        assert k.__module__ == "avm"
 
 
 def test_errors_carry_avms_kind_and_message(vm):

@@ -345,8 +345,12 @@ class AVM:
         return int(data.get("count", 1)) > 0
 
     def list(self, prefix: str = "/", limit: int = 100) -> List[Node]:
-        """The nodes below ``prefix`` (every depth, in path order), at most ``limit``."""
-        entries, _ = self._core.list(prefix, True, limit, 0)
+        """The nodes below ``prefix`` (every depth, in path order), at most ``limit``; ``[]``
+        when there is nothing at ``prefix``."""
+        try:
+            entries, _ = self._core.list(prefix, True, limit, 0)
+        except NotFound:
+            return []
         nodes = []
         for e in entries:
             if e.get("kind") not in (None, "file", "symlink"):
