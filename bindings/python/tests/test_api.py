@@ -66,6 +66,9 @@ def test_links_and_history(vm):
     h = vm.history("/memory/a.md")
     assert [d.version for d in h] == [3, 2, 1]
     assert h[0].changed_at is not None
+    assert [d.change_type for d in h] == ["update", "update", "create"]
+    assert "+alpha 3" in h[0].diff_content and "-alpha 2" in h[0].diff_content
+    assert vm.as_agent("bob").write("/memory/a.md", "alpha 4") and vm.history("/memory/a.md")[0].agent == "bob"
     assert len(vm.history("/memory/a.md", limit=1)) == 1
 
 

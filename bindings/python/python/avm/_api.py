@@ -415,23 +415,23 @@ class AVM:
         return [Edge._from(d) for d in data or []]
 
     def history(self, path: str, limit: int = 10) -> List[NodeDiff]:
-        """The changes of ``path``, newest first."""
-        _, data = self._core.read_suffix(path, "history", [("limit", str(limit))])
-        rows = data if isinstance(data, list) else (data or {}).get("history", [])
-        out = []
-        for d in rows:
-            out.append(
-                NodeDiff(
-                    node_path=d.get("path", path),
-                    version=d.get("version", 0),
-                    change_type=d.get("change_type") or d.get("kind") or "",
-                    changed_at=_time(d.get("changed_at") or d.get("at")),
-                    diff_content=d.get("diff") or d.get("diff_content"),
-                    agent=d.get("agent"),
-                    raw=d,
-                )
+        """The changes of ``path``, newest first, each with its unified diff against the
+        version before."""
+        _, rows = self._core.read_suffix(
+            path, "history", [("limit", str(limit)), ("verbose", "1")]
+        )
+        return [
+            NodeDiff(
+                node_path=path,
+                version=d.get("version", 0),
+                change_type=d.get("kind") or "",
+                changed_at=_time(d.get("at")),
+                diff_content=d.get("diff"),
+                agent=d.get("author"),
+                raw=d,
             )
-        return out
+            for d in rows or []
+        ]
 
     def mv(self, src: str, dst: str, *, force: bool = False) -> int:
         """Moves a node or a subtree (``avm mv``): how many nodes moved. An existing
