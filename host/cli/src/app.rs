@@ -222,6 +222,30 @@ impl App {
         })
     }
 
+    /// Opens avm as `avm [--db DB] [--config FILE] [--agent NAME]` would, for a front end that
+    /// embeds it (the Python bindings): the same configuration sources (system and user files,
+    /// `AVM_*` variables, `AVM_CONFIG` when `config` is not given), the same mounts, services
+    /// and policy. `agent` becomes [`App::caller`] (else the configured agent, else the
+    /// operator).
+    pub fn open_with(
+        db: Option<PathBuf>,
+        config: Option<PathBuf>,
+        agent: Option<String>,
+    ) -> Result<App> {
+        // clap reads AVM_CONFIG for the command; here it is read by hand.
+        let config = config.or_else(|| {
+            std::env::var_os("AVM_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        App::open(&Global {
+            db,
+            config,
+            agent,
+            json: false,
+        })
+    }
+
     /// Reads `address` as `caller`: through a running `avm serve` on this database when one
     /// answers on its socket (warm tokenizer, topic and vector indexes, model), else directly.
     pub fn read_warm(&self, caller: &Caller, address: &str) -> Result<avm_core::Output> {
