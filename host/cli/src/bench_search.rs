@@ -131,6 +131,7 @@ fn one_size(
     let app = crate::app::App::open(&g)?;
     let caller = app.caller.clone();
     fill_prose(&app.host, n, 11)?;
+    avm_benches::analyze(url)?;
     let mut rng = Rng::new(13);
     let qs: Vec<String> = (0..questions)
         .map(|_| prose::question(&mut rng).text)
