@@ -144,6 +144,17 @@ impl Pg {
         if config.get_application_name().is_none() {
             config.application_name("avm");
         }
+        // Statements are prepared once per connection (see `client`), and after five runs
+        // PostgreSQL may switch a prepared statement to a generic plan, chosen without the
+        // parameters: for a search, a plan that cannot tell a rare word's `tsquery` from a
+        // common one's, 10x slower when measured. Plan each run with its parameters instead;
+        // the saved round trip stays.
+        let options = match config.get_options() {
+            Some(o) if o.contains("plan_cache_mode") => o.to_string(),
+            Some(o) => format!("{o} -c plan_cache_mode=force_custom_plan"),
+            None => "-c plan_cache_mode=force_custom_plan".to_string(),
+        };
+        config.options(&options);
         let target = describe(&config);
         if config.get_ssl_mode() == postgres::config::SslMode::Require {
             return Err(Error::new(
