@@ -201,47 +201,59 @@ impl Client {
     }
 }
 
-impl Queries for Client {
-    fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        let inner = &mut self.inner;
-        self.cache.get(sql, |t| inner.prepare(t))
-    }
-    fn query<S: Sql + ?Sized>(
-        &mut self,
-        s: &S,
-        params: &Params<'_>,
-    ) -> Result<Vec<Row>, postgres::Error> {
-        run!(self, s, |c, stmt| c.query(&stmt, params))
-    }
-    fn execute<S: Sql + ?Sized>(
-        &mut self,
-        s: &S,
-        params: &Params<'_>,
-    ) -> Result<u64, postgres::Error> {
-        run!(self, s, |c, stmt| c.execute(&stmt, params))
-    }
-    fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        self.inner.batch_execute(sql)
-    }
-    fn raw_one(&mut self, s: &Statement, params: &Params<'_>) -> Result<Row, postgres::Error> {
-        let out = self.inner.query_one(s, params);
-        if let Err(e) = &out {
-            self.cache.failed(s, e);
+/// [`Queries`] for a type with `inner` (a `postgres::Client` or `Transaction`, which have the
+/// same methods) and `cache` fields.
+macro_rules! queries_impl {
+    ($t:ty) => {
+        impl Queries for $t {
+            fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+                let inner = &mut self.inner;
+                self.cache.get(sql, |t| inner.prepare(t))
+            }
+            fn query<S: Sql + ?Sized>(
+                &mut self,
+                s: &S,
+                params: &Params<'_>,
+            ) -> Result<Vec<Row>, postgres::Error> {
+                run!(self, s, |c, stmt| c.query(&stmt, params))
+            }
+            fn execute<S: Sql + ?Sized>(
+                &mut self,
+                s: &S,
+                params: &Params<'_>,
+            ) -> Result<u64, postgres::Error> {
+                run!(self, s, |c, stmt| c.execute(&stmt, params))
+            }
+            fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+                self.inner.batch_execute(sql)
+            }
+            fn raw_one(
+                &mut self,
+                s: &Statement,
+                params: &Params<'_>,
+            ) -> Result<Row, postgres::Error> {
+                let out = self.inner.query_one(s, params);
+                if let Err(e) = &out {
+                    self.cache.failed(s, e);
+                }
+                out
+            }
+            fn raw_opt(
+                &mut self,
+                s: &Statement,
+                params: &Params<'_>,
+            ) -> Result<Option<Row>, postgres::Error> {
+                let out = self.inner.query_opt(s, params);
+                if let Err(e) = &out {
+                    self.cache.failed(s, e);
+                }
+                out
+            }
         }
-        out
-    }
-    fn raw_opt(
-        &mut self,
-        s: &Statement,
-        params: &Params<'_>,
-    ) -> Result<Option<Row>, postgres::Error> {
-        let out = self.inner.query_opt(s, params);
-        if let Err(e) = &out {
-            self.cache.failed(s, e);
-        }
-        out
-    }
+    };
 }
+
+queries_impl!(Client);
 
 /// A transaction on a [`Client`], sharing its prepared statements.
 pub struct Tx<'a> {
@@ -269,47 +281,7 @@ impl Tx<'_> {
     }
 }
 
-impl Queries for Tx<'_> {
-    fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        let inner = &mut self.inner;
-        self.cache.get(sql, |t| inner.prepare(t))
-    }
-    fn query<S: Sql + ?Sized>(
-        &mut self,
-        s: &S,
-        params: &Params<'_>,
-    ) -> Result<Vec<Row>, postgres::Error> {
-        run!(self, s, |c, stmt| c.query(&stmt, params))
-    }
-    fn execute<S: Sql + ?Sized>(
-        &mut self,
-        s: &S,
-        params: &Params<'_>,
-    ) -> Result<u64, postgres::Error> {
-        run!(self, s, |c, stmt| c.execute(&stmt, params))
-    }
-    fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        self.inner.batch_execute(sql)
-    }
-    fn raw_one(&mut self, s: &Statement, params: &Params<'_>) -> Result<Row, postgres::Error> {
-        let out = self.inner.query_one(s, params);
-        if let Err(e) = &out {
-            self.cache.failed(s, e);
-        }
-        out
-    }
-    fn raw_opt(
-        &mut self,
-        s: &Statement,
-        params: &Params<'_>,
-    ) -> Result<Option<Row>, postgres::Error> {
-        let out = self.inner.query_opt(s, params);
-        if let Err(e) = &out {
-            self.cache.failed(s, e);
-        }
-        out
-    }
-}
+queries_impl!(Tx<'_>);
 
 /// The pool's connection manager: PostgreSQL connections, each with a statement cache.
 #[derive(Debug)]
