@@ -17,6 +17,12 @@ fn with_toolchain(env: &Env, args: &[&str]) -> crate::Run {
         std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| home.join(".rustup").into()),
     )
     .env("CARGO", env!("CARGO"));
+    // The toolchain these tests run under (pinned, with the wasm32-wasip2 target .ci/run adds),
+    // not rustup's default one, which the scaffold outside the repository would otherwise get:
+    // that one may lack the target, or be mid-update (a run failed as rustup synced "stable").
+    if let Some(t) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        c.env("RUSTUP_TOOLCHAIN", t);
+    }
     crate::Run::from_output(c.output().unwrap())
 }
 
