@@ -41,15 +41,10 @@ fn command_for(v: &Value, event: &str) -> String {
 /// Runs a hook command as the agent does: `sh -c COMMAND` in `cwd`, `input` on stdin.
 fn run_as_agent(env: &Env, command: &str, cwd: &Path, input: &Value) -> (Run, Duration) {
     let t = Instant::now();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.path("home"))
-        .env("XDG_DATA_HOME", env.path("data"))
-        .env("XDG_CONFIG_HOME", env.path("config"))
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(command).current_dir(cwd);
+    let mut child = env
+        .isolate(&mut sh)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -97,14 +97,19 @@ impl Env {
     /// An `avm` command with this environment.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_avm"));
-        c.args(args)
-            .env_clear()
+        c.args(args);
+        self.isolate(&mut c).stdin(Stdio::null());
+        c
+    }
+
+    /// `c` with only PATH from the caller's environment, and this environment's home, data
+    /// and configuration directories.
+    pub fn isolate<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.path("home"))
             .env("XDG_DATA_HOME", self.path("data"))
             .env("XDG_CONFIG_HOME", self.path("config"))
-            .stdin(Stdio::null());
-        c
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
